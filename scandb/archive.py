@@ -1,0 +1,154 @@
+"""Uniform, safe access to the members of a scan shipped as a zip or as a folder.
+
+Nothing is ever extracted: members are read into memory one at a time, with reads bounded
+by a limit the caller derives from the shapes it expects (a zip bomb cannot inflate past
+it). Member names that escape the scan (``..``, absolute paths), symbolic links and
+duplicated names are refused, and junk that archivers add is skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from .errors import BadScanError
+
+JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", ".gitkeep"}
+
+
+def is_junk(name: str) -> bool:
+    """Files archivers and desktops add that are never part of a scan."""
+    parts = PurePosixPath(name).parts
+    return any(p == "__MACOSX" or p in JUNK_NAMES or p.startswith("._") for p in parts)
+
+
+class Archive:
+    """A scan's files by relative POSIX name; subclasses read a zip or a folder."""
+
+    label: str
+    """The path users gave, for messages."""
+
+    def names(self) -> list[str]:
+        raise NotImplementedError
+
+    def size(self, name: str) -> int:
+        raise NotImplementedError
+
+    def read(self, name: str, limit: int) -> bytes:
+        """The member's bytes; refuses a member larger than ``limit`` without inflating it."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _bad(self, member: str | None, problem: str) -> BadScanError:
+        return BadScanError(self.label, member, problem)
+
+    def _check_limit(self, name: str, size: int, limit: int) -> None:
+        if size > limit:
+            raise self._bad(name, f"member inflates to {size} bytes, more than the {limit} "
+                                  "its shape allows (refusing a possible zip bomb)")
+
+
+def check_member_name(archive: Archive, name: str) -> str:
+    """The normalised name, or an error when it could escape the scan."""
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise archive._bad(name, "absolute path in archive; refused")
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    if ".." in parts:
+        raise archive._bad(name, "path escapes the scan ('..'); refused")
+    return "/".join(p for p in parts if p not in ("", "."))
+
+
+class ZipArchive(Archive):
+    def __init__(self, path: Path):
+        self.label = str(path)
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as exc:
+            raise self._bad(None, f"not a readable zip file ({exc})") from None
+        except OSError as exc:
+            raise self._bad(None, f"cannot open ({exc.strerror or exc})") from None
+        self._infos: dict[str, zipfile.ZipInfo] = {}
+        for info in self._zip.infolist():
+            if info.is_dir() or is_junk(info.filename):
+                continue
+            name = check_member_name(self, info.filename)
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise self._bad(info.filename, "symbolic link in archive; refused")
+            if name in self._infos:
+                raise self._bad(info.filename, "member name appears twice in the archive")
+            self._infos[name] = info
+
+    def names(self) -> list[str]:
+        return list(self._infos)
+
+    def size(self, name: str) -> int:
+        return self._infos[name].file_size
+
+    def read(self, name: str, limit: int) -> bytes:
+        info = self._infos[name]
+        self._check_limit(name, info.file_size, limit)
+        try:
+            with self._zip.open(info) as member:
+                data = member.read(limit + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
+            raise self._bad(name, f"cannot read member ({exc})") from None
+        self._check_limit(name, len(data), limit)
+        return data
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+class FolderArchive(Archive):
+    def __init__(self, path: Path):
+        self.label = str(path)
+        self._root = path
+        self._names: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(path):
+            rel_dir = Path(dirpath).relative_to(path)
+            for entry in dirnames + filenames:
+                full = Path(dirpath, entry)
+                if full.is_symlink():
+                    raise self._bad((rel_dir / entry).as_posix(), "symbolic link in scan folder; refused")
+            dirnames[:] = [d for d in dirnames if not is_junk(d)]
+            for filename in filenames:
+                name = (rel_dir / filename).as_posix()
+                if not is_junk(name):
+                    self._names.append(name)
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def size(self, name: str) -> int:
+        return (self._root / name).stat().st_size
+
+    def read(self, name: str, limit: int) -> bytes:
+        path = self._root / name
+        try:
+            with open(path, "rb") as f:
+                self._check_limit(name, os.fstat(f.fileno()).st_size, limit)
+                data = f.read(limit + 1)
+        except OSError as exc:
+            raise self._bad(name, f"cannot read ({exc.strerror or exc})") from None
+        self._check_limit(name, len(data), limit)
+        return data
+
+
+def open_archive(path: str | os.PathLike) -> Archive:
+    path = Path(path)
+    if path.is_dir():
+        return FolderArchive(path)
+    if not path.exists():
+        raise BadScanError(str(path), None, "no such file or folder")
+    return ZipArchive(path)

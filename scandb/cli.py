@@ -1,0 +1,161 @@
+"""The command line: parses arguments, calls the library, prints. Nothing else."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .database import DEFAULT_DB, Database
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, BadScanError, ScandbError
+
+EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 bad input (a scan is
+invalid, the summary says which and why); 4 database problem (in use, read-only, wrong
+schema revision, disk full)."""
+
+db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
+                         default=DEFAULT_DB, show_default=True, help="Database file.")
+wait_option = click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
+                           help="How long to wait for another process that holds the database.")
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"scandb: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, "-V", "--version", prog_name="scandb")
+def cli() -> None:
+    """Sensorium-style recording scans in one DuckDB database.
+
+    Ingest scan zips or folders, query them across scans with SQL (in the DuckDB shell or
+    from Python), and fetch any selection of trials as aligned numpy arrays.
+    """
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@db_option
+@click.option("--replace", is_flag=True, help="Swap in a different file for a scan already in the database.")
+@wait_option
+def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, wait: float) -> None:
+    """Load scans (zips or folders) into the database, one transaction each.
+
+    Re-ingesting the same file does nothing; a different file for a scan already present
+    is refused unless --replace. A bad scan is reported and skipped; the others go in.
+    """
+    from .ingest import ingest as ingest_one
+    from .maintenance import collect_orphans
+
+    failures: list[str] = []
+    statuses: list[str] = []
+    with Database(db_path, read_only=False, wait=wait) as db:
+        db.ensure_schema()
+        collect_orphans(db)
+        for path in paths:
+            try:
+                with _progress(path) as progress:
+                    result = ingest_one(db, path, replace=replace, progress=progress)
+            except BadScanError as exc:
+                click.echo(f"scandb: error: {exc}", err=True)
+                failures.append(f"{path} ({exc.problem})")
+                continue
+            click.echo(result.summary())
+            statuses.append(result.status)
+    if len(paths) > 1:
+        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("ingested", "replaced", "unchanged")
+                           if statuses.count(s))
+        line = f"{len(paths)} scans: {counts or 'none ingested'}"
+        if failures:
+            line += f"; {len(failures)} failed: {'; '.join(failures)}"
+        click.echo(line, err=bool(failures))
+    sys.exit(EXIT_BAD_INPUT if failures else EXIT_OK)
+
+
+class _progress:
+    """A progress bar on a terminal; nothing otherwise (the summary line is printed anyway)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.bar = None
+
+    def __enter__(self):
+        if not sys.stderr.isatty():
+            return None
+        from tqdm import tqdm
+
+        def update(n: int) -> None:
+            if self.bar is None:
+                self.bar = tqdm(desc=self.path.name[:40], unit="trial", leave=False, file=sys.stderr)
+            self.bar.update(n)
+        return update
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+@cli.command()
+@db_option
+def scans(db_path: Path) -> None:
+    """List the scans a database holds."""
+    from .query import format_table
+
+    with Database(db_path) as db:
+        db.check_revision()
+        relation = db.conn.sql(
+            "SELECT scan_key, animal_id, session, scan_idx, n_trials, n_neurons, image_shape, "
+            "source_name, ingested_at FROM scans ORDER BY scan_key")
+        click.echo(format_table(relation.columns, relation.fetchall()))
+
+
+@cli.command()
+@db_option
+@wait_option
+def migrate(db_path: Path, wait: float) -> None:
+    """Create the database, or upgrade its schema to this scandb's revision."""
+    with Database(db_path, read_only=False, wait=wait) as db:
+        before, after = db.upgrade()
+    if before == after:
+        click.echo(f"{db_path}: schema already at revision {after}")
+    else:
+        click.echo(f"{db_path}: schema upgraded from {before or 'empty'} to revision {after}")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="example")
+@click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True, help="How many scans.")
+@click.option("--trials", type=click.IntRange(2, 100_000), default=60, show_default=True)
+@click.option("--neurons", type=click.IntRange(1, 100_000), default=50, show_default=True)
+def example(directory: Path, count: int, trials: int, neurons: int) -> None:
+    """Write small synthetic example scans (zips) to try scandb on."""
+    from .synthetic import write_example
+
+    for path in write_example(directory, count, n_trials=trials, n_neurons=neurons):
+        click.echo(str(path))
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ScandbError as exc:
+        fail(f"error: {exc}", exc.exit_code)
+    except KeyboardInterrupt:
+        fail("interrupted; nothing half-written was kept", 130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # the last line of defence: no tracebacks for users
+        if os.environ.get("SCANDB_DEBUG"):
+            raise
+        fail(f"internal error: {type(exc).__name__}: {exc} (please report it; "
+             "set SCANDB_DEBUG=1 for the traceback)", EXIT_INTERNAL)
+

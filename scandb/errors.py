@@ -1,0 +1,38 @@
+"""The exceptions users see, each mapped to a documented exit code."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_DATABASE = 4
+
+
+class ScandbError(Exception):
+    """Base class: a problem scandb explains in one line."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class BadScanError(ScandbError):
+    """The scan itself is invalid: names the scan, the member and the problem."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, scan: str, member: str | None, problem: str):
+        self.scan, self.member, self.problem = scan, member, problem
+        where = f"{scan}: {member}" if member else scan
+        super().__init__(f"{where}: {problem}")
+
+
+class DatabaseError(ScandbError):
+    """The database cannot be used as asked (locked, wrong revision, read-only, full)."""
+
+    exit_code = EXIT_DATABASE
+
+
+class UsageError(ScandbError):
+    """A request that does not make sense (unknown scan, bad identifier, ...)."""
+
+    exit_code = EXIT_USAGE

@@ -1,0 +1,94 @@
+"""The image store: content-addressed `.npy` files beside the database.
+
+An image's name is the sha256 of its dtype, shape and pixels, so an image repeated within
+a scan, or shown in several scans (the shared test images), is stored once. Files are
+written to a temporary name and renamed into place, so a killed ingest never leaves a
+partial file under a real name; files no database row references are orphans, removed
+by ``collect_garbage`` (run at the start of every write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .npyfile import NpyHeader
+
+FANOUT = 2
+"""Hex digits of the hash used as a sub-folder, so no folder holds too many files."""
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    image_hash: str
+    path: str
+    """Relative to the database's folder."""
+    shape: tuple[int, ...]
+    dtype: str
+    n_bytes: int
+
+
+def image_hash(header: NpyHeader, raw: bytes) -> str:
+    """sha256 over dtype, shape and C-order pixels: equal images, equal hash."""
+    data = memoryview(raw)[header.data_offset:]
+    if header.fortran_order:
+        array = np.frombuffer(raw, header.dtype, offset=header.data_offset).reshape(header.shape, order="F")
+        data = memoryview(np.ascontiguousarray(array)).cast("B")
+    digest = hashlib.sha256(f"{header.dtype.str}{header.shape}".encode())
+    digest.update(data)
+    return digest.hexdigest()
+
+
+class ImageStore:
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.created: list[Path] = []
+        """Files this store object wrote: removed again if the ingest rolls back."""
+
+    def relative(self, digest: str) -> str:
+        return f"{self.root.name}/{digest[:FANOUT]}/{digest}.npy"
+
+    def file(self, digest: str) -> Path:
+        return self.root / digest[:FANOUT] / f"{digest}.npy"
+
+    def put(self, header: NpyHeader, raw: bytes) -> StoredImage:
+        """Store the `.npy` bytes of one image unless an equal image is there already."""
+        digest = image_hash(header, raw)
+        target = self.file(digest)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temporary = target.with_name(f".{digest}.{os.getpid()}.tmp")
+            with open(temporary, "wb") as f:
+                f.write(raw)
+            os.replace(temporary, target)
+            self.created.append(target)
+        return StoredImage(digest, self.relative(digest), header.shape, header.dtype.str, header.nbytes)
+
+    def discard_created(self) -> None:
+        """Undo this object's writes (after a rollback)."""
+        for path in self.created:
+            path.unlink(missing_ok=True)
+        self.created.clear()
+
+    def files(self) -> dict[str, Path]:
+        """Every image file in the store, by hash."""
+        if not self.root.is_dir():
+            return {}
+        return {p.stem: p for p in self.root.glob(f"{'?' * FANOUT}/*.npy")}
+
+    def collect_garbage(self, referenced: set[str]) -> int:
+        """Remove files no row references and temporaries of killed writers; returns the count."""
+        removed = 0
+        for digest, path in self.files().items():
+            if digest not in referenced:
+                path.unlink(missing_ok=True)
+                removed += 1
+        if self.root.is_dir():
+            for temporary in self.root.glob(f"{'?' * FANOUT}/.*.tmp"):
+                temporary.unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -1,0 +1,317 @@
+"""Source -> database: one scan in one transaction, bulk inserts through Arrow.
+
+Either every row and image file of a scan lands, or none does: rows roll back with the
+transaction, and image files this ingest created are removed again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from . import __version__, npyfile
+from .database import Database
+from .errors import BadScanError, DatabaseError, ScandbError
+from .images import ImageStore
+from .schema import SCAN_TABLES
+from .source import IMAGE_ID_FILES, Scan, open_scan
+
+CHUNK_TRIALS = 256
+"""Trials read and inserted per batch: bounds memory whatever the scan's size."""
+
+TRIAL_COLUMNS_USED = {"tiers", "frame_image_class", "trial_idx", "frame_trial_ts"}
+NEURON_COLUMNS_USED = {"unit_ids", "area", "layer", "cell_motor_coordinates"}
+TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?")
+
+Progress = Callable[[int], None]
+"""Called with the number of trials just written."""
+
+
+@dataclass
+class IngestResult:
+    source: str
+    scan_key: str
+    status: str
+    """'ingested', 'replaced' or 'unchanged'."""
+    n_trials: int = 0
+    n_neurons: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        if self.status == "unchanged":
+            return f"{self.scan_key}: already ingested from this file ({self.source}); nothing to do"
+        line = (f"{self.scan_key}: {self.status} {self.n_trials} trials, {self.n_neurons} neurons "
+                f"in {self.seconds:.1f} s")
+        return line + "".join(f"; {note}" for note in self.notes)
+
+
+def source_digest(path: Path) -> tuple[str, int]:
+    """sha256 and size of a zip; for a folder, of every file's relative name and bytes."""
+    digest = hashlib.sha256()
+    if path.is_file():
+        with open(path, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256")
+        return digest.hexdigest(), path.stat().st_size
+    size = 0
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        digest.update(f"{file.relative_to(path).as_posix()}\0{len(data)}\0".encode())
+        digest.update(data)
+        size += len(data)
+    return digest.hexdigest(), size
+
+
+def ingest(db: Database, path: str | Path, *, replace: bool = False,
+           progress: Progress | None = None) -> IngestResult:
+    """Put one scan into the database, or explain in one line why not."""
+    started = time.perf_counter()
+    path = Path(path)
+    with open_scan(path) as scan:
+        sha, size = source_digest(path)
+        existing = db.conn.execute("SELECT source_sha256 FROM scans WHERE scan_key = ?", [scan.key]).fetchone()
+        if existing and existing[0] == sha:
+            return IngestResult(str(path), scan.key, "unchanged")
+        if existing and not replace:
+            raise BadScanError(str(path), None, f"scan {scan.key} is already in the database from a different "
+                                                "file; pass --replace to swap it")
+        writer = _ScanWriter(db, scan, progress)
+        writer.write(sha, size, replaced=bool(existing))
+        status = "replaced" if existing else "ingested"
+        return IngestResult(str(path), scan.key, status, scan.n_trials, scan.n_neurons,
+                            time.perf_counter() - started, writer.notes)
+
+
+class _ScanWriter:
+    def __init__(self, db: Database, scan: Scan, progress: Progress | None):
+        self.db, self.conn, self.scan = db, db.conn, scan
+        self.store = ImageStore(db.image_dir)
+        self.progress = progress or (lambda n: None)
+        self.notes: list[str] = []
+
+    def write(self, sha: str, size: int, replaced: bool) -> None:
+        self.conn.execute("BEGIN TRANSACTION")
+        try:
+            if replaced:
+                self._delete_rows()
+            self._write_scan_row(sha, size, replaced)
+            self._write_neurons()
+            self._write_statistics()
+            self._write_files()
+            image_hashes = self._write_trial_data()
+            self._write_trials(image_hashes)
+            if replaced:
+                self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
+            self.conn.execute("COMMIT")
+        except BaseException as exc:
+            self.conn.execute("ROLLBACK")
+            self.store.discard_created()
+            if isinstance(exc, ScandbError) or not isinstance(exc, Exception):
+                raise
+            raise _explain(self.scan, exc) from exc
+        if replaced:
+            referenced = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
+            self.store.collect_garbage(referenced)
+
+    def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
+        self.conn.register("_batch", data)
+        try:
+            self.conn.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM _batch")
+        finally:
+            self.conn.unregister("_batch")
+
+    def _delete_rows(self) -> None:
+        for table in SCAN_TABLES:
+            self.conn.execute(f"DELETE FROM {table.name} WHERE scan_key = ?", [self.scan.key])
+
+    def _write_scan_row(self, sha: str, size: int, replaced: bool) -> None:
+        s, data = self.scan, self.scan.data
+        row = dict(scan_key=s.key, name=s.name, animal_id=s.animal_id, session=s.session, scan_idx=s.scan_idx,
+                   kind="static", n_trials=s.n_trials, n_neurons=s.n_neurons,
+                   image_shape=list(data["images"].shape), image_dtype=data["images"].dtype.str,
+                   response_dtype=data["responses"].dtype.str, behavior_dtype=data["behavior"].dtype.str,
+                   pupil_center_dtype=data["pupil_center"].dtype.str, source_name=Path(s.label).name,
+                   source_size=size, source_sha256=sha,
+                   ingested_at=datetime.now(timezone.utc).replace(tzinfo=None), scandb_version=__version__)
+        if replaced:
+            columns = ", ".join(f"{name} = ?" for name in row if name != "scan_key")
+            self.conn.execute(f"UPDATE scans SET {columns} WHERE scan_key = ?",
+                              [v for k, v in row.items() if k != "scan_key"] + [s.key])
+        else:
+            names = ", ".join(row)
+            self.conn.execute(f"INSERT INTO scans ({names}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+    def _write_neurons(self) -> None:
+        s, meta = self.scan, self.scan.neurons
+        n = s.n_neurons
+        coords = meta.get("cell_motor_coordinates")
+        columns = {
+            "scan_key": pa.array([s.key] * n),
+            "neuron_idx": pa.array(np.arange(n, dtype=np.int32)),
+            "unit_id": pa.array(meta["unit_ids"].astype(np.int64)),
+            "area": _strings(meta.get("area"), n),
+            "layer": _strings(meta.get("layer"), n),
+        }
+        for axis, name in enumerate("xyz"):
+            columns[name] = pa.array(coords[:, axis].astype(np.float64) if coords is not None else [None] * n,
+                                     pa.float64())
+        columns["extra"] = _json_rows({k: v for k, v in meta.items() if k not in NEURON_COLUMNS_USED}, n)
+        self._insert("neurons", pa.table(columns), "* REPLACE (extra::JSON AS extra)")
+
+    def _write_statistics(self) -> None:
+        stats = self.scan.statistics
+        if not stats:
+            return
+        table = pa.table({
+            "scan_key": [self.scan.key] * len(stats),
+            "variable": [st.variable for st in stats],
+            "source": [st.source for st in stats],
+            "stat": [st.stat for st in stats],
+            "dtype": [st.array.dtype.str for st in stats],
+            "shape": pa.array([list(st.array.shape) for st in stats], pa.list_(pa.int32())),
+            "data": pa.array([st.array.astype(np.float64).ravel() for st in stats], pa.list_(pa.float64())),
+        })
+        self._insert("statistics", table)
+
+    def _write_files(self) -> None:
+        paths, dtypes, shapes, contents = [], [], [], []
+        for rel, raw in sorted(self.scan.files.items()):
+            dtype = shape = None
+            if rel.endswith(".npy"):
+                try:
+                    header = npyfile.parse_header(raw)
+                except npyfile.NpyError as exc:
+                    raise BadScanError(self.scan.label, self.scan.root + rel, str(exc)) from None
+                dtype, shape = header.dtype.str, list(header.shape)
+            paths.append(rel), dtypes.append(dtype), shapes.append(shape), contents.append(raw)
+        table = pa.table({
+            "scan_key": [self.scan.key] * len(paths), "path": paths, "dtype": pa.array(dtypes, pa.string()),
+            "shape": pa.array(shapes, pa.list_(pa.int32())), "content": pa.array(contents, pa.binary()),
+        })
+        self._insert("scan_files", table)
+
+    def _write_trial_data(self) -> list[str]:
+        """Stream every trial's image, responses, behavior and pupil position; returns image hashes."""
+        s = self.scan
+        image_hashes: list[str] = []
+        known = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
+        non_finite = 0
+        lossy = 0
+        for start in range(0, s.n_trials, CHUNK_TRIALS):
+            stop = min(start + CHUNK_TRIALS, s.n_trials)
+            new_images = []
+            for trial in range(start, stop):
+                raw = s.read_trial_bytes("images", trial)
+                stored = self.store.put(npyfile.parse_header(raw), raw)
+                image_hashes.append(stored.image_hash)
+                if stored.image_hash not in known:
+                    known.add(stored.image_hash)
+                    new_images.append(stored)
+            if new_images:
+                self._insert("images", pa.table({
+                    "image_hash": [i.image_hash for i in new_images], "path": [i.path for i in new_images],
+                    "shape": pa.array([list(i.shape) for i in new_images], pa.list_(pa.int32())),
+                    "dtype": [i.dtype for i in new_images], "n_bytes": [i.n_bytes for i in new_images]}))
+
+            responses = s.read_trials("responses", start, stop)
+            as_float32 = responses.astype(np.float32)
+            if responses.dtype != np.float32:
+                lossy += int(np.count_nonzero(as_float32.astype(responses.dtype) != responses))
+            non_finite += int(np.count_nonzero(~np.isfinite(as_float32)))
+            trial_ids = pa.array(np.arange(start, stop, dtype=np.int32))
+            keys = pa.array([s.key] * (stop - start))
+            flat = pa.array(as_float32.ravel())
+            self._insert("responses", pa.table({
+                "scan_key": keys, "trial_id": trial_ids,
+                "response": pa.FixedSizeListArray.from_arrays(flat, s.n_neurons)}), "* REPLACE (response::REAL[] AS response)")
+
+            behavior = s.read_trials("behavior", start, stop).reshape(stop - start, 3).astype(np.float64)
+            pupil = s.read_trials("pupil_center", start, stop).reshape(stop - start, 2).astype(np.float64)
+            self._insert("behavior", pa.table({
+                "scan_key": keys, "trial_id": trial_ids,
+                "pupil_dilation": behavior[:, 0], "pupil_dilation_derivative": behavior[:, 1],
+                "running_speed": behavior[:, 2], "pupil_x": pupil[:, 0], "pupil_y": pupil[:, 1]}))
+            self.progress(stop - start)
+        if non_finite:
+            self.notes.append(f"{non_finite} NaN/Inf response values kept as they are")
+        if lossy:
+            self.notes.append(f"{lossy} {s.data['responses'].dtype} response values rounded to float32")
+        return image_hashes
+
+    def _write_trials(self, image_hashes: list[str]) -> None:
+        s, meta = self.scan, self.scan.trials
+        n = s.n_trials
+        id_file = next(name for name in IMAGE_ID_FILES if name in meta)
+        trial_idx = meta.get("trial_idx")
+        numeric_idx = trial_idx is not None and trial_idx.dtype.kind in "iu"
+        columns = {
+            "scan_key": pa.array([s.key] * n),
+            "trial_id": pa.array(np.arange(n, dtype=np.int32)),
+            "tier": _strings(meta["tiers"], n),
+            "image_id": pa.array(meta[id_file].astype(np.int64)),
+            "image_class": _strings(meta.get("frame_image_class"), n),
+            "trial_idx": pa.array(trial_idx.astype(np.int64) if numeric_idx else [None] * n, pa.int64()),
+            "trial_hash": _strings(None if numeric_idx else trial_idx, n),
+            "timestamp": _timestamps(meta.get("frame_trial_ts"), n),
+            "image_hash": pa.array(image_hashes),
+            "extra": _json_rows({k: v for k, v in meta.items() if k not in TRIAL_COLUMNS_USED and k != id_file}, n),
+        }
+        self._insert("trials", pa.table(columns), "* REPLACE (extra::JSON AS extra)")
+
+
+def _strings(array: np.ndarray | None, n: int) -> pa.Array:
+    if array is None:
+        return pa.array([None] * n, pa.string())
+    return pa.array([_text(v) for v in array.tolist()], pa.string())
+
+
+def _text(value) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _timestamps(array: np.ndarray | None, n: int) -> pa.Array:
+    values = []
+    for value in (array.tolist() if array is not None else [None] * n):
+        match = TIMESTAMP.search(str(value)) if value is not None else None
+        values.append(np.datetime64(match.group(0).replace(" ", "T"), "us") if match else None)
+    return pa.array(values, pa.timestamp("us"))
+
+
+def _json_value(value):
+    """A meta value as JSON: NaN and infinities become null (the exact file is in scan_files)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _json_rows(arrays: dict[str, np.ndarray], n: int) -> pa.Array:
+    """One JSON object per row with every array's value for that row, by file name."""
+    if not arrays:
+        return pa.array([None] * n, pa.string())
+    columns = {name: array.tolist() for name, array in sorted(arrays.items())}
+    return pa.array([json.dumps({name: _json_value(values[i]) for name, values in columns.items()})
+                     for i in range(n)], pa.string())
+
+
+def _explain(scan: Scan, exc: Exception) -> ScandbError:
+    """An unexpected failure while writing, as one line naming the scan."""
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if isinstance(exc, OSError):
+        return DatabaseError(f"{scan.label}: cannot write ({exc.strerror or message})")
+    return DatabaseError(f"{scan.label}: ingest failed and was rolled back ({type(exc).__name__}: {message})")

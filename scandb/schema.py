@@ -1,0 +1,120 @@
+"""The relational model, defined once in SQLAlchemy Core.
+
+Migrations in ``migrations/`` build exactly these tables (a test compares DuckDB's catalog
+of a migrated database with ``metadata.create_all``). Every child table carries the
+readable ``scan_key`` so it can be filtered by scan directly.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+
+def _scan_key(primary_key: bool = True) -> sa.Column:
+    return sa.Column("scan_key", sa.String, sa.ForeignKey("scans.scan_key"),
+                     primary_key=primary_key, nullable=False)
+
+
+scans = sa.Table(
+    "scans", metadata,
+    sa.Column("scan_key", sa.String, primary_key=True, comment="animal-session-scan, e.g. 26872-17-20"),
+    sa.Column("name", sa.String, nullable=False, comment="full folder name of the scan"),
+    sa.Column("animal_id", sa.BigInteger),
+    sa.Column("session", sa.BigInteger),
+    sa.Column("scan_idx", sa.BigInteger),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("n_trials", sa.Integer, nullable=False),
+    sa.Column("n_neurons", sa.Integer, nullable=False),
+    sa.Column("image_shape", sa.ARRAY(sa.Integer), nullable=False),
+    sa.Column("image_dtype", sa.String, nullable=False),
+    sa.Column("response_dtype", sa.String, nullable=False, comment="dtype in the source files"),
+    sa.Column("behavior_dtype", sa.String, nullable=False),
+    sa.Column("pupil_center_dtype", sa.String, nullable=False),
+    sa.Column("source_name", sa.String, nullable=False),
+    sa.Column("source_size", sa.BigInteger, nullable=False),
+    sa.Column("source_sha256", sa.String, nullable=False),
+    sa.Column("ingested_at", sa.DateTime, nullable=False),
+    sa.Column("scandb_version", sa.String, nullable=False),
+)
+
+neurons = sa.Table(
+    "neurons", metadata,
+    _scan_key(),
+    sa.Column("neuron_idx", sa.Integer, primary_key=True, autoincrement=False,
+              comment="0-based position in the response arrays"),
+    sa.Column("unit_id", sa.BigInteger, nullable=False),
+    sa.Column("area", sa.String),
+    sa.Column("layer", sa.String),
+    sa.Column("x", sa.Double),
+    sa.Column("y", sa.Double),
+    sa.Column("z", sa.Double),
+    sa.Column("extra", sa.JSON, comment="every other meta/neurons array, by file name"),
+)
+
+trials = sa.Table(
+    "trials", metadata,
+    _scan_key(),
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False,
+              comment="the file number i of data/<key>/i.npy"),
+    sa.Column("tier", sa.String, nullable=False),
+    sa.Column("image_id", sa.BigInteger, nullable=False),
+    sa.Column("image_class", sa.String),
+    sa.Column("trial_idx", sa.BigInteger, comment="presentation order, when numeric"),
+    sa.Column("trial_hash", sa.String, comment="presentation key, when the scan hashes it"),
+    sa.Column("timestamp", sa.DateTime, comment="parsed from frame_trial_ts"),
+    sa.Column("image_hash", sa.String, nullable=False),
+    sa.Column("extra", sa.JSON, comment="every other meta/trials array, by file name"),
+)
+
+behavior = sa.Table(
+    "behavior", metadata,
+    _scan_key(),
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("pupil_dilation", sa.Double, nullable=False),
+    sa.Column("pupil_dilation_derivative", sa.Double, nullable=False),
+    sa.Column("running_speed", sa.Double, nullable=False),
+    sa.Column("pupil_x", sa.Double, nullable=False),
+    sa.Column("pupil_y", sa.Double, nullable=False),
+)
+
+responses = sa.Table(
+    "responses", metadata,
+    _scan_key(),
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("response", sa.ARRAY(sa.REAL), nullable=False,
+              comment="float32, element k belongs to neuron_idx k"),
+)
+
+images = sa.Table(
+    "images", metadata,
+    sa.Column("image_hash", sa.String, primary_key=True, comment="sha256 of dtype, shape and pixels"),
+    sa.Column("path", sa.String, nullable=False, comment=".npy file, relative to the database's folder"),
+    sa.Column("shape", sa.ARRAY(sa.Integer), nullable=False),
+    sa.Column("dtype", sa.String, nullable=False),
+    sa.Column("n_bytes", sa.BigInteger, nullable=False),
+)
+
+statistics = sa.Table(
+    "statistics", metadata,
+    _scan_key(),
+    sa.Column("variable", sa.String, primary_key=True),
+    sa.Column("source", sa.String, primary_key=True, comment="'all' or the stimulus-frame folder, as spelled"),
+    sa.Column("stat", sa.String, primary_key=True),
+    sa.Column("dtype", sa.String, nullable=False),
+    sa.Column("shape", sa.ARRAY(sa.Integer), nullable=False),
+    sa.Column("data", sa.ARRAY(sa.Double), nullable=False, comment="values, flattened in C order"),
+)
+
+scan_files = sa.Table(
+    "scan_files", metadata,
+    _scan_key(),
+    sa.Column("path", sa.String, primary_key=True, comment="relative to the scan root, e.g. meta/trials/tiers.npy"),
+    sa.Column("dtype", sa.String, comment="for .npy files"),
+    sa.Column("shape", sa.ARRAY(sa.Integer), comment="for .npy files"),
+    sa.Column("content", sa.LargeBinary, nullable=False, comment="the file, byte for byte"),
+)
+
+SCAN_TABLES = (neurons, trials, behavior, responses, statistics, scan_files)
+"""Tables holding one scan's rows, children of ``scans``."""

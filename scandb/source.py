@@ -1,0 +1,328 @@
+"""Reading a scan (zip or folder) into validated, typed parts; per-trial data is streamed.
+
+Everything that can be checked without reading every trial is checked when the scan is
+opened: the layout, the meta arrays and their lengths, that data files are numbered
+0..n-1 with no gaps or strays, and the shape and dtype of each key's first file. Each
+trial file read later is checked against that first file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from . import npyfile
+from .archive import Archive, open_archive
+from .errors import BadScanError
+
+DATA_KEYS = ("images", "responses", "behavior", "pupil_center")
+IMAGE_ID_FILES = ("frame_image_id", "colorframeprojector_image_id", "image_id")
+VIDEO_KEYS = ("videos",)
+META_LIMIT = 1 << 30
+"""Largest meta or other non-trial member read (1 GiB): far above any real scan's."""
+HEADER_SLACK = 4096
+"""Bytes a per-trial file may exceed its data size by: room for any `.npy` header."""
+
+NAME_PATTERN = re.compile(r"^(static|dynamic)(\d+)-(\d+)-(\d+)-(.+)$")
+TRIAL_FILE = re.compile(r"^(0|[1-9]\d*)\.npy$")
+
+
+@dataclass(frozen=True)
+class Statistic:
+    variable: str
+    source: str
+    stat: str
+    array: np.ndarray
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """The layout shared by every per-trial file of one key (from trial 0)."""
+
+    key: str
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+@dataclass
+class Scan:
+    """A validated scan: meta arrays in memory, per-trial data read on demand."""
+
+    archive: Archive
+    root: str
+    name: str
+    key: str
+    animal_id: int | None
+    session: int | None
+    scan_idx: int | None
+    n_trials: int
+    n_neurons: int
+    data: dict[str, DataKey]
+    neurons: dict[str, np.ndarray]
+    trials: dict[str, np.ndarray]
+    statistics: list[Statistic]
+    files: dict[str, bytes] = field(repr=False)
+    """Every member outside data/, verbatim, by its path relative to the scan root."""
+
+    @property
+    def label(self) -> str:
+        return self.archive.label
+
+    def member(self, key: str, trial: int) -> str:
+        return f"{self.root}data/{key}/{trial}.npy"
+
+    def read_trial_bytes(self, key: str, trial: int) -> bytes:
+        """The raw `.npy` bytes of one trial file, checked against the key's layout."""
+        layout = self.data[key]
+        name = self.member(key, trial)
+        raw = self.archive.read(name, layout.nbytes + HEADER_SLACK)
+        try:
+            header = npyfile.parse_header(raw)
+        except npyfile.NpyError as exc:
+            raise BadScanError(self.label, name, str(exc)) from None
+        if header.dtype != layout.dtype or header.shape != layout.shape:
+            raise BadScanError(self.label, name, f"{_describe(header.shape, header.dtype)}, but "
+                               f"trial 0 of {key} is {_describe(layout.shape, layout.dtype)}")
+        return raw
+
+    def read_trial(self, key: str, trial: int) -> np.ndarray:
+        raw = self.read_trial_bytes(key, trial)
+        try:
+            return npyfile.load(raw)
+        except npyfile.NpyError as exc:
+            raise BadScanError(self.label, self.member(key, trial), str(exc)) from None
+
+    def read_trials(self, key: str, start: int, stop: int) -> np.ndarray:
+        """Trials ``start..stop-1`` of one key stacked into a ``(stop-start, *shape)`` array."""
+        layout = self.data[key]
+        out = np.empty((stop - start, *layout.shape), dtype=layout.dtype)
+        for row, trial in enumerate(range(start, stop)):
+            out[row] = self.read_trial(key, trial)
+        return out
+
+    def close(self) -> None:
+        self.archive.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _describe(shape, dtype) -> str:
+    return f"shape {tuple(shape)} {np.dtype(dtype).name}"
+
+
+def open_scan(path) -> Scan:
+    """Open and validate a scan; the caller closes it (or uses ``with``)."""
+    archive = open_archive(path)
+    try:
+        return _Reader(archive, Path(path)).read()
+    except BaseException:
+        archive.close()
+        raise
+
+
+class _Reader:
+    def __init__(self, archive: Archive, path: Path):
+        self.archive = archive
+        self.path = path
+        self.label = archive.label
+
+    def bad(self, member: str | None, problem: str) -> BadScanError:
+        return BadScanError(self.label, member, problem)
+
+    def read(self) -> Scan:
+        names = self.archive.names()
+        root = self._find_root(names)
+        rel = {n[len(root):]: n for n in names if n.startswith(root)}
+        name = root.rstrip("/") or _stem(self.path)
+        if name.startswith("dynamic") or any(r.startswith(f"data/{k}/") for r in rel for k in VIDEO_KEYS):
+            raise self.bad(None, "dynamic (video) scans are not supported yet; scandb ingests static scans")
+
+        trial_files = self._data_layout(rel)
+        files = {r: self.archive.read(full, META_LIMIT) for r, full in rel.items()
+                 if not r.startswith("data/")}
+        neurons = self._meta_arrays(root, files, "meta/neurons/")
+        trials = self._meta_arrays(root, files, "meta/trials/")
+        statistics = self._statistics(root, files)
+
+        n_trials = self._trial_count(root, trials, trial_files)
+        data = {key: self._data_key(root, key) for key in DATA_KEYS}
+        n_neurons = self._check_neurons(root, data, neurons)
+        self._check_trials(root, trials)
+        self._check_data_shapes(root, data)
+
+        key, animal, session, scan_idx = _identity(name, neurons)
+        return Scan(self.archive, root, name, key, animal, session, scan_idx, n_trials, n_neurons,
+                    data, neurons, trials, statistics, files)
+
+    # -- layout ---------------------------------------------------------------------------
+
+    def _find_root(self, names: list[str]) -> str:
+        if not names:
+            raise self.bad(None, "empty archive: no files")
+        if any(n.startswith(("data/", "meta/")) for n in names):
+            return ""
+        tops = {n.split("/", 1)[0] for n in names if "/" in n}
+        roots = sorted(t for t in tops if any(n.startswith(f"{t}/data/") for n in names))
+        if len(roots) == 1:
+            return roots[0] + "/"
+        if len(roots) > 1:
+            raise self.bad(None, f"holds several scans ({', '.join(roots)}); give one scan per archive")
+        raise self.bad(None, "not a scan: no data/ folder (expected data/ and meta/, "
+                             "optionally inside one top-level folder)")
+
+    def _data_layout(self, rel: dict[str, str]) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for r, full in rel.items():
+            if not r.startswith("data/"):
+                continue
+            parts = PurePosixPath(r).parts
+            if len(parts) != 3:
+                raise self.bad(full, "unexpected file in data/ (expected data/<key>/<trial>.npy)")
+            key, filename = parts[1], parts[2]
+            if key not in DATA_KEYS:
+                raise self.bad(full, f"unknown data key {key!r}; scandb ingests {', '.join(DATA_KEYS)}")
+            match = TRIAL_FILE.match(filename)
+            if not match:
+                raise self.bad(full, "stray file in data folder (trial files are named <i>.npy)")
+            found.setdefault(key, []).append(int(match.group(1)))
+        for key in DATA_KEYS:
+            if key not in found:
+                raise self.bad(None, f"missing data/{key}/ (a scan has {', '.join(DATA_KEYS)})")
+        return found
+
+    def _trial_count(self, root: str, trials: dict[str, np.ndarray],
+                     trial_files: dict[str, list[int]]) -> int:
+        if "tiers" not in trials:
+            raise self.bad(f"{root}meta/trials/tiers.npy", "missing (every trial needs a tier)")
+        n = len(trials["tiers"])
+        for key, numbers in trial_files.items():
+            numbers.sort()
+            if numbers != list(range(len(numbers))):
+                missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
+                raise self.bad(f"{root}data/{key}/", f"trial files are not numbered 0..{len(numbers) - 1}: "
+                                                     f"missing {_few(missing)}.npy")
+            if len(numbers) != n:
+                raise self.bad(f"{root}data/{key}/", f"{len(numbers)} trial files, but meta/trials "
+                                                     f"arrays have {n} trials")
+        return n
+
+    # -- meta -----------------------------------------------------------------------------
+
+    def _load(self, member: str, raw: bytes) -> np.ndarray:
+        try:
+            return npyfile.load(raw)
+        except npyfile.NpyError as exc:
+            raise self.bad(member, str(exc)) from None
+
+    def _meta_arrays(self, root: str, files: dict[str, bytes], prefix: str) -> dict[str, np.ndarray]:
+        arrays = {}
+        for r, raw in files.items():
+            if r.startswith(prefix) and r.endswith(".npy") and "/" not in r[len(prefix):]:
+                arrays[r[len(prefix):-4]] = self._load(root + r, raw)
+        return arrays
+
+    def _statistics(self, root: str, files: dict[str, bytes]) -> list[Statistic]:
+        out = []
+        for r, raw in sorted(files.items()):
+            parts = PurePosixPath(r).parts
+            if r.startswith("meta/statistics/") and r.endswith(".npy"):
+                if len(parts) != 5:
+                    raise self.bad(root + r, "unexpected statistics file (expected "
+                                             "meta/statistics/<variable>/<source>/<stat>.npy)")
+                array = self._load(root + r, raw)
+                if array.dtype.kind not in "biuf":
+                    raise self.bad(root + r, f"statistics must be numeric, found {array.dtype}")
+                out.append(Statistic(parts[2], parts[3], parts[4][:-4], array))
+        return out
+
+    def _data_key(self, root: str, key: str) -> DataKey:
+        member = f"{root}data/{key}/0.npy"
+        raw = self.archive.read(member, META_LIMIT)
+        array = self._load(member, raw)
+        if array.dtype.kind not in "biuf":
+            raise self.bad(member, f"{key} must be numeric, found dtype {array.dtype}")
+        return DataKey(key, array.dtype, array.shape)
+
+    def _check_data_shapes(self, root: str, data: dict[str, DataKey]) -> None:
+        for key, width in (("behavior", 3), ("pupil_center", 2)):
+            shape = data[key].shape
+            if shape not in ((width,), (1, width)):
+                raise self.bad(f"{root}data/{key}/0.npy", f"shape {shape}, expected ({width},) or (1, {width})")
+        if len(data["images"].shape) < 2:
+            raise self.bad(f"{root}data/images/0.npy", f"shape {data['images'].shape} is not an image")
+
+    def _check_neurons(self, root: str, data: dict[str, DataKey], neurons: dict[str, np.ndarray]) -> int:
+        shape = data["responses"].shape
+        if len(shape) != 1:
+            raise self.bad(f"{root}data/responses/0.npy", f"shape {shape}, expected (n_neurons,)")
+        n = shape[0]
+        if "unit_ids" not in neurons:
+            raise self.bad(f"{root}meta/neurons/unit_ids.npy", "missing (meta/neurons must name every neuron)")
+        for name, array in neurons.items():
+            if array.ndim == 0 or len(array) != n:
+                got = "a scalar" if array.ndim == 0 else f"length {len(array)}"
+                raise self.bad(f"{root}meta/neurons/{name}.npy", f"{got}, but responses have {n} neurons")
+        coords = neurons.get("cell_motor_coordinates")
+        if coords is not None and (coords.ndim != 2 or coords.shape[1] != 3 or coords.dtype.kind not in "iuf"):
+            raise self.bad(f"{root}meta/neurons/cell_motor_coordinates.npy",
+                           f"{_describe(coords.shape, coords.dtype)}, expected ({n}, 3) numbers")
+        if neurons["unit_ids"].dtype.kind not in "iu":
+            raise self.bad(f"{root}meta/neurons/unit_ids.npy", f"unit ids must be integers, found {neurons['unit_ids'].dtype}")
+        return n
+
+    def _check_trials(self, root: str, trials: dict[str, np.ndarray]) -> None:
+        n = len(trials["tiers"])
+        for name, array in trials.items():
+            if array.ndim == 0 or len(array) != n:
+                got = "a scalar" if array.ndim == 0 else f"length {len(array)}"
+                raise self.bad(f"{root}meta/trials/{name}.npy", f"{got}, but tiers.npy has {n} trials")
+        if trials["tiers"].dtype.kind not in "US":
+            raise self.bad(f"{root}meta/trials/tiers.npy", f"tiers must be strings, found {trials['tiers'].dtype}")
+        image_ids = [name for name in IMAGE_ID_FILES if name in trials]
+        if not image_ids:
+            raise self.bad(f"{root}meta/trials/", f"no image id array (one of {', '.join(IMAGE_ID_FILES)}.npy)")
+        ids = trials[image_ids[0]]
+        if ids.dtype.kind not in "iu" and not (ids.dtype.kind == "f" and np.all(np.mod(ids, 1) == 0)):
+            raise self.bad(f"{root}meta/trials/{image_ids[0]}.npy", f"image ids must be integers, found {ids.dtype}")
+
+
+def _few(items: list[int]) -> str:
+    shown = ", ".join(map(str, items[:5]))
+    return shown + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    return name[:-4] if name.lower().endswith(".zip") else name
+
+
+def _identity(name: str, neurons: dict[str, np.ndarray]) -> tuple[str, int | None, int | None, int | None]:
+    """The readable key ``animal-session-scan`` and its parts, from the name or meta/neurons."""
+    match = NAME_PATTERN.match(name)
+    if match:
+        animal, session, scan_idx = (int(g) for g in match.group(2, 3, 4))
+        return f"{animal}-{session}-{scan_idx}", animal, session, scan_idx
+    parts = [_first_int(neurons.get(f)) for f in ("animal_ids", "sessions", "scan_idx")]
+    if all(p is not None for p in parts):
+        return "-".join(map(str, parts)), *parts
+    return name, None, None, None
+
+
+def _first_int(array: np.ndarray | None) -> int | None:
+    if array is None or array.size == 0:
+        return None
+    try:
+        return int(str(array.flat[0]))
+    except ValueError:
+        return None
