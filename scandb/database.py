@@ -138,8 +138,10 @@ class Database:
     # -- lifetime ------------------------------------------------------------------------
 
     def close(self) -> None:
-        self.engine.dispose()
-        self.conn.close()
+        if self.conn is not None:
+            self.engine.dispose()
+            self.conn.close()
+            self.conn = None
 
     def __enter__(self):
         return self

@@ -1,0 +1,36 @@
+"""Fixture generator: small scans in every layout variant of FORMAT.md, written to disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scandb.synthetic import ScanSpec, generate, write_folder, write_zip
+
+VARIANTS: dict[str, dict] = {
+    "common": {},
+    "no_top_folder": {"top_folder": False},
+    "colorframeprojector_ids": {"image_id_file": "colorframeprojector_image_id", "config_json": False},
+    "image_id_name": {"image_id_file": "image_id"},
+    "hashed_trial_idx": {"hashed_trial_idx": True},
+    "behavior_2d": {"behavior_2d": True},
+    "float_images": {"image_dtype": "float32"},
+    "float64_data": {"response_dtype": "float64", "behavior_dtype": "float64", "image_dtype": "float64"},
+    "capital_statistics_folder": {"statistics_folder": "stimulus_Frame"},
+    "junk": {"junk": True},
+    "extra_neuron_meta": {"extra_neuron_meta": ("snr", "depth_rank")},
+    "stored_uncompressed": {"compression": 0},
+}
+"""Spec changes per variant name; together they cover every variant FORMAT.md lists."""
+
+
+def make_scan(directory: Path, variant: str = "common", *, folder: bool = False, **changes) -> Path:
+    """Write one scan (a zip, or a folder when ``folder``) and return its path."""
+    spec = ScanSpec(**{**VARIANTS[variant], **changes})
+    scan = generate(spec)
+    if folder:
+        return write_folder(scan, directory / spec.name)
+    return write_zip(scan, directory / f"{spec.name}.zip")
+
+
+def spec_for(variant: str = "common", **changes) -> ScanSpec:
+    return ScanSpec(**{**VARIANTS[variant], **changes})
