@@ -1,4 +1,9 @@
-"""scandb: Sensorium-style recording scans in one DuckDB database."""
+"""scandb: Sensorium-style recording scans in one DuckDB database.
+
+    import scandb
+    with scandb.connect("scandb.duckdb") as db:
+        arrays = db.fetch("SELECT scan_key, trial_id FROM trials WHERE tier = 'test'")
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -6,3 +11,8 @@ try:
     __version__ = version("scandb")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
+
+from .errors import BadScanError, DatabaseError, ScandbError, UsageError  # noqa: E402
+from .query import ScanDB, connect  # noqa: E402
+
+__all__ = ["connect", "ScanDB", "ScandbError", "BadScanError", "DatabaseError", "UsageError", "__version__"]

@@ -1,6 +1,334 @@
-"""The Python layer: connect, select trials, fetch aligned arrays."""
+"""The Python layer: connect, select trials with SQL, fetch aligned numpy arrays.
+
+A selection is anything naming trials by ``scan_key`` and ``trial_id``: an SQL query
+returning those columns, a DataFrame or Arrow table with them (what ``trials()`` returns),
+or a list of ``(scan_key, trial_id)`` pairs. Arrays come back row by row in the
+selection's order.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from .database import DEFAULT_DB, Database
+from .errors import UsageError
+from .normalize import Normalizer
+from .npyfile import load as load_npy
+
+DATA_KEYS = ("images", "responses", "behavior", "pupil_center")
+BEHAVIOR_COLUMNS = ("pupil_dilation", "pupil_dilation_derivative", "running_speed")
+PUPIL_COLUMNS = ("pupil_x", "pupil_y")
+ARROW_BATCH = 2048
+"""Rows per Arrow batch when exporting list columns (a default batch of wide lists can
+try to allocate tens of GiB on DuckDB 1.5)."""
+
+Selection = str | pd.DataFrame | pa.Table | Sequence[tuple[str, int]]
+
+
+def connect(path: str | Path = DEFAULT_DB, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
+    """Open a scandb database; read-only by default so many processes can read one file."""
+    db = Database(path, read_only=read_only, wait=wait)
+    try:
+        db.check_revision()
+    except BaseException:
+        db.close()
+        raise
+    return ScanDB(db)
+
+
+class ScanDB:
+    """A scandb database opened for queries (a context manager)."""
+
+    def __init__(self, db: Database):
+        self.database = db
+        self.conn: duckdb.DuckDBPyConnection = db.conn
+        self._normalizers: dict[str, Normalizer] = {}
+
+    # -- SQL ------------------------------------------------------------------------------
+
+    def sql(self, query: str, params: Sequence | Mapping | None = None) -> duckdb.DuckDBPyRelation:
+        """A DuckDB relation: ``.df()``, ``.arrow()``, ``.fetchall()``, ``.fetchnumpy()``."""
+        if params is None:
+            return self.conn.sql(query)
+        return self.conn.sql(query, params=params)
+
+    def _df(self, query: str, params: Sequence | Mapping = ()) -> pd.DataFrame:
+        return self.conn.execute(query, params).df()
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def scans(self) -> pd.DataFrame:
+        return self._df("SELECT * FROM scans ORDER BY scan_key")
+
+    def trials(self, scan: str | Iterable[str] | None = None, tier: str | Iterable[str] | None = None,
+               image_id: int | Iterable[int] | None = None, where: str | None = None,
+               params: Sequence | None = None) -> pd.DataFrame:
+        """Trials with behavior and image path, filtered; ``where`` is extra SQL with ``?`` params."""
+        clauses, values = _filters(scan_key=scan, tier=tier, image_id=image_id)
+        if where:
+            clauses.append(f"({where})")
+            values.extend(params or ())
+        return self._df(f"SELECT * FROM trials_full {_where(clauses)} ORDER BY scan_key, trial_id", values)
+
+    def neurons(self, scan: str | Iterable[str] | None = None, area: str | Iterable[str] | None = None,
+                layer: str | Iterable[str] | None = None, unit_id: int | Iterable[int] | None = None
+                ) -> pd.DataFrame:
+        clauses, values = _filters(scan_key=scan, area=area, layer=layer, unit_id=unit_id)
+        return self._df(f"SELECT * FROM neurons {_where(clauses)} ORDER BY scan_key, neuron_idx", values)
+
+    def repeats(self, scan: str, tier: str = "test") -> dict[int, np.ndarray]:
+        """Trial ids of each image shown in a tier, by image id (test images repeat ~10 times)."""
+        rows = self.conn.execute(
+            "SELECT image_id, list(trial_id ORDER BY trial_id) FROM trials WHERE scan_key = ? AND tier = ? "
+            "GROUP BY image_id ORDER BY image_id", [scan, tier]).fetchall()
+        return {image_id: np.array(ids, dtype=np.int64) for image_id, ids in rows}
+
+    def statistic(self, scan: str, variable: str, stat: str, source: str = "all") -> np.ndarray:
+        """One meta/statistics array, with its stored dtype and shape."""
+        row = self.conn.execute(
+            "SELECT dtype, shape, data FROM statistics WHERE scan_key = ? AND variable = ? AND source = ? "
+            "AND stat = ?", [scan, variable, source, stat]).fetchone()
+        if row is None:
+            raise UsageError(f"no statistic {variable}/{source}/{stat} for scan {scan!r}")
+        dtype, shape, data = row
+        return np.array(data, dtype=np.float64).astype(dtype).reshape(shape)
+
+    def file(self, scan: str, path: str) -> np.ndarray | bytes:
+        """A file the scan shipped outside data/ (meta arrays, config.json), as it was."""
+        row = self.conn.execute("SELECT content FROM scan_files WHERE scan_key = ? AND path = ?",
+                                [scan, path]).fetchone()
+        if row is None:
+            raise UsageError(f"scan {scan!r} has no file {path!r}")
+        return load_npy(row[0]).copy() if path.endswith(".npy") else row[0]
+
+    # -- arrays ---------------------------------------------------------------------------
+
+    def fetch(self, selection: Selection, *keys: str, normalize: bool = False,
+              neurons: pd.DataFrame | Mapping[str, Sequence[int]] | None = None, per_scan: bool = False,
+              image_dtype: str | np.dtype | None = None, params: Sequence | None = None
+              ) -> dict[str, np.ndarray] | dict[str, dict[str, np.ndarray]]:
+        """Arrays for the selected trials, aligned row by row with the selection.
+
+        ``keys`` are data keys (images, responses, behavior, pupil_center; all four when
+        none are given) or trial columns of ``trials_full`` by name. ``neurons`` picks
+        neurons per scan, in order: a DataFrame with scan_key and neuron_idx (or unit_id)
+        columns, or a mapping of scan key to neuron_idx lists. With ``per_scan=True`` the
+        result is one dict of arrays per scan key, which allows scans of different sizes.
+        """
+        keys = keys or DATA_KEYS
+        selected = self._resolve(selection, params)
+        if per_scan:
+            out = {}
+            for scan in dict.fromkeys(selected["scan_key"].to_pylist()):
+                mask = pa.compute.equal(selected["scan_key"], scan)
+                out[scan] = self._fetch(selected.filter(mask), keys, normalize, neurons, image_dtype)
+            return out
+        return self._fetch(selected, keys, normalize, neurons, image_dtype)
+
+    def responses(self, selection: Selection, neurons=None, normalize: bool = False) -> np.ndarray:
+        """The (n_trials, n_neurons) float32 response matrix, in the order asked."""
+        return self.fetch(selection, "responses", neurons=neurons, normalize=normalize)["responses"]
+
+    def images(self, selection: Selection, dtype=None, normalize: bool = False) -> np.ndarray:
+        return self.fetch(selection, "images", image_dtype=dtype, normalize=normalize)["images"]
+
+    def _fetch(self, selected: pa.Table, keys: Sequence[str], normalize: bool, neurons, image_dtype
+               ) -> dict[str, np.ndarray]:
+        n = selected.num_rows
+        scans = selected["scan_key"].to_numpy(zero_copy_only=False)
+        self.conn.register("_selection", selected.append_column("pos", pa.array(np.arange(n, dtype=np.int64))))
+        try:
+            self._check_exists(n)
+            out = {}
+            for key in keys:
+                if key == "responses":
+                    out[key] = self._responses(scans, neurons, normalize)
+                elif key == "images":
+                    out[key] = self._images(scans, normalize, image_dtype)
+                elif key == "behavior":
+                    out[key] = self._columns(scans, "behavior", BEHAVIOR_COLUMNS, normalize)
+                elif key == "pupil_center":
+                    out[key] = self._columns(scans, "pupil_center", PUPIL_COLUMNS, normalize)
+                else:
+                    out[key] = self._trial_column(key)
+            return out
+        finally:
+            self.conn.unregister("_selection")
+
+    def _resolve(self, selection: Selection, params: Sequence | None) -> pa.Table:
+        if isinstance(selection, str):
+            try:
+                table = self.conn.execute(selection, params or ()).fetch_arrow_table()
+            except duckdb.Error as exc:
+                raise UsageError(f"selection query failed: {str(exc).splitlines()[0]}") from None
+        elif isinstance(selection, pd.DataFrame):
+            table = pa.Table.from_pandas(selection, preserve_index=False)
+        elif isinstance(selection, pa.Table):
+            table = selection
+        else:
+            pairs = list(selection)
+            table = pa.table({"scan_key": pa.array([p[0] for p in pairs], pa.string()),
+                              "trial_id": pa.array([p[1] for p in pairs], pa.int64())})
+        missing = {"scan_key", "trial_id"} - set(table.column_names)
+        if missing:
+            raise UsageError(f"a selection needs columns scan_key and trial_id; missing {', '.join(sorted(missing))}")
+        return pa.table({"scan_key": table["scan_key"].cast(pa.string()),
+                         "trial_id": table["trial_id"].cast(pa.int64())})
+
+    def _check_exists(self, n: int) -> None:
+        rows = self.conn.execute(
+            "SELECT s.scan_key, s.trial_id FROM _selection s ANTI JOIN trials t USING (scan_key, trial_id) "
+            "ORDER BY s.pos LIMIT 3").fetchall()
+        if rows:
+            shown = ", ".join(f"({k}, {t})" for k, t in rows)
+            raise UsageError(f"selected trials not in the database: {shown}")
+
+    def _ordered(self, select: str, join: str) -> pa.Table:
+        query = f"SELECT {select} FROM _selection s {join} ORDER BY s.pos"
+        return self.conn.execute(query).fetch_record_batch(ARROW_BATCH).read_all()
+
+    def _responses(self, scans: np.ndarray, neurons, normalize: bool) -> np.ndarray:
+        table = self._ordered("r.response", "JOIN responses r USING (scan_key, trial_id)")
+        column = table["response"].combine_chunks()
+        offsets = column.offsets.to_numpy()
+        values = column.values.to_numpy(zero_copy_only=False)
+        lengths = np.diff(offsets)
+        order = list(dict.fromkeys(scans))
+        picks = self._neuron_picks(order, neurons)
+        rows_of = {scan: np.flatnonzero(scans == scan) for scan in order}
+        widths = {scan: len(picks[scan]) if picks else int(lengths[rows[0]]) for scan, rows in rows_of.items()}
+        if len(set(widths.values())) > 1:
+            sizes = ", ".join(f"{s}: {w}" for s, w in widths.items())
+            raise UsageError(f"the selection spans scans with different neuron counts ({sizes}); "
+                             "pass per_scan=True, or neurons= with as many neurons per scan")
+        uniform = len(lengths) > 0 and np.all(lengths == lengths[0])
+        if uniform and picks is None and not normalize:
+            return values[offsets[0]:offsets[-1]].reshape(len(lengths), lengths[0])
+        out = np.empty((len(scans), widths[order[0]] if order else 0), np.float32)
+        for scan, rows in rows_of.items():
+            block = values[offsets[rows][:, None] + np.arange(lengths[rows[0]])]
+            if picks:
+                block = block[:, picks[scan]]
+            if normalize:
+                block = self._normalizer(scan).responses(block, picks[scan] if picks else None)
+            out[rows] = block
+        return out
+
+    def _neuron_picks(self, scans: Iterable[str], neurons) -> dict[str, np.ndarray] | None:
+        if neurons is None:
+            return None
+        picks: dict[str, np.ndarray] = {}
+        if isinstance(neurons, pd.DataFrame):
+            by = "neuron_idx" if "neuron_idx" in neurons.columns else "unit_id"
+            if by not in neurons.columns or "scan_key" not in neurons.columns:
+                raise UsageError("neurons= needs scan_key and neuron_idx (or unit_id) columns")
+            groups = {s: g[by].to_numpy() for s, g in neurons.groupby("scan_key", sort=False)}
+        else:
+            by, groups = "neuron_idx", {s: np.asarray(v) for s, v in neurons.items()}
+        for scan in scans:
+            if scan not in groups:
+                raise UsageError(f"neurons= selects no neurons of scan {scan!r}")
+            picks[scan] = self._neuron_indexes(scan, groups[scan], by)
+        return picks
+
+    def _neuron_indexes(self, scan: str, wanted: np.ndarray, by: str) -> np.ndarray:
+        known = self.conn.execute(f"SELECT {by}, neuron_idx FROM neurons WHERE scan_key = ?", [scan]).fetchnumpy()
+        lookup = dict(zip(known[by].tolist(), known["neuron_idx"].tolist()))
+        unknown = [int(w) for w in wanted if int(w) not in lookup]
+        if unknown:
+            raise UsageError(f"scan {scan!r} has no neurons with {by} {unknown[:5]}")
+        return np.array([lookup[int(w)] for w in wanted], dtype=np.int64)
+
+    def _images(self, scans: np.ndarray, normalize: bool, dtype) -> np.ndarray:
+        table = self._ordered("i.path", "JOIN trials t USING (scan_key, trial_id) JOIN images i USING (image_hash)")
+        paths = table["path"].to_pylist()
+        root = self.database.path.parent
+        loaded = {p: np.load(root / p, allow_pickle=False) for p in dict.fromkeys(paths)}
+        shapes = {a.shape for a in loaded.values()}
+        if len(shapes) > 1:
+            raise UsageError(f"the selection spans scans with different image shapes ({sorted(shapes)}); "
+                             "pass per_scan=True")
+        stacked = np.stack([loaded[p] for p in paths]) if paths else np.empty((0,))
+        if normalize:
+            stacked = self._per_scan(scans, stacked, lambda nz, block: nz.images(block))
+        if dtype is not None:
+            stacked = stacked.astype(dtype)
+        return stacked
+
+    def _columns(self, scans: np.ndarray, key: str, columns: Sequence[str], normalize: bool) -> np.ndarray:
+        names = ", ".join(f"b.{c}" for c in columns)
+        table = self._ordered(names, "JOIN behavior b USING (scan_key, trial_id)")
+        matrix = np.column_stack([table[c].to_numpy() for c in columns]) if table.num_rows else \
+            np.empty((0, len(columns)))
+        dtypes = {self._scan_dtype(s, key) for s in dict.fromkeys(scans)}
+        matrix = matrix.astype(dtypes.pop() if len(dtypes) == 1 else np.float64)
+        if normalize:
+            matrix = self._per_scan(scans, matrix, lambda nz, block: getattr(nz, key)(block))
+        return matrix
+
+    def _trial_column(self, name: str) -> np.ndarray:
+        allowed = {r[0] for r in self.conn.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'trials_full'").fetchall()}
+        if name not in allowed:
+            raise UsageError(f"unknown key {name!r}: use one of {', '.join(DATA_KEYS)} or a trials_full "
+                             f"column ({', '.join(sorted(allowed))})")
+        table = self._ordered(f't."{name}"', "JOIN trials_full t USING (scan_key, trial_id)")
+        return table[name].to_numpy(zero_copy_only=False)
+
+    def _scan_dtype(self, scan: str, key: str) -> np.dtype:
+        row = self.conn.execute(f"SELECT {key}_dtype FROM scans WHERE scan_key = ?", [scan]).fetchone()
+        return np.dtype(row[0])
+
+    def _normalizer(self, scan: str) -> Normalizer:
+        if scan not in self._normalizers:
+            self._normalizers[scan] = Normalizer.from_statistics(
+                lambda variable, stat: self.statistic(scan, variable, stat))
+        return self._normalizers[scan]
+
+    def _per_scan(self, scans: np.ndarray, array: np.ndarray, apply) -> np.ndarray:
+        """Apply a normaliser to each scan's rows; the result is float32."""
+        out = np.empty(array.shape, np.float32)
+        for scan in dict.fromkeys(scans):
+            rows = scans == scan
+            out[rows] = apply(self._normalizer(scan), array[rows])
+        return out
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.database.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _filters(**columns) -> tuple[list[str], list]:
+    """Equality (or IN) clauses with bound parameters; column names are ours, never users'."""
+    clauses, values = [], []
+    for column, value in columns.items():
+        if value is None:
+            continue
+        if isinstance(value, (str, int, np.integer)):
+            clauses.append(f"{column} = ?")
+            values.append(value.item() if isinstance(value, np.integer) else value)
+        else:
+            items = [v.item() if isinstance(v, np.integer) else v for v in value]
+            clauses.append(f"{column} IN ({', '.join('?' * len(items)) or 'NULL'})")
+            values.extend(items)
+    return clauses, values
+
+
+def _where(clauses: list[str]) -> str:
+    return f"WHERE {' AND '.join(clauses)}" if clauses else ""
 
 
 def format_table(columns: list[str], rows: list[tuple]) -> str:

@@ -1,0 +1,52 @@
+"""Views and macros for shell users: plain SQL, so they work in the DuckDB shell.
+
+- trials_full: trials with behavior, pupil position and the image's path and shape;
+- scan_images: the images each scan shows (images are shared, so they carry no scan key);
+- responses_long: one row per (trial, neuron) with the neuron's area and layer;
+- response_at(response, neuron_idx): one neuron's value, with a 0-based index.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-25
+"""
+
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.execute("""
+        CREATE VIEW trials_full AS
+        SELECT t.scan_key, t.trial_id, t.tier, t.image_id, t.image_class, t.trial_idx, t.trial_hash,
+               t."timestamp", b.pupil_dilation, b.pupil_dilation_derivative, b.running_speed,
+               b.pupil_x, b.pupil_y, t.image_hash, i.path AS image_path, i.shape AS image_shape,
+               i.dtype AS image_dtype, t.extra
+        FROM trials t
+        JOIN behavior b USING (scan_key, trial_id)
+        JOIN images i USING (image_hash)
+    """)
+    op.execute("""
+        CREATE VIEW scan_images AS
+        SELECT DISTINCT t.scan_key, t.image_id, i.image_hash, i.path, i.shape, i.dtype
+        FROM trials t JOIN images i USING (image_hash)
+    """)
+    op.execute("CREATE MACRO response_at(response, neuron_idx) AS response[neuron_idx + 1]")
+    op.execute("""
+        CREATE VIEW responses_long AS
+        SELECT r.scan_key, r.trial_id, n.neuron_idx, n.unit_id, n.area, n.layer, t.tier, t.image_id,
+               r.response[n.neuron_idx + 1] AS response
+        FROM responses r
+        JOIN trials t USING (scan_key, trial_id)
+        JOIN neurons n USING (scan_key)
+    """)
+
+
+def downgrade() -> None:
+    op.execute("DROP VIEW responses_long")
+    op.execute("DROP MACRO response_at")
+    op.execute("DROP VIEW scan_images")
+    op.execute("DROP VIEW trials_full")
