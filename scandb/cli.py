@@ -10,7 +10,8 @@ import click
 
 from . import __version__
 from .database import DEFAULT_DB, Database
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, BadScanError, ScandbError
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, BadScanError, DatabaseError, ScandbError
+from .query import connect
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 bad input (a scan is
 invalid, the summary says which and why); 4 database problem (in use, read-only, wrong
@@ -103,14 +104,13 @@ class _progress:
 @db_option
 def scans(db_path: Path) -> None:
     """List the scans a database holds."""
-    from .query import format_table
+    from .output import render
 
-    with Database(db_path) as db:
-        db.check_revision()
-        relation = db.conn.sql(
+    with connect(db_path) as db:
+        columns, rows = db.run(
             "SELECT scan_key, animal_id, session, scan_idx, n_trials, n_neurons, image_shape, "
             "source_name, ingested_at FROM scans ORDER BY scan_key")
-        click.echo(format_table(relation.columns, relation.fetchall()))
+    click.echo(render(columns, rows, "table"))
 
 
 @cli.command()
@@ -124,6 +124,52 @@ def migrate(db_path: Path, wait: float) -> None:
         click.echo(f"{db_path}: schema already at revision {after}")
     else:
         click.echo(f"{db_path}: schema upgraded from {before or 'empty'} to revision {after}")
+
+
+@cli.command()
+@click.argument("query")
+@db_option
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects.")
+def sql(query: str, db_path: Path, as_csv: bool, as_json: bool) -> None:
+    """Run one SQL query (read-only) and print its result.
+
+    Example: scandb sql "SELECT tier, count(*) FROM trials GROUP BY tier"
+    """
+    from .output import render
+
+    if as_csv and as_json:
+        raise click.UsageError("choose one of --csv and --json")
+    with connect(db_path) as db:
+        columns, rows = db.run(query)
+    click.echo(render(columns, rows, "csv" if as_csv else "json" if as_json else "table"))
+
+
+@cli.command()
+@db_option
+@click.option("--write", is_flag=True, help="Open for writing (default: read-only, safe beside other readers).")
+def shell(db_path: Path, write: bool) -> None:
+    """Open the DuckDB shell on the database."""
+    from .shellcmd import find_duckdb_shell
+
+    binary = find_duckdb_shell()
+    if binary is None:
+        raise DatabaseError("the DuckDB shell is not installed; install it with: pip install duckdb-cli")
+    if not db_path.exists():
+        raise DatabaseError(f"{db_path}: no database there (create one with 'scandb ingest')")
+    args = [binary] + ([] if write else ["-readonly"]) + [str(db_path)]
+    os.execv(binary, args)
+
+
+@cli.command()
+@click.argument("scan")
+@db_option
+def info(scan: str, db_path: Path) -> None:
+    """Summarise one scan: trials per tier, neurons per area and layer, images, statistics."""
+    from .output import scan_summary
+
+    with connect(db_path) as db:
+        click.echo(scan_summary(db, scan))
 
 
 @cli.command()

@@ -58,6 +58,14 @@ class ScanDB:
             return self.conn.sql(query)
         return self.conn.sql(query, params=params)
 
+    def run(self, query: str, params: Sequence | Mapping | None = None) -> tuple[list[str], list[tuple]]:
+        """Column names and rows of one query; a failing query is a one-line UsageError."""
+        try:
+            relation = self.conn.execute(query, params or ())
+            return [d[0] for d in relation.description or ()], relation.fetchall()
+        except duckdb.Error as exc:
+            raise UsageError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
+
     def _df(self, query: str, params: Sequence | Mapping = ()) -> pd.DataFrame:
         return self.conn.execute(query, params).df()
 
@@ -329,12 +337,3 @@ def _filters(**columns) -> tuple[list[str], list]:
 
 def _where(clauses: list[str]) -> str:
     return f"WHERE {' AND '.join(clauses)}" if clauses else ""
-
-
-def format_table(columns: list[str], rows: list[tuple]) -> str:
-    """A plain text table, as the DuckDB shell prints one."""
-    cells = [[str(c) for c in columns]] + [["NULL" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + [f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])

@@ -1,0 +1,36 @@
+# Two commands, each sets itself up on a fresh machine:
+#   make demo   install, write example scans, ingest them, query across them
+#   make test   install with the test extras, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXAMPLE := example
+
+.PHONY: demo test install bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test,torch]" "torch==2.13.0"
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	rm -rf $(EXAMPLE)
+	$(BIN)/scandb example $(EXAMPLE) --count 3
+	$(BIN)/scandb ingest $(EXAMPLE)/*.zip --db $(EXAMPLE)/lab.duckdb
+	$(BIN)/scandb sql --db $(EXAMPLE)/lab.duckdb \
+	  "SELECT n.area, t.tier, count(DISTINCT t.scan_key) AS scans, round(avg(r.response[n.neuron_idx + 1]), 4) AS mean_response \
+	   FROM responses r JOIN trials t USING (scan_key, trial_id) JOIN neurons n USING (scan_key) \
+	   GROUP BY ALL ORDER BY ALL"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) $(EXAMPLE) .pytest_cache
