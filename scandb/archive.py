@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import struct
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -17,6 +18,15 @@ from pathlib import Path, PurePosixPath
 from .errors import BadScanError
 
 JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", ".gitkeep"}
+ZIP_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, OverflowError, struct.error, NotImplementedError)
+"""What ``zipfile`` raises on a damaged or unsupported archive (found by fuzzing real zips)."""
+
+
+def _reason(exc: Exception) -> str:
+    """An exception's message without the ZipInfo repr ``zipfile`` embeds in some of them."""
+    if isinstance(exc, RuntimeError) and "encrypted" in str(exc):
+        return "encrypted; scandb reads unencrypted zips only"
+    return str(exc) or type(exc).__name__
 
 
 def is_junk(name: str) -> bool:
@@ -41,6 +51,10 @@ class Archive:
         """The member's bytes; refuses a member larger than ``limit`` without inflating it."""
         raise NotImplementedError
 
+    def check_size(self, name: str, limit: int) -> None:
+        """Refuse a member whose declared size is over ``limit``, before reading any of it."""
+        self._check_limit(name, self.size(name), limit)
+
     def close(self) -> None:
         pass
 
@@ -55,8 +69,8 @@ class Archive:
 
     def _check_limit(self, name: str, size: int, limit: int) -> None:
         if size > limit:
-            raise self._bad(name, f"member inflates to {size} bytes, more than the {limit} "
-                                  "its shape allows (refusing a possible zip bomb)")
+            raise self._bad(name, f"member is {size} bytes uncompressed, more than the {limit} "
+                                  "this scan's shapes need (refusing a possible zip bomb)")
 
 
 def check_member_name(archive: Archive, name: str) -> str:
@@ -74,20 +88,29 @@ class ZipArchive(Archive):
         self.label = str(path)
         try:
             self._zip = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as exc:
-            raise self._bad(None, f"not a readable zip file ({exc})") from None
+        except ZIP_ERRORS as exc:
+            raise self._bad(None, f"not a readable zip file ({_reason(exc)})") from None
         except OSError as exc:
             raise self._bad(None, f"cannot open ({exc.strerror or exc})") from None
-        self._infos: dict[str, zipfile.ZipInfo] = {}
-        for info in self._zip.infolist():
+        try:
+            self._infos = self._index(self._zip.infolist())
+        except BaseException:
+            self._zip.close()
+            raise
+
+    def _index(self, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
+        """Members by normalised name; refuses names that escape, links and duplicates."""
+        index: dict[str, zipfile.ZipInfo] = {}
+        for info in infos:
             if info.is_dir() or is_junk(info.filename):
                 continue
             name = check_member_name(self, info.filename)
             if stat.S_ISLNK(info.external_attr >> 16):
                 raise self._bad(info.filename, "symbolic link in archive; refused")
-            if name in self._infos:
+            if name in index:
                 raise self._bad(info.filename, "member name appears twice in the archive")
-            self._infos[name] = info
+            index[name] = info
+        return index
 
     def names(self) -> list[str]:
         return list(self._infos)
@@ -101,8 +124,8 @@ class ZipArchive(Archive):
         try:
             with self._zip.open(info) as member:
                 data = member.read(limit + 1)
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError) as exc:
-            raise self._bad(name, f"cannot read member ({exc})") from None
+        except (*ZIP_ERRORS, zlib.error, OSError, RuntimeError) as exc:
+            raise self._bad(name, f"cannot read member ({_reason(exc)})") from None
         self._check_limit(name, len(data), limit)
         return data
 
@@ -121,6 +144,8 @@ class FolderArchive(Archive):
                 full = Path(dirpath, entry)
                 if full.is_symlink():
                     raise self._bad((rel_dir / entry).as_posix(), "symbolic link in scan folder; refused")
+                if entry in filenames and not full.is_file():
+                    raise self._bad((rel_dir / entry).as_posix(), "not a regular file (a pipe or device?); refused")
             dirnames[:] = [d for d in dirnames if not is_junk(d)]
             for filename in filenames:
                 name = (rel_dir / filename).as_posix()

@@ -173,6 +173,37 @@ def info(scan: str, db_path: Path) -> None:
 
 
 @cli.command()
+@db_option
+@wait_option
+def verify(db_path: Path, wait: float) -> None:
+    """Check the database and its image store agree; exit 0 when they do, 1 when not.
+
+    Checks the schema revision, that each scan has its n_trials/n_neurons rows and full
+    response lists, and that every image file exists, matches its hash and is referenced.
+    """
+    from .maintenance import verify as verify_database
+
+    with Database(db_path, wait=wait) as db:
+        report = verify_database(db)
+    click.echo(report.text())
+    sys.exit(EXIT_OK if report.ok else 1)
+
+
+@cli.command()
+@click.argument("scan_key")
+@db_option
+@wait_option
+def remove(scan_key: str, db_path: Path, wait: float) -> None:
+    """Delete a scan: its rows, and the image files no other scan uses (all or nothing)."""
+    from .maintenance import remove_scan
+
+    with Database(db_path, read_only=False, wait=wait) as db:
+        db.check_revision()
+        result = remove_scan(db, scan_key)
+    click.echo(result.summary())
+
+
+@cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="example")
 @click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True, help="How many scans.")
 @click.option("--trials", type=click.IntRange(2, 100_000), default=60, show_default=True)

@@ -21,9 +21,15 @@ class BadScanError(ScandbError):
     exit_code = EXIT_BAD_INPUT
 
     def __init__(self, scan: str, member: str | None, problem: str):
+        member, problem = (printable(member) if member else member), printable(problem)
         self.scan, self.member, self.problem = scan, member, problem
         where = f"{scan}: {member}" if member else scan
         super().__init__(f"{where}: {problem}")
+
+
+def printable(text: str) -> str:
+    """Text from inside a scan, with newlines and terminal escapes shown as escapes: one safe line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class DatabaseError(ScandbError):

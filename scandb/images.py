@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,10 @@ class ImageStore:
         self.root = Path(root)
         self.created: list[Path] = []
         """Files this store object wrote: removed again if the ingest rolls back."""
+        self._lock = threading.Lock()
+        self._claimed: set[str] = set()
+        """Hashes this object has written or is writing: ``put`` is called from reader threads."""
+        self._folders: set[Path] = set()
 
     def relative(self, digest: str) -> str:
         return f"{self.root.name}/{digest[:FANOUT]}/{digest}.npy"
@@ -59,20 +64,47 @@ class ImageStore:
         """Store the `.npy` bytes of one image unless an equal image is there already."""
         digest = image_hash(header, raw)
         target = self.file(digest)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            temporary = target.with_name(f".{digest}.{os.getpid()}.tmp")
-            with open(temporary, "wb") as f:
-                f.write(raw)
-            os.replace(temporary, target)
+        with self._lock:
+            mine = digest not in self._claimed
+            self._claimed.add(digest)
+        if mine and not target.exists():
+            self._write(target, raw)
             self.created.append(target)
         return StoredImage(digest, self.relative(digest), header.shape, header.dtype.str, header.nbytes)
 
+    def _write(self, target: Path, raw: bytes) -> None:
+        """Write under a temporary name, then rename: a real name never holds a partial file."""
+        if target.parent not in self._folders:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(target.parent)
+        temporary = target.with_name(f".{target.stem}.{os.getpid()}.tmp")
+        try:
+            with open(temporary, "wb") as f:
+                f.write(raw)
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            self._folders.discard(target.parent)
+            _remove_if_empty(target.parent)
+            raise
+
     def discard_created(self) -> None:
-        """Undo this object's writes (after a rollback)."""
+        """Undo this object's writes (after a rollback), folders included."""
         for path in self.created:
             path.unlink(missing_ok=True)
+            _remove_if_empty(path.parent)
         self.created.clear()
+
+    def remove(self, digests: set[str]) -> int:
+        """Delete the files of these images (after the rows that named them are gone)."""
+        removed = 0
+        for digest in digests:
+            path = self.file(digest)
+            if path.exists():
+                path.unlink()
+                removed += 1
+            _remove_if_empty(path.parent)
+        return removed
 
     def files(self) -> dict[str, Path]:
         """Every image file in the store, by hash."""
@@ -87,8 +119,22 @@ class ImageStore:
             if digest not in referenced:
                 path.unlink(missing_ok=True)
                 removed += 1
+        for temporary in self.temporaries():
+            temporary.unlink(missing_ok=True)
+            removed += 1
         if self.root.is_dir():
-            for temporary in self.root.glob(f"{'?' * FANOUT}/.*.tmp"):
-                temporary.unlink(missing_ok=True)
-                removed += 1
+            for folder in self.root.iterdir():
+                _remove_if_empty(folder)
         return removed
+
+    def temporaries(self) -> list[Path]:
+        """Half-written files of writers that were killed."""
+        return list(self.root.glob(f"{'?' * FANOUT}/.*.tmp")) if self.root.is_dir() else []
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Drop a fan-out folder once its last file is gone, so undoing a write leaves no trace."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass

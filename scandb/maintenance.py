@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+import duckdb
+
+from . import npyfile
 from .database import Database
-from .images import ImageStore
+from .errors import DatabaseError, UsageError
+from .images import ImageStore, image_hash
+from .schema import SCAN_TABLES
+
+REMOVING = "removing"
+"""``scans.kind`` of a scan whose rows a ``remove`` deleted, until its scans row goes too."""
+SHOWN_PER_CHECK = 5
+"""Problems of one kind listed in a report before the rest are counted."""
 
 
 def referenced_images(db: Database) -> set[str]:
@@ -11,5 +23,220 @@ def referenced_images(db: Database) -> set[str]:
 
 
 def collect_orphans(db: Database) -> int:
-    """Remove image files no row references (left by an ingest that was killed)."""
+    """Clean up after killed writers: image files no row references, unfinished removals."""
+    finish_removals(db)
     return ImageStore(db.image_dir).collect_garbage(referenced_images(db))
+
+
+# -- remove ------------------------------------------------------------------------------
+
+
+@dataclass
+class RemoveResult:
+    scan_key: str
+    n_trials: int
+    files_removed: int
+
+    def summary(self) -> str:
+        return (f"{self.scan_key}: removed {_plural(self.n_trials, 'trial')} and "
+                f"{_plural(self.files_removed, 'image file')} no other scan uses")
+
+
+def remove_scan(db: Database, scan_key: str) -> RemoveResult:
+    """Delete a scan's rows, then the image files no other scan uses.
+
+    DuckDB refuses to delete a parent row in the transaction that deleted its children
+    ("still referenced by a foreign key", measured on 1.5.6), and has no ON DELETE CASCADE.
+    So one transaction deletes every child row and the images only this scan used, and
+    marks the scans row as being removed; a second deletes that row. A writer killed
+    between the two leaves an empty, marked row that the next writer deletes
+    (``collect_orphans``), so the data goes all at once or not at all. Files are deleted
+    after both commits: a file whose row is gone but that survives a kill is an orphan,
+    collected the same way.
+    """
+    found = db.conn.execute("SELECT n_trials, kind FROM scans WHERE scan_key = ?", [scan_key]).fetchone()
+    if found is None:
+        known = [r[0] for r in db.conn.execute(
+            "SELECT scan_key FROM scans WHERE kind <> ? ORDER BY 1", [REMOVING]).fetchall()]
+        raise UsageError(f"{db.path}: no scan {scan_key!r} (it holds: {', '.join(known) or 'nothing'})")
+    unused = _delete_scan_rows(db, scan_key)
+    finish_removals(db)
+    files_removed = ImageStore(db.image_dir).remove(unused)
+    return RemoveResult(scan_key, found[0], files_removed)
+
+
+def _delete_scan_rows(db: Database, scan_key: str) -> set[str]:
+    """Transaction 1 of a removal; returns the hashes of images no scan uses any more."""
+    conn = db.conn
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for table in SCAN_TABLES:
+            conn.execute(f"DELETE FROM {table.name} WHERE scan_key = ?", [scan_key])
+        unused = {r[0] for r in conn.execute(
+            "DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials) "
+            "RETURNING image_hash").fetchall()}
+        conn.execute("UPDATE scans SET kind = ?, n_trials = 0, n_neurons = 0, source_sha256 = '' "
+                     "WHERE scan_key = ?", [REMOVING, scan_key])
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        _rollback(conn)
+        if isinstance(exc, duckdb.Error):
+            raise DatabaseError(f"{db.path}: removing {scan_key} failed and was rolled back "
+                                f"({_first_line(str(exc))})") from None
+        raise
+    return unused
+
+
+def finish_removals(db: Database) -> None:
+    """Transaction 2 of a removal: drop scans rows whose children a removal deleted."""
+    db.conn.execute("DELETE FROM scans WHERE kind = ?", [REMOVING])
+
+
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+# -- verify ------------------------------------------------------------------------------
+
+
+@dataclass
+class VerifyReport:
+    database: str
+    n_scans: int = 0
+    n_trials: int = 0
+    n_images: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        if self.ok:
+            return (f"{self.database}: ok: {_plural(self.n_scans, 'scan')}, {_plural(self.n_trials, 'trial')}, "
+                    f"{_plural(self.n_images, 'image file')} checked")
+        head = f"{self.database}: {_plural(len(self.problems), 'problem')}"
+        return "\n".join([head] + [f"  {p}" for p in self.problems])
+
+    def add(self, problems: list[str]) -> None:
+        """Record a check's problems, listing a few and counting the rest."""
+        self.problems.extend(problems[:SHOWN_PER_CHECK])
+        if len(problems) > SHOWN_PER_CHECK:
+            self.problems.append(f"... and {len(problems) - SHOWN_PER_CHECK} more like the above")
+
+
+def verify(db: Database) -> VerifyReport:
+    """Check that the rows agree with each other and with the image files on disk."""
+    report = VerifyReport(str(db.path))
+    try:
+        db.check_revision()
+    except DatabaseError as exc:
+        report.problems.append(str(exc))
+        return report
+    report.n_scans, report.n_trials = db.conn.execute(
+        "SELECT count(*), coalesce(sum(n_trials), 0) FROM scans").fetchone()
+    report.add(_interrupted_removals(db))
+    report.add(_row_count_problems(db))
+    report.add(_response_length_problems(db))
+    report.add(_image_row_problems(db))
+    file_problems, report.n_images = _image_file_problems(db)
+    report.add(file_problems)
+    report.add(_orphan_file_problems(db))
+    return report
+
+
+def _interrupted_removals(db: Database) -> list[str]:
+    rows = db.conn.execute("SELECT scan_key FROM scans WHERE kind = ? ORDER BY 1", [REMOVING]).fetchall()
+    return [f"scan {key}: a removal was interrupted; run 'scandb remove {key}' to finish it" for (key,) in rows]
+
+
+def _row_count_problems(db: Database) -> list[str]:
+    """Each scan has n_trials rows in trials/responses/behavior and n_neurons in neurons."""
+    expected = {"trials": ("n_trials", "trial_id"), "responses": ("n_trials", "trial_id"),
+                "behavior": ("n_trials", "trial_id"), "neurons": ("n_neurons", "neuron_idx")}
+    problems = []
+    for table, (count_column, id_column) in expected.items():
+        rows = db.conn.execute(f"""
+            SELECT s.scan_key, s.{count_column}, count(c.scan_key),
+                   count(*) FILTER (WHERE c.{id_column} < 0 OR c.{id_column} >= s.{count_column})
+            FROM scans s LEFT JOIN {table} c USING (scan_key)
+            WHERE s.kind <> ?
+            GROUP BY ALL ORDER BY 1""", [REMOVING]).fetchall()
+        for key, want, have, out_of_range in rows:
+            if have != want:
+                problems.append(f"scan {key}: {table} has {have} rows, scans.{count_column} says {want}")
+            elif out_of_range:
+                problems.append(f"scan {key}: {table} has {out_of_range} rows with {id_column} outside 0..{want - 1}")
+    return problems
+
+
+def _response_length_problems(db: Database) -> list[str]:
+    rows = db.conn.execute("""
+        SELECT s.scan_key, s.n_neurons, count(*), min(len(r.response)), max(len(r.response))
+        FROM scans s JOIN responses r USING (scan_key)
+        WHERE len(r.response) <> s.n_neurons
+        GROUP BY ALL ORDER BY 1""").fetchall()
+    return [f"scan {key}: {bad} response rows hold {low}..{high} values, not n_neurons = {n}"
+            for key, n, bad, low, high in rows]
+
+
+def _image_row_problems(db: Database) -> list[str]:
+    missing = db.conn.execute("""
+        SELECT t.scan_key, count(*), any_value(t.image_hash) FROM trials t
+        WHERE t.image_hash NOT IN (SELECT image_hash FROM images) GROUP BY 1 ORDER BY 1""").fetchall()
+    unused = db.conn.execute(
+        "SELECT image_hash FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials) ORDER BY 1"
+    ).fetchall()
+    return ([f"scan {key}: {count} trials name images the images table lacks (e.g. {digest})"
+             for key, count, digest in missing]
+            + [f"image {digest}: row no trial uses" for (digest,) in unused])
+
+
+def _image_file_problems(db: Database) -> tuple[list[str], int]:
+    """Every referenced image file exists and its content hashes to its name."""
+    problems = []
+    rows = db.conn.execute("SELECT image_hash, path, shape, dtype FROM images ORDER BY 1").fetchall()
+    for digest, path, shape, dtype in rows:
+        problem = _check_image_file(db.path.parent / path, digest, tuple(shape), dtype)
+        if problem:
+            problems.append(f"image file {path}: {problem}")
+    return problems, len(rows)
+
+
+def _check_image_file(path, digest: str, shape: tuple[int, ...], dtype: str) -> str | None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    try:
+        header = npyfile.parse_header(raw)
+        npyfile.load(raw)
+    except npyfile.NpyError as exc:
+        return f"damaged ({exc})"
+    if header.shape != shape or header.dtype.str != dtype:
+        return f"holds {header.shape} {header.dtype.str}, the images row says {shape} {dtype}"
+    if image_hash(header, raw) != digest:
+        return "content does not match its hash (changed or damaged on disk)"
+    return None
+
+
+def _orphan_file_problems(db: Database) -> list[str]:
+    store = ImageStore(db.image_dir)
+    referenced = referenced_images(db)
+    orphans = sorted(path for digest, path in store.files().items() if digest not in referenced)
+    orphans += sorted(store.temporaries())
+    return [f"image file {path.relative_to(db.path.parent).as_posix()}: orphan (no row references it; "
+            "the next 'scandb ingest' removes it)" for path in orphans]

@@ -3,6 +3,12 @@
 Migrations in ``migrations/`` build exactly these tables (a test compares DuckDB's catalog
 of a migrated database with ``metadata.create_all``). Every child table carries the
 readable ``scan_key`` so it can be filtered by scan directly.
+
+There are no foreign keys: DuckDB checks them against rows deleted earlier in the same
+transaction, so replacing or removing a scan atomically (delete its rows, then the
+``scans`` row, in one transaction) would fail, and updating a parent's list column counts
+as a delete. Ingest writes a scan's rows in one transaction and ``scandb verify`` checks
+that every row belongs to a scan.
 """
 
 from __future__ import annotations
@@ -13,8 +19,7 @@ metadata = sa.MetaData()
 
 
 def _scan_key(primary_key: bool = True) -> sa.Column:
-    return sa.Column("scan_key", sa.String, sa.ForeignKey("scans.scan_key"),
-                     primary_key=primary_key, nullable=False)
+    return sa.Column("scan_key", sa.String, primary_key=primary_key, nullable=False)
 
 
 scans = sa.Table(

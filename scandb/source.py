@@ -4,6 +4,9 @@ Everything that can be checked without reading every trial is checked when the s
 opened: the layout, the meta arrays and their lengths, that data files are numbered
 0..n-1 with no gaps or strays, and the shape and dtype of each key's first file. Each
 trial file read later is checked against that first file.
+
+Every read is bounded before anything is inflated: a trial file by trial 0's shape, a meta
+array by the number of trials or neurons, everything else by fixed caps (see ``_Bounds``).
 """
 
 from __future__ import annotations
@@ -21,10 +24,18 @@ from .errors import BadScanError
 DATA_KEYS = ("images", "responses", "behavior", "pupil_center")
 IMAGE_ID_FILES = ("frame_image_id", "colorframeprojector_image_id", "image_id")
 VIDEO_KEYS = ("videos",)
-META_LIMIT = 1 << 30
-"""Largest meta or other non-trial member read (1 GiB): far above any real scan's."""
 HEADER_SLACK = 4096
-"""Bytes a per-trial file may exceed its data size by: room for any `.npy` header."""
+"""Bytes a `.npy` file may exceed its data size by: room for any header."""
+MAX_TRIAL_BYTES = 64 << 20
+"""Largest per-trial array read (64 MiB); a real one is at most 0.3 MB (a float64 image)."""
+MAX_ROW_BYTES = 4096
+"""Largest share of one trial or neuron in a meta array (a 1,024-character string)."""
+MAX_STAT_ITEMSIZE = 8
+"""Statistics hold at most one float64 per element of their variable."""
+MAX_OTHER_FILE = 64 << 20
+"""Largest file of no known shape read (config.json, notes): 64 MiB."""
+MAX_OUTSIDE_DATA = 256 << 20
+"""Largest total of every member outside data/, all held in memory at once (256 MiB)."""
 
 NAME_PATTERN = re.compile(r"^(static|dynamic)(\d+)-(\d+)-(\d+)-(.+)$")
 TRIAL_FILE = re.compile(r"^(0|[1-9]\d*)\.npy$")
@@ -149,14 +160,14 @@ class _Reader:
             raise self.bad(None, "dynamic (video) scans are not supported yet; scandb ingests static scans")
 
         trial_files = self._data_layout(rel)
-        files = {r: self.archive.read(full, META_LIMIT) for r, full in rel.items()
-                 if not r.startswith("data/")}
+        self._check_numbering(root, trial_files)
+        data = {key: self._data_key(root, key) for key in DATA_KEYS}
+        files = self._read_files(root, rel, _Bounds(trial_files, data))
         neurons = self._meta_arrays(root, files, "meta/neurons/")
         trials = self._meta_arrays(root, files, "meta/trials/")
         statistics = self._statistics(root, files)
 
         n_trials = self._trial_count(root, trials, trial_files)
-        data = {key: self._data_key(root, key) for key in DATA_KEYS}
         n_neurons = self._check_neurons(root, data, neurons)
         self._check_trials(root, trials)
         self._check_data_shapes(root, data)
@@ -201,17 +212,31 @@ class _Reader:
                 raise self.bad(None, f"missing data/{key}/ (a scan has {', '.join(DATA_KEYS)})")
         return found
 
+    def _check_numbering(self, root: str, trial_files: dict[str, list[int]]) -> None:
+        for key, numbers in trial_files.items():
+            numbers.sort()
+            if numbers != list(range(len(numbers))):
+                missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
+                raise self.bad(f"{root}data/{key}/", f"trial files have gaps: missing {_few(missing)}.npy "
+                                                     f"(files must be numbered 0..n-1)")
+
+    def _read_files(self, root: str, rel: dict[str, str], bounds: "_Bounds") -> dict[str, bytes]:
+        """Every member outside data/, each read no further than the scan's shapes allow."""
+        outside = {r: full for r, full in rel.items() if not r.startswith("data/")}
+        for r, full in outside.items():
+            self.archive.check_size(full, bounds.limit(r))
+        total = sum(self.archive.size(full) for full in outside.values())
+        if total > MAX_OUTSIDE_DATA:
+            raise self.bad(None, f"files outside data/ add up to {total} bytes, more than the "
+                                 f"{MAX_OUTSIDE_DATA} scandb reads (refusing a possible zip bomb)")
+        return {r: self.archive.read(full, bounds.limit(r)) for r, full in outside.items()}
+
     def _trial_count(self, root: str, trials: dict[str, np.ndarray],
                      trial_files: dict[str, list[int]]) -> int:
         if "tiers" not in trials:
             raise self.bad(f"{root}meta/trials/tiers.npy", "missing (every trial needs a tier)")
         n = len(trials["tiers"])
         for key, numbers in trial_files.items():
-            numbers.sort()
-            if numbers != list(range(len(numbers))):
-                missing = sorted(set(range(max(numbers) + 1)) - set(numbers))
-                raise self.bad(f"{root}data/{key}/", f"trial files are not numbered 0..{len(numbers) - 1}: "
-                                                     f"missing {_few(missing)}.npy")
             if len(numbers) != n:
                 raise self.bad(f"{root}data/{key}/", f"{len(numbers)} trial files, but meta/trials "
                                                      f"arrays have {n} trials")
@@ -248,7 +273,7 @@ class _Reader:
 
     def _data_key(self, root: str, key: str) -> DataKey:
         member = f"{root}data/{key}/0.npy"
-        raw = self.archive.read(member, META_LIMIT)
+        raw = self.archive.read(member, MAX_TRIAL_BYTES + HEADER_SLACK)
         array = self._load(member, raw)
         if array.dtype.kind not in "biuf":
             raise self.bad(member, f"{key} must be numeric, found dtype {array.dtype}")
@@ -295,6 +320,29 @@ class _Reader:
         ids = trials[image_ids[0]]
         if ids.dtype.kind not in "iu" and not (ids.dtype.kind == "f" and np.all(np.mod(ids, 1) == 0)):
             raise self.bad(f"{root}meta/trials/{image_ids[0]}.npy", f"image ids must be integers, found {ids.dtype}")
+
+
+class _Bounds:
+    """How many bytes each member outside data/ may hold, from counts known before reading it.
+
+    meta/trials arrays have one row per trial file, meta/neurons arrays one row per
+    response element, statistics at most one float64 per element of the largest trial
+    array: a member declaring more is refused before a byte of it is inflated.
+    """
+
+    def __init__(self, trial_files: dict[str, list[int]], data: dict[str, DataKey]):
+        self.n_trials = max(len(numbers) for numbers in trial_files.values())
+        self.n_neurons = int(np.prod(data["responses"].shape, dtype=np.int64))
+        self.max_elements = max(int(np.prod(d.shape, dtype=np.int64)) for d in data.values())
+
+    def limit(self, rel: str) -> int:
+        if rel.startswith("meta/trials/"):
+            return HEADER_SLACK + self.n_trials * MAX_ROW_BYTES
+        if rel.startswith("meta/neurons/"):
+            return HEADER_SLACK + self.n_neurons * MAX_ROW_BYTES
+        if rel.startswith("meta/statistics/"):
+            return HEADER_SLACK + self.max_elements * MAX_STAT_ITEMSIZE
+        return MAX_OTHER_FILE
 
 
 def _few(items: list[int]) -> str:

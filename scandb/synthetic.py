@@ -46,6 +46,10 @@ class ScanSpec:
     extra_neuron_meta: tuple[str, ...] = ()
     seed: int = 0
     compression: int = zipfile.ZIP_DEFLATED
+    realistic: bool = False
+    """Full-size benchmarks: generate whole matrices at once (fast), with images and
+    responses that deflate about as much as real ones (natural-photo spectrum, half the
+    response values exactly zero)."""
 
     @property
     def name(self) -> str:
@@ -90,6 +94,68 @@ def _image(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.n
     return np.clip(np.rint(pixels), 0, 255).astype(dtype)
 
 
+NATURAL_SPECTRUM = 1.2
+"""Amplitude falls as 1/f**1.2, as in natural photos: deflate keeps ~90% of the bytes."""
+RESPONSE_ZEROS = 0.5
+"""Fraction of deconvolved responses that are exactly zero (an assumption; deflate ~0.55)."""
+IMAGE_BATCH = 256
+
+
+def natural_images(rng: np.random.Generator, count: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """``count`` grey images with a natural-photo spectrum, varied brightness and contrast."""
+    h, w = shape[-2], shape[-1]
+    frequency = np.hypot(np.fft.fftfreq(h)[:, None], np.fft.rfftfreq(w)[None, :])
+    frequency[0, 0] = 1.0
+    amplitude = (frequency ** -NATURAL_SPECTRUM).astype(np.float32)
+    amplitude[0, 0] = 0.0
+    out = np.empty((count, *shape), dtype=dtype)
+    for start in range(0, count, IMAGE_BATCH):
+        b = min(IMAGE_BATCH, count - start)
+        noise = rng.standard_normal((b, h, w), dtype=np.float32)
+        field = np.fft.irfft2(np.fft.rfft2(noise) * amplitude, s=(h, w))
+        field -= field.mean(axis=(1, 2), keepdims=True)
+        field /= field.std(axis=(1, 2), keepdims=True) + 1e-6
+        brightness = rng.uniform(90, 160, (b, 1, 1)).astype(np.float32)
+        contrast = rng.uniform(15, 60, (b, 1, 1)).astype(np.float32)
+        pixels = np.broadcast_to((brightness + contrast * field)[:, None], (b, *shape[:-2], h, w))
+        if np.dtype(dtype).kind == "f":
+            out[start:start + b] = pixels
+        else:
+            out[start:start + b] = np.clip(np.rint(pixels), 0, 255)
+    return out
+
+
+def sparse_responses(rng: np.random.Generator, n: int, n_neurons: int, dtype: str) -> np.ndarray:
+    """Deconvolved activity: non-negative, heavy-tailed, about half exactly zero."""
+    values = rng.lognormal(-1.0, 1.2, (n, n_neurons)).astype(np.float32)
+    values[rng.random((n, n_neurons), dtype=np.float32) < RESPONSE_ZEROS] = 0.0
+    return values.astype(dtype, copy=False)
+
+
+def _add_realistic_trials(scan: GeneratedScan, rng: np.random.Generator, tiers: np.ndarray,
+                          image_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """Every per-trial file from whole matrices; returns the matrices (for the statistics)."""
+    spec = scan.spec
+    n = spec.n_trials
+    images = natural_images(rng, n, spec.image_shape, spec.image_dtype)
+    test_rows = np.flatnonzero(tiers == "test")
+    for image_id in np.unique(image_ids[test_rows]):
+        shared = natural_images(np.random.default_rng(1_000_000 + int(image_id)), 1, spec.image_shape,
+                                spec.image_dtype)
+        images[test_rows[image_ids[test_rows] == image_id]] = shared
+    responses = sparse_responses(rng, n, spec.n_neurons, spec.response_dtype)
+    behavior = np.column_stack([rng.uniform(5, 40, n), rng.normal(0, 1, n),
+                                np.abs(rng.normal(0, 4, n))]).astype(spec.behavior_dtype)
+    pupil = rng.normal(0, 15, (n, 2)).astype(spec.behavior_dtype)
+    shape = (1,) if spec.behavior_2d else ()
+    for i in range(n):
+        scan.arrays[f"data/images/{i}.npy"] = images[i]
+        scan.arrays[f"data/responses/{i}.npy"] = responses[i]
+        scan.arrays[f"data/behavior/{i}.npy"] = behavior[i].reshape(*shape, 3)
+        scan.arrays[f"data/pupil_center/{i}.npy"] = pupil[i].reshape(*shape, 2)
+    return {"images": images, "responses": responses, "behavior": behavior, "pupil_center": pupil}
+
+
 def generate(spec: ScanSpec) -> GeneratedScan:
     rng = np.random.default_rng(spec.seed + 7919 * spec.scan_idx + 104729 * spec.animal_id)
     n, N = spec.n_trials, spec.n_neurons
@@ -105,6 +171,9 @@ def generate(spec: ScanSpec) -> GeneratedScan:
     other_rows = np.flatnonzero(tiers != "test")
     image_ids[other_rows] = 10_000 + spec.seed * 100_000 + spec.scan_idx * 1_000 + np.arange(len(other_rows))
 
+    if spec.realistic:
+        stacked = _add_realistic_trials(scan, rng, tiers, image_ids)
+        return _finish(scan, rng, tiers, image_ids, stacked)
     for i in range(n):
         if tiers[i] == "test":
             image = shared_test_image(int(image_ids[i]), spec.image_shape, spec.image_dtype)
@@ -120,7 +189,14 @@ def generate(spec: ScanSpec) -> GeneratedScan:
             behavior, pupil = behavior[None], pupil[None]
         scan.arrays[f"data/behavior/{i}.npy"] = behavior
         scan.arrays[f"data/pupil_center/{i}.npy"] = pupil
+    return _finish(scan, rng, tiers, image_ids, None)
 
+
+def _finish(scan: GeneratedScan, rng: np.random.Generator, tiers: np.ndarray, image_ids: np.ndarray,
+            stacked: dict[str, np.ndarray] | None) -> GeneratedScan:
+    """Meta arrays, statistics and config.json: everything but the per-trial files."""
+    spec = scan.spec
+    n, N = spec.n_trials, spec.n_neurons
     trial_idx = rng.permutation(n)
     if spec.hashed_trial_idx:
         trial_idx = np.array([f"{rng.integers(0, 2**63):016x}{t:016x}" for t in trial_idx])
@@ -159,16 +235,23 @@ def generate(spec: ScanSpec) -> GeneratedScan:
     for name, array in meta_neurons.items():
         scan.arrays[f"meta/neurons/{name}.npy"] = array
 
-    _add_statistics(scan)
+    _add_statistics(scan, stacked)
     if spec.config_json:
         scan.other["config.json"] = json.dumps({"links": {}}).encode()
     return scan
 
 
-def _add_statistics(scan: GeneratedScan) -> None:
+def _add_statistics(scan: GeneratedScan, matrices: dict[str, np.ndarray] | None = None) -> None:
     spec = scan.spec
     for key in ("images", "responses", "behavior", "pupil_center"):
-        stacked = np.stack([a for p, a in scan.arrays.items() if p.startswith(f"data/{key}/")]).astype(np.float64)
+        if matrices is not None:
+            stacked = matrices[key]
+            if key == "images":  # a scalar per statistic: a pixel sample keeps full-size scans cheap
+                stacked = stacked.reshape(-1)[::97].astype(np.float64)
+            else:
+                stacked = stacked.astype(np.float64)
+        else:
+            stacked = np.stack([a for p, a in scan.arrays.items() if p.startswith(f"data/{key}/")]).astype(np.float64)
         stacked = stacked.reshape(len(stacked), -1) if key != "images" else stacked
         for source in ("all", spec.statistics_folder):
             for stat, fn in (("mean", np.mean), ("std", np.std), ("min", np.min),

@@ -8,7 +8,9 @@ import pytest
 from scandb.database import Database
 from scandb.ingest import ingest
 
-from .scans import make_scan
+from scandb.synthetic import ScanSpec, generate
+
+from .scans import spec_for, write
 
 
 @pytest.fixture
@@ -31,16 +33,18 @@ def open_db(db_path: Path):
         db.close()
 
 
+THREE_SPECS = [
+    spec_for("common", animal_id=21067, seed=1),
+    spec_for("no_top_folder", animal_id=22846, seed=2, hashed_trial_idx=True, n_neurons=37),
+    spec_for("colorframeprojector_ids", animal_id=23343, seed=3, behavior_2d=True, image_dtype="float32"),
+]
+"""Three scans of different variants: a zip, a zip without top folder, a folder."""
+
+
 @pytest.fixture(scope="session")
-def three_scans(tmp_path_factory) -> list[Path]:
-    """Three scans of different variants and animals (a zip, a bare zip, a folder)."""
+def three_scans(tmp_path_factory) -> list[tuple[ScanSpec, Path]]:
     directory = tmp_path_factory.mktemp("scans")
-    return [
-        make_scan(directory, "common", animal_id=21067, seed=1),
-        make_scan(directory, "no_top_folder", animal_id=22846, seed=2, hashed_trial_idx=True, n_neurons=37),
-        make_scan(directory, "colorframeprojector_ids", animal_id=23343, seed=3, behavior_2d=True,
-                  image_dtype="float32", folder=True),
-    ]
+    return [(spec, write(spec, directory, folder=(i == 2))) for i, spec in enumerate(THREE_SPECS)]
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +53,15 @@ def lab_db(tmp_path_factory, three_scans) -> Path:
     path = tmp_path_factory.mktemp("lab") / "lab.duckdb"
     with Database(path, read_only=False) as db:
         db.ensure_schema()
-        for scan in three_scans:
+        for _, scan in three_scans:
             ingest(db, scan)
     return path
+
+
+@pytest.fixture(scope="session")
+def sources(three_scans) -> dict[str, dict]:
+    """The arrays each of the three scans holds, by scan key then relative path."""
+    return {spec.key: generate(spec).arrays for spec, _ in three_scans}
 
 
 def digest_database(path: Path) -> dict[str, str]:

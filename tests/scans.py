@@ -23,14 +23,18 @@ VARIANTS: dict[str, dict] = {
 """Spec changes per variant name; together they cover every variant FORMAT.md lists."""
 
 
-def make_scan(directory: Path, variant: str = "common", *, folder: bool = False, **changes) -> Path:
-    """Write one scan (a zip, or a folder when ``folder``) and return its path."""
-    spec = ScanSpec(**{**VARIANTS[variant], **changes})
+def spec_for(variant: str = "common", **changes) -> ScanSpec:
+    return ScanSpec(**{**VARIANTS[variant], **changes})
+
+
+def write(spec: ScanSpec, directory: Path, *, folder: bool = False) -> Path:
+    """Write a scan as a zip, or as a folder when ``folder``; returns its path."""
     scan = generate(spec)
     if folder:
         return write_folder(scan, directory / spec.name)
     return write_zip(scan, directory / f"{spec.name}.zip")
 
 
-def spec_for(variant: str = "common", **changes) -> ScanSpec:
-    return ScanSpec(**{**VARIANTS[variant], **changes})
+def make_scan(directory: Path, variant: str = "common", *, folder: bool = False, **changes) -> Path:
+    """Write one scan of a variant (a zip, or a folder when ``folder``) and return its path."""
+    return write(spec_for(variant, **changes), directory, folder=folder)

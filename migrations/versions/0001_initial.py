@@ -1,7 +1,8 @@
 """The relational model of scandb 0.1: scans, neurons, trials, behavior, responses,
 images, statistics and every other file of a scan.
 
-Every foreign key lives here: DuckDB cannot add one to an existing table.
+No foreign keys (see scandb/schema.py): DuckDB would refuse to replace or remove a scan
+in one transaction.
 
 Revision ID: 0001
 Revises:
@@ -18,7 +19,7 @@ depends_on = None
 
 
 def _scan_key() -> sa.Column:
-    return sa.Column("scan_key", sa.String, sa.ForeignKey("scans.scan_key"), primary_key=True, nullable=False)
+    return sa.Column("scan_key", sa.String, primary_key=True, nullable=False)
 
 
 def upgrade() -> None:

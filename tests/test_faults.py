@@ -1,0 +1,129 @@
+"""Faults outside scandb's control: a killed ingest, a read-only database, a full disk."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from scandb.database import Database
+from scandb.synthetic import ScanSpec, generate, write_zip
+
+from .conftest import digest_database
+from .hostile import (BAD_SPEC, GOOD_SPEC, bad_base, before, big_scan, copy_database, good_db,  # noqa: F401
+                      grow_disk, image_files, immutable, run_cli, run_scandb, scandb_command, small_disk,
+                      template_db)
+
+
+def scan_keys(db: Path) -> list[str]:
+    with Database(db) as opened:
+        return [r[0] for r in opened.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
+
+
+def wait_for(condition, timeout: float, interval: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return False
+
+
+# -- kill -9 ------------------------------------------------------------------------------
+
+
+def test_an_ingest_killed_mid_way_leaves_no_trace(good_db, before, big_scan):
+    """kill -9 with image files already written: no rows, orphans collected by the next run."""
+    already = len(image_files(good_db))
+    process = subprocess.Popen(scandb_command("ingest", big_scan, "--db", good_db),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        started = wait_for(lambda: len(image_files(good_db)) > already + 50, timeout=60)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert started and process.returncode == -signal.SIGKILL, "the ingest ended before it could be killed"
+
+    assert scan_keys(good_db) == [GOOD_SPEC.key]
+    orphans = run_cli("verify", "--db", str(good_db))
+    assert orphans.code == 1 and ": orphan (no row references it" in orphans.out
+
+    next_run = run_cli("ingest", str(good_db.parent / "nothing.zip"), "--db", str(good_db))
+    assert next_run.code == 3
+    assert digest_database(good_db) == before
+
+    again = run_cli("ingest", str(big_scan), "--db", str(good_db))
+    assert again.code == 0, again
+    assert run_cli("verify", "--db", str(good_db)).code == 0
+
+
+# -- read-only --------------------------------------------------------------------------
+
+
+def test_a_read_only_database_file(good_db, before, bad_base, tmp_path):
+    scan = write_zip(bad_base, tmp_path / "scan.zip")
+    with immutable(good_db):
+        run = run_cli("ingest", str(scan), "--db", str(good_db))
+        assert run.code == 4
+        assert f"{good_db}: cannot open for writing (Operation not permitted)" in run.error
+        assert run_cli("scans", "--db", str(good_db)).code == 0
+    assert digest_database(good_db) == before
+
+
+def test_a_read_only_folder_for_a_new_database(tmp_path, bad_base):
+    scan = write_zip(bad_base, tmp_path / "scan.zip")
+    folder = tmp_path / "readonly"
+    folder.mkdir()
+    with immutable(folder):
+        run = run_cli("ingest", str(scan), "--db", str(folder / "lab.duckdb"))
+    assert run.code == 4
+    assert "lab.duckdb: cannot open for writing (Operation not permitted)" in run.error
+    assert list(folder.iterdir()) == []
+
+
+def test_a_read_only_image_store(good_db, before, bad_base, tmp_path):
+    scan = write_zip(bad_base, tmp_path / "scan.zip")
+    store = good_db.with_suffix(".images")
+    with immutable(store, *store.iterdir()):
+        run = run_cli("ingest", str(scan), "--db", str(good_db))
+    assert run.code == 4
+    line = run.error
+    assert line.startswith(f"scandb: error: {scan}: cannot write {store}")
+    assert "(Operation not permitted); nothing of this scan was kept" in line
+    assert digest_database(good_db) == before
+
+
+# -- a full disk --------------------------------------------------------------------------
+
+
+def used_bytes(db: Path) -> int:
+    files = [db, *db.with_suffix(".images").rglob("*")]
+    return sum(-(-p.stat().st_size // 4096) * 4096 for p in files if p.is_file())
+
+
+def test_a_disk_that_fills_up_with_image_files(template_db, tmp_path):
+    scan = write_zip(generate(ScanSpec(animal_id=50005, seed=5, n_trials=600, n_neurons=10)), tmp_path / "s.zip")
+    with small_disk(tmp_path / "disk", used_bytes(template_db[0]) + (1 << 20)) as disk:
+        db = copy_database(template_db[0], disk)
+        run = run_scandb("ingest", scan, "--db", db)
+        assert run.code == 4, run
+        assert "(No space left on device); nothing of this scan was kept" in run.error
+        assert digest_database(db) == template_db[1]
+
+
+def test_a_disk_that_fills_up_while_duckdb_writes(template_db, tmp_path):
+    spec = ScanSpec(animal_id=60006, seed=6, n_trials=100, n_neurons=20_000, image_shape=(1, 8, 8))
+    scan = write_zip(generate(spec), tmp_path / "wide.zip")
+    with small_disk(tmp_path / "disk", used_bytes(template_db[0]) + (2 << 20)) as disk:
+        db = copy_database(template_db[0], disk)
+        run = run_scandb("ingest", scan, "--db", db)
+        assert run.code == 4, run
+        assert f"cannot write {db} (No space left on device); nothing of this scan was kept" in run.error
+        assert digest_database(db) == template_db[1]
+
+        grow_disk(disk, 64 << 20)
+        assert run_cli("ingest", str(scan), "--db", str(db)).code == 0
+        assert scan_keys(db) == [GOOD_SPEC.key, spec.key]

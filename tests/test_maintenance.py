@@ -1,0 +1,177 @@
+"""``scandb verify`` finds every kind of inconsistency; ``scandb remove`` undoes an ingest exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from scandb import maintenance
+from scandb.database import Database
+from scandb.schema import SCAN_TABLES
+from scandb.synthetic import generate, write_zip
+
+from .conftest import digest_database
+from .hostile import (BAD_SPEC, GOOD_SPEC, before, good_db, image_files, run_cli,  # noqa: F401
+                      template_db)
+
+OTHER_SPEC = BAD_SPEC
+"""A second, valid scan; it shares its test images (same ids, same pixels) with GOOD_SPEC's."""
+
+
+@pytest.fixture(scope="module")
+def other_scan(tmp_path_factory) -> Path:
+    return write_zip(generate(OTHER_SPEC), tmp_path_factory.mktemp("other") / f"{OTHER_SPEC.name}.zip")
+
+
+def verify(db: Path):
+    return run_cli("verify", "--db", str(db))
+
+
+def tamper(db: Path, *statements: str) -> None:
+    """Change the database behind scandb's back, as a careless shell session could."""
+    connection = duckdb.connect(str(db))
+    try:
+        for statement in statements:
+            connection.execute(statement)
+    finally:
+        connection.close()
+
+
+def hashes_of(db: Path, scan_key: str) -> set[str]:
+    with Database(db) as opened:
+        return {r[0] for r in opened.conn.execute(
+            "SELECT DISTINCT image_hash FROM trials WHERE scan_key = ?", [scan_key]).fetchall()}
+
+
+# -- verify -------------------------------------------------------------------------------
+
+
+def test_verify_passes_a_sound_database(good_db):
+    run = verify(good_db)
+    assert run.code == 0, run
+    assert run.out.strip().endswith(f"ok: 1 scan, {GOOD_SPEC.n_trials} trials, "
+                                    f"{len(image_files(good_db))} image files checked")
+
+
+def test_verify_reports_a_missing_image_file(good_db):
+    missing = image_files(good_db)[0]
+    missing.unlink()
+    run = verify(good_db)
+    assert run.code == 1
+    assert f"image file lab.images/{missing.parent.name}/{missing.name}: missing" in run.out
+
+
+def test_verify_reports_an_image_file_changed_on_disk(good_db):
+    changed = image_files(good_db)[0]
+    array = np.load(changed)
+    np.save(changed, 255 - array)
+    run = verify(good_db)
+    assert run.code == 1
+    assert f"{changed.name}: content does not match its hash" in run.out
+
+
+def test_verify_reports_a_damaged_image_file(good_db):
+    damaged = image_files(good_db)[0]
+    damaged.write_bytes(damaged.read_bytes()[:-7])
+    run = verify(good_db)
+    assert run.code == 1
+    assert f"{damaged.name}: damaged (truncated data" in run.out
+
+
+def test_verify_reports_orphan_files_and_half_written_ones(good_db):
+    some = image_files(good_db)[0]
+    orphan = some.parent / ("0" * 64 + ".npy")
+    orphan.write_bytes(some.read_bytes())
+    half_written = some.parent / f".{'1' * 64}.999.tmp"
+    half_written.write_bytes(b"\x93NUMPY")
+    run = verify(good_db)
+    assert run.code == 1
+    assert f"{orphan.name}: orphan" in run.out and f"{half_written.name}: orphan" in run.out
+
+
+@pytest.mark.parametrize("statement, problem", [
+    ("DELETE FROM behavior WHERE trial_id = 7",
+     f"behavior has {GOOD_SPEC.n_trials - 1} rows, scans.n_trials says {GOOD_SPEC.n_trials}"),
+    ("DELETE FROM responses WHERE trial_id > 20", "responses has 21 rows"),
+    ("UPDATE scans SET n_neurons = n_neurons + 1",
+     f"neurons has {GOOD_SPEC.n_neurons} rows, scans.n_neurons says {GOOD_SPEC.n_neurons + 1}"),
+    ("UPDATE trials SET trial_id = trial_id + 100 WHERE trial_id = 0", "trials has 1 rows with trial_id outside"),
+    ("UPDATE responses SET response = response[1:5] WHERE trial_id = 3",
+     f"1 response rows hold 5..5 values, not n_neurons = {GOOD_SPEC.n_neurons}"),
+    ("DELETE FROM images WHERE image_hash = (SELECT min(image_hash) FROM images)",
+     "trials name images the images table lacks"),
+    ("UPDATE alembic_version SET version_num = 'f00d'", "schema revision f00d is newer than this scandb knows"),
+], ids=["behavior-row", "response-rows", "neuron-count", "trial-id", "response-length", "image-row", "revision"])
+def test_verify_reports_rows_that_disagree(good_db, statement, problem):
+    tamper(good_db, statement)
+    run = verify(good_db)
+    assert run.code == 1, run
+    assert problem in run.out, run.out
+
+
+def test_verify_on_a_missing_database_is_a_database_error(tmp_path):
+    run = verify(tmp_path / "nothing.duckdb")
+    assert run.code == 4
+    assert "no database there" in run.error
+
+
+# -- remove -------------------------------------------------------------------------------
+
+
+def test_remove_is_the_exact_inverse_of_ingest(good_db, before, other_scan):
+    assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
+    shared = hashes_of(good_db, GOOD_SPEC.key) & hashes_of(good_db, OTHER_SPEC.key)
+    assert shared, "the two scans should share their test images"
+
+    run = run_cli("remove", OTHER_SPEC.key, "--db", str(good_db))
+
+    assert run.code == 0, run
+    assert run.out.startswith(f"{OTHER_SPEC.key}: removed {OTHER_SPEC.n_trials} trials and ")
+    assert digest_database(good_db) == before
+    assert {p.stem for p in image_files(good_db)} >= shared
+    assert verify(good_db).code == 0
+
+
+def test_a_removed_scan_can_be_ingested_again(good_db, other_scan):
+    """The same keys, deleted and inserted again: the DuckDB foreign-key pitfall does not bite."""
+    assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
+    assert run_cli("remove", OTHER_SPEC.key, "--db", str(good_db)).code == 0
+    run = run_cli("ingest", str(other_scan), "--db", str(good_db))
+    assert run.code == 0 and f"{OTHER_SPEC.key}: ingested" in run.out
+    assert verify(good_db).code == 0
+
+
+def test_removing_an_unknown_scan_is_a_usage_error(good_db, before):
+    run = run_cli("remove", "1-2-3", "--db", str(good_db))
+    assert run.code == 2
+    assert f"no scan '1-2-3' (it holds: {GOOD_SPEC.key})" in run.error
+    assert digest_database(good_db) == before
+
+
+def test_remove_is_all_or_nothing_when_a_delete_fails(good_db, before, monkeypatch):
+    """A statement failing half-way through the deletes rolls all of them back; no file goes."""
+    broken = sa.Table("no_such_table", sa.MetaData(), sa.Column("scan_key", sa.String))
+    monkeypatch.setattr(maintenance, "SCAN_TABLES", (*SCAN_TABLES[:3], broken, *SCAN_TABLES[3:]))
+    run = run_cli("remove", GOOD_SPEC.key, "--db", str(good_db))
+    assert run.code == 4
+    assert f"removing {GOOD_SPEC.key} failed and was rolled back" in run.error
+    assert digest_database(good_db) == before
+
+
+def test_a_removal_killed_between_its_transactions_is_finished_by_the_next_writer(good_db, before, other_scan):
+    """The state a kill -9 after the first commit leaves: verify flags it, the next ingest ends it."""
+    assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
+    with Database(good_db, read_only=False) as db:
+        maintenance._delete_scan_rows(db, OTHER_SPEC.key)
+
+    run = verify(good_db)
+    assert run.code == 1
+    assert f"scan {OTHER_SPEC.key}: a removal was interrupted" in run.out
+
+    assert run_cli("ingest", str(other_scan.parent / "missing.zip"), "--db", str(good_db)).code == 3
+    assert digest_database(good_db) == before
+    assert verify(good_db).code == 0
