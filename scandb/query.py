@@ -172,7 +172,7 @@ class ScanDB:
     def _resolve(self, selection: Selection, params: Sequence | None) -> pa.Table:
         if isinstance(selection, str):
             try:
-                table = self.conn.execute(selection, params or ()).fetch_arrow_table()
+                table = self.conn.execute(selection, params or ()).to_arrow_reader(ARROW_BATCH).read_all()
             except duckdb.Error as exc:
                 raise UsageError(f"selection query failed: {str(exc).splitlines()[0]}") from None
         elif isinstance(selection, pd.DataFrame):
@@ -199,7 +199,7 @@ class ScanDB:
 
     def _ordered(self, select: str, join: str) -> pa.Table:
         query = f"SELECT {select} FROM _selection s {join} ORDER BY s.pos"
-        return self.conn.execute(query).fetch_record_batch(ARROW_BATCH).read_all()
+        return self.conn.execute(query).to_arrow_reader(ARROW_BATCH).read_all()
 
     def _responses(self, scans: np.ndarray, neurons, normalize: bool) -> np.ndarray:
         table = self._ordered("r.response", "JOIN responses r USING (scan_key, trial_id)")
