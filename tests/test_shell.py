@@ -74,3 +74,12 @@ def test_a_query_joining_across_scans_works_in_the_shell(lab_db, sources):
 def test_image_paths_resolve_from_the_database_folder(lab_db):
     rows = shell(lab_db, "SELECT DISTINCT image_path FROM trials_full;")
     assert rows and all((lab_db.parent / r["image_path"]).is_file() for r in rows)
+
+
+def test_scandb_shell_opens_the_database_read_only(lab_db):
+    import sys
+    result = subprocess.run([sys.executable, "-m", "scandb", "shell", "--db", str(lab_db)],
+                            input="SELECT count(*) AS n FROM scans;\nDELETE FROM trials;\n",
+                            capture_output=True, text=True, timeout=120)
+    assert "3" in result.stdout
+    assert "read-only" in result.stderr
