@@ -15,6 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .database import DEFAULT_DB, Database
 from .errors import UsageError
@@ -43,7 +44,10 @@ def connect(path: str | Path = DEFAULT_DB, read_only: bool = True, wait: float =
 
 
 class ScanDB:
-    """A scandb database opened for queries (a context manager)."""
+    """A scandb database opened for queries (a context manager).
+
+    One DuckDB connection underneath: use one ScanDB per thread or process.
+    """
 
     def __init__(self, db: Database):
         self.database = db
@@ -134,7 +138,7 @@ class ScanDB:
         if per_scan:
             out = {}
             for scan in dict.fromkeys(selected["scan_key"].to_pylist()):
-                mask = pa.compute.equal(selected["scan_key"], scan)
+                mask = pc.equal(selected["scan_key"], scan)
                 out[scan] = self._fetch(selected.filter(mask), keys, normalize, neurons, image_dtype)
             return out
         return self._fetch(selected, keys, normalize, neurons, image_dtype)
@@ -152,7 +156,7 @@ class ScanDB:
         scans = selected["scan_key"].to_numpy(zero_copy_only=False)
         self.conn.register("_selection", selected.append_column("pos", pa.array(np.arange(n, dtype=np.int64))))
         try:
-            self._check_exists(n)
+            self._check_exists()
             out = {}
             for key in keys:
                 if key == "responses":
@@ -189,7 +193,7 @@ class ScanDB:
         return pa.table({"scan_key": table["scan_key"].cast(pa.string()),
                          "trial_id": table["trial_id"].cast(pa.int64())})
 
-    def _check_exists(self, n: int) -> None:
+    def _check_exists(self) -> None:
         rows = self.conn.execute(
             "SELECT s.scan_key, s.trial_id FROM _selection s ANTI JOIN trials t USING (scan_key, trial_id) "
             "ORDER BY s.pos LIMIT 3").fetchall()
@@ -216,8 +220,8 @@ class ScanDB:
             raise UsageError(f"the selection spans scans with different neuron counts ({sizes}); "
                              "pass per_scan=True, or neurons= with as many neurons per scan")
         uniform = len(lengths) > 0 and np.all(lengths == lengths[0])
-        if uniform and picks is None and not normalize:
-            return values[offsets[0]:offsets[-1]].reshape(len(lengths), lengths[0])
+        if uniform and picks is None and not normalize:  # one copy out of Arrow's read-only buffer
+            return values[offsets[0]:offsets[-1]].reshape(len(lengths), lengths[0]).copy()
         out = np.empty((len(scans), widths[order[0]] if order else 0), np.float32)
         for scan, rows in rows_of.items():
             block = values[offsets[rows][:, None] + np.arange(lengths[rows[0]])]

@@ -146,3 +146,10 @@ def test_connect_is_read_only_by_default(db, lab_db):
         db.sql("DELETE FROM trials")
     with scandb.connect(lab_db) as second:
         assert second.scans().shape[0] == 3
+
+
+def test_returned_arrays_are_writable_numpy_arrays(db):
+    got = db.fetch([(COMMON, 0), (COMMON, 1)])
+    for key, array in got.items():
+        assert isinstance(array, np.ndarray) and array.flags.writeable, key
+        assert array.dtype != object, key
