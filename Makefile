@@ -21,9 +21,8 @@ demo: install
 	$(BIN)/scandb example $(EXAMPLE) --count 3
 	$(BIN)/scandb ingest $(EXAMPLE)/*.zip --db $(EXAMPLE)/lab.duckdb
 	$(BIN)/scandb sql --db $(EXAMPLE)/lab.duckdb \
-	  "SELECT n.area, t.tier, count(DISTINCT t.scan_key) AS scans, round(avg(r.response[n.neuron_idx + 1]), 4) AS mean_response \
-	   FROM responses r JOIN trials t USING (scan_key, trial_id) JOIN neurons n USING (scan_key) \
-	   GROUP BY ALL ORDER BY ALL"
+	  "SELECT area, tier, count(DISTINCT scan_key) AS scans, round(avg(response), 4) AS mean_response \
+	   FROM responses_long GROUP BY ALL ORDER BY ALL"
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -89,10 +89,10 @@ class _progress:
             return None
         from tqdm import tqdm
 
-        def update(n: int) -> None:
+        def update(done: int, total: int) -> None:
             if self.bar is None:
-                self.bar = tqdm(desc=self.path.name[:40], unit="trial", leave=False, file=sys.stderr)
-            self.bar.update(n)
+                self.bar = tqdm(desc=self.path.name[:40], total=total, unit="trial", leave=False, file=sys.stderr)
+            self.bar.update(done)
         return update
 
     def __exit__(self, *exc):

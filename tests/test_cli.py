@@ -13,6 +13,7 @@ import pytest
 from scandb import __version__
 
 from .conftest import THREE_SPECS
+from .scans import make_scan
 
 COMMANDS = ("ingest", "scans", "migrate", "sql", "shell", "info", "example")
 
@@ -115,3 +116,31 @@ def test_shell_without_the_duckdb_binary_says_how_to_get_it(tmp_path, lab_db, mo
     result = CliRunner().invoke(cli, ["shell", "--db", str(lab_db)])
     assert result.exit_code != 0
     assert "pip install duckdb-cli" in str(result.exception)
+
+
+def test_progress_bar_on_a_terminal_plain_lines_otherwise(tmp_path):
+    import fcntl
+    import pty
+    import struct
+    import termios
+    scan = make_scan(tmp_path, n_trials=40)
+    main, child = pty.openpty()
+    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    process = subprocess.Popen([sys.executable, "-m", "scandb", "ingest", "--db", str(tmp_path / "t.duckdb"),
+                                str(scan)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child)
+    os.close(child)
+    out, _ = process.communicate(timeout=120)
+    terminal = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        terminal += chunk
+    os.close(main)
+    assert process.returncode == 0
+    assert b"trial" in terminal and b"/40" in terminal
+    plain = run_cli("ingest", "--db", str(tmp_path / "p.duckdb"), str(scan))
+    assert plain.stderr == "" and plain.stdout.startswith("26872-17-20: ingested 40 trials")
