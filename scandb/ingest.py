@@ -43,8 +43,8 @@ TRIAL_COLUMNS_USED = {"tiers", "frame_image_class", "trial_idx", "frame_trial_ts
 NEURON_COLUMNS_USED = {"unit_ids", "area", "layer", "cell_motor_coordinates"}
 TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:\.\d+)?")
 
-Progress = Callable[[int], None]
-"""Called with the number of trials just written."""
+Progress = Callable[[int, int], None]
+"""Called with the number of trials just written and the scan's total."""
 
 
 @dataclass
@@ -89,8 +89,11 @@ def ingest(db: Database, path: str | Path, *, replace: bool = False,
     """Put one scan into the database, or explain in one line why not."""
     started = time.perf_counter()
     path = Path(path)
+    hashing = ThreadPoolExecutor(1, thread_name_prefix="scandb-digest")
+    digest = hashing.submit(source_digest, path)  # hashlib releases the GIL: overlaps opening the scan
+    hashing.shutdown(wait=False)
     with open_scan(path) as scan:
-        sha, size = source_digest(path)
+        sha, size = digest.result()
         existing = db.conn.execute("SELECT source_sha256 FROM scans WHERE scan_key = ?", [scan.key]).fetchone()
         if existing and existing[0] == sha:
             return IngestResult(str(path), scan.key, "unchanged")
@@ -108,7 +111,7 @@ class _ScanWriter:
     def __init__(self, db: Database, scan: Scan, progress: Progress | None):
         self.db, self.conn, self.scan = db, db.conn, scan
         self.store = ImageStore(db.image_dir)
-        self.progress = progress or (lambda n: None)
+        self.progress = progress or (lambda done, total: None)
         self.notes: list[str] = []
 
     def write(self, sha: str, size: int, replaced: bool) -> None:
@@ -255,7 +258,7 @@ class _ScanWriter:
                 non_finite += chunk.non_finite
                 lossy += chunk.lossy
                 self._insert_chunk(chunk, new_images)
-                self.progress(chunk.stop - chunk.start)
+                self.progress(chunk.stop - chunk.start, s.n_trials)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         if non_finite:

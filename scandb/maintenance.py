@@ -12,8 +12,6 @@ from .errors import DatabaseError, UsageError
 from .images import ImageStore, image_hash
 from .schema import SCAN_TABLES
 
-REMOVING = "removing"
-"""``scans.kind`` of a scan whose rows a ``remove`` deleted, until its scans row goes too."""
 SHOWN_PER_CHECK = 5
 """Problems of one kind listed in a report before the rest are counted."""
 
@@ -23,8 +21,7 @@ def referenced_images(db: Database) -> set[str]:
 
 
 def collect_orphans(db: Database) -> int:
-    """Clean up after killed writers: image files no row references, unfinished removals."""
-    finish_removals(db)
+    """Remove image files no row references (left by a writer that was killed)."""
     return ImageStore(db.image_dir).collect_garbage(referenced_images(db))
 
 
@@ -43,40 +40,39 @@ class RemoveResult:
 
 
 def remove_scan(db: Database, scan_key: str) -> RemoveResult:
-    """Delete a scan's rows, then the image files no other scan uses.
+    """Delete a scan's rows in one transaction, then the image files no other scan uses.
 
-    DuckDB refuses to delete a parent row in the transaction that deleted its children
-    ("still referenced by a foreign key", measured on 1.5.6), and has no ON DELETE CASCADE.
-    So one transaction deletes every child row and the images only this scan used, and
-    marks the scans row as being removed; a second deletes that row. A writer killed
-    between the two leaves an empty, marked row that the next writer deletes
-    (``collect_orphans``), so the data goes all at once or not at all. Files are deleted
-    after both commits: a file whose row is gone but that survives a kill is an orphan,
-    collected the same way.
+    DuckDB refuses to delete a parent row in the transaction that deleted the rows
+    referencing it ("still referenced by a foreign key", measured on 1.5.6) and has no
+    ON DELETE CASCADE; the schema therefore declares no foreign keys (see schema.py), and
+    ``verify`` checks what they would have. Files are deleted only after the commit: a
+    kill in between leaves orphan files, which the next ``ingest`` or ``remove`` collects.
     """
-    found = db.conn.execute("SELECT n_trials, kind FROM scans WHERE scan_key = ?", [scan_key]).fetchone()
+    found = db.conn.execute("SELECT n_trials FROM scans WHERE scan_key = ?", [scan_key]).fetchone()
     if found is None:
-        known = [r[0] for r in db.conn.execute(
-            "SELECT scan_key FROM scans WHERE kind <> ? ORDER BY 1", [REMOVING]).fetchall()]
+        known = [r[0] for r in db.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
         raise UsageError(f"{db.path}: no scan {scan_key!r} (it holds: {', '.join(known) or 'nothing'})")
+    collect_orphans(db)
     unused = _delete_scan_rows(db, scan_key)
-    finish_removals(db)
-    files_removed = ImageStore(db.image_dir).remove(unused)
+    try:
+        files_removed = ImageStore(db.image_dir).remove(unused)
+    except OSError as exc:
+        raise DatabaseError(f"{db.path}: removed {scan_key}, but could not delete its image files "
+                            f"({exc.strerror or exc}); the next ingest deletes them") from None
     return RemoveResult(scan_key, found[0], files_removed)
 
 
 def _delete_scan_rows(db: Database, scan_key: str) -> set[str]:
-    """Transaction 1 of a removal; returns the hashes of images no scan uses any more."""
+    """Every row of the scan, and the images no scan uses any more; returns their hashes."""
     conn = db.conn
     conn.execute("BEGIN TRANSACTION")
     try:
         for table in SCAN_TABLES:
             conn.execute(f"DELETE FROM {table.name} WHERE scan_key = ?", [scan_key])
+        conn.execute("DELETE FROM scans WHERE scan_key = ?", [scan_key])
         unused = {r[0] for r in conn.execute(
             "DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials) "
             "RETURNING image_hash").fetchall()}
-        conn.execute("UPDATE scans SET kind = ?, n_trials = 0, n_neurons = 0, source_sha256 = '' "
-                     "WHERE scan_key = ?", [REMOVING, scan_key])
         conn.execute("COMMIT")
     except BaseException as exc:
         _rollback(conn)
@@ -85,11 +81,6 @@ def _delete_scan_rows(db: Database, scan_key: str) -> set[str]:
                                 f"({_first_line(str(exc))})") from None
         raise
     return unused
-
-
-def finish_removals(db: Database) -> None:
-    """Transaction 2 of a removal: drop scans rows whose children a removal deleted."""
-    db.conn.execute("DELETE FROM scans WHERE kind = ?", [REMOVING])
 
 
 def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
@@ -146,7 +137,7 @@ def verify(db: Database) -> VerifyReport:
         return report
     report.n_scans, report.n_trials = db.conn.execute(
         "SELECT count(*), coalesce(sum(n_trials), 0) FROM scans").fetchone()
-    report.add(_interrupted_removals(db))
+    report.add(_rows_without_a_scan(db))
     report.add(_row_count_problems(db))
     report.add(_response_length_problems(db))
     report.add(_image_row_problems(db))
@@ -156,9 +147,16 @@ def verify(db: Database) -> VerifyReport:
     return report
 
 
-def _interrupted_removals(db: Database) -> list[str]:
-    rows = db.conn.execute("SELECT scan_key FROM scans WHERE kind = ? ORDER BY 1", [REMOVING]).fetchall()
-    return [f"scan {key}: a removal was interrupted; run 'scandb remove {key}' to finish it" for (key,) in rows]
+def _rows_without_a_scan(db: Database) -> list[str]:
+    """What foreign keys would refuse: rows naming a scan the scans table lacks."""
+    problems = []
+    for table in SCAN_TABLES:
+        rows = db.conn.execute(f"""
+            SELECT scan_key, count(*) FROM {table.name}
+            WHERE scan_key NOT IN (SELECT scan_key FROM scans) GROUP BY 1 ORDER BY 1""").fetchall()
+        problems += [f"{table.name}: {count} rows name scan {key}, which the scans table lacks"
+                     for key, count in rows]
+    return problems
 
 
 def _row_count_problems(db: Database) -> list[str]:
@@ -171,8 +169,7 @@ def _row_count_problems(db: Database) -> list[str]:
             SELECT s.scan_key, s.{count_column}, count(c.scan_key),
                    count(*) FILTER (WHERE c.{id_column} < 0 OR c.{id_column} >= s.{count_column})
             FROM scans s LEFT JOIN {table} c USING (scan_key)
-            WHERE s.kind <> ?
-            GROUP BY ALL ORDER BY 1""", [REMOVING]).fetchall()
+            GROUP BY ALL ORDER BY 1""").fetchall()
         for key, want, have, out_of_range in rows:
             if have != want:
                 problems.append(f"scan {key}: {table} has {have} rows, scans.{count_column} says {want}")

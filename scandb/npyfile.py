@@ -8,6 +8,7 @@ Nothing here ever unpickles: object dtypes are refused.
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -31,7 +32,7 @@ class NpyHeader:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # per trial read: np.prod costs 20 us
 
 
 def header_length(prefix: bytes) -> int:

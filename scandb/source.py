@@ -11,6 +11,7 @@ array by the number of trials or neurons, everything else by fixed caps (see ``_
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -59,7 +60,7 @@ class DataKey:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+        return math.prod(self.shape) * self.dtype.itemsize  # per trial read: np.prod costs 20 us
 
 
 @dataclass
@@ -318,7 +319,7 @@ class _Reader:
         if not image_ids:
             raise self.bad(f"{root}meta/trials/", f"no image id array (one of {', '.join(IMAGE_ID_FILES)}.npy)")
         ids = trials[image_ids[0]]
-        if ids.dtype.kind not in "iu" and not (ids.dtype.kind == "f" and np.all(np.mod(ids, 1) == 0)):
+        if ids.dtype.kind not in "iu" and not (ids.dtype.kind == "f" and _whole_numbers(ids)):
             raise self.bad(f"{root}meta/trials/{image_ids[0]}.npy", f"image ids must be integers, found {ids.dtype}")
 
 
@@ -343,6 +344,12 @@ class _Bounds:
         if rel.startswith("meta/statistics/"):
             return HEADER_SLACK + self.max_elements * MAX_STAT_ITEMSIZE
         return MAX_OTHER_FILE
+
+
+def _whole_numbers(values: np.ndarray) -> bool:
+    """Floats that convert to int64 exactly (no NaN, no infinities, nothing past 2**53)."""
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(np.isfinite(values) & (np.abs(values) <= 2 ** 53) & (np.mod(values, 1) == 0)))
 
 
 def _few(items: list[int]) -> str:

@@ -34,7 +34,7 @@ GOOD_SPEC = ScanSpec(n_trials=30, n_neurons=20)
 """The scan already in every test database."""
 BAD_SPEC = ScanSpec(animal_id=30001, seed=11, n_trials=30, n_neurons=20)
 """The scan the tests damage: another animal, so it would be a new scan."""
-BIG_SPEC = ScanSpec(animal_id=40004, seed=44, n_trials=3000, n_neurons=400)
+BIG_SPEC = ScanSpec(animal_id=40004, seed=44, n_trials=3000, n_neurons=100)
 """A scan whose ingest takes long enough (about a second) to be interrupted."""
 
 
@@ -83,7 +83,7 @@ def scandb_command(*args: str) -> list[str]:
 
 PRIMED = """
 import sys
-import scandb.cli
+import scandb.cli, scandb.ingest, scandb.maintenance
 print("ready", flush=True)
 sys.stdin.readline()
 sys.argv = ["scandb", *sys.argv[1:]]

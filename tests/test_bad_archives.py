@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import stat
+import subprocess
 import warnings
 import zipfile
 from pathlib import Path
@@ -183,7 +184,7 @@ def test_a_bomb_whose_headers_lie_about_its_size(tmp_path, bad_base, good_db, be
 
 def test_many_members_that_add_up_to_a_bomb(tmp_path, bad_base, good_db, before):
     """Each extra file is under the per-file cap; together they are over the total."""
-    size = (MAX_OTHER_FILE >> 20) - 1 << 20
+    size = MAX_OTHER_FILE - (1 << 20)
     extras = [bomb(f"{bad_base.spec.name}/extra/{i}.bin", size) for i in range(5)]
     scan = write_raw_zip(tmp_path / "many.zip", scan_members(bad_base) + extras)
     assert_refused(good_db, scan, None, "files outside data/ add up to", before)
@@ -191,8 +192,6 @@ def test_many_members_that_add_up_to_a_bomb(tmp_path, bad_base, good_db, before)
 
 def test_a_bomb_never_takes_memory(tmp_path, bad_base, good_db):
     """The real command, in its own process: its peak memory stays far below the bomb."""
-    import subprocess
-
     name = f"{bad_base.spec.name}/meta/trials/tiers.npy"
     members = [m for m in scan_members(bad_base) if m.name != name] + [bomb(name)]
     scan = write_raw_zip(tmp_path / "bomb.zip", members)
@@ -217,7 +216,7 @@ def test_random_damage_is_always_a_bad_scan_error(tmp_path):
     good = write_zip(small, tmp_path / "good.zip").read_bytes()
     rng = random.Random(20261125)
     outcomes = {"read": 0, "refused": 0}
-    for attempt in range(300):
+    for _ in range(300):
         data = bytearray(good)
         tail = rng.random() < 0.5
         for _ in range(rng.randint(1, 4)):

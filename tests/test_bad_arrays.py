@@ -132,6 +132,9 @@ CASES = {
     "NaN image ids": (
         "meta/trials/frame_image_id.npy", "image ids must be integers",
         lambda s: s.arrays.update({"meta/trials/frame_image_id.npy": np.full(N_TRIALS, np.nan)})),
+    "image ids too large for an integer": (
+        "meta/trials/frame_image_id.npy", "image ids must be integers",
+        lambda s: s.arrays.update({"meta/trials/frame_image_id.npy": np.full(N_TRIALS, 1e30)})),
     "numbers as tiers": (
         "meta/trials/tiers.npy", "tiers must be strings",
         lambda s: s.arrays.update({"meta/trials/tiers.npy": np.zeros(N_TRIALS)})),

@@ -7,13 +7,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 from scandb.database import Database
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database
-from .hostile import (BAD_SPEC, GOOD_SPEC, bad_base, before, big_scan, copy_database, good_db,  # noqa: F401
+from .hostile import (GOOD_SPEC, bad_base, before, big_scan, copy_database, good_db,  # noqa: F401
                       grow_disk, image_files, immutable, run_cli, run_scandb, scandb_command, small_disk,
                       template_db)
 

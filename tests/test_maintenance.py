@@ -15,7 +15,7 @@ from scandb.schema import SCAN_TABLES
 from scandb.synthetic import generate, write_zip
 
 from .conftest import digest_database
-from .hostile import (BAD_SPEC, GOOD_SPEC, before, good_db, image_files, run_cli,  # noqa: F401
+from .hostile import (BAD_SPEC, GOOD_SPEC, before, good_db, image_files, immutable, run_cli,  # noqa: F401
                       template_db)
 
 OTHER_SPEC = BAD_SPEC
@@ -104,8 +104,11 @@ def test_verify_reports_orphan_files_and_half_written_ones(good_db):
      f"1 response rows hold 5..5 values, not n_neurons = {GOOD_SPEC.n_neurons}"),
     ("DELETE FROM images WHERE image_hash = (SELECT min(image_hash) FROM images)",
      "trials name images the images table lacks"),
+    ("INSERT INTO behavior VALUES ('9-9-9', 0, 1, 2, 3, 4, 5)",
+     "behavior: 1 rows name scan 9-9-9, which the scans table lacks"),
     ("UPDATE alembic_version SET version_num = 'f00d'", "schema revision f00d is newer than this scandb knows"),
-], ids=["behavior-row", "response-rows", "neuron-count", "trial-id", "response-length", "image-row", "revision"])
+], ids=["behavior-row", "response-rows", "neuron-count", "trial-id", "response-length", "image-row",
+        "row-without-scan", "revision"])
 def test_verify_reports_rows_that_disagree(good_db, statement, problem):
     tamper(good_db, statement)
     run = verify(good_db)
@@ -162,16 +165,30 @@ def test_remove_is_all_or_nothing_when_a_delete_fails(good_db, before, monkeypat
     assert digest_database(good_db) == before
 
 
-def test_a_removal_killed_between_its_transactions_is_finished_by_the_next_writer(good_db, before, other_scan):
-    """The state a kill -9 after the first commit leaves: verify flags it, the next ingest ends it."""
+def test_a_removal_killed_before_deleting_files_is_finished_by_the_next_writer(good_db, before, other_scan):
+    """A kill -9 after the commit leaves only orphan files: verify lists them, the next run deletes them."""
     assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
     with Database(good_db, read_only=False) as db:
         maintenance._delete_scan_rows(db, OTHER_SPEC.key)
 
     run = verify(good_db)
     assert run.code == 1
-    assert f"scan {OTHER_SPEC.key}: a removal was interrupted" in run.out
+    assert ": orphan (no row references it" in run.out
 
     assert run_cli("ingest", str(other_scan.parent / "missing.zip"), "--db", str(good_db)).code == 3
     assert digest_database(good_db) == before
     assert verify(good_db).code == 0
+
+
+def test_image_files_that_cannot_be_deleted_are_left_for_the_next_writer(good_db, before, other_scan):
+    """The rows are gone (committed); the files stay as orphans, named by verify, collected later."""
+    assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
+    store = good_db.with_suffix(".images")
+    with immutable(*store.iterdir()):
+        run = run_cli("remove", OTHER_SPEC.key, "--db", str(good_db))
+    assert run.code == 4
+    assert f"removed {OTHER_SPEC.key}, but could not delete its image files (Operation not permitted)" in run.error
+    assert ": orphan (no row references it" in verify(good_db).out
+
+    assert run_cli("ingest", str(other_scan.parent / "missing.zip"), "--db", str(good_db)).code == 3
+    assert digest_database(good_db) == before
