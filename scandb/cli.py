@@ -102,11 +102,12 @@ class _progress:
 
 @cli.command()
 @db_option
-def scans(db_path: Path) -> None:
+@wait_option
+def scans(db_path: Path, wait: float) -> None:
     """List the scans a database holds."""
     from .output import render
 
-    with connect(db_path) as db:
+    with connect(db_path, wait=wait) as db:
         columns, rows = db.run(
             "SELECT scan_key, animal_id, session, scan_idx, n_trials, n_neurons, image_shape, "
             "source_name, ingested_at FROM scans ORDER BY scan_key")
@@ -131,7 +132,8 @@ def migrate(db_path: Path, wait: float) -> None:
 @db_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects.")
-def sql(query: str, db_path: Path, as_csv: bool, as_json: bool) -> None:
+@wait_option
+def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> None:
     """Run one SQL query (read-only) and print its result.
 
     Example: scandb sql "SELECT tier, count(*) FROM trials GROUP BY tier"
@@ -140,7 +142,7 @@ def sql(query: str, db_path: Path, as_csv: bool, as_json: bool) -> None:
 
     if as_csv and as_json:
         raise click.UsageError("choose one of --csv and --json")
-    with connect(db_path) as db:
+    with connect(db_path, wait=wait) as db:
         columns, rows = db.run(query)
     click.echo(render(columns, rows, "csv" if as_csv else "json" if as_json else "table"))
 
@@ -164,11 +166,12 @@ def shell(db_path: Path, write: bool) -> None:
 @cli.command()
 @click.argument("scan")
 @db_option
-def info(scan: str, db_path: Path) -> None:
+@wait_option
+def info(scan: str, db_path: Path, wait: float) -> None:
     """Summarise one scan: trials per tier, neurons per area and layer, images, statistics."""
     from .output import scan_summary
 
-    with connect(db_path) as db:
+    with connect(db_path, wait=wait) as db:
         click.echo(scan_summary(db, scan))
 
 
