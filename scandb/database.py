@@ -65,14 +65,14 @@ holding every earlier scan's responses (measured: the 4th scan's commit took 18 
 
 
 def _connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
-    """The file attached under its usual name (its stem) with small row groups; the row
-    group size is an ATTACH option, not stored in the file, so every writer sets it."""
+    """The file attached with small row groups (an ATTACH option, not stored in the file,
+    so every writer sets it), under a fixed alias: a file's stem may be a reserved name
+    such as ``main`` or ``memory``."""
     conn = duckdb.connect()
     try:
-        name = '"' + path.stem.replace('"', '""') + '"'
         literal = "'" + str(path).replace("'", "''") + "'"
-        conn.execute(f"ATTACH {literal} AS {name} (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
-        conn.execute(f"USE {name}")
+        conn.execute(f"ATTACH {literal} AS scandb (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+        conn.execute("USE scandb")
     except BaseException:
         conn.close()
         raise

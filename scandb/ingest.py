@@ -122,8 +122,11 @@ class _ScanWriter:
         try:
             self._write_transaction(sha, size, replaced)
         finally:
-            self.conn.execute(f"SET threads = {int(previous[0])}")
-            self.conn.execute(f"SET write_buffer_row_group_count = {int(previous[1])}")
+            try:
+                self.conn.execute(f"SET threads = {int(previous[0])}")
+                self.conn.execute(f"SET write_buffer_row_group_count = {int(previous[1])}")
+            except duckdb.Error:  # a connection DuckDB invalidated (disk full): the real error is raised
+                pass
 
     def _write_transaction(self, sha: str, size: int, replaced: bool) -> None:
         self.conn.execute("BEGIN TRANSACTION")

@@ -144,3 +144,11 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise(tmp_path):
     assert b"trial" in terminal and b"/40" in terminal
     plain = run_cli("ingest", "--db", str(tmp_path / "p.duckdb"), str(scan))
     assert plain.stderr == "" and plain.stdout.startswith("26872-17-20: ingested 40 trials")
+
+
+@pytest.mark.parametrize("name", ["main", "memory", "scandb"])
+def test_any_database_file_name_works(tmp_path, name):
+    scan = make_scan(tmp_path, n_trials=20)
+    result = run_cli("ingest", "--db", str(tmp_path / f"{name}.duckdb"), str(scan))
+    assert result.returncode == 0, result.stderr
+    assert "(1 row)" in run_cli("scans", "--db", str(tmp_path / f"{name}.duckdb")).stdout

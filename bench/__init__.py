@@ -1,0 +1,1 @@
+"""Benchmarks at real scale: ``python -m bench.run`` (see BENCHMARKS.md)."""
