@@ -26,6 +26,7 @@ from . import __version__, npyfile
 from .database import Database
 from .errors import BadScanError, DatabaseError, ScandbError
 from .images import ImageStore, StoredImage
+from .matrices import MatrixWriter, collect_matrix_garbage
 from .schema import SCAN_TABLES, scans
 from .source import IMAGE_ID_FILES, Scan, open_scan
 
@@ -113,6 +114,8 @@ class _ScanWriter:
         self.store = ImageStore(db.image_dir)
         self.progress = progress or (lambda done, total: None)
         self.notes: list[str] = []
+        self.groups = _neuron_groups(scan)
+        self.matrix: MatrixWriter | None = None
 
     def write(self, sha: str, size: int, replaced: bool) -> None:
         previous = self.conn.execute("SELECT current_setting('threads'), "
@@ -137,20 +140,26 @@ class _ScanWriter:
             self._write_neurons()
             self._write_statistics()
             self._write_files()
+            self.matrix = MatrixWriter(self.store.root, sha, self.scan.n_trials, self.scan.n_neurons)
             image_hashes = self._write_trial_data()
             self._write_trials(image_hashes)
+            self._write_matrix_row(self.matrix.finish())
             if replaced:
                 self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
             self.conn.execute("COMMIT")
         except BaseException as exc:
             self._rollback()
             self.store.discard_created()
+            if self.matrix is not None:
+                self.matrix.discard()
             if isinstance(exc, ScandbError) or not isinstance(exc, Exception):
                 raise
             raise _explain(self.db, self.scan, exc) from exc
         if replaced:
             referenced = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
             self.store.collect_garbage(referenced)
+            matrices = {r[0] for r in self.conn.execute("SELECT path FROM response_matrices").fetchall()}
+            collect_matrix_garbage(self.store.root, matrices)
 
     def _rollback(self) -> None:
         """Roll back; a connection DuckDB invalidated (e.g. disk full) has nothing left to undo."""
@@ -285,7 +294,8 @@ class _ScanWriter:
         non_finite = int(np.count_nonzero(~np.isfinite(as_float32)))
         behavior = s.read_trials("behavior", start, stop).reshape(stop - start, 3).astype(np.float64)
         pupil = s.read_trials("pupil_center", start, stop).reshape(stop - start, 2).astype(np.float64)
-        return _TrialChunk(start, stop, images, as_float32, behavior, pupil, non_finite, lossy)
+        area_sums = np.column_stack([as_float32[:, idx].sum(axis=1, dtype=np.float64) for _, idx in self.groups])
+        return _TrialChunk(start, stop, images, as_float32, behavior, pupil, area_sums, non_finite, lossy)
 
     def _insert_chunk(self, chunk: "_TrialChunk", new_images: list[StoredImage]) -> None:
         s = self.scan
@@ -301,11 +311,23 @@ class _ScanWriter:
         self._insert("responses", pa.table({
             "scan_key": keys, "trial_id": trial_ids,
             "response": pa.LargeListArray.from_arrays(offsets, pa.array(chunk.responses.ravel()))}))
+        self.matrix.append(chunk.responses)
+        self._insert("area_responses", pa.table({
+            "scan_key": pa.array([s.key] * (n * len(self.groups))),
+            "trial_id": pa.array(np.repeat(np.arange(chunk.start, chunk.stop, dtype=np.int32), len(self.groups))),
+            "area": pa.array([area for _ in range(n) for (area, _), _ in self.groups], pa.string()),
+            "layer": pa.array([layer for _ in range(n) for (_, layer), _ in self.groups], pa.string()),
+            "n_neurons": pa.array(np.tile([len(idx) for _, idx in self.groups], n).astype(np.int32)),
+            "response_sum": pa.array(chunk.area_sums.ravel())}))
         behavior, pupil = chunk.behavior, chunk.pupil
         self._insert("behavior", pa.table({
             "scan_key": keys, "trial_id": trial_ids,
             "pupil_dilation": behavior[:, 0], "pupil_dilation_derivative": behavior[:, 1],
             "running_speed": behavior[:, 2], "pupil_x": pupil[:, 0], "pupil_y": pupil[:, 1]}))
+
+    def _write_matrix_row(self, path: str) -> None:
+        self.conn.execute("INSERT INTO response_matrices VALUES (?, ?, ?, ?)",
+                          [self.scan.key, path, self.scan.n_trials, self.scan.n_neurons])
 
     def _write_trials(self, image_hashes: list[str]) -> None:
         s, meta = self.scan, self.scan.trials
@@ -339,8 +361,22 @@ class _TrialChunk:
     """(stop - start, n_neurons) float32"""
     behavior: np.ndarray
     pupil: np.ndarray
+    area_sums: np.ndarray
+    """(stop - start, n_groups) float64: response sums per (area, layer) group"""
     non_finite: int
     lossy: int
+
+
+def _neuron_groups(scan: Scan) -> list[tuple[tuple[str | None, str | None], np.ndarray]]:
+    """Neuron indexes per (area, layer), for the area_responses sums."""
+    n = scan.n_neurons
+    areas = scan.neurons.get("area")
+    layers = scan.neurons.get("layer")
+    keys = list(zip(_strings(areas, n).to_pylist(), _strings(layers, n).to_pylist()))
+    groups: dict[tuple, list[int]] = {}
+    for idx, key in enumerate(keys):
+        groups.setdefault(key, []).append(idx)
+    return [(key, np.array(idx, dtype=np.int64)) for key, idx in groups.items()]
 
 
 def _strings(array: np.ndarray | None, n: int) -> pa.Array:

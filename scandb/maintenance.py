@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import duckdb
+import numpy as np
 
 from . import npyfile
 from .database import Database
 from .errors import DatabaseError, UsageError
 from .images import ImageStore, image_hash
+from .matrices import collect_matrix_garbage, matrix_files, matrix_temporaries
 from .schema import SCAN_TABLES
 
 SHOWN_PER_CHECK = 5
@@ -20,9 +22,15 @@ def referenced_images(db: Database) -> set[str]:
     return {row[0] for row in db.conn.execute("SELECT image_hash FROM images").fetchall()}
 
 
+def referenced_matrices(db: Database) -> set[str]:
+    return {row[0] for row in db.conn.execute("SELECT path FROM response_matrices").fetchall()}
+
+
 def collect_orphans(db: Database) -> int:
-    """Remove image files no row references (left by a writer that was killed)."""
-    return ImageStore(db.image_dir).collect_garbage(referenced_images(db))
+    """Remove image files and response matrices no row references (left by a writer that
+    was killed)."""
+    return (ImageStore(db.image_dir).collect_garbage(referenced_images(db))
+            + collect_matrix_garbage(db.image_dir, referenced_matrices(db)))
 
 
 # -- remove ------------------------------------------------------------------------------
@@ -56,6 +64,7 @@ def remove_scan(db: Database, scan_key: str) -> RemoveResult:
     unused = _delete_scan_rows(db, scan_key)
     try:
         files_removed = ImageStore(db.image_dir).remove(unused)
+        collect_matrix_garbage(db.image_dir, referenced_matrices(db))
     except OSError as exc:
         raise DatabaseError(f"{db.path}: removed {scan_key}, but could not delete its image files "
                             f"({exc.strerror or exc}); the next ingest deletes them") from None
@@ -144,6 +153,7 @@ def verify(db: Database) -> VerifyReport:
     file_problems, report.n_images = _image_file_problems(db)
     report.add(file_problems)
     report.add(_orphan_file_problems(db))
+    report.add(_matrix_problems(db))
     return report
 
 
@@ -230,10 +240,40 @@ def _check_image_file(path, digest: str, shape: tuple[int, ...], dtype: str) -> 
     return None
 
 
+def _matrix_problems(db: Database) -> list[str]:
+    """Each scan's response matrix exists, has its shape, and agrees with the SQL rows it
+    mirrors (checked on the first and last trial)."""
+    problems = []
+    rows = db.conn.execute("SELECT s.scan_key, s.n_trials, s.n_neurons, m.path FROM scans s "
+                           "LEFT JOIN response_matrices m USING (scan_key) ORDER BY 1").fetchall()
+    for scan, n_trials, n_neurons, path in rows:
+        if path is None:
+            continue  # ingested before response matrices existed: read from SQL
+        try:
+            matrix = np.load(db.path.parent / path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            problems.append(f"response matrix {path} of scan {scan}: unreadable ({exc})")
+            continue
+        if matrix.shape != (n_trials, n_neurons) or matrix.dtype != np.float32:
+            problems.append(f"response matrix {path} of scan {scan}: {matrix.shape} {matrix.dtype}, "
+                            f"expected ({n_trials}, {n_neurons}) float32")
+            continue
+        for trial in {0, n_trials - 1}:
+            stored = db.conn.execute("SELECT response FROM responses WHERE scan_key = ? AND trial_id = ?",
+                                     [scan, trial]).fetchone()
+            if stored is None or not np.array_equal(np.array(stored[0], np.float32), matrix[trial], equal_nan=True):
+                problems.append(f"response matrix {path} of scan {scan}: trial {trial} differs from the "
+                                "responses table")
+    return problems
+
+
 def _orphan_file_problems(db: Database) -> list[str]:
     store = ImageStore(db.image_dir)
     referenced = referenced_images(db)
     orphans = sorted(path for digest, path in store.files().items() if digest not in referenced)
     orphans += sorted(store.temporaries())
+    matrices = referenced_matrices(db)
+    orphans += sorted(p for rel, p in matrix_files(db.image_dir).items() if rel not in matrices)
+    orphans += sorted(matrix_temporaries(db.image_dir))
     return [f"image file {path.relative_to(db.path.parent).as_posix()}: orphan (no row references it; "
             "the next 'scandb ingest' removes it)" for path in orphans]

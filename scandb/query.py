@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .database import DEFAULT_DB, Database
-from .errors import UsageError
+from .errors import DatabaseError, UsageError
 from .normalize import Normalizer
 from .npyfile import load as load_npy
 
@@ -53,6 +53,7 @@ class ScanDB:
         self.database = db
         self.conn: duckdb.DuckDBPyConnection = db.conn
         self._normalizers: dict[str, Normalizer] = {}
+        self._matrices: dict[str, np.ndarray | None] = {}
 
     # -- SQL ------------------------------------------------------------------------------
 
@@ -154,13 +155,14 @@ class ScanDB:
                ) -> dict[str, np.ndarray]:
         n = selected.num_rows
         scans = selected["scan_key"].to_numpy(zero_copy_only=False)
+        trial_ids = selected["trial_id"].to_numpy()
         self.conn.register("_selection", selected.append_column("pos", pa.array(np.arange(n, dtype=np.int64))))
         try:
             self._check_exists()
             out = {}
             for key in keys:
                 if key == "responses":
-                    out[key] = self._responses(scans, neurons, normalize)
+                    out[key] = self._responses(scans, trial_ids, neurons, normalize)
                 elif key == "images":
                     out[key] = self._images(scans, normalize, image_dtype)
                 elif key == "behavior":
@@ -205,32 +207,67 @@ class ScanDB:
         query = f"SELECT {select} FROM _selection s {join} ORDER BY s.pos"
         return self.conn.execute(query).to_arrow_reader(ARROW_BATCH).read_all()
 
-    def _responses(self, scans: np.ndarray, neurons, normalize: bool) -> np.ndarray:
-        table = self._ordered("r.response", "JOIN responses r USING (scan_key, trial_id)")
-        column = table["response"].combine_chunks()
-        offsets = column.offsets.to_numpy()
-        values = column.values.to_numpy(zero_copy_only=False)
-        lengths = np.diff(offsets)
+    def _responses(self, scans: np.ndarray, trial_ids: np.ndarray, neurons, normalize: bool) -> np.ndarray:
         order = list(dict.fromkeys(scans))
-        picks = self._neuron_picks(order, neurons)
-        rows_of = {scan: np.flatnonzero(scans == scan) for scan in order}
-        widths = {scan: len(picks[scan]) if picks else int(lengths[rows[0]]) for scan, rows in rows_of.items()}
+        picks = self._neuron_picks(order, neurons) or {}
+        widths = {scan: len(picks[scan]) if picks else self._n_neurons(scan) for scan in order}
         if len(set(widths.values())) > 1:
             sizes = ", ".join(f"{s}: {w}" for s, w in widths.items())
             raise UsageError(f"the selection spans scans with different neuron counts ({sizes}); "
                              "pass per_scan=True, or neurons= with as many neurons per scan")
-        uniform = len(lengths) > 0 and np.all(lengths == lengths[0])
-        if uniform and picks is None and not normalize:  # one copy out of Arrow's read-only buffer
-            return values[offsets[0]:offsets[-1]].reshape(len(lengths), lengths[0]).copy()
+        if len(order) == 1 and not picks and not normalize:
+            return self._scan_responses(order[0], trial_ids)
         out = np.empty((len(scans), widths[order[0]] if order else 0), np.float32)
-        for scan, rows in rows_of.items():
-            block = values[offsets[rows][:, None] + np.arange(lengths[rows[0]])]
-            if picks:
+        for scan in order:
+            rows = np.flatnonzero(scans == scan)
+            block = self._scan_responses(scan, trial_ids[rows])
+            if scan in picks:
                 block = block[:, picks[scan]]
             if normalize:
-                block = self._normalizer(scan).responses(block, picks[scan] if picks else None)
+                block = self._normalizer(scan).responses(block, picks.get(scan))
             out[rows] = block
         return out
+
+    def _scan_responses(self, scan: str, trial_ids: np.ndarray) -> np.ndarray:
+        """Rows of one scan's response matrix, from its file (or from SQL for scans ingested
+        before response matrices existed)."""
+        matrix = self._matrix(scan)
+        if matrix is not None:
+            return matrix[trial_ids]
+        self.conn.register("_wanted", pa.table({"trial_id": pa.array(trial_ids, pa.int64()),
+                                                "pos": pa.array(np.arange(len(trial_ids)))}))
+        try:
+            table = self.conn.execute(
+                "SELECT r.response FROM _wanted w JOIN responses r ON r.trial_id = w.trial_id AND r.scan_key = ? "
+                "ORDER BY w.pos", [scan]).to_arrow_reader(ARROW_BATCH).read_all()
+        finally:
+            self.conn.unregister("_wanted")
+        column = table["response"].combine_chunks()
+        values = column.values.to_numpy(zero_copy_only=False)
+        return values.reshape(len(column), -1).copy()
+
+    def _matrix(self, scan: str) -> np.ndarray | None:
+        """The scan's (n_trials, n_neurons) matrix, memory-mapped read-only, or None."""
+        if scan not in self._matrices:
+            row = self.conn.execute("SELECT path, n_trials, n_neurons FROM response_matrices WHERE scan_key = ?",
+                                    [scan]).fetchone()
+            matrix = None
+            if row is not None:
+                path = self.database.path.parent / row[0]
+                try:
+                    matrix = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+                except OSError as exc:
+                    raise DatabaseError(f"{path}: response matrix of scan {scan} unreadable "
+                                        f"({exc.strerror or exc}); run 'scandb verify'") from None
+                if matrix.shape != (row[1], row[2]) or matrix.dtype != np.float32:
+                    raise DatabaseError(f"{path}: response matrix of scan {scan} is {matrix.shape} "
+                                        f"{matrix.dtype}, expected ({row[1]}, {row[2]}) float32; "
+                                        "run 'scandb verify'")
+            self._matrices[scan] = matrix
+        return self._matrices[scan]
+
+    def _n_neurons(self, scan: str) -> int:
+        return self.conn.execute("SELECT n_neurons FROM scans WHERE scan_key = ?", [scan]).fetchone()[0]
 
     def _neuron_picks(self, scans: Iterable[str], neurons) -> dict[str, np.ndarray] | None:
         if neurons is None:

@@ -121,5 +121,24 @@ scan_files = sa.Table(
     sa.Column("content", sa.LargeBinary, nullable=False, comment="the file, byte for byte"),
 )
 
-SCAN_TABLES = (neurons, trials, behavior, responses, statistics, scan_files)
+response_matrices = sa.Table(
+    "response_matrices", metadata,
+    sa.Column("scan_key", sa.String, primary_key=True),
+    sa.Column("path", sa.String, nullable=False,
+              comment="(n_trials, n_neurons) float32 .npy, row = trial_id, relative to the database's folder"),
+    sa.Column("n_trials", sa.Integer, nullable=False),
+    sa.Column("n_neurons", sa.Integer, nullable=False),
+)
+
+area_responses = sa.Table(
+    "area_responses", metadata,
+    sa.Column("scan_key", sa.String, nullable=False),
+    sa.Column("trial_id", sa.Integer, nullable=False),
+    sa.Column("area", sa.String),
+    sa.Column("layer", sa.String),
+    sa.Column("n_neurons", sa.Integer, nullable=False),
+    sa.Column("response_sum", sa.Double, nullable=False, comment="sum of the trial's responses of these neurons"),
+)
+
+SCAN_TABLES = (neurons, trials, behavior, responses, statistics, scan_files, response_matrices, area_responses)
 """Tables holding one scan's rows, children of ``scans``."""

@@ -208,7 +208,7 @@ def big_scan(tmp_path_factory) -> Path:
 
 def image_files(db: Path) -> list[Path]:
     store = db.with_suffix(".images")
-    return sorted(store.glob("*/*.npy")) if store.exists() else []
+    return sorted(store.glob("??/*.npy")) if store.exists() else []
 
 
 # -- hand-made zips ----------------------------------------------------------------------

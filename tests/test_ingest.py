@@ -95,7 +95,7 @@ def test_shared_test_images_are_stored_once(lab_db):
         distinct = db.sql("SELECT count(DISTINCT image_hash) FROM trials").fetchone()[0]
         assert files == distinct
     store = lab_db.with_name("lab.images")
-    assert len(list(store.rglob("*.npy"))) == files
+    assert len(list(store.glob("??/*.npy"))) == files
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -155,7 +155,7 @@ def test_replace_swaps_a_scan_and_drops_its_unused_images(tmp_path, open_db):
     for table in ("trials", "responses", "behavior"):
         assert db.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 30
     referenced = {r[0] for r in db.conn.execute("SELECT DISTINCT image_hash FROM trials").fetchall()}
-    stored = {p.stem for p in db.image_dir.rglob("*.npy")}
+    stored = {p.stem for p in db.image_dir.glob("??/*.npy")}
     assert stored == referenced
     assert {r[0] for r in db.conn.execute("SELECT image_hash FROM images").fetchall()} == referenced
 

@@ -1,0 +1,69 @@
+"""Fast paths: per-scan response matrices on disk, and per-(trial, area, layer) sums.
+
+- response_matrices: where each scan's (n_trials, n_neurons) float32 matrix lives;
+  scans ingested before this revision have none, and are read from SQL instead.
+- area_responses: the sum and count of responses per trial and (area, layer), so the mean
+  response per area across scans is a small aggregate instead of a scan of every value.
+  Filled here for scans already in the database.
+- responses_long redefined as unnest + join on neuron_idx: the first definition indexed
+  every trial's list once per neuron, over a minute per full-size scan.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-25
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "response_matrices",
+        sa.Column("scan_key", sa.String, primary_key=True),
+        sa.Column("path", sa.String, nullable=False),
+        sa.Column("n_trials", sa.Integer, nullable=False),
+        sa.Column("n_neurons", sa.Integer, nullable=False),
+    )
+    op.create_table(
+        "area_responses",
+        sa.Column("scan_key", sa.String, nullable=False),
+        sa.Column("trial_id", sa.Integer, nullable=False),
+        sa.Column("area", sa.String),
+        sa.Column("layer", sa.String),
+        sa.Column("n_neurons", sa.Integer, nullable=False),
+        sa.Column("response_sum", sa.Double, nullable=False),
+    )
+    op.execute("""
+        CREATE OR REPLACE VIEW responses_long AS
+        SELECT r.scan_key, r.trial_id, n.neuron_idx, n.unit_id, n.area, n.layer, t.tier, t.image_id, r.response
+        FROM (SELECT scan_key, trial_id, unnest(response) AS response,
+                     generate_subscripts(response, 1) - 1 AS neuron_idx
+              FROM responses) r
+        JOIN trials t USING (scan_key, trial_id)
+        JOIN neurons n USING (scan_key, neuron_idx)
+    """)
+    op.execute("""
+        INSERT INTO area_responses
+        SELECT r.scan_key, r.trial_id, n.area, n.layer, count(*), sum(r.response[n.neuron_idx + 1])
+        FROM responses r JOIN neurons n USING (scan_key)
+        GROUP BY ALL
+    """)
+
+
+def downgrade() -> None:
+    op.execute("""
+        CREATE OR REPLACE VIEW responses_long AS
+        SELECT r.scan_key, r.trial_id, n.neuron_idx, n.unit_id, n.area, n.layer, t.tier, t.image_id,
+               r.response[n.neuron_idx + 1] AS response
+        FROM responses r
+        JOIN trials t USING (scan_key, trial_id)
+        JOIN neurons n USING (scan_key)
+    """)
+    op.drop_table("area_responses")
+    op.drop_table("response_matrices")

@@ -1,0 +1,83 @@
+"""Response matrices and area sums agree with the rows they summarise; older databases work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from alembic import command
+
+import scandb
+from scandb.database import Database, _alembic_config, head_revision
+from scandb.errors import DatabaseError
+from scandb.ingest import ingest
+
+from .scans import make_scan
+from .test_cli import run_cli
+
+
+def test_area_sums_give_the_mean_of_every_response(lab_db):
+    with scandb.connect(lab_db) as db:
+        fast = db.sql("""
+            SELECT a.scan_key, a.area, t.tier, sum(a.response_sum) / sum(a.n_neurons) AS mean
+            FROM area_responses a JOIN trials t USING (scan_key, trial_id) GROUP BY ALL ORDER BY ALL""").fetchall()
+        slow = db.sql("SELECT scan_key, area, tier, avg(response) FROM responses_long GROUP BY ALL ORDER BY ALL"
+                      ).fetchall()
+    assert [r[:3] for r in fast] == [r[:3] for r in slow]
+    np.testing.assert_allclose([r[3] for r in fast], [r[3] for r in slow], rtol=1e-9)
+
+
+def test_responses_long_has_one_row_per_trial_and_neuron(lab_db, sources):
+    with scandb.connect(lab_db) as db:
+        for scan, arrays in sources.items():
+            rows = db.sql("SELECT trial_id, neuron_idx, response FROM responses_long WHERE scan_key = ? "
+                          "AND trial_id = 3 ORDER BY neuron_idx", [scan]).fetchnumpy()
+            np.testing.assert_array_equal(rows["neuron_idx"], np.arange(len(arrays["data/responses/3.npy"])))
+            np.testing.assert_array_equal(rows["response"], arrays["data/responses/3.npy"])
+
+
+def test_each_scan_has_a_matrix_equal_to_its_rows(lab_db, sources):
+    with scandb.connect(lab_db) as db:
+        for scan, arrays in sources.items():
+            path, = db.sql("SELECT path FROM response_matrices WHERE scan_key = ?", [scan]).fetchone()
+            matrix = np.load(lab_db.parent / path)
+            expected = np.stack([arrays[f"data/responses/{t}.npy"] for t in range(len(matrix))])
+            assert matrix.dtype == np.float32
+            np.testing.assert_array_equal(matrix, expected)
+
+
+def test_a_missing_matrix_is_a_clear_error_and_verify_reports_it(tmp_path, open_db):
+    db = open_db()
+    ingest(db, make_scan(tmp_path, n_trials=20))
+    path, = db.conn.execute("SELECT path FROM response_matrices").fetchone()
+    db.close()
+    (tmp_path / path).unlink()
+    with scandb.connect(db.path) as reader, pytest.raises(DatabaseError, match="scandb verify"):
+        reader.responses([("26872-17-20", 0)])
+    report = run_cli("verify", "--db", str(db.path))
+    assert report.returncode == 1 and "response matrix" in report.stdout
+
+
+def test_a_database_from_revision_0002_upgrades_and_still_fetches(tmp_path):
+    path = tmp_path / "old.duckdb"
+    scan = make_scan(tmp_path, n_trials=20)
+    with Database(path, read_only=False) as db:
+        config = _alembic_config()
+        with db.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0002")
+        db.conn.execute("CREATE TABLE response_matrices (scan_key VARCHAR, path VARCHAR, n_trials INT, "
+                        "n_neurons INT)")  # what ingest writes to; dropped again before upgrading
+        db.conn.execute("CREATE TABLE area_responses (scan_key VARCHAR, trial_id INT, area VARCHAR, "
+                        "layer VARCHAR, n_neurons INT, response_sum DOUBLE)")
+        ingest(db, scan)
+        db.conn.execute("DROP TABLE response_matrices")
+        db.conn.execute("DROP TABLE area_responses")
+    result = run_cli("migrate", "--db", str(path))
+    assert result.returncode == 0 and f"to revision {head_revision()}" in result.stdout
+    with scandb.connect(path) as db:
+        assert db.sql("SELECT count(*) FROM response_matrices").fetchone()[0] == 0
+        assert db.sql("SELECT sum(n_neurons) FROM area_responses").fetchone()[0] == 20 * 50
+        from scandb.synthetic import ScanSpec, generate
+        arrays = generate(ScanSpec(n_trials=20)).arrays
+        np.testing.assert_array_equal(db.responses([("26872-17-20", 7), ("26872-17-20", 2)]),
+                                      np.stack([arrays["data/responses/7.npy"], arrays["data/responses/2.npy"]]))
