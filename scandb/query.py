@@ -9,6 +9,7 @@ selection's order.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -54,6 +55,7 @@ class ScanDB:
         self.conn: duckdb.DuckDBPyConnection = db.conn
         self._normalizers: dict[str, Normalizer] = {}
         self._matrices: dict[str, np.ndarray | None] = {}
+        self._scan_tables: dict[str, _ScanTables | None] = {}
 
     # -- SQL ------------------------------------------------------------------------------
 
@@ -153,27 +155,20 @@ class ScanDB:
 
     def _fetch(self, selected: pa.Table, keys: Sequence[str], normalize: bool, neurons, image_dtype
                ) -> dict[str, np.ndarray]:
-        n = selected.num_rows
         scans = selected["scan_key"].to_numpy(zero_copy_only=False)
         trial_ids = selected["trial_id"].to_numpy()
-        self.conn.register("_selection", selected.append_column("pos", pa.array(np.arange(n, dtype=np.int64))))
-        try:
-            self._check_exists()
-            out = {}
-            for key in keys:
-                if key == "responses":
-                    out[key] = self._responses(scans, trial_ids, neurons, normalize)
-                elif key == "images":
-                    out[key] = self._images(scans, normalize, image_dtype)
-                elif key == "behavior":
-                    out[key] = self._columns(scans, "behavior", BEHAVIOR_COLUMNS, normalize)
-                elif key == "pupil_center":
-                    out[key] = self._columns(scans, "pupil_center", PUPIL_COLUMNS, normalize)
-                else:
-                    out[key] = self._trial_column(key)
-            return out
-        finally:
-            self.conn.unregister("_selection")
+        self._check_exists(scans, trial_ids)
+        out = {}
+        for key in keys:
+            if key == "responses":
+                out[key] = self._responses(scans, trial_ids, neurons, normalize)
+            elif key == "images":
+                out[key] = self._images(scans, trial_ids, normalize, image_dtype)
+            elif key in ("behavior", "pupil_center"):
+                out[key] = self._small_arrays(scans, trial_ids, key, normalize)
+            else:
+                out[key] = self._trial_column(selected, key)
+        return out
 
     def _resolve(self, selection: Selection, params: Sequence | None) -> pa.Table:
         if isinstance(selection, str):
@@ -195,22 +190,41 @@ class ScanDB:
         return pa.table({"scan_key": table["scan_key"].cast(pa.string()),
                          "trial_id": table["trial_id"].cast(pa.int64())})
 
-    def _check_exists(self) -> None:
-        rows = self.conn.execute(
-            "SELECT s.scan_key, s.trial_id FROM _selection s ANTI JOIN trials t USING (scan_key, trial_id) "
-            "ORDER BY s.pos LIMIT 3").fetchall()
-        if rows:
-            shown = ", ".join(f"({k}, {t})" for k, t in rows)
+    def _check_exists(self, scans: np.ndarray, trial_ids: np.ndarray) -> None:
+        missing = np.zeros(len(scans), bool)
+        for scan in dict.fromkeys(scans):
+            rows = scans == scan
+            tables = self._tables(scan)
+            n_trials = tables.n_trials if tables else 0
+            missing[rows] = (trial_ids[rows] < 0) | (trial_ids[rows] >= n_trials)
+        if missing.any():
+            shown = ", ".join(f"({scans[i]}, {trial_ids[i]})" for i in np.flatnonzero(missing)[:3])
             raise UsageError(f"selected trials not in the database: {shown}")
 
-    def _ordered(self, select: str, join: str) -> pa.Table:
-        query = f"SELECT {select} FROM _selection s {join} ORDER BY s.pos"
-        return self.conn.execute(query).to_arrow_reader(ARROW_BATCH).read_all()
+    def _tables(self, scan: str) -> "_ScanTables | None":
+        """A scan's small per-trial arrays, read once: batches then need no SQL at all."""
+        if scan not in self._scan_tables:
+            self._scan_tables[scan] = _ScanTables.read(self.conn, scan)
+        return self._scan_tables[scan]
+
+    def _gather(self, scans: np.ndarray, trial_ids: np.ndarray, column: str) -> np.ndarray:
+        """Rows of one per-trial array, across the selection's scans, in the selection's order."""
+        order = list(dict.fromkeys(scans))
+        if len(order) == 1:
+            return getattr(self._tables(order[0]), column)[trial_ids]
+        first = getattr(self._tables(order[0]), column)
+        dtypes = {getattr(self._tables(scan), column).dtype for scan in order}
+        out = np.empty((len(scans), *first.shape[1:]), dtype=np.result_type(*dtypes) if first.dtype != object
+                       else object)
+        for scan in order:
+            rows = scans == scan
+            out[rows] = getattr(self._tables(scan), column)[trial_ids[rows]]
+        return out
 
     def _responses(self, scans: np.ndarray, trial_ids: np.ndarray, neurons, normalize: bool) -> np.ndarray:
         order = list(dict.fromkeys(scans))
         picks = self._neuron_picks(order, neurons) or {}
-        widths = {scan: len(picks[scan]) if picks else self._n_neurons(scan) for scan in order}
+        widths = {scan: len(picks[scan]) if picks else self._tables(scan).n_neurons for scan in order}
         if len(set(widths.values())) > 1:
             sizes = ", ".join(f"{s}: {w}" for s, w in widths.items())
             raise UsageError(f"the selection spans scans with different neuron counts ({sizes}); "
@@ -266,9 +280,6 @@ class ScanDB:
             self._matrices[scan] = matrix
         return self._matrices[scan]
 
-    def _n_neurons(self, scan: str) -> int:
-        return self.conn.execute("SELECT n_neurons FROM scans WHERE scan_key = ?", [scan]).fetchone()[0]
-
     def _neuron_picks(self, scans: Iterable[str], neurons) -> dict[str, np.ndarray] | None:
         if neurons is None:
             return None
@@ -294,11 +305,10 @@ class ScanDB:
             raise UsageError(f"scan {scan!r} has no neurons with {by} {unknown[:5]}")
         return np.array([lookup[int(w)] for w in wanted], dtype=np.int64)
 
-    def _images(self, scans: np.ndarray, normalize: bool, dtype) -> np.ndarray:
-        table = self._ordered("i.path", "JOIN trials t USING (scan_key, trial_id) JOIN images i USING (image_hash)")
-        paths = table["path"].to_pylist()
+    def _images(self, scans: np.ndarray, trial_ids: np.ndarray, normalize: bool, dtype) -> np.ndarray:
+        paths = self._gather(scans, trial_ids, "image_paths").tolist()
         root = self.database.path.parent
-        loaded = {p: np.load(root / p, allow_pickle=False) for p in dict.fromkeys(paths)}
+        loaded = {p: load_npy((root / p).read_bytes()) for p in dict.fromkeys(paths)}
         shapes = {a.shape for a in loaded.values()}
         if len(shapes) > 1:
             raise UsageError(f"the selection spans scans with different image shapes ({sorted(shapes)}); "
@@ -310,29 +320,27 @@ class ScanDB:
             stacked = stacked.astype(dtype)
         return stacked
 
-    def _columns(self, scans: np.ndarray, key: str, columns: Sequence[str], normalize: bool) -> np.ndarray:
-        names = ", ".join(f"b.{c}" for c in columns)
-        table = self._ordered(names, "JOIN behavior b USING (scan_key, trial_id)")
-        matrix = np.column_stack([table[c].to_numpy() for c in columns]) if table.num_rows else \
-            np.empty((0, len(columns)))
-        dtypes = {self._scan_dtype(s, key) for s in dict.fromkeys(scans)}
-        matrix = matrix.astype(dtypes.pop() if len(dtypes) == 1 else np.float64)
+    def _small_arrays(self, scans: np.ndarray, trial_ids: np.ndarray, key: str, normalize: bool) -> np.ndarray:
+        matrix = self._gather(scans, trial_ids, key)
         if normalize:
             matrix = self._per_scan(scans, matrix, lambda nz, block: getattr(nz, key)(block))
         return matrix
 
-    def _trial_column(self, name: str) -> np.ndarray:
+    def _trial_column(self, selected: pa.Table, name: str) -> np.ndarray:
         allowed = {r[0] for r in self.conn.execute(
             "SELECT column_name FROM duckdb_columns() WHERE table_name = 'trials_full'").fetchall()}
         if name not in allowed:
             raise UsageError(f"unknown key {name!r}: use one of {', '.join(DATA_KEYS)} or a trials_full "
                              f"column ({', '.join(sorted(allowed))})")
-        table = self._ordered(f't."{name}"', "JOIN trials_full t USING (scan_key, trial_id)")
+        positions = pa.array(np.arange(selected.num_rows, dtype=np.int64))
+        self.conn.register("_selection", selected.append_column("pos", positions))
+        try:
+            table = self.conn.execute(
+                f'SELECT t."{name}" FROM _selection s JOIN trials_full t USING (scan_key, trial_id) ORDER BY s.pos'
+            ).to_arrow_reader(ARROW_BATCH).read_all()
+        finally:
+            self.conn.unregister("_selection")
         return table[name].to_numpy(zero_copy_only=False)
-
-    def _scan_dtype(self, scan: str, key: str) -> np.dtype:
-        row = self.conn.execute(f"SELECT {key}_dtype FROM scans WHERE scan_key = ?", [scan]).fetchone()
-        return np.dtype(row[0])
 
     def _normalizer(self, scan: str) -> Normalizer:
         if scan not in self._normalizers:
@@ -358,6 +366,35 @@ class ScanDB:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@dataclass(frozen=True)
+class _ScanTables:
+    """One scan's per-trial behavior, pupil position and image paths, indexed by trial_id."""
+
+    n_trials: int
+    n_neurons: int
+    behavior: np.ndarray
+    pupil_center: np.ndarray
+    image_paths: np.ndarray
+
+    @classmethod
+    def read(cls, conn: duckdb.DuckDBPyConnection, scan: str) -> "_ScanTables | None":
+        found = conn.execute("SELECT n_trials, n_neurons, behavior_dtype, pupil_center_dtype FROM scans "
+                             "WHERE scan_key = ?", [scan]).fetchone()
+        if found is None:
+            return None
+        n_trials, n_neurons, behavior_dtype, pupil_dtype = found
+        rows = conn.execute(f"""
+            SELECT t.trial_id, {', '.join(BEHAVIOR_COLUMNS + PUPIL_COLUMNS)}, i.path
+            FROM trials t JOIN behavior b USING (scan_key, trial_id) JOIN images i USING (image_hash)
+            WHERE t.scan_key = ? ORDER BY t.trial_id""", [scan]).fetchnumpy()
+        if not np.array_equal(rows["trial_id"], np.arange(n_trials)):
+            raise DatabaseError(f"scan {scan}: trials, behavior or images rows are incomplete; run 'scandb verify'")
+        return cls(n_trials, n_neurons,
+                   np.column_stack([rows[c] for c in BEHAVIOR_COLUMNS]).astype(behavior_dtype),
+                   np.column_stack([rows[c] for c in PUPIL_COLUMNS]).astype(pupil_dtype),
+                   np.asarray(rows["path"], dtype=object))
 
 
 def _filters(**columns) -> tuple[list[str], list]:
