@@ -142,6 +142,7 @@ class _ScanWriter:
             self._write_files()
             self.matrix = MatrixWriter(self.store.root, sha, self.scan.n_trials, self.scan.n_neurons)
             image_hashes = self._write_trial_data()
+            self._write_responses_by_image()
             self._write_trials(image_hashes)
             self._write_matrix_row(self.matrix.finish())
             if replaced:
@@ -307,10 +308,6 @@ class _ScanWriter:
         n = chunk.stop - chunk.start
         trial_ids = pa.array(np.arange(chunk.start, chunk.stop, dtype=np.int32))
         keys = pa.array([s.key] * n)
-        offsets = pa.array(np.arange(0, n * s.n_neurons + 1, s.n_neurons, dtype=np.int64))
-        self._insert("responses", pa.table({
-            "scan_key": keys, "trial_id": trial_ids,
-            "response": pa.LargeListArray.from_arrays(offsets, pa.array(chunk.responses.ravel()))}))
         self.matrix.append(chunk.responses)
         self._insert("area_responses", pa.table({
             "scan_key": pa.array([s.key] * (n * len(self.groups))),
@@ -324,6 +321,22 @@ class _ScanWriter:
             "scan_key": keys, "trial_id": trial_ids,
             "pupil_dilation": behavior[:, 0], "pupil_dilation_derivative": behavior[:, 1],
             "running_speed": behavior[:, 2], "pupil_x": pupil[:, 0], "pupil_y": pupil[:, 1]}))
+
+    def _write_responses_by_image(self) -> None:
+        """Insert the responses table from the finished matrix, sorted by (image_id, trial_id):
+        a query for one image's responses then reads only the row groups that hold it."""
+        s = self.scan
+        image_ids = s.trials[next(name for name in IMAGE_ID_FILES if name in s.trials)].astype(np.int64)
+        order = np.lexsort((np.arange(s.n_trials), image_ids)).astype(np.int32)
+        matrix = self.matrix.rows()
+        for start in range(0, s.n_trials, CHUNK_TRIALS):
+            trials = order[start:start + CHUNK_TRIALS]
+            n = len(trials)
+            offsets = pa.array(np.arange(0, n * s.n_neurons + 1, s.n_neurons, dtype=np.int64))
+            self._insert("responses", pa.table({
+                "scan_key": pa.array([s.key] * n), "trial_id": pa.array(trials),
+                "response": pa.LargeListArray.from_arrays(offsets, pa.array(matrix[trials].ravel())),
+                "image_id": pa.array(image_ids[trials])}))
 
     def _write_matrix_row(self, path: str) -> None:
         self.conn.execute("INSERT INTO response_matrices VALUES (?, ?, ?, ?)",

@@ -39,6 +39,11 @@ class MatrixWriter:
         self._file.write(np.ascontiguousarray(rows, dtype=np.float32).data)
         self.rows_written += len(rows)
 
+    def rows(self) -> np.ndarray:
+        """The rows written so far, memory-mapped read-only (to insert them in another order)."""
+        self._file.flush()
+        return np.load(self.temporary, mmap_mode="r", allow_pickle=False)
+
     def finish(self) -> str:
         """Put the matrix in place; returns its path relative to the database's folder."""
         if self.rows_written != self.shape[0]:

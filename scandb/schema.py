@@ -90,6 +90,7 @@ responses = sa.Table(
     sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("response", sa.ARRAY(sa.REAL), nullable=False,
               comment="float32, element k belongs to neuron_idx k"),
+    sa.Column("image_id", sa.BigInteger, comment="the trial's image id; a scan's rows are stored sorted by it"),
 )
 
 images = sa.Table(

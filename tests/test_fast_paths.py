@@ -10,6 +10,7 @@ import scandb
 from scandb.database import Database, _alembic_config, head_revision
 from scandb.errors import DatabaseError
 from scandb.ingest import ingest
+from scandb.synthetic import ScanSpec, generate
 
 from .scans import make_scan
 from .test_cli import run_cli
@@ -57,27 +58,31 @@ def test_a_missing_matrix_is_a_clear_error_and_verify_reports_it(tmp_path, open_
     assert report.returncode == 1 and "response matrix" in report.stdout
 
 
-def test_a_database_from_revision_0002_upgrades_and_still_fetches(tmp_path):
+def test_a_database_from_revision_0002_upgrades_and_still_fetches(tmp_path, open_db):
+    current = open_db()
+    ingest(current, make_scan(tmp_path, n_trials=20))
+    current.close()
     path = tmp_path / "old.duckdb"
-    scan = make_scan(tmp_path, n_trials=20)
-    with Database(path, read_only=False) as db:
+    with Database(path, read_only=False) as old:
         config = _alembic_config()
-        with db.engine.begin() as connection:
+        with old.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "0002")
-        db.conn.execute("CREATE TABLE response_matrices (scan_key VARCHAR, path VARCHAR, n_trials INT, "
-                        "n_neurons INT)")  # what ingest writes to; dropped again before upgrading
-        db.conn.execute("CREATE TABLE area_responses (scan_key VARCHAR, trial_id INT, area VARCHAR, "
-                        "layer VARCHAR, n_neurons INT, response_sum DOUBLE)")
-        ingest(db, scan)
-        db.conn.execute("DROP TABLE response_matrices")
-        db.conn.execute("DROP TABLE area_responses")
+        old.conn.execute(f"ATTACH '{current.path}' AS current (READ_ONLY)")
+        for table in ("scans", "neurons", "trials", "behavior", "responses", "images", "statistics", "scan_files"):
+            columns = [r[0] for r in old.conn.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? AND database_name = 'scandb' "
+                "ORDER BY column_index", [table]).fetchall()]
+            names = ", ".join(columns)
+            old.conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM current.{table}")
+        old.conn.execute("DETACH current")
     result = run_cli("migrate", "--db", str(path))
     assert result.returncode == 0 and f"to revision {head_revision()}" in result.stdout
     with scandb.connect(path) as db:
         assert db.sql("SELECT count(*) FROM response_matrices").fetchone()[0] == 0
         assert db.sql("SELECT sum(n_neurons) FROM area_responses").fetchone()[0] == 20 * 50
-        from scandb.synthetic import ScanSpec, generate
+        assert db.sql("SELECT count(*) FROM responses r JOIN trials t USING (scan_key, trial_id) "
+                      "WHERE r.image_id = t.image_id").fetchone()[0] == 20
         arrays = generate(ScanSpec(n_trials=20)).arrays
         np.testing.assert_array_equal(db.responses([("26872-17-20", 7), ("26872-17-20", 2)]),
                                       np.stack([arrays["data/responses/7.npy"], arrays["data/responses/2.npy"]]))

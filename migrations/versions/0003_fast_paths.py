@@ -5,6 +5,8 @@
 - area_responses: the sum and count of responses per trial and (area, layer), so the mean
   response per area across scans is a small aggregate instead of a scan of every value.
   Filled here for scans already in the database.
+- responses.image_id: each scan's responses are inserted sorted by image, so DuckDB skips
+  the row groups of other images when a query filters responses by image_id.
 - responses_long redefined as unnest + join on neuron_idx: the first definition indexed
   every trial's list once per neuron, over a minute per full-size scan.
 
@@ -23,6 +25,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("responses", sa.Column("image_id", sa.BigInteger))
+    op.execute("UPDATE responses r SET image_id = t.image_id FROM trials t "
+               "WHERE t.scan_key = r.scan_key AND t.trial_id = r.trial_id")
     op.create_table(
         "response_matrices",
         sa.Column("scan_key", sa.String, primary_key=True),
@@ -67,3 +72,4 @@ def downgrade() -> None:
     """)
     op.drop_table("area_responses")
     op.drop_table("response_matrices")
+    op.drop_column("responses", "image_id")
