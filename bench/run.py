@@ -62,7 +62,7 @@ def run(n_scans: int, out: Path, tiny: bool, repeat: int, profile: bool) -> dict
     results["scaling"] = _ingest_all(zips, specs, work, batch_rows, train_matrix, repeat)
     db = work / "bench.duckdb"
     results["fetch_profile"] = _fetch_profile(db, specs[0].key, batch_rows) if profile else {}
-    results["shell"], results["prototypes"] = _shell(db, work, specs[0].key, repeat)
+    results["shell"] = _shell(db, work, specs[0].key, repeat)
     results["ingest_profile"] = (profiles.profile_ingest(
         [sys.executable, "-m", "scandb", "ingest", str(zips[0]), "--db", str(work / "profile.duckdb")],
         work / "ingest-profile") or []) if profile else []
@@ -172,21 +172,19 @@ def _fetch_profile(db: Path, key: str, batch_rows: np.ndarray) -> dict[str, list
                 "db.fetch(128 random trials, 4 keys)": profiles.profile_call(lambda: sdb.fetch(pairs))}
 
 
-def _shell(db: Path, work: Path, first_scan: str, repeat: int) -> tuple[list[dict], list[dict]]:
+def _shell(db: Path, work: Path, first_scan: str, repeat: int) -> list[dict]:
     cli = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
     if not cli:
-        return [], []
-    scratch = work / "scratch.duckdb"
-    built = shell.build_prototypes(db, scratch, first_scan)
+        return []
     image_id = 0  # a test image: shown ~10 times in every scan
     rows = []
     for query in shell.queries(first_scan, image_id):
         slow = query.scans == "1"
-        best, first = shell.shell_time(cli, scratch, query.sql, repeat=1 if slow else repeat)
+        best, first = shell.shell_time(cli, db, query.sql, repeat=1 if slow else repeat)
         rows.append({"option": query.name, "question": query.question, "scans": query.scans,
                      "best": best, "first": first})
         print(f"shell: {query.question} / {query.name}: {best:.3f} s", flush=True)
-    return rows, [p.__dict__ for p in built]
+    return rows
 
 
 if __name__ == "__main__":
