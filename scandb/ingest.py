@@ -115,6 +115,7 @@ class _ScanWriter:
         self.progress = progress or (lambda done, total: None)
         self.notes: list[str] = []
         self.groups = _neuron_groups(scan)
+        self.image_ids = scan.trials[next(name for name in IMAGE_ID_FILES if name in scan.trials)].astype(np.int64)
         self.matrix: MatrixWriter | None = None
 
     def write(self, sha: str, size: int, replaced: bool) -> None:
@@ -142,7 +143,6 @@ class _ScanWriter:
             self._write_files()
             self.matrix = MatrixWriter(self.store.root, sha, self.scan.n_trials, self.scan.n_neurons)
             image_hashes = self._write_trial_data()
-            self._write_responses_by_image()
             self._write_trials(image_hashes)
             self._write_matrix_row(self.matrix.finish())
             if replaced:
@@ -242,36 +242,40 @@ class _ScanWriter:
         self._insert("scan_files", table)
 
     def _write_trial_data(self) -> list[str]:
-        """Stream every trial's image, responses, behavior and pupil position; returns image hashes.
+        """Stream every trial's image, responses, behavior and pupil position; returns image
+        hashes by trial.
 
-        Reader threads inflate, check and store chunks of trials ahead (zlib, hashing and
-        file writes release the GIL) while this thread inserts finished chunks in order.
+        Trials are read in image order (then trial order), so the responses table is stored
+        sorted by image and DuckDB skips other images' row groups. Reader threads inflate,
+        check and store chunks of trials ahead (zlib, hashing and file writes release the
+        GIL) while this thread inserts finished chunks in order.
         """
         s = self.scan
-        image_hashes: list[str] = []
+        image_hashes: list[str] = [""] * s.n_trials
         known = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         non_finite = 0
         lossy = 0
-        bounds = [(start, min(start + CHUNK_TRIALS, s.n_trials)) for start in range(0, s.n_trials, CHUNK_TRIALS)]
+        order = np.lexsort((np.arange(s.n_trials), self.image_ids)).astype(np.int32)
+        chunks = [order[start:start + CHUNK_TRIALS] for start in range(0, s.n_trials, CHUNK_TRIALS)]
         pool = ThreadPoolExecutor(READER_THREADS, thread_name_prefix="scandb-read")
         try:
-            pending = deque(pool.submit(self._read_chunk, *b) for b in bounds[:CHUNKS_AHEAD])
-            upcoming = iter(bounds[CHUNKS_AHEAD:])
+            pending = deque(pool.submit(self._read_chunk, trials) for trials in chunks[:CHUNKS_AHEAD])
+            upcoming = iter(chunks[CHUNKS_AHEAD:])
             while pending:
                 chunk = pending.popleft().result()
                 following = next(upcoming, None)
                 if following is not None:
-                    pending.append(pool.submit(self._read_chunk, *following))
+                    pending.append(pool.submit(self._read_chunk, following))
                 new_images = []
-                for stored in chunk.images:
-                    image_hashes.append(stored.image_hash)
+                for trial, stored in zip(chunk.trials.tolist(), chunk.images):
+                    image_hashes[trial] = stored.image_hash
                     if stored.image_hash not in known:
                         known.add(stored.image_hash)
                         new_images.append(stored)
                 non_finite += chunk.non_finite
                 lossy += chunk.lossy
                 self._insert_chunk(chunk, new_images)
-                self.progress(chunk.stop - chunk.start, s.n_trials)
+                self.progress(len(chunk.trials), s.n_trials)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         if non_finite:
@@ -280,23 +284,24 @@ class _ScanWriter:
             self.notes.append(f"{lossy} {s.data['responses'].dtype} response values rounded to float32")
         return image_hashes
 
-    def _read_chunk(self, start: int, stop: int) -> "_TrialChunk":
-        """Trials ``start..stop-1`` read, checked and their images stored (runs in a reader thread)."""
+    def _read_chunk(self, trials: np.ndarray) -> "_TrialChunk":
+        """These trials read, checked and their images stored (runs in a reader thread)."""
         s = self.scan
+        n = len(trials)
         images = []
-        for trial in range(start, stop):
+        for trial in trials.tolist():
             raw = s.read_trial_bytes("images", trial)
             images.append(self.store.put(npyfile.parse_header(raw), raw))
-        responses = s.read_trials("responses", start, stop)
+        responses = s.read_many("responses", trials)
         as_float32 = responses.astype(np.float32, copy=False)
         lossy = 0
         if responses.dtype != np.float32:
             lossy = int(np.count_nonzero(as_float32.astype(responses.dtype) != responses))
         non_finite = int(np.count_nonzero(~np.isfinite(as_float32)))
-        behavior = s.read_trials("behavior", start, stop).reshape(stop - start, 3).astype(np.float64)
-        pupil = s.read_trials("pupil_center", start, stop).reshape(stop - start, 2).astype(np.float64)
+        behavior = s.read_many("behavior", trials).reshape(n, 3).astype(np.float64)
+        pupil = s.read_many("pupil_center", trials).reshape(n, 2).astype(np.float64)
         area_sums = np.column_stack([as_float32[:, idx].sum(axis=1, dtype=np.float64) for _, idx in self.groups])
-        return _TrialChunk(start, stop, images, as_float32, behavior, pupil, area_sums, non_finite, lossy)
+        return _TrialChunk(trials, images, as_float32, behavior, pupil, area_sums, non_finite, lossy)
 
     def _insert_chunk(self, chunk: "_TrialChunk", new_images: list[StoredImage]) -> None:
         s = self.scan
@@ -305,13 +310,18 @@ class _ScanWriter:
                 "image_hash": [i.image_hash for i in new_images], "path": [i.path for i in new_images],
                 "shape": pa.array([list(i.shape) for i in new_images], pa.list_(pa.int32())),
                 "dtype": [i.dtype for i in new_images], "n_bytes": [i.n_bytes for i in new_images]}))
-        n = chunk.stop - chunk.start
-        trial_ids = pa.array(np.arange(chunk.start, chunk.stop, dtype=np.int32))
+        n = len(chunk.trials)
+        trial_ids = pa.array(chunk.trials)
         keys = pa.array([s.key] * n)
-        self.matrix.append(chunk.responses)
+        self.matrix.write(chunk.trials, chunk.responses)
+        offsets = pa.array(np.arange(0, n * s.n_neurons + 1, s.n_neurons, dtype=np.int64))
+        self._insert("responses", pa.table({
+            "scan_key": keys, "trial_id": trial_ids,
+            "response": pa.LargeListArray.from_arrays(offsets, pa.array(chunk.responses.ravel())),
+            "image_id": pa.array(self.image_ids[chunk.trials])}))
         self._insert("area_responses", pa.table({
             "scan_key": pa.array([s.key] * (n * len(self.groups))),
-            "trial_id": pa.array(np.repeat(np.arange(chunk.start, chunk.stop, dtype=np.int32), len(self.groups))),
+            "trial_id": pa.array(np.repeat(chunk.trials, len(self.groups))),
             "area": pa.array([area for _ in range(n) for (area, _), _ in self.groups], pa.string()),
             "layer": pa.array([layer for _ in range(n) for (_, layer), _ in self.groups], pa.string()),
             "n_neurons": pa.array(np.tile([len(idx) for _, idx in self.groups], n).astype(np.int32)),
@@ -321,22 +331,6 @@ class _ScanWriter:
             "scan_key": keys, "trial_id": trial_ids,
             "pupil_dilation": behavior[:, 0], "pupil_dilation_derivative": behavior[:, 1],
             "running_speed": behavior[:, 2], "pupil_x": pupil[:, 0], "pupil_y": pupil[:, 1]}))
-
-    def _write_responses_by_image(self) -> None:
-        """Insert the responses table from the finished matrix, sorted by (image_id, trial_id):
-        a query for one image's responses then reads only the row groups that hold it."""
-        s = self.scan
-        image_ids = s.trials[next(name for name in IMAGE_ID_FILES if name in s.trials)].astype(np.int64)
-        order = np.lexsort((np.arange(s.n_trials), image_ids)).astype(np.int32)
-        matrix = self.matrix.rows()
-        for start in range(0, s.n_trials, CHUNK_TRIALS):
-            trials = order[start:start + CHUNK_TRIALS]
-            n = len(trials)
-            offsets = pa.array(np.arange(0, n * s.n_neurons + 1, s.n_neurons, dtype=np.int64))
-            self._insert("responses", pa.table({
-                "scan_key": pa.array([s.key] * n), "trial_id": pa.array(trials),
-                "response": pa.LargeListArray.from_arrays(offsets, pa.array(matrix[trials].ravel())),
-                "image_id": pa.array(image_ids[trials])}))
 
     def _write_matrix_row(self, path: str) -> None:
         self.conn.execute("INSERT INTO response_matrices VALUES (?, ?, ?, ?)",
@@ -367,15 +361,15 @@ class _ScanWriter:
 class _TrialChunk:
     """Consecutive trials read and checked by a reader thread, ready to insert."""
 
-    start: int
-    stop: int
+    trials: np.ndarray
+    """trial ids, in the order read"""
     images: list[StoredImage]
     responses: np.ndarray
-    """(stop - start, n_neurons) float32"""
+    """(len(trials), n_neurons) float32"""
     behavior: np.ndarray
     pupil: np.ndarray
     area_sums: np.ndarray
-    """(stop - start, n_groups) float64: response sums per (area, layer) group"""
+    """(len(trials), n_groups) float64: response sums per (area, layer) group"""
     non_finite: int
     lossy: int
 

@@ -18,7 +18,7 @@ FOLDER = "responses"
 
 
 class MatrixWriter:
-    """Appends one scan's rows, in trial order, while the ingest streams trials.
+    """Writes one scan's rows, in any order, while the ingest streams trials.
 
     Plain writes, not a memory map: on a full disk a write raises ENOSPC, where a store
     into a mapped page would kill the process with SIGBUS.
@@ -34,15 +34,17 @@ class MatrixWriter:
         self._file = open(self.temporary, "wb")
         header = {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": self.shape}
         np.lib.format.write_array_header_1_0(self._file, header)
-
-    def append(self, rows: np.ndarray) -> None:
-        self._file.write(np.ascontiguousarray(rows, dtype=np.float32).data)
-        self.rows_written += len(rows)
-
-    def rows(self) -> np.ndarray:
-        """The rows written so far, memory-mapped read-only (to insert them in another order)."""
         self._file.flush()
-        return np.load(self.temporary, mmap_mode="r", allow_pickle=False)
+        self._data_offset = self._file.tell()
+        self._row_bytes = n_neurons * 4
+
+    def write(self, trials: np.ndarray, rows: np.ndarray) -> None:
+        """Rows for these trial ids (any order), written where they belong."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        fd = self._file.fileno()
+        for trial, row in zip(trials.tolist(), rows):
+            os.pwrite(fd, row.data, self._data_offset + trial * self._row_bytes)
+        self.rows_written += len(trials)
 
     def finish(self) -> str:
         """Put the matrix in place; returns its path relative to the database's folder."""

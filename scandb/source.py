@@ -113,10 +113,14 @@ class Scan:
 
     def read_trials(self, key: str, start: int, stop: int) -> np.ndarray:
         """Trials ``start..stop-1`` of one key stacked into a ``(stop-start, *shape)`` array."""
+        return self.read_many(key, range(start, stop))
+
+    def read_many(self, key: str, trials) -> np.ndarray:
+        """These trials of one key, in the order given, stacked into a ``(len, *shape)`` array."""
         layout = self.data[key]
-        out = np.empty((stop - start, *layout.shape), dtype=layout.dtype)
-        for row, trial in enumerate(range(start, stop)):
-            out[row] = self.read_trial(key, trial)
+        out = np.empty((len(trials), *layout.shape), dtype=layout.dtype)
+        for row, trial in enumerate(trials):
+            out[row] = self.read_trial(key, int(trial))
         return out
 
     def close(self) -> None:

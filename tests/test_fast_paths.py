@@ -86,3 +86,13 @@ def test_a_database_from_revision_0002_upgrades_and_still_fetches(tmp_path, open
         arrays = generate(ScanSpec(n_trials=20)).arrays
         np.testing.assert_array_equal(db.responses([("26872-17-20", 7), ("26872-17-20", 2)]),
                                       np.stack([arrays["data/responses/7.npy"], arrays["data/responses/2.npy"]]))
+
+
+def test_responses_are_stored_in_image_order_with_their_image_ids(lab_db, sources):
+    with scandb.connect(lab_db) as db:
+        for scan in sources:
+            rows = db.sql("SELECT r.image_id, t.image_id AS trial_image FROM responses r "
+                          "JOIN trials t USING (scan_key, trial_id) WHERE r.scan_key = ? ORDER BY r.rowid",
+                          [scan]).fetchnumpy()
+            np.testing.assert_array_equal(rows["image_id"], rows["trial_image"])
+            assert np.all(np.diff(rows["image_id"]) >= 0)
