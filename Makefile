@@ -29,7 +29,7 @@ test: install
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --scans 7 --out bench/data
 
 clean:
 	rm -rf $(VENV) $(EXAMPLE) .pytest_cache

@@ -92,7 +92,8 @@ def markdown(r: dict, plot_name: str) -> str:
     if r.get("tiny"):
         out += ["**Tiny run (toy scans): these numbers only show the harness works.**", ""]
     out += ["Reproduce (about %.0f minutes; scans are generated once into `bench/data/zips`):" % r["minutes"], "",
-            "```", ".venv/bin/pip install -e '.[test,bench]' py-spy", f".venv/bin/{r['command']}", "```", "",
+            "```", "make bench    # installs the bench extra (matplotlib, py-spy), then:",
+            f"              # .venv/bin/{r['command']}", "```", "",
             "## Machine", ""]
     out += [f"- {k}: {v}" for k, v in r["machine"].items()]
     out += [f"- Load average (1/5/15 min) before: {r['load_before']}; after: {r['load_after']} "

@@ -42,8 +42,10 @@ def cli() -> None:
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @db_option
 @click.option("--replace", is_flag=True, help="Swap in a different file for a scan already in the database.")
+@click.option("--no-response-matrix", "response_matrix", flag_value=False, default=True,
+              help="Keep responses only in the database: smaller on disk, slower Python fetches.")
 @wait_option
-def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, wait: float) -> None:
+def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matrix: bool, wait: float) -> None:
     """Load scans (zips or folders) into the database, one transaction each.
 
     Re-ingesting the same file does nothing; a different file for a scan already present
@@ -60,7 +62,8 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, wait: float) -
         for path in paths:
             try:
                 with _progress(path) as progress:
-                    result = ingest_one(db, path, replace=replace, progress=progress)
+                    result = ingest_one(db, path, replace=replace, progress=progress,
+                                        response_matrix=response_matrix)
             except BadScanError as exc:
                 click.echo(f"scandb: error: {exc}", err=True)
                 failures.append(f"{path} ({exc.problem})")

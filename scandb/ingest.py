@@ -85,9 +85,13 @@ def source_digest(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def ingest(db: Database, path: str | Path, *, replace: bool = False,
-           progress: Progress | None = None) -> IngestResult:
-    """Put one scan into the database, or explain in one line why not."""
+def ingest(db: Database, path: str | Path, *, replace: bool = False, progress: Progress | None = None,
+           response_matrix: bool = True) -> IngestResult:
+    """Put one scan into the database, or explain in one line why not.
+
+    ``response_matrix=False`` keeps responses in the database only: no matrix file (4 bytes
+    per response value) on disk, but fetches go through SQL, ~18x slower for a whole tier
+    (BENCHMARKS.md)."""
     started = time.perf_counter()
     path = Path(path)
     hashing = ThreadPoolExecutor(1, thread_name_prefix="scandb-digest")
@@ -101,7 +105,7 @@ def ingest(db: Database, path: str | Path, *, replace: bool = False,
         if existing and not replace:
             raise BadScanError(str(path), None, f"scan {scan.key} is already in the database from a different "
                                                 "file; pass --replace to swap it")
-        writer = _ScanWriter(db, scan, progress)
+        writer = _ScanWriter(db, scan, progress, response_matrix)
         writer.write(sha, size, replaced=bool(existing))
         status = "replaced" if existing else "ingested"
         return IngestResult(str(path), scan.key, status, scan.n_trials, scan.n_neurons,
@@ -109,7 +113,7 @@ def ingest(db: Database, path: str | Path, *, replace: bool = False,
 
 
 class _ScanWriter:
-    def __init__(self, db: Database, scan: Scan, progress: Progress | None):
+    def __init__(self, db: Database, scan: Scan, progress: Progress | None, response_matrix: bool):
         self.db, self.conn, self.scan = db, db.conn, scan
         self.store = ImageStore(db.image_dir)
         self.progress = progress or (lambda done, total: None)
@@ -117,6 +121,7 @@ class _ScanWriter:
         self.groups = _neuron_groups(scan)
         self.image_ids = scan.trials[next(name for name in IMAGE_ID_FILES if name in scan.trials)].astype(np.int64)
         self.matrix: MatrixWriter | None = None
+        self.response_matrix = response_matrix
 
     def write(self, sha: str, size: int, replaced: bool) -> None:
         previous = self.conn.execute("SELECT current_setting('threads'), "
@@ -141,10 +146,12 @@ class _ScanWriter:
             self._write_neurons()
             self._write_statistics()
             self._write_files()
-            self.matrix = MatrixWriter(self.store.root, sha, self.scan.n_trials, self.scan.n_neurons)
+            if self.response_matrix:
+                self.matrix = MatrixWriter(self.store.root, sha, self.scan.n_trials, self.scan.n_neurons)
             image_hashes = self._write_trial_data()
             self._write_trials(image_hashes)
-            self._write_matrix_row(self.matrix.finish())
+            if self.matrix is not None:
+                self._write_matrix_row(self.matrix.finish())
             if replaced:
                 self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
             self.conn.execute("COMMIT")
@@ -313,7 +320,8 @@ class _ScanWriter:
         n = len(chunk.trials)
         trial_ids = pa.array(chunk.trials)
         keys = pa.array([s.key] * n)
-        self.matrix.write(chunk.trials, chunk.responses)
+        if self.matrix is not None:
+            self.matrix.write(chunk.trials, chunk.responses)
         offsets = pa.array(np.arange(0, n * s.n_neurons + 1, s.n_neurons, dtype=np.int64))
         self._insert("responses", pa.table({
             "scan_key": keys, "trial_id": trial_ids,

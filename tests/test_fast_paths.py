@@ -96,3 +96,17 @@ def test_responses_are_stored_in_image_order_with_their_image_ids(lab_db, source
                           [scan]).fetchnumpy()
             np.testing.assert_array_equal(rows["image_id"], rows["trial_image"])
             assert np.all(np.diff(rows["image_id"]) >= 0)
+
+
+def test_without_a_response_matrix_fetches_go_through_sql(tmp_path):
+    scan = make_scan(tmp_path, n_trials=20)
+    result = run_cli("ingest", "--no-response-matrix", "--db", str(tmp_path / "slim.duckdb"), str(scan))
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "slim.images" / "responses").exists() or not any(
+        (tmp_path / "slim.images" / "responses").iterdir())
+    arrays = generate(ScanSpec(n_trials=20)).arrays
+    with scandb.connect(tmp_path / "slim.duckdb") as db:
+        assert db.sql("SELECT count(*) FROM response_matrices").fetchone()[0] == 0
+        np.testing.assert_array_equal(db.responses([("26872-17-20", 9), ("26872-17-20", 0)]),
+                                      np.stack([arrays["data/responses/9.npy"], arrays["data/responses/0.npy"]]))
+    assert run_cli("verify", "--db", str(tmp_path / "slim.duckdb")).returncode == 0
