@@ -142,8 +142,8 @@ class Database:
         raise DatabaseError(f"{self.path}: schema revision {current} is older than this scandb's {head}; "
                             f"run 'scandb migrate --db {self.path}'")
 
-    def upgrade(self) -> tuple[str | None, str]:
-        """Migrate to the newest revision; returns (before, after)."""
+    def upgrade(self, target: str = "head") -> tuple[str | None, str]:
+        """Migrate to the newest revision (or ``target``); returns (before, after)."""
         before = self.revision()
         if before is None and self.tables():
             raise DatabaseError(f"{self.path}: not a scandb database (it has tables but no schema revision)")
@@ -154,7 +154,7 @@ class Database:
         config = _alembic_config()
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, target)
         return before, self.revision()
 
     def ensure_schema(self) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from alembic import command
 
 import scandb
-from scandb.database import Database, _alembic_config, head_revision
+from scandb.database import Database, head_revision
 from scandb.errors import DatabaseError
 from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, generate
@@ -64,10 +63,7 @@ def test_a_database_from_revision_0002_upgrades_and_still_fetches(tmp_path, open
     current.close()
     path = tmp_path / "old.duckdb"
     with Database(path, read_only=False) as old:
-        config = _alembic_config()
-        with old.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0002")
+        old.upgrade("0002")
         old.conn.execute(f"ATTACH '{current.path}' AS current (READ_ONLY)")
         for table in ("scans", "neurons", "trials", "behavior", "responses", "images", "statistics", "scan_files"):
             columns = [r[0] for r in old.conn.execute(

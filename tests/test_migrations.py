@@ -65,12 +65,7 @@ def test_new_database_is_created_at_head_and_views_exist(tmp_path):
 def test_migrate_upgrades_an_older_database(tmp_path):
     path = tmp_path / "old.duckdb"
     with Database(path, read_only=False) as db:
-        from alembic import command
-        from scandb.database import _alembic_config
-        config = _alembic_config()
-        with db.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0001")
+        db.upgrade("0001")
         with pytest.raises(DatabaseError, match="older than this scandb.*scandb migrate"):
             db.check_revision()
     result = run_cli("migrate", "--db", str(path))
