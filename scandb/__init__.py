@@ -13,6 +13,15 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
 from .errors import BadScanError, DatabaseError, ScandbError, UsageError  # noqa: E402
-from .query import ScanDB, connect  # noqa: E402
+
+
+def __getattr__(name: str):
+    """``connect`` and ``ScanDB`` load the query layer (and pandas) on first use, so the
+    command line starts without them."""
+    if name in ("connect", "ScanDB"):
+        from . import query
+        return getattr(query, name)
+    raise AttributeError(f"module 'scandb' has no attribute {name!r}")
+
 
 __all__ = ["connect", "ScanDB", "ScandbError", "BadScanError", "DatabaseError", "UsageError", "__version__"]

@@ -11,7 +11,6 @@ import click
 from . import __version__
 from .database import DEFAULT_DB, Database
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, BadScanError, DatabaseError, ScandbError
-from .query import connect
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 bad input (a scan is
 invalid, the summary says which and why); 4 database problem (in use, read-only, wrong
@@ -21,6 +20,13 @@ db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path
                          default=DEFAULT_DB, show_default=True, help="Database file.")
 wait_option = click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
                            help="How long to wait for another process that holds the database.")
+
+
+def connect(db_path: Path, wait: float):
+    """The query layer, imported only by the commands that read (it brings pandas)."""
+    from .query import connect as open_for_queries
+
+    return open_for_queries(db_path, wait=wait)
 
 
 def fail(message: str, code: int) -> None:

@@ -1,7 +1,7 @@
 """Source -> database: one scan in one transaction, bulk inserts through Arrow.
 
-Either every row and image file of a scan lands, or none does: rows roll back with the
-transaction, and image files this ingest created are removed again.
+Either every row and file of a scan (images, response matrix) lands, or none does: rows
+roll back with the transaction, and files this ingest created are removed again.
 """
 
 from __future__ import annotations
