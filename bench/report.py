@@ -6,7 +6,7 @@ from pathlib import Path
 
 GB = 1000.0  # MB per GB
 
-TARGETS_NOTE = """Targets are the issue's ("Performance at real scale"); every ratio compares two
+TARGETS_NOTE = """Targets are scandb's performance goals at real scale; every ratio compares two
 numbers measured in this same run on the same files, so a busy machine moves both sides."""
 
 
