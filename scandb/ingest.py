@@ -26,9 +26,10 @@ from . import __version__, npyfile
 from .database import Database
 from .errors import BadScanError, DatabaseError, ScandbError
 from .images import ImageStore, StoredImage
-from .matrices import MatrixWriter, collect_matrix_garbage
-from .schema import SCAN_TABLES, scans
-from .source import IMAGE_ID_FILES, Scan, open_scan
+from .maintenance import collect_orphans
+from .matrices import MatrixWriter
+from .schema import delete_scan_rows
+from .source import Scan, open_scan
 
 CHUNK_TRIALS = 256
 """Trials read and inserted per batch: bounds memory whatever the scan's size."""
@@ -119,7 +120,7 @@ class _ScanWriter:
         self.progress = progress or (lambda done, total: None)
         self.notes: list[str] = []
         self.groups = _neuron_groups(scan)
-        self.image_ids = scan.trials[next(name for name in IMAGE_ID_FILES if name in scan.trials)].astype(np.int64)
+        self.image_ids = scan.trials[scan.image_id_file].astype(np.int64)
         self.matrix: MatrixWriter | None = None
         self.response_matrix = response_matrix
 
@@ -141,7 +142,7 @@ class _ScanWriter:
         self.conn.execute("BEGIN TRANSACTION")
         try:
             if replaced:
-                self._delete_rows()
+                delete_scan_rows(self.conn, self.scan.key)
             self._write_scan_row(sha, size)
             self._write_neurons()
             self._write_statistics()
@@ -164,10 +165,7 @@ class _ScanWriter:
                 raise
             raise _explain(self.db, self.scan, exc) from exc
         if replaced:
-            referenced = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
-            self.store.collect_garbage(referenced)
-            matrices = {r[0] for r in self.conn.execute("SELECT path FROM response_matrices").fetchall()}
-            collect_matrix_garbage(self.store.root, matrices)
+            collect_orphans(self.db)  # the replaced scan's files
 
     def _rollback(self) -> None:
         """Roll back; a connection DuckDB invalidated (e.g. disk full) has nothing left to undo."""
@@ -182,10 +180,6 @@ class _ScanWriter:
             self.conn.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM _batch")
         finally:
             self.conn.unregister("_batch")
-
-    def _delete_rows(self) -> None:
-        for table in (*SCAN_TABLES, scans):
-            self.conn.execute(f"DELETE FROM {table.name} WHERE scan_key = ?", [self.scan.key])
 
     def _write_scan_row(self, sha: str, size: int) -> None:
         s, data = self.scan, self.scan.data
@@ -347,14 +341,14 @@ class _ScanWriter:
     def _write_trials(self, image_hashes: list[str]) -> None:
         s, meta = self.scan, self.scan.trials
         n = s.n_trials
-        id_file = next(name for name in IMAGE_ID_FILES if name in meta)
+        id_file = s.image_id_file
         trial_idx = meta.get("trial_idx")
         numeric_idx = trial_idx is not None and trial_idx.dtype.kind in "iu"
         columns = {
             "scan_key": pa.array([s.key] * n),
             "trial_id": pa.array(np.arange(n, dtype=np.int32)),
             "tier": _strings(meta["tiers"], n),
-            "image_id": pa.array(meta[id_file].astype(np.int64)),
+            "image_id": pa.array(self.image_ids),
             "image_class": _strings(meta.get("frame_image_class"), n),
             "trial_idx": pa.array(trial_idx.astype(np.int64) if numeric_idx else [None] * n, pa.int64()),
             "trial_hash": _strings(None if numeric_idx else trial_idx, n),

@@ -12,7 +12,7 @@ from .database import Database
 from .errors import DatabaseError, UsageError
 from .images import ImageStore, image_hash
 from .matrices import collect_matrix_garbage, matrix_files, matrix_temporaries
-from .schema import SCAN_TABLES
+from .schema import SCAN_TABLES, delete_scan_rows
 
 SHOWN_PER_CHECK = 5
 """Problems of one kind listed in a report before the rest are counted."""
@@ -76,9 +76,7 @@ def _delete_scan_rows(db: Database, scan_key: str) -> set[str]:
     conn = db.conn
     conn.execute("BEGIN TRANSACTION")
     try:
-        for table in SCAN_TABLES:
-            conn.execute(f"DELETE FROM {table.name} WHERE scan_key = ?", [scan_key])
-        conn.execute("DELETE FROM scans WHERE scan_key = ?", [scan_key])
+        delete_scan_rows(conn, scan_key)
         unused = {r[0] for r in conn.execute(
             "DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials) "
             "RETURNING image_hash").fetchall()}

@@ -214,8 +214,7 @@ class ScanDB:
             return getattr(self._tables(order[0]), column)[trial_ids]
         first = getattr(self._tables(order[0]), column)
         dtypes = {getattr(self._tables(scan), column).dtype for scan in order}
-        out = np.empty((len(scans), *first.shape[1:]), dtype=np.result_type(*dtypes) if first.dtype != object
-                       else object)
+        out = np.empty((len(scans), *first.shape[1:]), dtype=np.result_type(*dtypes))
         for scan in order:
             rows = scans == scan
             out[rows] = getattr(self._tables(scan), column)[trial_ids[rows]]

@@ -143,3 +143,9 @@ area_responses = sa.Table(
 
 SCAN_TABLES = (neurons, trials, behavior, responses, statistics, scan_files, response_matrices, area_responses)
 """Tables holding one scan's rows, children of ``scans``."""
+
+
+def delete_scan_rows(conn, scan_key: str) -> None:
+    """Delete every row of one scan, ``scans`` row included (inside the caller's transaction)."""
+    for table in (*SCAN_TABLES, scans):
+        conn.execute(f"DELETE FROM {table.name} WHERE scan_key = ?", [scan_key])

@@ -87,6 +87,11 @@ class Scan:
     def label(self) -> str:
         return self.archive.label
 
+    @property
+    def image_id_file(self) -> str:
+        """Which of the image id arrays this scan has (the first, when it has several)."""
+        return next(name for name in IMAGE_ID_FILES if name in self.trials)
+
     def member(self, key: str, trial: int) -> str:
         return f"{self.root}data/{key}/{trial}.npy"
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from scandb import maintenance
+from scandb import maintenance, schema
 from scandb.database import Database
 from scandb.schema import SCAN_TABLES
 from scandb.synthetic import generate, write_zip
@@ -158,7 +158,7 @@ def test_removing_an_unknown_scan_is_a_usage_error(good_db, before):
 def test_remove_is_all_or_nothing_when_a_delete_fails(good_db, before, monkeypatch):
     """A statement failing half-way through the deletes rolls all of them back; no file goes."""
     broken = sa.Table("no_such_table", sa.MetaData(), sa.Column("scan_key", sa.String))
-    monkeypatch.setattr(maintenance, "SCAN_TABLES", (*SCAN_TABLES[:3], broken, *SCAN_TABLES[3:]))
+    monkeypatch.setattr(schema, "SCAN_TABLES", (*SCAN_TABLES[:3], broken, *SCAN_TABLES[3:]))
     run = run_cli("remove", GOOD_SPEC.key, "--db", str(good_db))
     assert run.code == 4
     assert f"removing {GOOD_SPEC.key} failed and was rolled back" in run.error
