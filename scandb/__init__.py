@@ -19,8 +19,8 @@ def __getattr__(name: str):
     """``connect`` and ``ScanDB`` load the query layer (and pandas) on first use, so the
     command line starts without them."""
     if name in ("connect", "ScanDB"):
-        from . import query
-        return getattr(query, name)
+        from . import api
+        return getattr(api, name)
     raise AttributeError(f"module 'scandb' has no attribute {name!r}")
 
 

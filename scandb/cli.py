@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .database import DEFAULT_DB, Database
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, BadScanError, DatabaseError, ScandbError
+from .catalog.database import DEFAULT_DB
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, DatabaseError, ScandbError
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 bad input (a scan is
 invalid, the summary says which and why); 4 database problem (in use, read-only, wrong
@@ -22,11 +22,11 @@ wait_option = click.option("--wait", type=float, default=0.0, show_default=True,
                            help="How long to wait for another process that holds the database.")
 
 
-def connect(db_path: Path, wait: float):
-    """The query layer, imported only by the commands that read (it brings pandas)."""
-    from .query import connect as open_for_queries
+def connect(db_path: Path, wait: float, read_only: bool = True):
+    """The public API, imported only by the commands that need it (it brings pandas)."""
+    from .api import connect as open_database
 
-    return open_for_queries(db_path, wait=wait)
+    return open_database(db_path, read_only=read_only, wait=wait)
 
 
 def fail(message: str, code: int) -> None:
@@ -57,26 +57,15 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
     Re-ingesting the same file does nothing; a different file for a scan already present
     is refused unless --replace. A bad scan is reported and skipped; the others go in.
     """
-    from .ingest import ingest as ingest_one
-    from .maintenance import collect_orphans
+    def report(result) -> None:
+        click.echo(result.summary(), err=result.status == "failed")
 
-    failures: list[str] = []
-    statuses: list[str] = []
-    with Database(db_path, read_only=False, wait=wait) as db:
-        db.ensure_schema()
-        collect_orphans(db)
-        for path in paths:
-            try:
-                with _progress(path) as progress:
-                    result = ingest_one(db, path, replace=replace, progress=progress,
-                                        response_matrix=response_matrix)
-            except BadScanError as exc:
-                click.echo(f"scandb: error: {exc}", err=True)
-                failures.append(f"{path} ({exc.problem})")
-                continue
-            click.echo(result.summary())
-            statuses.append(result.status)
+    with connect(db_path, wait=wait, read_only=False) as db:
+        results = db.ingest(paths, replace=replace, response_matrix=response_matrix, keep_going=True,
+                            progress=_progress, on_result=report)
+    failures = [f"{r.source} ({r.error.problem})" for r in results if r.status == "failed"]
     if len(paths) > 1:
+        statuses = [r.status for r in results]
         counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("ingested", "replaced", "unchanged")
                            if statuses.count(s))
         line = f"{len(paths)} scans: {counts or 'none ingested'}"
@@ -86,27 +75,22 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
     sys.exit(EXIT_BAD_INPUT if failures else EXIT_OK)
 
 
-class _progress:
+def _progress(path: Path):
     """A progress bar on a terminal; nothing otherwise (the summary line is printed anyway)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.bar = None
+    bar = None
 
-    def __enter__(self):
-        if not sys.stderr.isatty():
-            return None
-        from tqdm import tqdm
-
-        def update(done: int, total: int) -> None:
-            if self.bar is None:
-                self.bar = tqdm(desc=self.path.name[:40], total=total, unit="trial", leave=False, file=sys.stderr)
-            self.bar.update(done)
-        return update
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc=path.name[:40], total=total, unit="trial", leave=False, file=sys.stderr)
+        bar.update(done)
+        if bar.n >= total:
+            bar.close()
+    return update
 
 
 @cli.command()
@@ -114,13 +98,12 @@ class _progress:
 @wait_option
 def scans(db_path: Path, wait: float) -> None:
     """List the scans a database holds."""
-    from .output import render
+    from .render import render
 
+    columns = ["scan_key", "kind", "n_trials", "n_neurons", "image_shape", "source_name", "ingested_at"]
     with connect(db_path, wait=wait) as db:
-        columns, rows = db.run(
-            "SELECT scan_key, animal_id, session, scan_idx, n_trials, n_neurons, image_shape, "
-            "source_name, ingested_at FROM scans ORDER BY scan_key")
-    click.echo(render(columns, rows, "table"))
+        table = db.scans()[columns]
+    click.echo(render(columns, list(table.itertuples(index=False, name=None)), "table"))
 
 
 @cli.command()
@@ -128,8 +111,8 @@ def scans(db_path: Path, wait: float) -> None:
 @wait_option
 def migrate(db_path: Path, wait: float) -> None:
     """Create the database, or upgrade its schema to this scandb's revision."""
-    with Database(db_path, read_only=False, wait=wait) as db:
-        before, after = db.upgrade()
+    with connect(db_path, wait=wait, read_only=False) as db:
+        before, after = db.migrate()
     if before == after:
         click.echo(f"{db_path}: schema already at revision {after}")
     else:
@@ -147,7 +130,7 @@ def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> 
 
     Example: scandb sql "SELECT tier, count(*) FROM trials GROUP BY tier"
     """
-    from .output import render
+    from .render import render
 
     if as_csv and as_json:
         raise click.UsageError("choose one of --csv and --json")
@@ -161,7 +144,7 @@ def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> 
 @click.option("--write", is_flag=True, help="Open for writing (default: read-only, safe beside other readers).")
 def shell(db_path: Path, write: bool) -> None:
     """Open the DuckDB shell on the database."""
-    from .shellcmd import find_duckdb_shell
+    from .shell import find_duckdb_shell
 
     binary = find_duckdb_shell()
     if binary is None:
@@ -178,10 +161,8 @@ def shell(db_path: Path, write: bool) -> None:
 @wait_option
 def info(scan: str, db_path: Path, wait: float) -> None:
     """Summarise one scan: trials per tier, neurons per area and layer, images, statistics."""
-    from .output import scan_summary
-
     with connect(db_path, wait=wait) as db:
-        click.echo(scan_summary(db, scan))
+        click.echo(db.summary(scan).text())
 
 
 @cli.command()
@@ -193,10 +174,8 @@ def verify(db_path: Path, wait: float) -> None:
     Checks the schema revision, that each scan has its n_trials/n_neurons rows and full
     response lists, and that every image file exists, matches its hash and is referenced.
     """
-    from .maintenance import verify as verify_database
-
-    with Database(db_path, wait=wait) as db:
-        report = verify_database(db)
+    with connect(db_path, wait=wait) as db:
+        report = db.verify()
     click.echo(report.text())
     sys.exit(EXIT_OK if report.ok else 1)
 
@@ -207,11 +186,8 @@ def verify(db_path: Path, wait: float) -> None:
 @wait_option
 def remove(scan_key: str, db_path: Path, wait: float) -> None:
     """Delete a scan: its rows, and the image files no other scan uses (all or nothing)."""
-    from .maintenance import remove_scan
-
-    with Database(db_path, read_only=False, wait=wait) as db:
-        db.check_revision()
-        result = remove_scan(db, scan_key)
+    with connect(db_path, wait=wait, read_only=False) as db:
+        result = db.remove(scan_key)
     click.echo(result.summary())
 
 

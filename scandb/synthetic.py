@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .npyfile import dumps
+from .source.npyfile import dumps
 
 AREAS = ("V1", "LM", "AL", "RL")
 LAYERS = ("L2/3", "L4", "L5")

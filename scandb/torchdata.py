@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch.utils.data
 
-from .query import DATA_KEYS, ScanDB, Selection, connect
+from .api import DATA_KEYS, ScanDB, Selection, connect
 
 
 def point_class(keys: Sequence[str]) -> type:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from scandb.database import Database
+from scandb.catalog.database import Database
 from scandb.ingest import ingest
 
 from scandb.synthetic import ScanSpec, generate

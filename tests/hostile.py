@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from scandb import cli
-from scandb.database import Database
+from scandb.catalog.database import Database
 from scandb.ingest import ingest
 from scandb.synthetic import GeneratedScan, ScanSpec, generate, write_zip
 
@@ -83,7 +83,7 @@ def scandb_command(*args: str) -> list[str]:
 
 PRIMED = """
 import sys
-import scandb.cli, scandb.ingest, scandb.maintenance
+import scandb.cli, scandb.api, scandb.ingest, scandb.maintenance.checks
 print("ready", flush=True)
 sys.stdin.readline()
 sys.argv = ["scandb", *sys.argv[1:]]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from scandb.errors import BadScanError
-from scandb.source import DATA_KEYS, MAX_OTHER_FILE, open_scan
+from scandb.source.scan import DATA_KEYS, MAX_OTHER_FILE, open_scan
 from scandb.synthetic import generate, write_folder, write_zip
 
 from .hostile import (BAD_SPEC, BOMB_BYTES, RawMember, assert_refused, bad_base, before, bomb,  # noqa: F401

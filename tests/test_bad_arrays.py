@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from scandb.database import Database
+from scandb.catalog.database import Database
 from scandb.synthetic import GeneratedScan, generate, write_zip
 
 from .conftest import digest_database

@@ -107,7 +107,7 @@ def test_example_writes_scans_that_ingest(tmp_path):
 
 
 def test_shell_without_the_duckdb_binary_says_how_to_get_it(tmp_path, lab_db, monkeypatch):
-    from scandb import shellcmd
+    from scandb import shell as shellcmd
     monkeypatch.setattr(shellcmd.sys, "executable", str(tmp_path / "python"))
     monkeypatch.setenv("PATH", str(tmp_path))
     assert shellcmd.find_duckdb_shell() is None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scandb.database import Database
+from scandb.catalog.database import Database
 from scandb.synthetic import write_zip
 
 from .conftest import digest_database
@@ -22,7 +22,7 @@ from .hostile import (BAD_SPEC, BIG_SPEC, GOOD_SPEC, PrimedCommand, bad_base, be
 
 HOLDER = """
 import sys
-from scandb.database import Database
+from scandb.catalog.database import Database
 with Database(sys.argv[1], read_only=sys.argv[2] == "read") as db:
     db.conn.execute("SELECT count(*) FROM scans").fetchone()
     print("holding", flush=True)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import scandb
-from scandb.database import Database, head_revision
+from scandb.catalog.database import Database, head_revision
 from scandb.errors import DatabaseError
 from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, generate

@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from scandb.database import Database
+from scandb.catalog.database import Database
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database

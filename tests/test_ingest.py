@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import scandb
-from scandb.database import Database
+from scandb.catalog.database import Database
 from scandb.errors import BadScanError
 from scandb.ingest import ingest
 from scandb.synthetic import generate, write_zip

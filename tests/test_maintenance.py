@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from scandb import maintenance, schema
-from scandb.database import Database
-from scandb.schema import SCAN_TABLES
+from scandb.catalog import schema
+from scandb.maintenance import checks as maintenance
+from scandb.catalog.database import Database
+from scandb.catalog.schema import SCAN_TABLES
 from scandb.synthetic import generate, write_zip
 
 from .conftest import digest_database
@@ -106,14 +107,20 @@ def test_verify_reports_orphan_files_and_half_written_ones(good_db):
      "trials name images the images table lacks"),
     ("INSERT INTO behavior VALUES ('9-9-9', 0, 1, 2, 3, 4, 5)",
      "behavior: 1 rows name scan 9-9-9, which the scans table lacks"),
-    ("UPDATE alembic_version SET version_num = 'f00d'", "schema revision f00d is newer than this scandb knows"),
 ], ids=["behavior-row", "response-rows", "neuron-count", "trial-id", "response-length", "image-row",
-        "row-without-scan", "revision"])
+        "row-without-scan"])
 def test_verify_reports_rows_that_disagree(good_db, statement, problem):
     tamper(good_db, statement)
     run = verify(good_db)
     assert run.code == 1, run
     assert problem in run.out, run.out
+
+
+def test_verify_of_a_newer_schema_is_a_database_error(good_db):
+    tamper(good_db, "UPDATE alembic_version SET version_num = 'f00d'")
+    run = verify(good_db)
+    assert run.code == 4, run
+    assert "schema revision f00d is newer than this scandb knows" in run.error
 
 
 def test_verify_on_a_missing_database_is_a_database_error(tmp_path):

@@ -11,8 +11,8 @@ import duckdb
 import pytest
 import sqlalchemy as sa
 
-from scandb import schema
-from scandb.database import Database, head_revision
+from scandb.catalog import schema
+from scandb.catalog.database import Database, head_revision
 from scandb.errors import DatabaseError
 
 from .test_cli import run_cli

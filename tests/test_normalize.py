@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import scandb
-from scandb.database import Database
+from scandb.catalog.database import Database
 from scandb.ingest import ingest
-from scandb.normalize import response_precision
+from scandb.query.normalize import response_precision
 from scandb.synthetic import generate
 
 from .conftest import THREE_SPECS

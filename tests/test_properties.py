@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import scandb
-from scandb.database import Database
+from scandb.catalog.database import Database
 from scandb.ingest import ingest
 from scandb.source import IMAGE_ID_FILES
 from scandb.synthetic import ScanSpec, generate, write_folder, write_zip

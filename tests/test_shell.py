@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scandb.shellcmd import find_duckdb_shell
+from scandb.shell import find_duckdb_shell
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SHELL = find_duckdb_shell()

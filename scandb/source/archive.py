@@ -15,7 +15,7 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from .errors import BadScanError
+from ..errors import BadScanError
 
 JUNK_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini", ".gitkeep"}
 ZIP_ERRORS = (zipfile.BadZipFile, EOFError, ValueError, OverflowError, struct.error, NotImplementedError)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .npyfile import NpyHeader
+from ..source.npyfile import NpyHeader
 
 FANOUT = 2
 """Hex digits of the hash used as a sub-folder, so no folder holds too many files."""

@@ -22,14 +22,15 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from . import __version__, npyfile
-from .database import Database
-from .errors import BadScanError, DatabaseError, ScandbError
-from .images import ImageStore, StoredImage
-from .maintenance import collect_orphans
-from .matrices import MatrixWriter
-from .schema import delete_scan_rows
-from .source import Scan, open_scan
+from .. import __version__
+from ..source import npyfile
+from ..catalog.database import Database
+from ..errors import BadScanError, DatabaseError, ScandbError
+from ..store.images import ImageStore, StoredImage
+from ..maintenance.checks import collect_orphans
+from ..store.matrices import MatrixWriter
+from ..catalog.schema import delete_scan_rows
+from ..source.scan import Scan, open_scan
 
 CHUNK_TRIALS = 256
 """Trials read and inserted per batch: bounds memory whatever the scan's size."""
@@ -54,13 +55,17 @@ class IngestResult:
     source: str
     scan_key: str
     status: str
-    """'ingested', 'replaced' or 'unchanged'."""
+    """'ingested', 'replaced', 'unchanged' or 'failed'."""
     n_trials: int = 0
     n_neurons: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    error: BadScanError | None = None
+    """Why a 'failed' scan was refused."""
 
     def summary(self) -> str:
+        if self.status == "failed":
+            return f"error: {self.error}"
         if self.status == "unchanged":
             return f"{self.scan_key}: already ingested from this file ({self.source}); nothing to do"
         line = (f"{self.scan_key}: {self.status} {self.n_trials} trials, {self.n_neurons} neurons "

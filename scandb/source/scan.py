@@ -20,7 +20,7 @@ import numpy as np
 
 from . import npyfile
 from .archive import Archive, open_archive
-from .errors import BadScanError
+from ..errors import BadScanError
 
 DATA_KEYS = ("images", "responses", "behavior", "pupil_center")
 IMAGE_ID_FILES = ("frame_image_id", "colorframeprojector_image_id", "image_id")

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 import duckdb
 import numpy as np
 
-from . import npyfile
-from .database import Database
-from .errors import DatabaseError, UsageError
-from .images import ImageStore, image_hash
-from .matrices import collect_matrix_garbage, matrix_files, matrix_temporaries
-from .schema import SCAN_TABLES, delete_scan_rows
+from ..source import npyfile
+from ..catalog.database import Database
+from ..errors import DatabaseError, UsageError
+from ..store.images import ImageStore, image_hash
+from ..store.matrices import collect_matrix_garbage, matrix_files, matrix_temporaries
+from ..catalog.schema import SCAN_TABLES, delete_scan_rows
 
 SHOWN_PER_CHECK = 5
 """Problems of one kind listed in a report before the rest are counted."""

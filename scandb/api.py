@@ -8,9 +8,10 @@ selection's order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -18,10 +19,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .database import DEFAULT_DB, Database
-from .errors import DatabaseError, UsageError
-from .normalize import Normalizer
-from .npyfile import load as load_npy
+from .catalog.database import DEFAULT_DB, Database
+from .errors import BadScanError, DatabaseError, UsageError
+from .query.normalize import Normalizer
+from .source.npyfile import load as load_npy
+
+if TYPE_CHECKING:
+    from .ingest import IngestResult
+    from .ingest.writer import Progress
+    from .maintenance.checks import RemoveResult, VerifyReport
+    from .query.summary import ScanSummary
 
 DATA_KEYS = ("images", "responses", "behavior", "pupil_center")
 BEHAVIOR_COLUMNS = ("pupil_dilation", "pupil_dilation_derivative", "running_speed")
@@ -34,10 +41,15 @@ Selection = str | pd.DataFrame | pa.Table | Sequence[tuple[str, int]]
 
 
 def connect(path: str | Path = DEFAULT_DB, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
-    """Open a scandb database; read-only by default so many processes can read one file."""
+    """Open a scandb database; read-only by default so many processes can read one file.
+
+    ``read_only=False`` opens it for ``ingest``, ``remove`` and ``migrate`` (creating the
+    file when there is none); DuckDB then keeps every other process out until ``close()``.
+    """
     db = Database(path, read_only=read_only, wait=wait)
     try:
-        db.check_revision()
+        if read_only:
+            db.check_revision()
     except BaseException:
         db.close()
         raise
@@ -354,6 +366,79 @@ class ScanDB:
             rows = scans == scan
             out[rows] = apply(self._normalizer(scan), array[rows])
         return out
+
+    # -- writing and upkeep ---------------------------------------------------------------
+
+    def ingest(self, paths: str | Path | Iterable[str | Path], replace: bool = False, *,
+               response_matrix: bool = True, keep_going: bool = False,
+               progress: "Callable[[Path], Progress | None] | None" = None,
+               on_result: "Callable[[IngestResult], None] | None" = None) -> list["IngestResult"]:
+        """Load scans (zips or folders), one transaction each; returns one result per path.
+
+        Re-ingesting the same content does nothing; a different file for a scan already
+        present raises ``BadScanError`` unless ``replace=True``. A bad scan raises
+        ``BadScanError`` (the scans before it stay ingested); with ``keep_going=True`` it is
+        returned as a result with status ``'failed'`` and the remaining paths go in.
+        """
+        from .ingest import IngestResult, ingest as ingest_one
+        from .maintenance.checks import collect_orphans
+
+        self._require_writable("ingest")
+        self.database.ensure_schema()
+        collect_orphans(self.database)
+        results = []
+        for path in [paths] if isinstance(paths, (str, Path)) else list(paths):
+            path = Path(path)
+            try:
+                result = ingest_one(self.database, path, replace=replace, response_matrix=response_matrix,
+                                    progress=progress(path) if progress else None)
+            except BadScanError as exc:
+                if not keep_going:
+                    raise
+                result = IngestResult(str(path), "", "failed", error=exc)
+            self._forget_cached()
+            results.append(result)
+            if on_result:
+                on_result(result)
+        return results
+
+    def remove(self, scan: str) -> "RemoveResult":
+        """Delete a scan: its rows in one transaction, then the files no other scan uses."""
+        from .maintenance.checks import remove_scan
+
+        self._require_writable("remove")
+        self.database.check_revision()
+        result = remove_scan(self.database, scan)
+        self._forget_cached()
+        return result
+
+    def verify(self) -> "VerifyReport":
+        """Check the rows agree with each other and with the files on disk."""
+        from .maintenance.checks import verify
+
+        return verify(self.database)
+
+    def summary(self, scan: str) -> "ScanSummary":
+        """What one scan holds: trials per tier, neurons per area and layer, images, statistics."""
+        from .query.summary import scan_summary
+
+        return scan_summary(self.conn, scan)
+
+    def migrate(self, target: str = "head") -> tuple[str | None, str]:
+        """Create the schema, or upgrade it to this scandb's revision; returns (before, after)."""
+        self._require_writable("migrate")
+        return self.database.upgrade(target)
+
+    def _require_writable(self, action: str) -> None:
+        if self.database.read_only:
+            raise UsageError(f"{self.database.path}: opened read-only; to {action}, open it with "
+                             "scandb.connect(path, read_only=False)")
+
+    def _forget_cached(self) -> None:
+        """Drop per-scan arrays read earlier: a write may have replaced them."""
+        self._normalizers.clear()
+        self._matrices.clear()
+        self._scan_tables.clear()
 
     # -- lifetime -------------------------------------------------------------------------
 

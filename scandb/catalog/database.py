@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from .errors import DatabaseError
+from ..errors import DatabaseError
 
 DEFAULT_DB = "scandb.duckdb"
 DENIED = ("Read-only file system", "Permission denied", "Operation not permitted")

@@ -1,0 +1,1 @@
+"""The relational side: the schema (SQLAlchemy Core), opening a database, schema revisions."""

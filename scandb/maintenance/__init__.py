@@ -1,0 +1,1 @@
+"""Keeping a database and its store consistent: verify, remove, orphan collection."""

@@ -1,0 +1,1 @@
+"""The query layer: selections, per-scan readers, normalisation."""

@@ -1,0 +1,28 @@
+"""Rendering query results for the terminal: tables, CSV, JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+
+def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+    if fmt == "json":
+        return json.dumps([dict(zip(columns, row)) for row in rows], default=str, indent=1)
+    return format_table(columns, rows)
+
+
+def format_table(columns: list[str], rows: list[tuple]) -> str:
+    """A plain text table with a row count, as the DuckDB shell prints one."""
+    cells = [[str(c) for c in columns]] + [["NULL" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines + [f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])

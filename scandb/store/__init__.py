@@ -1,0 +1,1 @@
+"""Files beside the catalog: the image store and the response matrices."""
