@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .catalog.database import DEFAULT_DB, Database
+from .catalog.transaction import explain
 from .errors import BadScanError, DatabaseError, UsageError
 from .query.normalize import Normalizer
 from .source.npyfile import load as load_npy
@@ -83,7 +84,7 @@ class ScanDB:
             relation = self.conn.execute(query, params or ())
             return [d[0] for d in relation.description or ()], relation.fetchall()
         except duckdb.Error as exc:
-            raise UsageError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
+            raise explain(exc, "query", users_sql=True) from None
 
     def _df(self, query: str, params: Sequence | Mapping = ()) -> pd.DataFrame:
         return self.conn.execute(query, params).df()
@@ -187,7 +188,7 @@ class ScanDB:
             try:
                 table = self.conn.execute(selection, params or ()).to_arrow_reader(ARROW_BATCH).read_all()
             except duckdb.Error as exc:
-                raise UsageError(f"selection query failed: {str(exc).splitlines()[0]}") from None
+                raise explain(exc, "selection query", users_sql=True) from None
         elif isinstance(selection, pd.DataFrame):
             table = pa.Table.from_pandas(selection, preserve_index=False)
         elif isinstance(selection, pa.Table):

@@ -42,3 +42,9 @@ class UsageError(ScandbError):
     """A request that does not make sense (unknown scan, bad identifier, ...)."""
 
     exit_code = EXIT_USAGE
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of an error text: messages stay one line."""
+    stripped = text.strip()
+    return stripped.splitlines()[0] if stripped else stripped

@@ -17,7 +17,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from ..errors import DatabaseError
+from ..errors import DatabaseError, first_line
 
 DEFAULT_DB = "scandb.duckdb"
 DENIED = ("Read-only file system", "Permission denied", "Operation not permitted")
@@ -52,9 +52,9 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
             if denied and not read_only:
                 raise DatabaseError(f"{path}: cannot open for writing ({denied}): "
                                     f"make the file and its folder writable") from None
-            raise DatabaseError(f"{path}: cannot open database ({_first_line(message)})") from None
+            raise DatabaseError(f"{path}: cannot open database ({first_line(message)})") from None
         except duckdb.Error as exc:
-            raise DatabaseError(f"{path}: cannot open database ({_first_line(str(exc))})") from None
+            raise DatabaseError(f"{path}: cannot open database ({first_line(str(exc))})") from None
 
 
 ROW_GROUP_SIZE = 2048
@@ -77,10 +77,6 @@ def _connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
         conn.close()
         raise
     return conn
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def _alembic_config() -> Config:

@@ -25,11 +25,12 @@ import pyarrow as pa
 from .. import __version__
 from ..source import npyfile
 from ..catalog.database import Database
-from ..errors import BadScanError, DatabaseError, ScandbError
+from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..store.images import ImageStore, StoredImage
 from ..maintenance.checks import collect_orphans
 from ..store.matrices import MatrixWriter
 from ..catalog.schema import delete_scan_rows
+from ..catalog.transaction import transaction, write_failure
 from ..source.scan import Scan, open_scan
 
 CHUNK_TRIALS = 256
@@ -144,25 +145,23 @@ class _ScanWriter:
                 pass
 
     def _write_transaction(self, sha: str, size: int, replaced: bool) -> None:
-        self.conn.execute("BEGIN TRANSACTION")
         try:
-            if replaced:
-                delete_scan_rows(self.conn, self.scan.key)
-            self._write_scan_row(sha, size)
-            self._write_neurons()
-            self._write_statistics()
-            self._write_files()
-            if self.response_matrix:
-                self.matrix = MatrixWriter(self.store.root, sha, self.scan.n_trials, self.scan.n_neurons)
-            image_hashes = self._write_trial_data()
-            self._write_trials(image_hashes)
-            if self.matrix is not None:
-                self._write_matrix_row(self.matrix.finish())
-            if replaced:
-                self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
-            self.conn.execute("COMMIT")
+            with transaction(self.conn):
+                if replaced:
+                    delete_scan_rows(self.conn, self.scan.key)
+                self._write_scan_row(sha, size)
+                self._write_neurons()
+                self._write_statistics()
+                self._write_files()
+                if self.response_matrix:
+                    self.matrix = MatrixWriter(self.store.root, sha, self.scan.n_trials, self.scan.n_neurons)
+                image_hashes = self._write_trial_data()
+                self._write_trials(image_hashes)
+                if self.matrix is not None:
+                    self._write_matrix_row(self.matrix.finish())
+                if replaced:
+                    self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
         except BaseException as exc:
-            self._rollback()
             self.store.discard_created()
             if self.matrix is not None:
                 self.matrix.discard()
@@ -171,13 +170,6 @@ class _ScanWriter:
             raise _explain(self.db, self.scan, exc) from exc
         if replaced:
             collect_orphans(self.db)  # the replaced scan's files
-
-    def _rollback(self) -> None:
-        """Roll back; a connection DuckDB invalidated (e.g. disk full) has nothing left to undo."""
-        try:
-            self.conn.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)
@@ -433,19 +425,14 @@ def _json_rows(arrays: dict[str, np.ndarray], n: int) -> pa.Array:
                      for i in range(n)], pa.string())
 
 
-WRITE_FAILURES = ("No space left on device", "Disk quota exceeded", "File too large",
-                  "Read-only file system", "Permission denied", "Operation not permitted")
-"""Operating-system causes DuckDB reports inside its own error text."""
-
-
 def _explain(db: Database, scan: Scan, exc: Exception) -> ScandbError:
     """An unexpected failure while writing, as one line naming the scan and the cause."""
-    message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = first_line(str(exc)) or type(exc).__name__
     kept = "nothing of this scan was kept"
     if isinstance(exc, OSError):
         return DatabaseError(f"{scan.label}: cannot write {exc.filename or db.image_dir} "
                              f"({exc.strerror or message}); {kept}")
-    cause = next((c for c in WRITE_FAILURES if c in message), None)
+    cause = write_failure(message)
     if cause:
         return DatabaseError(f"{scan.label}: cannot write {db.path} ({cause}); {kept}")
     return DatabaseError(f"{scan.label}: ingest failed and was rolled back ({type(exc).__name__}: {message})")

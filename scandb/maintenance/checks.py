@@ -13,6 +13,7 @@ from ..errors import DatabaseError, UsageError
 from ..store.images import ImageStore, image_hash
 from ..store.matrices import collect_matrix_garbage, matrix_files, matrix_temporaries
 from ..catalog.schema import SCAN_TABLES, delete_scan_rows
+from ..catalog.transaction import explain, transaction
 
 SHOWN_PER_CHECK = 5
 """Problems of one kind listed in a report before the rest are counted."""
@@ -73,36 +74,19 @@ def remove_scan(db: Database, scan_key: str) -> RemoveResult:
 
 def _delete_scan_rows(db: Database, scan_key: str) -> set[str]:
     """Every row of the scan, and the images no scan uses any more; returns their hashes."""
-    conn = db.conn
-    conn.execute("BEGIN TRANSACTION")
     try:
-        delete_scan_rows(conn, scan_key)
-        unused = {r[0] for r in conn.execute(
-            "DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials) "
-            "RETURNING image_hash").fetchall()}
-        conn.execute("COMMIT")
-    except BaseException as exc:
-        _rollback(conn)
-        if isinstance(exc, duckdb.Error):
-            raise DatabaseError(f"{db.path}: removing {scan_key} failed and was rolled back "
-                                f"({_first_line(str(exc))})") from None
-        raise
+        with transaction(db.conn):
+            delete_scan_rows(db.conn, scan_key)
+            unused = {r[0] for r in db.conn.execute(
+                "DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials) "
+                "RETURNING image_hash").fetchall()}
+    except duckdb.Error as exc:
+        raise explain(exc, f"{db.path}: removing {scan_key}", rolled_back=True) from None
     return unused
-
-
-def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
-    try:
-        conn.execute("ROLLBACK")
-    except duckdb.Error:
-        pass
 
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
 
 
 # -- verify ------------------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""The one transaction context and the one translation of DuckDB errors into scandb's.
+
+Every write (ingest, remove, migrate) runs inside ``transaction(conn)``; every DuckDB error
+a user may see passes through ``explain`` once, classified by its exception class (and, for
+operating-system causes DuckDB reports only inside its text, by that cause).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import duckdb
+
+from ..errors import DatabaseError, ScandbError, UsageError, first_line
+
+WRITE_FAILURES = ("No space left on device", "Disk quota exceeded", "File too large",
+                  "Read-only file system", "Permission denied", "Operation not permitted")
+"""Operating-system causes DuckDB reports inside its own error text."""
+
+QUERY_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
+                duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException,
+                duckdb.NotImplementedException, duckdb.TypeMismatchException)
+"""Errors in what was asked (a typo, a wrong type), not in the database."""
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN ... COMMIT; any exception rolls back and propagates unchanged."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back; a connection DuckDB invalidated (e.g. disk full) has nothing left to undo."""
+    try:
+        conn.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+def write_failure(message: str) -> str | None:
+    """The operating-system cause of a failed write, when DuckDB's text names one."""
+    return next((cause for cause in WRITE_FAILURES if cause in message), None)
+
+
+def explain(exc: BaseException, doing: str, *, users_sql: bool = False, rolled_back: bool = False) -> ScandbError:
+    """One line for a failure while ``doing`` something (e.g. "query", "removing 1-2-3").
+
+    With ``users_sql`` (the SQL came from the user), errors in the request become a
+    ``UsageError`` that keeps DuckDB's hints such as "Candidate bindings"; everything else
+    is a ``DatabaseError``.
+    """
+    if isinstance(exc, ScandbError):
+        return exc
+    if users_sql and isinstance(exc, QUERY_ERRORS):
+        return UsageError(f"{doing} failed: {' '.join(str(exc).split())}")
+    text = first_line(str(exc))
+    failed = "failed and was rolled back" if rolled_back else "failed"
+    cause = write_failure(text)
+    if cause:
+        return DatabaseError(f"{doing} {failed}: cannot write ({cause})")
+    return DatabaseError(f"{doing} {failed} ({type(exc).__name__}: {text or 'no message'})")
