@@ -25,7 +25,7 @@ demo: install
 	   FROM responses_long GROUP BY ALL ORDER BY ALL"
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -p tests.no_skips
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
