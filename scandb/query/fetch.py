@@ -53,7 +53,8 @@ class _Rows:
         self.parts = [(reader, where, trial_ids[where]) for reader, where in self.parts]
         self.shape_readers = [readers.get(s) for s in shape_scans]
 
-    def assemble(self, block_of: Callable[[ScanReader, np.ndarray], np.ndarray], empty: np.ndarray) -> np.ndarray:
+    def assemble(self, block_of: Callable[[ScanReader, np.ndarray], np.ndarray], empty: np.ndarray | None
+                 ) -> np.ndarray:
         """Blocks of each scan placed at its rows; ``empty`` (zero rows) when nothing is selected."""
         if not self.parts:
             return empty
@@ -88,10 +89,21 @@ def _responses(rows: _Rows, neurons, normalize: bool) -> np.ndarray:
             block = block[:, columns]
         return reader.normalized("responses", block, columns) if normalize else block
 
+    if rows.parts:
+        return rows.assemble(block_of, None)
+    return np.empty((0, _empty_width(rows, neurons)), np.float32)
+
+
+def _empty_width(rows: _Rows, neurons) -> int:
+    """Responses columns of an empty selection: as many as ``neurons`` picks, else the
+    neuron count the candidate scans share (0 when they differ)."""
     width = neuron_choice.width(neurons)
-    if width is None:
-        width = _common((r.n_neurons for r in rows.shape_readers), 0)
-    return rows.assemble(block_of, np.empty((0, width), np.float32))
+    if width is not None:
+        return width
+    scans = [r.scan for r in rows.shape_readers]
+    if neurons is None:
+        return _common((r.n_neurons for r in rows.shape_readers), 0)
+    return _common((len(p) for p in neuron_choice.picks(rows.readers, scans, neurons).values()), 0)
 
 
 def _images(rows: _Rows, normalize: bool, dtype) -> np.ndarray:

@@ -38,7 +38,8 @@ def resolve(conn: duckdb.DuckDBPyConnection, selection: Selection, params: Seque
         table = table.append_column("scan_key", pa.array([scan] * table.num_rows, pa.string()))
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
-        raise UsageError(f"a selection needs columns scan_key and trial_id; missing {', '.join(missing)}")
+        hint = "; pass scan= when all its trials are of one scan" if missing == ["scan_key"] else ""
+        raise UsageError(f"a selection needs columns scan_key and trial_id; missing {', '.join(missing)}{hint}")
     table = _typed(table)
     if scan is not None:
         others = set(table["scan_key"].unique().to_pylist()) - {scan}
