@@ -172,8 +172,8 @@ class ScanDB:
         keys = keys or DATA_KEYS
         fetching.check_keys(self.conn, keys)
         selected = self.select(selection, params, scan)
-        options = dict(normalize=normalize, neurons=neurons, image_dtype=image_dtype,
-                       shape_scans=self._shape_scans(scan, neurons))
+        shape_scans = self._shape_scans(scan, neurons) if selected.num_rows == 0 else ()
+        options = dict(normalize=normalize, neurons=neurons, image_dtype=image_dtype, shape_scans=shape_scans)
         if per_scan:
             out = {}
             for key in dict.fromkeys(selected["scan_key"].to_pylist()):
