@@ -152,6 +152,8 @@ class ScanDB:
         Takes every kind of selection ``fetch`` takes; unknown scans and trial ids outside a
         scan are a ``UsageError``. ``scan=`` names the scan of bare trial ids.
         """
+        if scan is not None:
+            self._readers.get(scan)
         selected = selecting.resolve(self.conn, selection, params, scan)
         selecting.check(selected, self._readers)
         return selected

@@ -80,6 +80,15 @@ def test_a_relation_and_its_arrow_reader_are_selections_in_their_order(db, sourc
     np.testing.assert_array_equal(db.responses(reader), expected)
 
 
+def test_any_arrow_stream_is_a_selection(db, sources):
+    class ArrowSpeaking:
+        """A table of another library (polars, say): only the Arrow stream protocol."""
+        def __arrow_c_stream__(self, requested_schema=None):
+            return pa.table({"trial_id": [3, 1], "scan_key": [SMALL, SMALL]}).__arrow_c_stream__(requested_schema)
+
+    np.testing.assert_array_equal(db.responses(ArrowSpeaking()), stack(sources[SMALL], "responses", [3, 1]))
+
+
 def test_trial_ids_from_repeats_with_scan(db, sources):
     image_id, trials = next(iter(db.repeats(COMMON).items()))
     images = db.images(trials, scan=COMMON)

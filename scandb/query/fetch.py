@@ -49,8 +49,10 @@ class _Rows:
     def __init__(self, readers: Readers, scans: np.ndarray, trial_ids: np.ndarray, order: list[str],
                  shape_scans: list[str]):
         self.readers, self.n = readers, len(scans)
-        self.parts = [(readers.get(s), np.flatnonzero(scans == s)) for s in order]
-        self.parts = [(reader, where, trial_ids[where]) for reader, where in self.parts]
+        self.parts: list[tuple[ScanReader, np.ndarray, np.ndarray]] = []
+        for scan in order:
+            where = np.flatnonzero(scans == scan)
+            self.parts.append((readers.get(scan), where, trial_ids[where]))
         self.shape_readers = [readers.get(s) for s in shape_scans]
 
     def assemble(self, block_of: Callable[[ScanReader, np.ndarray], np.ndarray], empty: np.ndarray | None

@@ -87,6 +87,8 @@ def _as_table(conn: duckdb.DuckDBPyConnection, selection, params: Sequence | Non
     if isinstance(selection, pd.DataFrame):
         columns = [c for c in COLUMNS if c in selection.columns]
         return pa.Table.from_pandas(selection[columns], preserve_index=False)
+    if hasattr(selection, "__arrow_c_stream__"):  # polars and other Arrow-speaking tables
+        return pa.table(selection)
     if isinstance(selection, Sequence):
         return _pairs(selection)
     raise UsageError(f"cannot select trials with a {type(selection).__name__}: use SQL, a relation, a DataFrame "
