@@ -80,6 +80,16 @@ def test_a_relation_and_its_arrow_reader_are_selections_in_their_order(db, sourc
     np.testing.assert_array_equal(db.responses(reader), expected)
 
 
+def test_select_returns_the_checked_selection_in_its_order(db):
+    selected = db.select(pd.DataFrame({"trial_id": [5, 0, 5], "scan_key": [FOLDER, COMMON, FOLDER], "x": 1}))
+    assert selected.schema == pa.schema([("scan_key", pa.string()), ("trial_id", pa.int64())])
+    assert selected.to_pylist() == [{"scan_key": FOLDER, "trial_id": 5}, {"scan_key": COMMON, "trial_id": 0},
+                                    {"scan_key": FOLDER, "trial_id": 5}]
+    assert db.select(range(3), scan=SMALL)["scan_key"].to_pylist() == [SMALL] * 3
+    with pytest.raises(UsageError, match="no scan 'x-y-z'"):
+        db.select([], scan="x-y-z")
+
+
 def test_any_arrow_stream_is_a_selection(db, sources):
     class ArrowSpeaking:
         """A table of another library (polars, say): only the Arrow stream protocol."""

@@ -144,3 +144,12 @@ def test_wait_outlasts_a_writer(scans, tmp_path):
     finally:
         if holder.process.poll() is None:
             holder.release()
+
+
+def test_normalising_without_statistics_fails_when_made(scans, tmp_path):
+    copy = Path(shutil.copytree(scans["db"].parent, tmp_path / "copy")) / scans["db"].name
+    with Database(copy, read_only=False) as db:
+        db.conn.execute("DELETE FROM statistics WHERE variable = 'behavior'")
+    with pytest.raises(UsageError, match=r"normalize=True needs meta/statistics/behavior/all/std\.npy"):
+        ScanDataset(copy, DESCENDING)
+    assert len(ScanDataset(copy, DESCENDING, keys=("images", "responses"))) == FOLDER_SPEC.n_trials
