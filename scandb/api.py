@@ -169,7 +169,9 @@ class ScanDB:
         unit_id) columns or a ``{scan_key: neuron_idx list}`` mapping; for a one-scan
         selection also a list, range, array, Series or boolean mask. With ``per_scan=True``
         the result is one dict of arrays per scan key, which allows scans of different
-        sizes. An empty selection gives arrays with zero rows.
+        sizes. ``scan=`` names the scan of bare trial ids (e.g. from ``repeats()``). An empty
+        selection gives arrays with zero rows and the other dimensions of ``scan=``, of the
+        scans ``neurons`` names, or else of the database's scans when they agree.
         """
         keys = keys or DATA_KEYS
         fetching.check_keys(self.conn, keys)
@@ -178,9 +180,9 @@ class ScanDB:
         options = dict(normalize=normalize, neurons=neurons, image_dtype=image_dtype, shape_scans=shape_scans)
         if per_scan:
             out = {}
-            for key in dict.fromkeys(selected["scan_key"].to_pylist()):
-                part = selected.filter(pc.equal(selected["scan_key"], key))
-                out[key] = fetching.fetch(self.conn, self._readers, part, keys, **options)
+            for scan_key in dict.fromkeys(selected["scan_key"].to_pylist()):
+                part = selected.filter(pc.equal(selected["scan_key"], scan_key))
+                out[scan_key] = fetching.fetch(self.conn, self._readers, part, keys, **options)
             return out
         return fetching.fetch(self.conn, self._readers, selected, keys, **options)
 
