@@ -1,15 +1,14 @@
 """The Python layer: connect, select trials with SQL, fetch aligned numpy arrays.
 
-A selection is anything naming trials by ``scan_key`` and ``trial_id``: an SQL query
-returning those columns, a DataFrame or Arrow table with them (what ``trials()`` returns),
-or a list of ``(scan_key, trial_id)`` pairs. Arrays come back row by row in the
-selection's order.
+``ScanDB`` is the one public object; the work happens in ``scandb.query`` (selections,
+per-scan readers, fetch) and, for writes, in ``ingest`` and ``maintenance``. A selection is
+anything naming trials by ``scan_key`` and ``trial_id`` (see ``scandb.query.selection``).
+Arrays come back row by row in the selection's order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,8 +20,14 @@ import pyarrow.compute as pc
 
 from .catalog.database import DEFAULT_DB, Database
 from .catalog.transaction import explain
-from .errors import BadScanError, DatabaseError, UsageError
-from .query.normalize import Normalizer
+from .errors import BadScanError, UsageError
+from .keys import DATA_KEYS
+from .query import fetch as fetching
+from .query import selection as selecting
+from .query.filters import check_known, filters, where as where_sql
+from .query.neurons import Neurons
+from .query.reader import Readers, read_statistic
+from .query.selection import Selection
 from .source.npyfile import load as load_npy
 
 if TYPE_CHECKING:
@@ -31,21 +36,13 @@ if TYPE_CHECKING:
     from .maintenance.checks import RemoveResult, VerifyReport
     from .query.summary import ScanSummary
 
-DATA_KEYS = ("images", "responses", "behavior", "pupil_center")
-BEHAVIOR_COLUMNS = ("pupil_dilation", "pupil_dilation_derivative", "running_speed")
-PUPIL_COLUMNS = ("pupil_x", "pupil_y")
-ARROW_BATCH = 2048
-"""Rows per Arrow batch when exporting list columns (a default batch of wide lists can
-try to allocate tens of GiB on DuckDB 1.5)."""
-
-Selection = str | pd.DataFrame | pa.Table | Sequence[tuple[str, int]]
-
 
 def connect(path: str | Path = DEFAULT_DB, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
     """Open a scandb database; read-only by default so many processes can read one file.
 
     ``read_only=False`` opens it for ``ingest``, ``remove`` and ``migrate`` (creating the
     file when there is none); DuckDB then keeps every other process out until ``close()``.
+    ``wait`` is how many seconds to wait for a writer in another process to finish.
     """
     db = Database(path, read_only=read_only, wait=wait)
     try:
@@ -66,14 +63,12 @@ class ScanDB:
     def __init__(self, db: Database):
         self.database = db
         self.conn: duckdb.DuckDBPyConnection = db.conn
-        self._normalizers: dict[str, Normalizer] = {}
-        self._matrices: dict[str, np.ndarray | None] = {}
-        self._scan_tables: dict[str, _ScanTables | None] = {}
+        self._readers = Readers(db)
 
     # -- SQL ------------------------------------------------------------------------------
 
     def sql(self, query: str, params: Sequence | Mapping | None = None) -> duckdb.DuckDBPyRelation:
-        """A DuckDB relation: ``.df()``, ``.arrow()``, ``.fetchall()``, ``.fetchnumpy()``."""
+        """A DuckDB relation: ``.df()``, ``.arrow()``, ``.fetchall()``; also a selection itself."""
         if params is None:
             return self.conn.sql(query)
         return self.conn.sql(query, params=params)
@@ -86,8 +81,11 @@ class ScanDB:
         except duckdb.Error as exc:
             raise explain(exc, "query", users_sql=True) from None
 
-    def _df(self, query: str, params: Sequence | Mapping = ()) -> pd.DataFrame:
-        return self.conn.execute(query, params).df()
+    def _df(self, query: str, params: Sequence = (), doing: str = "query") -> pd.DataFrame:
+        try:
+            return self.conn.execute(query, params).df()
+        except duckdb.Error as exc:
+            raise explain(exc, doing, users_sql=True) from None
 
     # -- tables ---------------------------------------------------------------------------
 
@@ -97,21 +95,33 @@ class ScanDB:
     def trials(self, scan: str | Iterable[str] | None = None, tier: str | Iterable[str] | None = None,
                image_id: int | Iterable[int] | None = None, where: str | None = None,
                params: Sequence | None = None) -> pd.DataFrame:
-        """Trials with behavior and image path, filtered; ``where`` is extra SQL with ``?`` params."""
-        clauses, values = _filters(scan_key=scan, tier=tier, image_id=image_id)
+        """Trials with behavior and image path, filtered; ``where`` is extra SQL with ``?`` params.
+
+        A scan, tier or image id that exists nowhere in the database is a ``UsageError``.
+        """
+        clauses, values = filters(self.conn, "trials", scan=("scan_key", scan), tier=("tier", tier),
+                                  image_id=("image_id", image_id))
         if where:
             clauses.append(f"({where})")
             values.extend(params or ())
-        return self._df(f"SELECT * FROM trials_full {_where(clauses)} ORDER BY scan_key, trial_id", values)
+        return self._df(f"SELECT * FROM trials_full {where_sql(clauses)} ORDER BY scan_key, trial_id", values,
+                        doing="trials(where=...)" if where else "trials()")
 
     def neurons(self, scan: str | Iterable[str] | None = None, area: str | Iterable[str] | None = None,
                 layer: str | Iterable[str] | None = None, unit_id: int | Iterable[int] | None = None
                 ) -> pd.DataFrame:
-        clauses, values = _filters(scan_key=scan, area=area, layer=layer, unit_id=unit_id)
-        return self._df(f"SELECT * FROM neurons {_where(clauses)} ORDER BY scan_key, neuron_idx", values)
+        """Neurons filtered; a scan, area, layer or unit id found nowhere is a ``UsageError``."""
+        clauses, values = filters(self.conn, "neurons", scan=("scan_key", scan), area=("area", area),
+                                  layer=("layer", layer), unit_id=("unit_id", unit_id))
+        return self._df(f"SELECT * FROM neurons {where_sql(clauses)} ORDER BY scan_key, neuron_idx", values)
 
     def repeats(self, scan: str, tier: str = "test") -> dict[int, np.ndarray]:
-        """Trial ids of each image shown in a tier, by image id (test images repeat ~10 times)."""
+        """Trial ids of each image shown in a tier, by image id (test images repeat ~10 times).
+
+        Pass a group back with ``scan=``: ``db.responses(ids, scan=scan)``.
+        """
+        self._readers.get(scan)
+        check_known(self.conn, "trials", "tier", [tier], "tier")
         rows = self.conn.execute(
             "SELECT image_id, list(trial_id ORDER BY trial_id) FROM trials WHERE scan_key = ? AND tier = ? "
             "GROUP BY image_id ORDER BY image_id", [scan, tier]).fetchall()
@@ -119,254 +129,84 @@ class ScanDB:
 
     def statistic(self, scan: str, variable: str, stat: str, source: str = "all") -> np.ndarray:
         """One meta/statistics array, with its stored dtype and shape."""
-        row = self.conn.execute(
-            "SELECT dtype, shape, data FROM statistics WHERE scan_key = ? AND variable = ? AND source = ? "
-            "AND stat = ?", [scan, variable, source, stat]).fetchone()
-        if row is None:
+        self._readers.get(scan)
+        found = read_statistic(self.conn, scan, variable, stat, source)
+        if found is None:
             raise UsageError(f"no statistic {variable}/{source}/{stat} for scan {scan!r}")
-        dtype, shape, data = row
-        return np.array(data, dtype=np.float64).astype(dtype).reshape(shape)
+        return found
 
     def file(self, scan: str, path: str) -> np.ndarray | bytes:
         """A file the scan shipped outside data/ (meta arrays, config.json), as it was."""
         row = self.conn.execute("SELECT content FROM scan_files WHERE scan_key = ? AND path = ?",
                                 [scan, path]).fetchone()
         if row is None:
+            self._readers.get(scan)
             raise UsageError(f"scan {scan!r} has no file {path!r}")
         return load_npy(row[0]).copy() if path.endswith(".npy") else row[0]
 
     # -- arrays ---------------------------------------------------------------------------
 
-    def fetch(self, selection: Selection, *keys: str, normalize: bool = False,
-              neurons: pd.DataFrame | Mapping[str, Sequence[int]] | None = None, per_scan: bool = False,
-              image_dtype: str | np.dtype | None = None, params: Sequence | None = None
-              ) -> dict[str, np.ndarray] | dict[str, dict[str, np.ndarray]]:
+    def select(self, selection: Selection, params: Sequence | None = None, scan: str | None = None) -> pa.Table:
+        """The selection as an Arrow table of ``scan_key`` and ``trial_id``, checked.
+
+        Takes every kind of selection ``fetch`` takes; unknown scans and trial ids outside a
+        scan are a ``UsageError``. ``scan=`` names the scan of bare trial ids.
+        """
+        if scan is not None:
+            self._readers.get(scan)
+        selected = selecting.resolve(self.conn, selection, params, scan)
+        selecting.check(selected, self._readers)
+        return selected
+
+    def fetch(self, selection: Selection, *keys: str, normalize: bool = False, neurons: Neurons | None = None,
+              per_scan: bool = False, image_dtype: str | np.dtype | None = None, params: Sequence | None = None,
+              scan: str | None = None) -> dict[str, np.ndarray] | dict[str, dict[str, np.ndarray]]:
         """Arrays for the selected trials, aligned row by row with the selection.
 
         ``keys`` are data keys (images, responses, behavior, pupil_center; all four when
         none are given) or trial columns of ``trials_full`` by name. ``neurons`` picks
-        neurons per scan, in order: a DataFrame with scan_key and neuron_idx (or unit_id)
-        columns, or a mapping of scan key to neuron_idx lists. With ``per_scan=True`` the
-        result is one dict of arrays per scan key, which allows scans of different sizes.
+        neurons, in order: for any selection a DataFrame with scan_key and neuron_idx (or
+        unit_id) columns or a ``{scan_key: neuron_idx list}`` mapping; for a one-scan
+        selection also a list, range, array, Series or boolean mask. With ``per_scan=True``
+        the result is one dict of arrays per scan key, which allows scans of different
+        sizes. ``scan=`` names the scan of bare trial ids (e.g. from ``repeats()``). An empty
+        selection gives arrays with zero rows and the other dimensions of ``scan=``, of the
+        scans ``neurons`` names, or else of the database's scans when they agree.
         """
         keys = keys or DATA_KEYS
-        selected = self._resolve(selection, params)
+        fetching.check_keys(self.conn, keys)
+        selected = self.select(selection, params, scan)
+        shape_scans = self._shape_scans(scan, neurons) if selected.num_rows == 0 else ()
+        options = dict(normalize=normalize, neurons=neurons, image_dtype=image_dtype, shape_scans=shape_scans)
         if per_scan:
             out = {}
-            for scan in dict.fromkeys(selected["scan_key"].to_pylist()):
-                mask = pc.equal(selected["scan_key"], scan)
-                out[scan] = self._fetch(selected.filter(mask), keys, normalize, neurons, image_dtype)
+            for scan_key in dict.fromkeys(selected["scan_key"].to_pylist()):
+                part = selected.filter(pc.equal(selected["scan_key"], scan_key))
+                out[scan_key] = fetching.fetch(self.conn, self._readers, part, keys, **options)
             return out
-        return self._fetch(selected, keys, normalize, neurons, image_dtype)
+        return fetching.fetch(self.conn, self._readers, selected, keys, **options)
 
-    def responses(self, selection: Selection, neurons=None, normalize: bool = False) -> np.ndarray:
+    def responses(self, selection: Selection, neurons: Neurons | None = None, normalize: bool = False, *,
+                  scan: str | None = None, params: Sequence | None = None) -> np.ndarray:
         """The (n_trials, n_neurons) float32 response matrix, in the order asked."""
-        return self.fetch(selection, "responses", neurons=neurons, normalize=normalize)["responses"]
+        return self.fetch(selection, "responses", neurons=neurons, normalize=normalize, scan=scan,
+                          params=params)["responses"]
 
-    def images(self, selection: Selection, dtype=None, normalize: bool = False) -> np.ndarray:
-        return self.fetch(selection, "images", image_dtype=dtype, normalize=normalize)["images"]
+    def images(self, selection: Selection, dtype=None, normalize: bool = False, *,
+               scan: str | None = None, params: Sequence | None = None) -> np.ndarray:
+        """The (n_trials, *image_shape) images, in the stored dtype unless ``dtype`` is given."""
+        return self.fetch(selection, "images", image_dtype=dtype, normalize=normalize, scan=scan,
+                          params=params)["images"]
 
-    def _fetch(self, selected: pa.Table, keys: Sequence[str], normalize: bool, neurons, image_dtype
-               ) -> dict[str, np.ndarray]:
-        scans = selected["scan_key"].to_numpy(zero_copy_only=False)
-        trial_ids = selected["trial_id"].to_numpy()
-        self._check_exists(scans, trial_ids)
-        out = {}
-        for key in keys:
-            if key == "responses":
-                out[key] = self._responses(scans, trial_ids, neurons, normalize)
-            elif key == "images":
-                out[key] = self._images(scans, trial_ids, normalize, image_dtype)
-            elif key in ("behavior", "pupil_center"):
-                out[key] = self._small_arrays(scans, trial_ids, key, normalize)
-            else:
-                out[key] = self._trial_column(selected, key)
-        return out
-
-    def _resolve(self, selection: Selection, params: Sequence | None) -> pa.Table:
-        if isinstance(selection, str):
-            try:
-                table = self.conn.execute(selection, params or ()).to_arrow_reader(ARROW_BATCH).read_all()
-            except duckdb.Error as exc:
-                raise explain(exc, "selection query", users_sql=True) from None
-        elif isinstance(selection, pd.DataFrame):
-            table = pa.Table.from_pandas(selection, preserve_index=False)
-        elif isinstance(selection, pa.Table):
-            table = selection
-        else:
-            pairs = list(selection)
-            table = pa.table({"scan_key": pa.array([p[0] for p in pairs], pa.string()),
-                              "trial_id": pa.array([p[1] for p in pairs], pa.int64())})
-        missing = {"scan_key", "trial_id"} - set(table.column_names)
-        if missing:
-            raise UsageError(f"a selection needs columns scan_key and trial_id; missing {', '.join(sorted(missing))}")
-        return pa.table({"scan_key": table["scan_key"].cast(pa.string()),
-                         "trial_id": table["trial_id"].cast(pa.int64())})
-
-    def _check_exists(self, scans: np.ndarray, trial_ids: np.ndarray) -> None:
-        missing = np.zeros(len(scans), bool)
-        for scan in dict.fromkeys(scans):
-            rows = scans == scan
-            tables = self._tables(scan)
-            n_trials = tables.n_trials if tables else 0
-            missing[rows] = (trial_ids[rows] < 0) | (trial_ids[rows] >= n_trials)
-        if missing.any():
-            shown = ", ".join(f"({scans[i]}, {trial_ids[i]})" for i in np.flatnonzero(missing)[:3])
-            raise UsageError(f"selected trials not in the database: {shown}")
-
-    def _tables(self, scan: str) -> "_ScanTables | None":
-        """A scan's small per-trial arrays, read once: batches then need no SQL at all."""
-        if scan not in self._scan_tables:
-            self._scan_tables[scan] = _ScanTables.read(self.conn, scan)
-        return self._scan_tables[scan]
-
-    def _gather(self, scans: np.ndarray, trial_ids: np.ndarray, column: str) -> np.ndarray:
-        """Rows of one per-trial array, across the selection's scans, in the selection's order."""
-        order = list(dict.fromkeys(scans))
-        if len(order) == 1:
-            return getattr(self._tables(order[0]), column)[trial_ids]
-        first = getattr(self._tables(order[0]), column)
-        dtypes = {getattr(self._tables(scan), column).dtype for scan in order}
-        out = np.empty((len(scans), *first.shape[1:]), dtype=np.result_type(*dtypes))
-        for scan in order:
-            rows = scans == scan
-            out[rows] = getattr(self._tables(scan), column)[trial_ids[rows]]
-        return out
-
-    def _responses(self, scans: np.ndarray, trial_ids: np.ndarray, neurons, normalize: bool) -> np.ndarray:
-        order = list(dict.fromkeys(scans))
-        picks = self._neuron_picks(order, neurons) or {}
-        widths = {scan: len(picks[scan]) if picks else self._tables(scan).n_neurons for scan in order}
-        if len(set(widths.values())) > 1:
-            sizes = ", ".join(f"{s}: {w}" for s, w in widths.items())
-            raise UsageError(f"the selection spans scans with different neuron counts ({sizes}); "
-                             "pass per_scan=True, or neurons= with as many neurons per scan")
-        if len(order) == 1 and not picks and not normalize:
-            return self._scan_responses(order[0], trial_ids)
-        out = np.empty((len(scans), widths[order[0]] if order else 0), np.float32)
-        for scan in order:
-            rows = np.flatnonzero(scans == scan)
-            block = self._scan_responses(scan, trial_ids[rows])
-            if scan in picks:
-                block = block[:, picks[scan]]
-            if normalize:
-                block = self._normalizer(scan).responses(block, picks.get(scan))
-            out[rows] = block
-        return out
-
-    def _scan_responses(self, scan: str, trial_ids: np.ndarray) -> np.ndarray:
-        """Rows of one scan's response matrix, from its file (or from SQL for scans ingested
-        before response matrices existed)."""
-        matrix = self._matrix(scan)
-        if matrix is not None:
-            return matrix[trial_ids]
-        self.conn.register("_wanted", pa.table({"trial_id": pa.array(trial_ids, pa.int64()),
-                                                "pos": pa.array(np.arange(len(trial_ids)))}))
-        try:
-            table = self.conn.execute(
-                "SELECT r.response FROM _wanted w JOIN responses r ON r.trial_id = w.trial_id AND r.scan_key = ? "
-                "ORDER BY w.pos", [scan]).to_arrow_reader(ARROW_BATCH).read_all()
-        finally:
-            self.conn.unregister("_wanted")
-        column = table["response"].combine_chunks()
-        values = column.values.to_numpy(zero_copy_only=False)
-        return values.reshape(len(column), -1).copy()
-
-    def _matrix(self, scan: str) -> np.ndarray | None:
-        """The scan's (n_trials, n_neurons) matrix, memory-mapped read-only, or None."""
-        if scan not in self._matrices:
-            row = self.conn.execute("SELECT path, n_trials, n_neurons FROM response_matrices WHERE scan_key = ?",
-                                    [scan]).fetchone()
-            matrix = None
-            if row is not None:
-                path = self.database.path.parent / row[0]
-                try:
-                    matrix = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
-                except OSError as exc:
-                    raise DatabaseError(f"{path}: response matrix of scan {scan} unreadable "
-                                        f"({exc.strerror or exc}); run 'scandb verify'") from None
-                if matrix.shape != (row[1], row[2]) or matrix.dtype != np.float32:
-                    raise DatabaseError(f"{path}: response matrix of scan {scan} is {matrix.shape} "
-                                        f"{matrix.dtype}, expected ({row[1]}, {row[2]}) float32; "
-                                        "run 'scandb verify'")
-            self._matrices[scan] = matrix
-        return self._matrices[scan]
-
-    def _neuron_picks(self, scans: Iterable[str], neurons) -> dict[str, np.ndarray] | None:
-        if neurons is None:
-            return None
-        picks: dict[str, np.ndarray] = {}
-        if isinstance(neurons, pd.DataFrame):
-            by = "neuron_idx" if "neuron_idx" in neurons.columns else "unit_id"
-            if by not in neurons.columns or "scan_key" not in neurons.columns:
-                raise UsageError("neurons= needs scan_key and neuron_idx (or unit_id) columns")
-            groups = {s: g[by].to_numpy() for s, g in neurons.groupby("scan_key", sort=False)}
-        else:
-            by, groups = "neuron_idx", {s: np.asarray(v) for s, v in neurons.items()}
-        for scan in scans:
-            if scan not in groups:
-                raise UsageError(f"neurons= selects no neurons of scan {scan!r}")
-            picks[scan] = self._neuron_indexes(scan, groups[scan], by)
-        return picks
-
-    def _neuron_indexes(self, scan: str, wanted: np.ndarray, by: str) -> np.ndarray:
-        known = self.conn.execute(f"SELECT {by}, neuron_idx FROM neurons WHERE scan_key = ?", [scan]).fetchnumpy()
-        lookup = dict(zip(known[by].tolist(), known["neuron_idx"].tolist()))
-        unknown = [int(w) for w in wanted if int(w) not in lookup]
-        if unknown:
-            raise UsageError(f"scan {scan!r} has no neurons with {by} {unknown[:5]}")
-        return np.array([lookup[int(w)] for w in wanted], dtype=np.int64)
-
-    def _images(self, scans: np.ndarray, trial_ids: np.ndarray, normalize: bool, dtype) -> np.ndarray:
-        paths = self._gather(scans, trial_ids, "image_paths").tolist()
-        root = self.database.path.parent
-        loaded = {p: load_npy((root / p).read_bytes()) for p in dict.fromkeys(paths)}
-        shapes = {a.shape for a in loaded.values()}
-        if len(shapes) > 1:
-            raise UsageError(f"the selection spans scans with different image shapes ({sorted(shapes)}); "
-                             "pass per_scan=True")
-        stacked = np.stack([loaded[p] for p in paths]) if paths else np.empty((0,))
-        if normalize:
-            stacked = self._per_scan(scans, stacked, lambda nz, block: nz.images(block))
-        if dtype is not None:
-            stacked = stacked.astype(dtype)
-        return stacked
-
-    def _small_arrays(self, scans: np.ndarray, trial_ids: np.ndarray, key: str, normalize: bool) -> np.ndarray:
-        matrix = self._gather(scans, trial_ids, key)
-        if normalize:
-            matrix = self._per_scan(scans, matrix, lambda nz, block: getattr(nz, key)(block))
-        return matrix
-
-    def _trial_column(self, selected: pa.Table, name: str) -> np.ndarray:
-        allowed = {r[0] for r in self.conn.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'trials_full'").fetchall()}
-        if name not in allowed:
-            raise UsageError(f"unknown key {name!r}: use one of {', '.join(DATA_KEYS)} or a trials_full "
-                             f"column ({', '.join(sorted(allowed))})")
-        positions = pa.array(np.arange(selected.num_rows, dtype=np.int64))
-        self.conn.register("_selection", selected.append_column("pos", positions))
-        try:
-            table = self.conn.execute(
-                f'SELECT t."{name}" FROM _selection s JOIN trials_full t USING (scan_key, trial_id) ORDER BY s.pos'
-            ).to_arrow_reader(ARROW_BATCH).read_all()
-        finally:
-            self.conn.unregister("_selection")
-        return table[name].to_numpy(zero_copy_only=False)
-
-    def _normalizer(self, scan: str) -> Normalizer:
-        if scan not in self._normalizers:
-            self._normalizers[scan] = Normalizer.from_statistics(
-                lambda variable, stat: self.statistic(scan, variable, stat))
-        return self._normalizers[scan]
-
-    def _per_scan(self, scans: np.ndarray, array: np.ndarray, apply) -> np.ndarray:
-        """Apply a normaliser to each scan's rows; the result is float32."""
-        out = np.empty(array.shape, np.float32)
-        for scan in dict.fromkeys(scans):
-            rows = scans == scan
-            out[rows] = apply(self._normalizer(scan), array[rows])
-        return out
+    def _shape_scans(self, scan: str | None, neurons) -> list[str]:
+        """The scans an empty selection takes its other dimensions from."""
+        if scan is not None:
+            return [scan]
+        if isinstance(neurons, pd.DataFrame) and "scan_key" in neurons.columns:
+            return list(dict.fromkeys(neurons["scan_key"]))
+        if isinstance(neurons, Mapping):
+            return list(neurons)
+        return self._readers.known()
 
     # -- writing and upkeep ---------------------------------------------------------------
 
@@ -397,7 +237,7 @@ class ScanDB:
                 if not keep_going:
                     raise
                 result = IngestResult(str(path), "", "failed", error=exc)
-            self._forget_cached()
+            self._readers.clear()
             results.append(result)
             if on_result:
                 on_result(result)
@@ -410,7 +250,7 @@ class ScanDB:
         self._require_writable("remove")
         self.database.check_revision()
         result = remove_scan(self.database, scan)
-        self._forget_cached()
+        self._readers.clear()
         return result
 
     def verify(self) -> "VerifyReport":
@@ -435,12 +275,6 @@ class ScanDB:
             raise UsageError(f"{self.database.path}: opened read-only; to {action}, open it with "
                              "scandb.connect(path, read_only=False)")
 
-    def _forget_cached(self) -> None:
-        """Drop per-scan arrays read earlier: a write may have replaced them."""
-        self._normalizers.clear()
-        self._matrices.clear()
-        self._scan_tables.clear()
-
     # -- lifetime -------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -451,52 +285,3 @@ class ScanDB:
 
     def __exit__(self, *exc):
         self.close()
-
-
-@dataclass(frozen=True)
-class _ScanTables:
-    """One scan's per-trial behavior, pupil position and image paths, indexed by trial_id."""
-
-    n_trials: int
-    n_neurons: int
-    behavior: np.ndarray
-    pupil_center: np.ndarray
-    image_paths: np.ndarray
-
-    @classmethod
-    def read(cls, conn: duckdb.DuckDBPyConnection, scan: str) -> "_ScanTables | None":
-        found = conn.execute("SELECT n_trials, n_neurons, behavior_dtype, pupil_center_dtype FROM scans "
-                             "WHERE scan_key = ?", [scan]).fetchone()
-        if found is None:
-            return None
-        n_trials, n_neurons, behavior_dtype, pupil_dtype = found
-        rows = conn.execute(f"""
-            SELECT t.trial_id, {', '.join(BEHAVIOR_COLUMNS + PUPIL_COLUMNS)}, i.path
-            FROM trials t JOIN behavior b USING (scan_key, trial_id) JOIN images i USING (image_hash)
-            WHERE t.scan_key = ? ORDER BY t.trial_id""", [scan]).fetchnumpy()
-        if not np.array_equal(rows["trial_id"], np.arange(n_trials)):
-            raise DatabaseError(f"scan {scan}: trials, behavior or images rows are incomplete; run 'scandb verify'")
-        return cls(n_trials, n_neurons,
-                   np.column_stack([rows[c] for c in BEHAVIOR_COLUMNS]).astype(behavior_dtype),
-                   np.column_stack([rows[c] for c in PUPIL_COLUMNS]).astype(pupil_dtype),
-                   np.asarray(rows["path"], dtype=object))
-
-
-def _filters(**columns) -> tuple[list[str], list]:
-    """Equality (or IN) clauses with bound parameters; column names are ours, never users'."""
-    clauses, values = [], []
-    for column, value in columns.items():
-        if value is None:
-            continue
-        if isinstance(value, (str, int, np.integer)):
-            clauses.append(f"{column} = ?")
-            values.append(value.item() if isinstance(value, np.integer) else value)
-        else:
-            items = [v.item() if isinstance(v, np.integer) else v for v in value]
-            clauses.append(f"{column} IN ({', '.join('?' * len(items)) or 'NULL'})")
-            values.extend(items)
-    return clauses, values
-
-
-def _where(clauses: list[str]) -> str:
-    return f"WHERE {' AND '.join(clauses)}" if clauses else ""

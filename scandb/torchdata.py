@@ -1,11 +1,4 @@
-"""A PyTorch ``Dataset`` over any selection of trials (``pip install scandb[torch]``).
-
-It yields what neuralpredictors' ``FileTreeDataset`` yields: a named tuple with fields
-``images, responses, behavior, pupil_center`` (or the keys asked for). It is picklable:
-each worker process opens its own read-only connection on first use, so a
-``DataLoader(num_workers=...)`` works. ``__getitems__`` fetches a whole batch with one
-query per key.
-"""
+"""A PyTorch ``Dataset`` over any selection of trials (``pip install scandb[torch]``)."""
 
 from __future__ import annotations
 
@@ -14,9 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch.utils.data
 
-from .api import DATA_KEYS, ScanDB, Selection, connect
+from .api import ScanDB, connect
+from .errors import UsageError
+from .keys import DATA_KEYS
+from .query.neurons import Neurons
+from .query.selection import Selection
 
 
 def point_class(keys: Sequence[str]) -> type:
@@ -33,19 +31,72 @@ DataPoint = point_class(DATA_KEYS)
 
 
 class ScanDataset(torch.utils.data.Dataset):
-    def __init__(self, db_path: str | Path, selection: Selection, keys: Sequence[str] = DATA_KEYS,
-                 normalize: bool = True, neurons=None, image_dtype: str = "float32"):
+    """The selected trials of a scandb database as a map-style PyTorch ``Dataset``.
+
+    Items are what neuralpredictors' ``FileTreeDataset`` yields: a named tuple with fields
+    ``images, responses, behavior, pupil_center`` (or the ``keys`` asked for), normalised
+    like its ``NeuroNormalizer`` unless ``normalize=False``. ``selection`` is anything
+    ``ScanDB.fetch`` takes (SQL, a relation, a DataFrame, pairs, trial ids with ``scan=``).
+
+    Everything is checked when the dataset is made, not in the first batch: the keys, the
+    trials, ``neurons=``, the statistics ``normalize`` needs, and that every trial has as
+    many neurons. For scans of different sizes make one dataset per scan with
+    ``ScanDataset.per_scan`` (neuralpredictors' multi-scan loaders take such a dict).
+
+    It is picklable: each ``DataLoader`` worker opens its own read-only connection on first
+    use (waiting up to ``wait`` seconds for a writer), and ``__getitems__`` fetches a whole
+    batch at once.
+    """
+
+    def __init__(self, db_path: str | Path, selection: Selection, keys: Sequence[str] = DATA_KEYS, *,
+                 normalize: bool = True, neurons: Neurons | None = None, image_dtype: str = "float32",
+                 scan: str | None = None, params: Sequence | None = None, wait: float = 0.0):
         self.db_path = str(db_path)
         self.keys = tuple(keys)
         self.normalize = normalize
         self.neurons = neurons
         self.image_dtype = image_dtype
+        self.wait = wait
+        if not self.keys:
+            raise UsageError("ScanDataset needs at least one key, e.g. keys=('images', 'responses')")
         self.point = point_class(self.keys)
-        with connect(self.db_path) as db:
-            selected = db._resolve(selection, None)
+        with connect(self.db_path, wait=wait) as db:
+            selected = db.select(selection, params=params, scan=scan)
+            self._check(db, selected)
         self.scan_keys = np.asarray(selected["scan_key"].to_pylist(), dtype=object)
         self.trial_ids = selected["trial_id"].to_numpy()
         self._db: ScanDB | None = None
+
+    @classmethod
+    def per_scan(cls, db_path: str | Path, selection: Selection, keys: Sequence[str] = DATA_KEYS, **options
+                 ) -> dict[str, "ScanDataset"]:
+        """One dataset per scan in the selection, by scan key, in the selection's order.
+
+        ``options`` are the constructor's; ``neurons=`` applies to each scan's dataset (a
+        list picks the same positions in each).
+        """
+        with connect(db_path, wait=options.get("wait", 0.0)) as db:
+            selected = db.select(selection, params=options.pop("params", None), scan=options.pop("scan", None))
+        scans = dict.fromkeys(selected["scan_key"].to_pylist())
+        scan_column = selected["scan_key"].to_numpy(zero_copy_only=False)
+        return {scan: cls(db_path, selected.filter(pa.array(scan_column == scan)), keys, **options)
+                for scan in scans}
+
+    def _check(self, db: ScanDB, selected: pa.Table) -> None:
+        """Fetch one trial of each scan: any problem a batch could meet shows now."""
+        scans = selected["scan_key"].to_numpy(zero_copy_only=False)
+        first = np.sort(np.unique(scans, return_index=True)[1]) if len(scans) else np.array([], np.int64)
+        sample = selected.take(pa.array(first, pa.int64()))
+        options = dict(normalize=self.normalize, neurons=self.neurons, image_dtype=self.image_dtype)
+        by_scan = db.fetch(sample, *self.keys, per_scan=True, **options)
+        for key in self.keys:
+            shapes = {scan: arrays[key].shape[1:] for scan, arrays in by_scan.items()}
+            if len(set(shapes.values())) > 1:
+                sizes = ", ".join(f"{scan}: {shape}" for scan, shape in shapes.items())
+                raise UsageError(f"the selection spans scans whose {key} differ in size ({sizes}); a dataset "
+                                 "yields equal-sized items: make one dataset per scan with "
+                                 "ScanDataset.per_scan(...), or pass neurons= with as many neurons per scan")
+        db.fetch(sample, *self.keys, **options)
 
     def __len__(self) -> int:
         return len(self.trial_ids)
@@ -55,14 +106,15 @@ class ScanDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, indexes: Sequence[int]) -> list:
         rows = np.asarray(indexes, dtype=np.int64)
-        pairs = list(zip(self.scan_keys[rows].tolist(), self.trial_ids[rows].tolist()))
-        arrays = self._connection().fetch(pairs, *self.keys, normalize=self.normalize, neurons=self.neurons,
+        batch = pa.table({"scan_key": pa.array(self.scan_keys[rows].tolist(), pa.string()),
+                          "trial_id": pa.array(self.trial_ids[rows], pa.int64())})
+        arrays = self._connection().fetch(batch, *self.keys, normalize=self.normalize, neurons=self.neurons,
                                           image_dtype=self.image_dtype)
-        return [self.point(*(arrays[k][i] for k in self.keys)) for i in range(len(pairs))]
+        return [self.point(*(arrays[k][i] for k in self.keys)) for i in range(len(rows))]
 
     def _connection(self) -> ScanDB:
         if self._db is None:
-            self._db = connect(self.db_path)
+            self._db = connect(self.db_path, wait=self.wait)
         return self._db
 
     def __getstate__(self) -> dict:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import collections
-import collections.abc
-
 import numpy as np
 import pytest
 
@@ -15,6 +12,7 @@ from scandb.query.normalize import response_precision
 from scandb.synthetic import generate
 
 from .conftest import THREE_SPECS
+from .reference_loaders import neuralpredictors  # noqa: F401 (a fixture)
 from .scans import spec_for, write
 
 
@@ -59,17 +57,6 @@ def test_normalised_responses_of_a_neuron_subset_use_that_subsets_stds(lab_db, s
         got = db.responses([(scan, 3)], neurons={scan: picked}, normalize=True)
     full = reference(sources[scan], "responses", sources[scan]["data/responses/3.npy"].astype(np.float64))
     np.testing.assert_allclose(got[0], full[picked], rtol=2e-6)
-
-
-@pytest.fixture
-def neuralpredictors():
-    """neuralpredictors 0.3.0, importable on Python >= 3.10 once collections has its old aliases."""
-    for name in ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable"):
-        if not hasattr(collections, name):
-            setattr(collections, name, getattr(collections.abc, name))
-    transforms = pytest.importorskip("neuralpredictors.data.transforms")
-    datasets = pytest.importorskip("neuralpredictors.data.datasets")
-    return transforms.NeuroNormalizer, datasets.FileTreeDataset
 
 
 def test_normalised_arrays_match_neuralpredictors(tmp_path, neuralpredictors):

@@ -120,8 +120,11 @@ def test_images_in_float32_on_request(db, sources):
 
 
 def test_unknown_trials_keys_and_columns_are_clear_errors(db):
-    with pytest.raises(UsageError, match=r"not in the database: \(nope, 1\)"):
+    with pytest.raises(UsageError, match=rf"no scan 'nope' in the database \(it holds: {COMMON}, "):
         db.fetch([("nope", 1)], "responses")
+    with pytest.raises(UsageError, match=rf"scan {COMMON} has trials 0\.\.{THREE_SPECS[0].n_trials - 1}, "
+                                         r"the selection names 9999, -1"):
+        db.fetch([(COMMON, 0), (COMMON, 9999), (COMMON, -1)], "responses")
     with pytest.raises(UsageError, match="unknown key 'nonsense'"):
         db.fetch([(COMMON, 1)], "nonsense")
     with pytest.raises(UsageError, match="scan_key and trial_id"):
@@ -132,8 +135,12 @@ def test_unknown_trials_keys_and_columns_are_clear_errors(db):
 
 def test_hostile_strings_are_bound_not_executed(db):
     hostile = "x'; DROP TABLE trials; --"
-    assert db.trials(scan=hostile).empty
-    assert db.neurons(scan=[hostile, COMMON], area=hostile).empty
+    with pytest.raises(UsageError, match="exists nowhere"):
+        db.trials(scan=hostile)
+    with pytest.raises(UsageError, match="exists nowhere"):
+        db.neurons(scan=COMMON, area=hostile)
+    with pytest.raises(UsageError, match="trials\\(where=...\\) failed"):
+        db.trials(where=hostile)
     with pytest.raises(UsageError):
         db.fetch([(COMMON, 1)], 'tier" FROM trials; DROP TABLE trials; --')
     with pytest.raises(UsageError):

@@ -7,18 +7,23 @@ from a scan's stored statistics (source ``all``):
 - behavior is divided by its std;
 - pupil_center is z-scored.
 
-Results are float32.
+Results are float32. Each key needs only its own statistics, so a scan that shipped some
+of them can still be normalised for those keys.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import numpy as np
 
-StatisticGetter = Callable[[str, str], np.ndarray]
-"""(variable, stat) -> the stored statistics array."""
+NEEDED: dict[str, tuple[str, ...]] = {
+    "images": ("mean", "std"),
+    "responses": ("std",),
+    "behavior": ("std",),
+    "pupil_center": ("mean", "std"),
+}
+"""The statistics (``meta/statistics/<key>/all/<stat>.npy``) each key's rule uses."""
 
 
 def response_precision(std: np.ndarray) -> np.ndarray:
@@ -30,31 +35,17 @@ def response_precision(std: np.ndarray) -> np.ndarray:
     return precision
 
 
-@dataclass(frozen=True)
-class Normalizer:
-    image_mean: np.ndarray
-    image_std: np.ndarray
-    precision: np.ndarray
-    behavior_precision: np.ndarray
-    pupil_mean: np.ndarray
-    pupil_std: np.ndarray
-
-    @classmethod
-    def from_statistics(cls, get: StatisticGetter) -> "Normalizer":
-        return cls(image_mean=get("images", "mean"), image_std=get("images", "std"),
-                   precision=response_precision(get("responses", "std")),
-                   behavior_precision=1 / get("behavior", "std"),
-                   pupil_mean=get("pupil_center", "mean"), pupil_std=get("pupil_center", "std"))
-
-    def images(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.image_mean) / self.image_std).astype(np.float32)
-
-    def responses(self, x: np.ndarray, neurons: np.ndarray | None = None) -> np.ndarray:
-        precision = self.precision if neurons is None else self.precision[neurons]
-        return (x * precision).astype(np.float32)
-
-    def behavior(self, x: np.ndarray) -> np.ndarray:
-        return (x * self.behavior_precision.reshape(-1)).astype(np.float32)
-
-    def pupil_center(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.pupil_mean.reshape(-1)) / self.pupil_std.reshape(-1)).astype(np.float32)
+def normalize(key: str, x: np.ndarray, stats: Mapping[str, np.ndarray],
+              neurons: np.ndarray | None = None) -> np.ndarray:
+    """``x`` (rows of one key of one scan) normalised with that scan's ``stats`` for the key;
+    ``neurons`` are the response columns ``x`` holds, when not all."""
+    if key == "images":
+        return ((x - stats["mean"]) / stats["std"]).astype(np.float32)
+    if key == "responses":
+        precision = response_precision(stats["std"])
+        return (x * (precision if neurons is None else precision[neurons])).astype(np.float32)
+    if key == "behavior":
+        return (x * (1 / stats["std"]).reshape(-1)).astype(np.float32)
+    if key == "pupil_center":
+        return ((x - stats["mean"].reshape(-1)) / stats["std"].reshape(-1)).astype(np.float32)
+    raise ValueError(f"no normalisation rule for {key!r}")

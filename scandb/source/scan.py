@@ -21,8 +21,8 @@ import numpy as np
 from . import npyfile
 from .archive import Archive, open_archive
 from ..errors import BadScanError
+from ..keys import DATA_KEYS
 
-DATA_KEYS = ("images", "responses", "behavior", "pupil_center")
 IMAGE_ID_FILES = ("frame_image_id", "colorframeprojector_image_id", "image_id")
 VIDEO_KEYS = ("videos",)
 HEADER_SLACK = 4096

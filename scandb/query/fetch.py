@@ -1,0 +1,166 @@
+"""Assembling the arrays of a checked selection, row by row in its order.
+
+Each key is gathered scan by scan from that scan's ``ScanReader`` and placed at the rows
+the scan holds in the selection. An empty selection gives arrays with zero rows and the
+other dimensions of the scans it could have named (``shape_scans``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ..errors import UsageError
+from ..keys import ARROW_BATCH, DATA_KEYS
+from . import neurons as neuron_choice
+from .reader import Readers, ScanReader
+
+WIDTHS = {"behavior": 3, "pupil_center": 2}
+"""Columns of the per-trial arrays, whatever the scan."""
+
+
+def fetch(conn: duckdb.DuckDBPyConnection, readers: Readers, selected: pa.Table, keys: Sequence[str], *,
+          normalize: bool = False, neurons=None, image_dtype=None,
+          shape_scans: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """``{key: array}`` for a selection already checked by ``selection.check``."""
+    scans = selected["scan_key"].to_numpy(zero_copy_only=False).astype(object)
+    trial_ids = selected["trial_id"].to_numpy()
+    order = list(dict.fromkeys(scans.tolist()))
+    rows = _Rows(readers, scans, trial_ids, order, list(shape_scans) if not order else order)
+    out = {}
+    for key in keys:
+        if key == "responses":
+            out[key] = _responses(rows, neurons, normalize)
+        elif key == "images":
+            out[key] = _images(rows, normalize, image_dtype)
+        elif key in WIDTHS:
+            out[key] = _per_trial(rows, key, normalize)
+        else:
+            out[key] = trial_column(conn, selected, key)
+    return out
+
+
+class _Rows:
+    """The selection split by scan: which rows each scan fills, and with which trials."""
+
+    def __init__(self, readers: Readers, scans: np.ndarray, trial_ids: np.ndarray, order: list[str],
+                 shape_scans: list[str]):
+        self.readers, self.n = readers, len(scans)
+        self.parts: list[tuple[ScanReader, np.ndarray, np.ndarray]] = []
+        for scan in order:
+            where = np.flatnonzero(scans == scan)
+            self.parts.append((readers.get(scan), where, trial_ids[where]))
+        self.shape_readers = [readers.get(s) for s in shape_scans]
+
+    def assemble(self, block_of: Callable[[ScanReader, np.ndarray], np.ndarray], empty: np.ndarray | None
+                 ) -> np.ndarray:
+        """Blocks of each scan placed at its rows; ``empty`` (zero rows) when nothing is selected."""
+        if not self.parts:
+            return empty
+        if len(self.parts) == 1:
+            return block_of(self.parts[0][0], self.parts[0][2])
+        blocks = [(where, block_of(reader, ids)) for reader, where, ids in self.parts]
+        first = blocks[0][1]
+        out = np.empty((self.n, *first.shape[1:]), np.result_type(*(b.dtype for _, b in blocks)))
+        for where, block in blocks:
+            out[where] = block
+        return out
+
+
+def _common(values, default):
+    """The one value all scans share, else ``default``."""
+    distinct = set(values)
+    return distinct.pop() if len(distinct) == 1 else default
+
+
+def _responses(rows: _Rows, neurons, normalize: bool) -> np.ndarray:
+    picked = neuron_choice.picks(rows.readers, [r.scan for r, _, _ in rows.parts], neurons) or {}
+    widths = {r.scan: len(picked[r.scan]) if r.scan in picked else r.n_neurons for r, _, _ in rows.parts}
+    if len(set(widths.values())) > 1:
+        sizes = ", ".join(f"{s}: {w}" for s, w in widths.items())
+        raise UsageError(f"the selection spans scans with different neuron counts ({sizes}); "
+                         "pass per_scan=True, or neurons= with as many neurons per scan")
+
+    def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
+        block = reader.responses(ids)
+        columns = picked.get(reader.scan)
+        if columns is not None:
+            block = block[:, columns]
+        return reader.normalized("responses", block, columns) if normalize else block
+
+    if rows.parts:
+        return rows.assemble(block_of, None)
+    return np.empty((0, _empty_width(rows, neurons)), np.float32)
+
+
+def _empty_width(rows: _Rows, neurons) -> int:
+    """Responses columns of an empty selection: as many as ``neurons`` picks, else the
+    neuron count the candidate scans share (0 when they differ)."""
+    width = neuron_choice.width(neurons)
+    if width is not None:
+        return width
+    scans = [r.scan for r in rows.shape_readers]
+    if neurons is None:
+        return _common((r.n_neurons for r in rows.shape_readers), 0)
+    return _common((len(p) for p in neuron_choice.picks(rows.readers, scans, neurons).values()), 0)
+
+
+def _images(rows: _Rows, normalize: bool, dtype) -> np.ndarray:
+    shapes = {r.image_shape for r, _, _ in rows.parts}
+    if len(shapes) > 1:
+        raise UsageError(f"the selection spans scans with different image shapes ({sorted(shapes)}); "
+                         "pass per_scan=True")
+
+    def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
+        block = reader.images(ids)
+        return reader.normalized("images", block) if normalize else block
+
+    stored = _common((r.image_dtype for r in rows.shape_readers), np.dtype(np.uint8))
+    shape = _common((r.image_shape for r in rows.shape_readers), ())
+    images = rows.assemble(block_of, np.empty((0, *shape), np.float32 if normalize else stored))
+    return images if dtype is None else images.astype(dtype, copy=False)
+
+
+def _per_trial(rows: _Rows, key: str, normalize: bool) -> np.ndarray:
+    def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
+        block = reader.rows(key, ids)
+        return reader.normalized(key, block) if normalize else block
+
+    stored = _common((r.dtypes[key] for r in rows.shape_readers), np.dtype(np.float32))
+    return rows.assemble(block_of, np.empty((0, WIDTHS[key]), np.float32 if normalize else stored))
+
+
+def trial_column(conn: duckdb.DuckDBPyConnection, selected: pa.Table, name: str) -> np.ndarray:
+    """A column of ``trials_full`` for the selected trials, in the selection's order."""
+    allowed = trial_columns(conn)
+    if name not in allowed:
+        raise UsageError(f"unknown key {name!r}: use one of {', '.join(DATA_KEYS)} or a trials_full "
+                         f"column ({', '.join(sorted(allowed))})")
+    positions = pa.array(np.arange(selected.num_rows, dtype=np.int64))
+    conn.register("_selection", selected.append_column("pos", positions))
+    try:
+        table = conn.execute(
+            f'SELECT t."{name}" FROM _selection s JOIN trials_full t USING (scan_key, trial_id) ORDER BY s.pos'
+        ).to_arrow_reader(ARROW_BATCH).read_all()
+    finally:
+        conn.unregister("_selection")
+    return table[name].to_numpy(zero_copy_only=False)
+
+
+def trial_columns(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in conn.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'trials_full'").fetchall()}
+
+
+def check_keys(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
+    """Every key is a data key or a trials_full column (checked before any array is read)."""
+    unknown = [k for k in keys if k not in DATA_KEYS]
+    if unknown:
+        allowed = trial_columns(conn)
+        bad = [k for k in unknown if k not in allowed]
+        if bad:
+            raise UsageError(f"unknown key {bad[0]!r}: use one of {', '.join(DATA_KEYS)} or a trials_full "
+                             f"column ({', '.join(sorted(allowed))})")

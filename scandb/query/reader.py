@@ -1,0 +1,188 @@
+"""One scan's arrays, read once and kept: what every fetch of that scan needs.
+
+A ``ScanReader`` holds a scan's response matrix memory-mapped, its per-trial behavior,
+pupil position and image paths as small arrays indexed by trial id, and the statistics
+its normalisation uses. After the first fetch of a scan, a batch of trials costs no SQL.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ..catalog.database import Database
+from ..errors import DatabaseError, UsageError
+from ..keys import ARROW_BATCH, BEHAVIOR_COLUMNS, PUPIL_COLUMNS
+from ..source.npyfile import load as load_npy
+from .normalize import NEEDED, normalize
+
+
+def read_statistic(conn: duckdb.DuckDBPyConnection, scan: str, variable: str, stat: str,
+                   source: str = "all") -> np.ndarray | None:
+    """One meta/statistics array with its stored dtype and shape, or None when not stored."""
+    row = conn.execute("SELECT dtype, shape, data FROM statistics WHERE scan_key = ? AND variable = ? "
+                       "AND source = ? AND stat = ?", [scan, variable, source, stat]).fetchone()
+    if row is None:
+        return None
+    dtype, shape, data = row
+    return np.array(data, dtype=np.float64).astype(dtype).reshape(shape)
+
+
+class ScanReader:
+    """Fetches rows of one scan; everything is read on first use and kept."""
+
+    def __init__(self, database: Database, scan: str, n_trials: int, n_neurons: int,
+                 image_shape: tuple[int, ...], image_dtype: str, behavior_dtype: str, pupil_dtype: str):
+        self.database = database
+        self.scan = scan
+        self.n_trials = n_trials
+        self.n_neurons = n_neurons
+        self.image_shape = image_shape
+        self.image_dtype = np.dtype(image_dtype)
+        self.dtypes = {"behavior": np.dtype(behavior_dtype), "pupil_center": np.dtype(pupil_dtype)}
+        self._statistics: dict[str, dict[str, np.ndarray]] = {}
+
+    @classmethod
+    def open(cls, database: Database, scan: str) -> "ScanReader | None":
+        """The reader of a scan, or None when the database holds no such scan."""
+        found = database.conn.execute(
+            "SELECT n_trials, n_neurons, image_shape, image_dtype, behavior_dtype, pupil_center_dtype "
+            "FROM scans WHERE scan_key = ?", [scan]).fetchone()
+        if found is None:
+            return None
+        n_trials, n_neurons, shape, image_dtype, behavior_dtype, pupil_dtype = found
+        return cls(database, scan, n_trials, n_neurons, tuple(shape), image_dtype, behavior_dtype, pupil_dtype)
+
+    # -- per-trial arrays -----------------------------------------------------------------
+
+    @cached_property
+    def _trials(self) -> dict[str, np.ndarray]:
+        rows = self.database.conn.execute(f"""
+            SELECT t.trial_id, {', '.join(BEHAVIOR_COLUMNS + PUPIL_COLUMNS)}, i.path
+            FROM trials t JOIN behavior b USING (scan_key, trial_id) JOIN images i USING (image_hash)
+            WHERE t.scan_key = ? ORDER BY t.trial_id""", [self.scan]).fetchnumpy()
+        if not np.array_equal(rows["trial_id"], np.arange(self.n_trials)):
+            raise DatabaseError(f"scan {self.scan}: trials, behavior or images rows are incomplete; "
+                                "run 'scandb verify'")
+        return {"behavior": np.column_stack([rows[c] for c in BEHAVIOR_COLUMNS]).astype(self.dtypes["behavior"]),
+                "pupil_center": np.column_stack([rows[c] for c in PUPIL_COLUMNS]).astype(self.dtypes["pupil_center"]),
+                "image_paths": np.asarray(rows["path"], dtype=object)}
+
+    def rows(self, key: str, trial_ids: np.ndarray) -> np.ndarray:
+        """behavior or pupil_center rows of these trials, in the stored dtype."""
+        return self._trials[key][trial_ids]
+
+    def images(self, trial_ids: np.ndarray) -> np.ndarray:
+        """The trials' images, each distinct file read once, in the stored dtype."""
+        paths = self._trials["image_paths"][trial_ids].tolist()
+        root = self.database.path.parent
+        loaded = {p: load_npy((root / p).read_bytes()) for p in dict.fromkeys(paths)}
+        if not paths:
+            return np.empty((0, *self.image_shape), self.image_dtype)
+        return np.stack([loaded[p] for p in paths])
+
+    # -- responses ------------------------------------------------------------------------
+
+    def responses(self, trial_ids: np.ndarray) -> np.ndarray:
+        """Rows of the response matrix, from its file (or from SQL for scans ingested
+        before response matrices existed)."""
+        if self._matrix is not None:
+            return self._matrix[trial_ids]
+        conn = self.database.conn
+        conn.register("_wanted", pa.table({"trial_id": pa.array(trial_ids, pa.int64()),
+                                           "pos": pa.array(np.arange(len(trial_ids)))}))
+        try:
+            table = conn.execute(
+                "SELECT r.response FROM _wanted w JOIN responses r ON r.trial_id = w.trial_id AND r.scan_key = ? "
+                "ORDER BY w.pos", [self.scan]).to_arrow_reader(ARROW_BATCH).read_all()
+        finally:
+            conn.unregister("_wanted")
+        column = table["response"].combine_chunks()
+        values = column.values.to_numpy(zero_copy_only=False).astype(np.float32)
+        return values.reshape(len(column), self.n_neurons).copy()
+
+    @cached_property
+    def _matrix(self) -> np.ndarray | None:
+        """The (n_trials, n_neurons) matrix, memory-mapped read-only, or None."""
+        row = self.database.conn.execute("SELECT path, n_trials, n_neurons FROM response_matrices "
+                                         "WHERE scan_key = ?", [self.scan]).fetchone()
+        if row is None:
+            return None
+        path = self.database.path.parent / row[0]
+        try:
+            matrix = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+        except OSError as exc:
+            raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable "
+                                f"({exc.strerror or exc}); run 'scandb verify'") from None
+        if matrix.shape != (row[1], row[2]) or matrix.dtype != np.float32:
+            raise DatabaseError(f"{path}: response matrix of scan {self.scan} is {matrix.shape} "
+                                f"{matrix.dtype}, expected ({row[1]}, {row[2]}) float32; run 'scandb verify'")
+        return matrix
+
+    def neuron_indexes(self, wanted: np.ndarray, by: str = "neuron_idx") -> np.ndarray:
+        """Positions in the response rows of neurons named by ``neuron_idx`` or ``unit_id``."""
+        wanted = np.asarray(wanted).astype(np.int64, copy=False).reshape(-1)
+        if by == "neuron_idx":
+            unknown = wanted[(wanted < 0) | (wanted >= self.n_neurons)]
+            if len(unknown):
+                raise UsageError(f"scan {self.scan!r} has neurons 0..{self.n_neurons - 1}; neurons= names "
+                                 f"{_few(unknown)}")
+            return wanted
+        known = self.database.conn.execute("SELECT unit_id, neuron_idx FROM neurons WHERE scan_key = ?",
+                                           [self.scan]).fetchnumpy()
+        lookup = dict(zip(known["unit_id"].tolist(), known["neuron_idx"].tolist()))
+        unknown = [w for w in wanted.tolist() if w not in lookup]
+        if unknown:
+            raise UsageError(f"scan {self.scan!r} has no neurons with unit_id {_few(unknown)}")
+        return np.array([lookup[w] for w in wanted.tolist()], dtype=np.int64)
+
+    # -- normalisation --------------------------------------------------------------------
+
+    def normalized(self, key: str, block: np.ndarray, neurons: np.ndarray | None = None) -> np.ndarray:
+        """Rows of ``key`` normalised with this scan's statistics (float32)."""
+        return normalize(key, block, self._statistics_of(key), neurons)
+
+    def _statistics_of(self, key: str) -> dict[str, np.ndarray]:
+        if key not in self._statistics:
+            found = {stat: read_statistic(self.database.conn, self.scan, key, stat) for stat in NEEDED[key]}
+            missing = [f"meta/statistics/{key}/all/{stat}.npy" for stat, value in found.items() if value is None]
+            if missing:
+                raise UsageError(f"scan {self.scan}: normalize=True needs {' and '.join(missing)}, which the scan "
+                                 "did not ship; pass normalize=False or ingest the scan with its statistics")
+            self._statistics[key] = found
+        return self._statistics[key]
+
+
+def _few(values, limit: int = 5) -> str:
+    values = list(values)
+    shown = ", ".join(str(v) for v in values[:limit])
+    return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+class Readers:
+    """The readers of the scans fetched so far, by scan key."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self._readers: dict[str, ScanReader | None] = {}
+
+    def get(self, scan: str) -> ScanReader:
+        """The scan's reader; an unknown scan is a UsageError naming the scans there are."""
+        if scan not in self._readers:
+            self._readers[scan] = ScanReader.open(self.database, scan)
+        reader = self._readers[scan]
+        if reader is None:
+            del self._readers[scan]
+            raise UsageError(f"no scan {scan!r} in the database (it holds: {', '.join(self.known()) or 'nothing'})")
+        return reader
+
+    def known(self) -> list[str]:
+        return [r[0] for r in self.database.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
+
+    def clear(self) -> None:
+        """Forget every reader: a write may have replaced a scan."""
+        self._readers.clear()
+

@@ -1,0 +1,20 @@
+"""neuralpredictors 0.3.0, the loader Sensorium users know, as a reference for tests."""
+
+from __future__ import annotations
+
+import collections
+import collections.abc
+
+import pytest
+
+
+@pytest.fixture
+def neuralpredictors():
+    """(NeuroNormalizer, FileTreeDataset); importable on Python >= 3.10 once ``collections``
+    has its old aliases. Skips when neuralpredictors or torch is not installed."""
+    for name in ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable"):
+        if not hasattr(collections, name):
+            setattr(collections, name, getattr(collections.abc, name))
+    transforms = pytest.importorskip("neuralpredictors.data.transforms")
+    datasets = pytest.importorskip("neuralpredictors.data.datasets")
+    return transforms.NeuroNormalizer, datasets.FileTreeDataset
