@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from scandb.catalog import schema
-from scandb.maintenance import checks as maintenance
+from scandb.maintenance.remove import delete_scan
 from scandb.catalog.database import Database
 from scandb.catalog.schema import SCAN_TABLES
 from scandb.synthetic import generate, write_zip
@@ -62,7 +62,7 @@ def test_verify_reports_a_missing_image_file(good_db):
     missing = image_files(good_db)[0]
     missing.unlink()
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert f"image file lab.images/{missing.parent.name}/{missing.name}: missing" in run.out
 
 
@@ -71,7 +71,7 @@ def test_verify_reports_an_image_file_changed_on_disk(good_db):
     array = np.load(changed)
     np.save(changed, 255 - array)
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert f"{changed.name}: content does not match its hash" in run.out
 
 
@@ -79,7 +79,7 @@ def test_verify_reports_a_damaged_image_file(good_db):
     damaged = image_files(good_db)[0]
     damaged.write_bytes(damaged.read_bytes()[:-7])
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert f"{damaged.name}: damaged (truncated data" in run.out
 
 
@@ -90,7 +90,7 @@ def test_verify_reports_orphan_files_and_half_written_ones(good_db):
     half_written = some.parent / f".{'1' * 64}.999.tmp"
     half_written.write_bytes(b"\x93NUMPY")
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert f"{orphan.name}: orphan" in run.out and f"{half_written.name}: orphan" in run.out
 
 
@@ -112,7 +112,7 @@ def test_verify_reports_orphan_files_and_half_written_ones(good_db):
 def test_verify_reports_rows_that_disagree(good_db, statement, problem):
     tamper(good_db, statement)
     run = verify(good_db)
-    assert run.code == 1, run
+    assert run.code == 5, run
     assert problem in run.out, run.out
 
 
@@ -176,10 +176,10 @@ def test_a_removal_killed_before_deleting_files_is_finished_by_the_next_writer(g
     """A kill -9 after the commit leaves only orphan files: verify lists them, the next run deletes them."""
     assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
     with Database(good_db, read_only=False) as db:
-        maintenance._delete_scan_rows(db, OTHER_SPEC.key)
+        delete_scan(db, OTHER_SPEC.key)
 
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert ": orphan (no row references it" in run.out
 
     assert run_cli("ingest", str(other_scan.parent / "missing.zip"), "--db", str(good_db)).code == 3
