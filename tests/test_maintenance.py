@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from scandb.catalog import schema
 from scandb.maintenance.remove import delete_scan
+from scandb.maintenance.report import SHOWN_PER_KIND
 from scandb.catalog.database import Database
 from scandb.catalog.schema import SCAN_TABLES
 from scandb.synthetic import generate, write_zip
@@ -114,6 +115,111 @@ def test_verify_reports_rows_that_disagree(good_db, statement, problem):
     run = verify(good_db)
     assert run.code == 5, run
     assert problem in run.out, run.out
+
+
+def count_rows(db: Path, sql: str) -> int:
+    with Database(db) as opened:
+        return opened.conn.execute(sql).fetchone()[0]
+
+
+@pytest.mark.parametrize("table, statement", [
+    ("area_responses", "UPDATE area_responses SET response_sum = response_sum + 1 WHERE trial_id = 3"),
+    ("responses", "UPDATE responses SET response = list_transform(response, x -> x * 2) WHERE trial_id = 11"),
+    ("neurons", "UPDATE neurons SET area = 'V2' WHERE neuron_idx = 4"),
+    ("neurons", "UPDATE neurons SET x = x + 0.001 WHERE neuron_idx = 0"),
+    ("trials", "UPDATE trials SET tier = 'train' WHERE tier = 'test' AND trial_id = (SELECT min(trial_id) "
+               "FROM trials WHERE tier = 'test')"),
+    ("behavior", "UPDATE behavior SET running_speed = 0 WHERE trial_id = 9"),
+    ("statistics", "UPDATE statistics SET data = list_reverse(data) WHERE variable = 'responses' AND stat = 'std' "
+                   "AND source = 'all'"),
+    ("scans", "UPDATE scans SET image_dtype = '<f4'"),
+], ids=["area-sum", "response-list", "neuron-area", "neuron-x", "trial-tier", "behavior-value",
+        "statistics-values", "scans-row"])
+def test_verify_reports_values_changed_in_sql(good_db, table, statement):
+    """Rows that still agree with each other but not with what ingest wrote."""
+    n_rows = count_rows(good_db, f"SELECT count(*) FROM {table}")
+    tamper(good_db, statement)
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: {table}: its {n_rows:,} rows changed since ingest" in run.out, run.out
+    assert run.out.startswith(f"{good_db}: damage found: 1 scan table changed since ingest"), run.out
+
+
+@pytest.mark.parametrize("table, where", [
+    ("area_responses", "trial_id < 4"),
+    ("statistics", "stat = 'mean'"),
+    ("scan_files", "path LIKE 'meta/trials/%'"),
+    ("response_matrices", "true"),
+])
+def test_verify_reports_deleted_rows(good_db, table, where):
+    n_rows = count_rows(good_db, f"SELECT count(*) FROM {table}")
+    n_deleted = count_rows(good_db, f"SELECT count(*) FROM {table} WHERE {where}")
+    assert 0 < n_deleted < n_rows or table == "response_matrices"
+    tamper(good_db, f"DELETE FROM {table} WHERE {where}")
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert (f"scan {GOOD_SPEC.key}: {table} has {n_rows - n_deleted:,} of its rows, {n_rows:,} at ingest "
+            "(rows deleted)") in run.out, run.out
+
+
+def test_verify_reports_a_changed_byte_of_a_stored_file(good_db):
+    with Database(good_db, read_only=False) as db:
+        path, content = db.conn.execute(
+            "SELECT path, content FROM scan_files WHERE path LIKE '%tiers.npy'").fetchone()
+        changed = bytearray(content)
+        changed[-1] ^= 1
+        db.conn.execute("UPDATE scan_files SET content = ? WHERE path = ?", [bytes(changed), path])
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: scan_files: its " in run.out and "rows changed since ingest" in run.out
+
+
+def test_verify_reports_a_response_matrix_changed_on_disk(good_db):
+    with Database(good_db) as db:
+        path = good_db.parent / db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
+    matrix = np.load(path, mmap_mode="r+")
+    matrix[GOOD_SPEC.n_trials // 2, 3] += 1  # neither the first nor the last trial
+    matrix.flush()
+    del matrix
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: response matrix file changed since ingest" in run.out
+
+
+def test_verify_reports_deleted_digests(good_db):
+    tamper(good_db, "DELETE FROM scan_digests")
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: no digests in scan_digests" in run.out
+
+
+def test_verify_counts_many_problems_of_one_kind_in_one_line(good_db):
+    files = image_files(good_db)
+    assert len(files) > SHOWN_PER_KIND
+    for file in files:
+        file.unlink()
+    run = verify(good_db)
+    assert run.code == 5, run
+    lines = run.out.strip().splitlines()
+    assert lines[0] == f"{good_db}: damage found: {len(files)} image files missing"
+    assert lines[1].startswith(f"  {len(files)} image files missing (first: image file lab.images/")
+    assert len(lines) == 2
+
+
+def test_digests_from_a_duckdb_with_another_hash_are_a_note_not_damage(good_db):
+    """A DuckDB whose hash() differs cannot recompute the table digests: say so, exit 0."""
+    tamper(good_db, "UPDATE scan_digests SET method = 'duckdb-hash-sum 1', digest = '0' WHERE part = 'neurons'")
+    run = verify(good_db)
+    assert run.code == 0, run
+    assert "note: 1 table digests were recorded by a DuckDB whose hash() differs" in run.out
+
+
+def test_a_replaced_scan_verifies_with_its_new_digests(good_db, tmp_path):
+    changed = generate(GOOD_SPEC)
+    changed.arrays["data/behavior/0.npy"] = changed.arrays["data/behavior/0.npy"] + 1
+    other_file = write_zip(changed, tmp_path / "changed.zip")
+    assert run_cli("ingest", "--replace", str(other_file), "--db", str(good_db)).code == 0
+    assert verify(good_db).code == 0
 
 
 def test_verify_of_a_newer_schema_is_a_database_error(good_db):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..errors import EXIT_DAMAGE, EXIT_OK
 from .remove import plural
 
-SHOWN_PER_KIND = 5
+SHOWN_PER_KIND = 10
 """Problems of one kind listed one per line; more than this become one counted line."""
 
 
