@@ -169,7 +169,7 @@ def info(scan: str, db_path: Path, wait: float) -> None:
 @db_option
 @wait_option
 def verify(db_path: Path, wait: float) -> None:
-    """Check every scan is as ingested and rows and files agree; exit 0 when so, 5 when not.
+    """Find rows or files changed since ingest, or disagreeing (exit 5).
 
     Recomputes each scan's recorded digests (every table's rows, the response matrix) and
     rehashes every image file; checks the schema revision, that each scan has its
