@@ -124,7 +124,7 @@ def count_rows(db: Path, sql: str) -> int:
 
 @pytest.mark.parametrize("table, statement", [
     ("area_responses", "UPDATE area_responses SET response_sum = response_sum + 1 WHERE trial_id = 3"),
-    ("responses", "UPDATE responses SET response = list_transform(response, x -> x * 2) WHERE trial_id = 11"),
+    ("responses except values", "UPDATE responses SET image_id = image_id + 1 WHERE trial_id = 11"),
     ("neurons", "UPDATE neurons SET area = 'V2' WHERE neuron_idx = 4"),
     ("neurons", "UPDATE neurons SET x = x + 0.001 WHERE neuron_idx = 0"),
     ("trials", "UPDATE trials SET tier = 'train' WHERE tier = 'test' AND trial_id = (SELECT min(trial_id) "
@@ -133,16 +133,35 @@ def count_rows(db: Path, sql: str) -> int:
     ("statistics", "UPDATE statistics SET data = list_reverse(data) WHERE variable = 'responses' AND stat = 'std' "
                    "AND source = 'all'"),
     ("scans", "UPDATE scans SET image_dtype = '<f4'"),
-], ids=["area-sum", "response-list", "neuron-area", "neuron-x", "trial-tier", "behavior-value",
+], ids=["area-sum", "response-image-id", "neuron-area", "neuron-x", "trial-tier", "behavior-value",
         "statistics-values", "scans-row"])
 def test_verify_reports_values_changed_in_sql(good_db, table, statement):
     """Rows that still agree with each other but not with what ingest wrote."""
-    n_rows = count_rows(good_db, f"SELECT count(*) FROM {table}")
+    n_rows = count_rows(good_db, f"SELECT count(*) FROM {table.split()[0]}")
     tamper(good_db, statement)
     run = verify(good_db)
     assert run.code == 5, run
     assert f"scan {GOOD_SPEC.key}: {table}: its {n_rows:,} rows changed since ingest" in run.out, run.out
     assert run.out.startswith(f"{good_db}: damage found: 1 scan table changed since ingest"), run.out
+
+
+def test_verify_reports_a_response_list_changed_in_sql_against_the_matrix(good_db):
+    """The matrix's sha256 is recorded; every response list must equal its row, bit for bit."""
+    tamper(good_db, "UPDATE responses SET response = list_transform(response, x -> x * 2) WHERE trial_id = 11")
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"of scan {GOOD_SPEC.key}: 1 trial differs from the responses table (first: trial 11)" in run.out
+
+
+def test_without_a_matrix_verify_hashes_the_response_lists(tmp_path):
+    scan = write_zip(generate(GOOD_SPEC), tmp_path / "scan.zip")
+    db = tmp_path / "slim.duckdb"
+    assert run_cli("ingest", "--no-response-matrix", str(scan), "--db", str(db)).code == 0
+    assert verify(db).code == 0
+    tamper(db, "UPDATE responses SET response = list_transform(response, x -> x * 2) WHERE trial_id = 11")
+    run = verify(db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: responses: its {GOOD_SPEC.n_trials} rows changed since ingest" in run.out
 
 
 @pytest.mark.parametrize("table, where", [
@@ -305,3 +324,13 @@ def test_image_files_that_cannot_be_deleted_are_left_for_the_next_writer(good_db
 
     assert run_cli("ingest", str(other_scan.parent / "missing.zip"), "--db", str(good_db)).code == 3
     assert digest_database(good_db) == before
+
+
+def test_the_digest_benchmark_runs_on_a_toy_scan(tmp_path):
+    """bench/digests.py keeps working: it ingests, times record_digests, and verifies clean."""
+    from bench import digests as bench_digests
+
+    results = bench_digests.main(["--tiny", "--out", str(tmp_path)])
+    assert results["verify_ok"] is True
+    assert 0 < results["record_digests"] < results["ingest"]
+    assert set(results["parts"]) >= {"responses", "area_responses", "response matrix"}

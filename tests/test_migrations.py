@@ -183,7 +183,7 @@ def test_area_sums_filled_by_revision_0003_are_the_sums_of_the_source_responses(
 
 def test_digests_filled_by_revision_0004_equal_those_ingest_records(ingested):
     recorded = rows(ingested, "SELECT * FROM scan_digests ORDER BY ALL")
-    assert {r[1] for r in recorded} >= {"responses", "area_responses", "response matrix"}
+    assert {r[1] for r in recorded} >= {"responses except values", "area_responses", "response matrix"}
     downgrade(ingested, "0003")
     upgrade(ingested)
     assert rows(ingested, "SELECT * FROM scan_digests ORDER BY ALL") == recorded

@@ -12,6 +12,7 @@ from ..catalog.schema import SCAN_TABLES
 from ..source import npyfile
 from ..store.images import image_hash
 from .orphans import orphan_files
+from .remove import plural
 from .report import Kind, Problem
 
 ROWS_WITHOUT_SCAN = Kind("table", "holding rows of no scan")
@@ -24,6 +25,9 @@ IMAGE_DAMAGED = Kind("image file", "damaged or unreadable")
 IMAGE_CHANGED = Kind("image file", "changed on disk")
 ORPHANS = Kind("orphan file", "in the store")
 MATRIX_PROBLEMS = Kind("response matrix", "unreadable or disagreeing with the responses table")
+
+COMPARED_PER_BATCH = 256
+"""Response rows fetched at a time when comparing them with the matrix: bounds memory."""
 
 
 def rows_without_a_scan(db: Database) -> list[Problem]:
@@ -114,8 +118,8 @@ def _check_image_file(path: Path, digest: str, shape: tuple[int, ...], dtype: st
 
 
 def matrix_problems(db: Database) -> list[Problem]:
-    """Each scan's response matrix exists, has its shape, and agrees with the SQL rows it
-    mirrors on the first and last trial (the recorded digests cover every trial)."""
+    """Each scan's response matrix exists, has its shape, and holds exactly the values of
+    the scan's ``responses`` rows (bit for bit, NaN included)."""
     problems = []
     rows = db.conn.execute("SELECT s.scan_key, s.n_trials, s.n_neurons, m.path FROM scans s "
                            "LEFT JOIN response_matrices m USING (scan_key) ORDER BY 1").fetchall()
@@ -135,12 +139,32 @@ def matrix_problems(db: Database) -> list[Problem]:
             problems.append(Problem(MATRIX_PROBLEMS, f"{where}: {matrix.shape} {matrix.dtype}, "
                                                      f"expected ({n_trials}, {n_neurons}) float32"))
             continue
-        for trial in sorted({0, n_trials - 1}):
-            stored = db.conn.execute("SELECT response FROM responses WHERE scan_key = ? AND trial_id = ?",
-                                     [scan, trial]).fetchone()
-            if stored is None or not np.array_equal(np.array(stored[0], np.float32), matrix[trial], equal_nan=True):
-                problems.append(Problem(MATRIX_PROBLEMS, f"{where}: trial {trial} differs from the responses table"))
+        differing = trials_differing(db, scan, matrix)
+        if differing:
+            problems.append(Problem(MATRIX_PROBLEMS, f"{where}: {plural(len(differing), 'trial')} "
+                                                     f"{'differs' if len(differing) == 1 else 'differ'} from the "
+                                                     f"responses table (first: trial {differing[0]})"))
     return problems
+
+
+def trials_differing(db: Database, scan: str, matrix: np.ndarray) -> list[int]:
+    """Trials whose response list is not bit for bit the matrix row, read in bounded
+    batches (lists of the wrong length are the response-length check's)."""
+    n_neurons = matrix.shape[1]
+    differing = []
+    reader = db.conn.execute("SELECT trial_id, response FROM responses WHERE scan_key = ? ORDER BY trial_id",
+                             [scan]).to_arrow_reader(COMPARED_PER_BATCH)
+    for batch in reader:
+        trials = batch.column(0).to_numpy()
+        lists = batch.column(1)
+        values = lists.flatten().to_numpy(zero_copy_only=False)
+        in_range = trials[(trials >= 0) & (trials < len(matrix))]
+        if len(values) != len(trials) * n_neurons or len(in_range) != len(trials):
+            continue
+        stored = values.astype(np.float32, copy=False).reshape(len(trials), n_neurons).view(np.uint32)
+        same = (stored == np.asarray(matrix[trials]).view(np.uint32)).all(axis=1)
+        differing += trials[~same].tolist()
+    return differing
 
 
 def orphan_file_problems(db: Database) -> list[Problem]:

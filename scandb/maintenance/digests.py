@@ -2,10 +2,12 @@
 
 A table's digest is the sum, as a HUGEINT, of DuckDB's ``hash()`` of each of the scan's
 rows over every column, computed inside DuckDB: a sum does not depend on row order and,
-unlike XOR, equal rows do not cancel. The responses of a full-size scan (6,000 trials x
-8,000 neurons) hash in ~0.6 s (bench/digests.py); the response matrix file is hashed with
-sha256 (~0.1 s for its 192 MB). Image files need no digest here: each is named by the
-sha256 of its content, which ``images.image_hash`` records and verify rehashes.
+unlike XOR, equal rows do not cancel. Hashing the response lists of a full-size scan
+(6,000 trials x 8,000 neurons) took 2.1 s, 15% of its ingest (bench/digests.py, 2 busy
+cores), so a scan with a response matrix records the sha256 of that file and the
+``responses`` rows without their values (part ``responses except values``): 0.3 s, 1.4%
+of the ingest. verify then compares every response list with the matrix, bit for bit. Image files need no digest here: each is
+named by the sha256 of its content, which ``images.image_hash`` records and verify rehashes.
 
 ``hash()`` is DuckDB's, not a standard one: each table digest records the hash of a fixed
 probe row, so a DuckDB whose ``hash()`` differs is recognised instead of reported as damage.
@@ -34,6 +36,9 @@ TABLE_ROWS = {
 """Each digested table, and which of its rows belong to a scan."""
 
 MATRIX_PART = "response matrix"
+RESPONSE_IDS_PART = "responses except values"
+"""Recorded instead of ``responses`` for a scan with a response matrix: its values are
+checked against the matrix, whose sha256 is recorded."""
 FILE_METHOD = "sha256"
 PROBE = ("SELECT hash(1::INTEGER, -2::BIGINT, 0.5::DOUBLE, 'nan'::FLOAT, 'text', NULL, [0.25, NULL]::FLOAT[], "
          "[1.5]::DOUBLE[], [3]::INTEGER[], '\\x01'::BLOB, TIMESTAMP '2020-01-02 03:04:05', '{\"a\": 1}'::JSON)")
@@ -59,16 +64,26 @@ def database_folder(conn: duckdb.DuckDBPyConnection) -> Path:
 
 
 def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
-                 method: str | None = None) -> dict[str, Digest]:
-    """The scan's digests as its rows and files are now, by part."""
+                 method: str | None = None, *, response_values: bool | None = None) -> dict[str, Digest]:
+    """The scan's digests as its rows and files are now, by part.
+
+    ``response_values``: hash the response lists too (part ``responses``) or not (part
+    ``responses except values``); by default, only when the scan has no response matrix file.
+    """
     method = method or table_method(conn)
+    matrix = matrix_digest(conn, scan_key, folder)
+    if response_values is None:
+        response_values = matrix is None
     digests = {}
     for table, rows in TABLE_ROWS.items():
-        columns = ", ".join(_quoted(c) for c in _columns(conn, table))
-        n_rows, digest = conn.execute(f"SELECT count(*), coalesce(sum(hash({columns})), 0)::VARCHAR "
+        columns = table_columns(conn, table)
+        part = table
+        if table == "responses" and not response_values:
+            columns, part = [c for c in columns if c != "response"], RESPONSE_IDS_PART
+        hashed = ", ".join(quote_identifier(c) for c in columns)
+        n_rows, digest = conn.execute(f"SELECT count(*), coalesce(sum(hash({hashed})), 0)::VARCHAR "
                                       f"FROM {table} WHERE {rows}", [scan_key]).fetchone()
-        digests[table] = Digest(table, method, digest, n_rows)
-    matrix = matrix_digest(conn, scan_key, folder)
+        digests[part] = Digest(part, method, digest, n_rows)
     if matrix is not None:
         digests[MATRIX_PART] = matrix
     return digests
@@ -109,12 +124,12 @@ def recorded_digests(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Dig
     return out
 
 
-def _columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+def table_columns(conn: duckdb.DuckDBPyConnection, table: str) -> list[str]:
     """The table's columns as the database has them, in their defined order."""
     return [r[0] for r in conn.execute(
         "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
         "AND schema_name = current_schema() AND table_name = ? ORDER BY column_index", [table]).fetchall()]
 
 
-def _quoted(name: str) -> str:
+def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'

@@ -42,7 +42,7 @@ def digest_problems(db: Database, notes: list[str]) -> list[Problem]:
             problems.append(Problem(DIGESTS_MISSING, f"scan {scan}: no digests in scan_digests "
                                                      "(deleted, or written around scandb)"))
             continue
-        now = scan_digests(db.conn, scan, db.path.parent, method)
+        now = scan_digests(db.conn, scan, db.path.parent, method, response_values="responses" in then)
         for part in sorted(then.keys() | now.keys()):
             if part in then and then[part].method not in (method, FILE_METHOD):
                 incomparable += 1
