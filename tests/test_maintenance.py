@@ -1,4 +1,4 @@
-"""``scandb verify`` finds every kind of inconsistency; ``scandb remove`` undoes an ingest exactly."""
+"""``scandb verify`` finds every kind of damage and inconsistency; ``scandb remove`` undoes an ingest exactly."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+import scandb
 from scandb.catalog import schema
-from scandb.maintenance.remove import delete_scan
-from scandb.maintenance.report import SHOWN_PER_KIND
 from scandb.catalog.database import Database
 from scandb.catalog.schema import SCAN_TABLES
+from scandb.maintenance.remove import delete_scan
+from scandb.maintenance.report import SHOWN_PER_KIND
 from scandb.synthetic import generate, write_zip
 
 from .conftest import digest_database
@@ -239,6 +240,17 @@ def test_a_replaced_scan_verifies_with_its_new_digests(good_db, tmp_path):
     other_file = write_zip(changed, tmp_path / "changed.zip")
     assert run_cli("ingest", "--replace", str(other_file), "--db", str(good_db)).code == 0
     assert verify(good_db).code == 0
+
+
+def test_verify_from_python_returns_the_report(good_db):
+    n_rows = count_rows(good_db, "SELECT count(*) FROM statistics")
+    n_mean = count_rows(good_db, "SELECT count(*) FROM statistics WHERE stat = 'mean'")
+    tamper(good_db, "DELETE FROM statistics WHERE stat = 'mean'")
+    with scandb.connect(good_db) as db:
+        report = db.verify()
+    assert not report.ok and report.exit_code == 5
+    assert report.problems == [f"scan {GOOD_SPEC.key}: statistics has {n_rows - n_mean} of its rows, "
+                               f"{n_rows} at ingest (rows deleted)"]
 
 
 def test_verify_of_a_newer_schema_is_a_database_error(good_db):
