@@ -12,8 +12,7 @@ from ..catalog.schema import SCAN_TABLES
 from ..source import npyfile
 from ..store.images import image_hash
 from .orphans import orphan_files
-from .remove import plural
-from .report import Kind, Problem
+from .report import Kind, Problem, plural
 
 ROWS_WITHOUT_SCAN = Kind("table", "holding rows of no scan")
 ROW_COUNTS = Kind("row count", "disagreeing with the scans table")

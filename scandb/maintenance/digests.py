@@ -6,8 +6,9 @@ unlike XOR, equal rows do not cancel. Hashing the response lists of a full-size 
 (6,000 trials x 8,000 neurons) took 2.1 s, 15% of its ingest (bench/digests.py, 2 busy
 cores), so a scan with a response matrix records the sha256 of that file and the
 ``responses`` rows without their values (part ``responses except values``): 0.3 s, 1.4%
-of the ingest. verify then compares every response list with the matrix, bit for bit. Image files need no digest here: each is
-named by the sha256 of its content, which ``images.image_hash`` records and verify rehashes.
+of the ingest. verify then compares every response list with the matrix, bit for bit.
+Image files need no digest here: each is named by the sha256 of its content, which
+``images.image_hash`` records and verify rehashes.
 
 ``hash()`` is DuckDB's, not a standard one: each table digest records the hash of a fixed
 probe row, so a DuckDB whose ``hash()`` differs is recognised instead of reported as damage.

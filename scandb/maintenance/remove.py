@@ -13,6 +13,7 @@ from ..errors import DatabaseError, UsageError
 from ..store.images import ImageStore
 from ..store.matrices import collect_matrix_garbage
 from .orphans import collect_orphans, referenced_matrices
+from .report import plural
 
 
 @dataclass
@@ -62,7 +63,3 @@ def delete_scan(db: Database, scan_key: str) -> set[str]:
     except duckdb.Error as exc:
         raise explain(exc, f"{db.path}: removing {scan_key}", rolled_back=True) from None
     return unused
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count:,} {noun}{'' if count == 1 else 's'}"

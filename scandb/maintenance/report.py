@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import EXIT_DAMAGE, EXIT_OK
-from .remove import plural
 
 SHOWN_PER_KIND = 10
 """Problems of one kind listed one per line; more than this become one counted line."""
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
 
 
 @dataclass(frozen=True)
