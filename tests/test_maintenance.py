@@ -346,3 +346,19 @@ def test_the_digest_benchmark_runs_on_a_toy_scan(tmp_path):
     assert results["verify_ok"] is True
     assert 0 < results["record_digests"] < results["ingest"]
     assert set(results["parts"]) >= {"responses", "area_responses", "response matrix"}
+
+
+@pytest.mark.parametrize("options", [(), ("--no-response-matrix",)], ids=["matrix", "no-matrix"])
+def test_a_scan_with_nan_and_infinite_values_verifies_clean(tmp_path, options):
+    """NaN (either sign), infinities and -0.0 hash and compare the same every time."""
+    scan = generate(GOOD_SPEC)
+    odd = np.array([0x7FC00000, 0xFFC00000, 0x7F800000, 0xFF800000, 0x80000000], np.uint32).view(np.float32)
+    for trial in (0, 5, GOOD_SPEC.n_trials - 1):
+        response = scan.arrays[f"data/responses/{trial}.npy"].copy()
+        response[:len(odd)] = odd
+        scan.arrays[f"data/responses/{trial}.npy"] = response
+    scan.arrays["data/behavior/2.npy"] = np.array([np.nan, -0.0, np.inf], scan.arrays["data/behavior/2.npy"].dtype)
+    db = tmp_path / "odd.duckdb"
+    assert run_cli("ingest", *options, str(write_zip(scan, tmp_path / "odd.zip")), "--db", str(db)).code == 0
+    run = verify(db)
+    assert run.code == 0, run

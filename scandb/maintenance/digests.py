@@ -12,6 +12,8 @@ Image files need no digest here: each is named by the sha256 of its content, whi
 
 ``hash()`` is DuckDB's, not a standard one: each table digest records the hash of a fixed
 probe row, so a DuckDB whose ``hash()`` differs is recognised instead of reported as damage.
+It hashes every NaN alike and -0.0 as 0.0, so a table digest does not see a value changed
+between those; the matrix comparison is bit for bit.
 """
 
 from __future__ import annotations
