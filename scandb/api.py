@@ -33,7 +33,8 @@ from .source.npyfile import load as load_npy
 if TYPE_CHECKING:
     from .ingest import IngestResult
     from .ingest.writer import Progress
-    from .maintenance.checks import RemoveResult, VerifyReport
+    from .maintenance.remove import RemoveResult
+    from .maintenance.report import VerifyReport
     from .query.summary import ScanSummary
 
 
@@ -222,7 +223,7 @@ class ScanDB:
         returned as a result with status ``'failed'`` and the remaining paths go in.
         """
         from .ingest import IngestResult, ingest as ingest_one
-        from .maintenance.checks import collect_orphans
+        from .maintenance.orphans import collect_orphans
 
         self._require_writable("ingest")
         self.database.ensure_schema()
@@ -245,7 +246,7 @@ class ScanDB:
 
     def remove(self, scan: str) -> "RemoveResult":
         """Delete a scan: its rows in one transaction, then the files no other scan uses."""
-        from .maintenance.checks import remove_scan
+        from .maintenance.remove import remove_scan
 
         self._require_writable("remove")
         self.database.check_revision()
@@ -255,7 +256,7 @@ class ScanDB:
 
     def verify(self) -> "VerifyReport":
         """Check the rows agree with each other and with the files on disk."""
-        from .maintenance.checks import verify
+        from .maintenance.verify import verify
 
         return verify(self.database)
 

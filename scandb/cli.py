@@ -14,7 +14,7 @@ from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, DatabaseError, Scand
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 bad input (a scan is
 invalid, the summary says which and why); 4 database problem (in use, read-only, wrong
-schema revision, disk full)."""
+schema revision, disk full); 5 damage found by verify."""
 
 db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
                          default=DEFAULT_DB, show_default=True, help="Database file.")
@@ -169,15 +169,17 @@ def info(scan: str, db_path: Path, wait: float) -> None:
 @db_option
 @wait_option
 def verify(db_path: Path, wait: float) -> None:
-    """Check the database and its image store agree; exit 0 when they do, 1 when not.
+    """Find rows or files changed since ingest, or disagreeing (exit 5).
 
-    Checks the schema revision, that each scan has its n_trials/n_neurons rows and full
-    response lists, and that every image file exists, matches its hash and is referenced.
+    Recomputes each scan's recorded digests (every table's rows, the response matrix) and
+    rehashes every image file; checks the schema revision, that each scan has its
+    n_trials/n_neurons rows and full response lists, and that no file is orphaned. Prints
+    one line per problem, counted by kind when there are many.
     """
     with connect(db_path, wait=wait) as db:
         report = db.verify()
     click.echo(report.text())
-    sys.exit(EXIT_OK if report.ok else 1)
+    sys.exit(report.exit_code)
 
 
 @cli.command()

@@ -7,6 +7,8 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_DATABASE = 4
+EXIT_DAMAGE = 5
+"""`verify` found damage: rows or files differ from what ingest recorded, or disagree."""
 
 
 class ScandbError(Exception):

@@ -54,7 +54,7 @@ def test_a_missing_matrix_is_a_clear_error_and_verify_reports_it(tmp_path, open_
     with scandb.connect(db.path) as reader, pytest.raises(DatabaseError, match="scandb verify"):
         reader.responses([("26872-17-20", 0)])
     report = run_cli("verify", "--db", str(db.path))
-    assert report.returncode == 1 and "response matrix" in report.stdout
+    assert report.returncode == 5 and "response matrix" in report.stdout
 
 
 def test_a_database_from_revision_0002_upgrades_and_still_fetches(tmp_path, open_db):

@@ -1,4 +1,4 @@
-"""``scandb verify`` finds every kind of inconsistency; ``scandb remove`` undoes an ingest exactly."""
+"""``scandb verify`` finds every kind of damage and inconsistency; ``scandb remove`` undoes an ingest exactly."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+import scandb
 from scandb.catalog import schema
-from scandb.maintenance import checks as maintenance
 from scandb.catalog.database import Database
 from scandb.catalog.schema import SCAN_TABLES
+from scandb.maintenance.remove import delete_scan
+from scandb.maintenance.report import SHOWN_PER_KIND
 from scandb.synthetic import generate, write_zip
 
 from .conftest import digest_database
@@ -62,7 +64,7 @@ def test_verify_reports_a_missing_image_file(good_db):
     missing = image_files(good_db)[0]
     missing.unlink()
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert f"image file lab.images/{missing.parent.name}/{missing.name}: missing" in run.out
 
 
@@ -71,7 +73,7 @@ def test_verify_reports_an_image_file_changed_on_disk(good_db):
     array = np.load(changed)
     np.save(changed, 255 - array)
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert f"{changed.name}: content does not match its hash" in run.out
 
 
@@ -79,7 +81,7 @@ def test_verify_reports_a_damaged_image_file(good_db):
     damaged = image_files(good_db)[0]
     damaged.write_bytes(damaged.read_bytes()[:-7])
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert f"{damaged.name}: damaged (truncated data" in run.out
 
 
@@ -90,7 +92,7 @@ def test_verify_reports_orphan_files_and_half_written_ones(good_db):
     half_written = some.parent / f".{'1' * 64}.999.tmp"
     half_written.write_bytes(b"\x93NUMPY")
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert f"{orphan.name}: orphan" in run.out and f"{half_written.name}: orphan" in run.out
 
 
@@ -112,8 +114,143 @@ def test_verify_reports_orphan_files_and_half_written_ones(good_db):
 def test_verify_reports_rows_that_disagree(good_db, statement, problem):
     tamper(good_db, statement)
     run = verify(good_db)
-    assert run.code == 1, run
+    assert run.code == 5, run
     assert problem in run.out, run.out
+
+
+def count_rows(db: Path, sql: str) -> int:
+    with Database(db) as opened:
+        return opened.conn.execute(sql).fetchone()[0]
+
+
+@pytest.mark.parametrize("table, statement", [
+    ("area_responses", "UPDATE area_responses SET response_sum = response_sum + 1 WHERE trial_id = 3"),
+    ("responses except values", "UPDATE responses SET image_id = image_id + 1 WHERE trial_id = 11"),
+    ("neurons", "UPDATE neurons SET area = 'V2' WHERE neuron_idx = 4"),
+    ("neurons", "UPDATE neurons SET x = x + 0.001 WHERE neuron_idx = 0"),
+    ("trials", "UPDATE trials SET tier = 'train' WHERE tier = 'test' AND trial_id = (SELECT min(trial_id) "
+               "FROM trials WHERE tier = 'test')"),
+    ("behavior", "UPDATE behavior SET running_speed = 0 WHERE trial_id = 9"),
+    ("statistics", "UPDATE statistics SET data = list_reverse(data) WHERE variable = 'responses' AND stat = 'std' "
+                   "AND source = 'all'"),
+    ("scans", "UPDATE scans SET image_dtype = '<f4'"),
+], ids=["area-sum", "response-image-id", "neuron-area", "neuron-x", "trial-tier", "behavior-value",
+        "statistics-values", "scans-row"])
+def test_verify_reports_values_changed_in_sql(good_db, table, statement):
+    """Rows that still agree with each other but not with what ingest wrote."""
+    n_rows = count_rows(good_db, f"SELECT count(*) FROM {table.split()[0]}")
+    tamper(good_db, statement)
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: {table}: its {n_rows:,} rows changed since ingest" in run.out, run.out
+    assert run.out.startswith(f"{good_db}: damage found: 1 scan table changed since ingest"), run.out
+
+
+def test_verify_reports_a_response_list_changed_in_sql_against_the_matrix(good_db):
+    """The matrix's sha256 is recorded; every response list must equal its row, bit for bit."""
+    tamper(good_db, "UPDATE responses SET response = list_transform(response, x -> x * 2) WHERE trial_id = 11")
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"of scan {GOOD_SPEC.key}: 1 trial differs from the responses table (first: trial 11)" in run.out
+
+
+def test_without_a_matrix_verify_hashes_the_response_lists(tmp_path):
+    scan = write_zip(generate(GOOD_SPEC), tmp_path / "scan.zip")
+    db = tmp_path / "slim.duckdb"
+    assert run_cli("ingest", "--no-response-matrix", str(scan), "--db", str(db)).code == 0
+    assert verify(db).code == 0
+    tamper(db, "UPDATE responses SET response = list_transform(response, x -> x * 2) WHERE trial_id = 11")
+    run = verify(db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: responses: its {GOOD_SPEC.n_trials} rows changed since ingest" in run.out
+
+
+@pytest.mark.parametrize("table, where", [
+    ("area_responses", "trial_id < 4"),
+    ("statistics", "stat = 'mean'"),
+    ("scan_files", "path LIKE 'meta/trials/%'"),
+    ("response_matrices", "true"),
+])
+def test_verify_reports_deleted_rows(good_db, table, where):
+    n_rows = count_rows(good_db, f"SELECT count(*) FROM {table}")
+    n_deleted = count_rows(good_db, f"SELECT count(*) FROM {table} WHERE {where}")
+    assert 0 < n_deleted < n_rows or table == "response_matrices"
+    tamper(good_db, f"DELETE FROM {table} WHERE {where}")
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert (f"scan {GOOD_SPEC.key}: {table} has {n_rows - n_deleted:,} of its rows, {n_rows:,} at ingest "
+            "(rows deleted)") in run.out, run.out
+
+
+def test_verify_reports_a_changed_byte_of_a_stored_file(good_db):
+    with Database(good_db, read_only=False) as db:
+        path, content = db.conn.execute(
+            "SELECT path, content FROM scan_files WHERE path LIKE '%tiers.npy'").fetchone()
+        changed = bytearray(content)
+        changed[-1] ^= 1
+        db.conn.execute("UPDATE scan_files SET content = ? WHERE path = ?", [bytes(changed), path])
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: scan_files: its " in run.out and "rows changed since ingest" in run.out
+
+
+def test_verify_reports_a_response_matrix_changed_on_disk(good_db):
+    with Database(good_db) as db:
+        path = good_db.parent / db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
+    matrix = np.load(path, mmap_mode="r+")
+    matrix[GOOD_SPEC.n_trials // 2, 3] += 1  # neither the first nor the last trial
+    matrix.flush()
+    del matrix
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: response matrix file changed since ingest" in run.out
+
+
+def test_verify_reports_deleted_digests(good_db):
+    tamper(good_db, "DELETE FROM scan_digests")
+    run = verify(good_db)
+    assert run.code == 5, run
+    assert f"scan {GOOD_SPEC.key}: no digests in scan_digests" in run.out
+
+
+def test_verify_counts_many_problems_of_one_kind_in_one_line(good_db):
+    files = image_files(good_db)
+    assert len(files) > SHOWN_PER_KIND
+    for file in files:
+        file.unlink()
+    run = verify(good_db)
+    assert run.code == 5, run
+    lines = run.out.strip().splitlines()
+    assert lines[0] == f"{good_db}: damage found: {len(files)} image files missing"
+    assert lines[1].startswith(f"  {len(files)} image files missing (first: image file lab.images/")
+    assert len(lines) == 2
+
+
+def test_digests_from_a_duckdb_with_another_hash_are_a_note_not_damage(good_db):
+    """A DuckDB whose hash() differs cannot recompute the table digests: say so, exit 0."""
+    tamper(good_db, "UPDATE scan_digests SET method = 'duckdb-hash-sum 1', digest = '0' WHERE part = 'neurons'")
+    run = verify(good_db)
+    assert run.code == 0, run
+    assert "note: 1 table digests were recorded by a DuckDB whose hash() differs" in run.out
+
+
+def test_a_replaced_scan_verifies_with_its_new_digests(good_db, tmp_path):
+    changed = generate(GOOD_SPEC)
+    changed.arrays["data/behavior/0.npy"] = changed.arrays["data/behavior/0.npy"] + 1
+    other_file = write_zip(changed, tmp_path / "changed.zip")
+    assert run_cli("ingest", "--replace", str(other_file), "--db", str(good_db)).code == 0
+    assert verify(good_db).code == 0
+
+
+def test_verify_from_python_returns_the_report(good_db):
+    n_rows = count_rows(good_db, "SELECT count(*) FROM statistics")
+    n_mean = count_rows(good_db, "SELECT count(*) FROM statistics WHERE stat = 'mean'")
+    tamper(good_db, "DELETE FROM statistics WHERE stat = 'mean'")
+    with scandb.connect(good_db) as db:
+        report = db.verify()
+    assert not report.ok and report.exit_code == 5
+    assert report.problems == [f"scan {GOOD_SPEC.key}: statistics has {n_rows - n_mean} of its rows, "
+                               f"{n_rows} at ingest (rows deleted)"]
 
 
 def test_verify_of_a_newer_schema_is_a_database_error(good_db):
@@ -176,10 +313,10 @@ def test_a_removal_killed_before_deleting_files_is_finished_by_the_next_writer(g
     """A kill -9 after the commit leaves only orphan files: verify lists them, the next run deletes them."""
     assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
     with Database(good_db, read_only=False) as db:
-        maintenance._delete_scan_rows(db, OTHER_SPEC.key)
+        delete_scan(db, OTHER_SPEC.key)
 
     run = verify(good_db)
-    assert run.code == 1
+    assert run.code == 5
     assert ": orphan (no row references it" in run.out
 
     assert run_cli("ingest", str(other_scan.parent / "missing.zip"), "--db", str(good_db)).code == 3
@@ -199,3 +336,29 @@ def test_image_files_that_cannot_be_deleted_are_left_for_the_next_writer(good_db
 
     assert run_cli("ingest", str(other_scan.parent / "missing.zip"), "--db", str(good_db)).code == 3
     assert digest_database(good_db) == before
+
+
+def test_the_digest_benchmark_runs_on_a_toy_scan(tmp_path):
+    """bench/digests.py keeps working: it ingests, times record_digests, and verifies clean."""
+    from bench import digests as bench_digests
+
+    results = bench_digests.main(["--tiny", "--out", str(tmp_path)])
+    assert results["verify_ok"] is True
+    assert 0 < results["record_digests"] < results["ingest"]
+    assert set(results["parts"]) >= {"responses", "area_responses", "response matrix"}
+
+
+@pytest.mark.parametrize("options", [(), ("--no-response-matrix",)], ids=["matrix", "no-matrix"])
+def test_a_scan_with_nan_and_infinite_values_verifies_clean(tmp_path, options):
+    """NaN (either sign), infinities and -0.0 hash and compare the same every time."""
+    scan = generate(GOOD_SPEC)
+    odd = np.array([0x7FC00000, 0xFFC00000, 0x7F800000, 0xFF800000, 0x80000000], np.uint32).view(np.float32)
+    for trial in (0, 5, GOOD_SPEC.n_trials - 1):
+        response = scan.arrays[f"data/responses/{trial}.npy"].copy()
+        response[:len(odd)] = odd
+        scan.arrays[f"data/responses/{trial}.npy"] = response
+    scan.arrays["data/behavior/2.npy"] = np.array([np.nan, -0.0, np.inf], scan.arrays["data/behavior/2.npy"].dtype)
+    db = tmp_path / "odd.duckdb"
+    assert run_cli("ingest", *options, str(write_zip(scan, tmp_path / "odd.zip")), "--db", str(db)).code == 0
+    run = verify(db)
+    assert run.code == 0, run

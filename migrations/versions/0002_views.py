@@ -12,6 +12,8 @@ Create Date: 2026-11-25
 
 from alembic import op
 
+from scandb.catalog.views import create_responses_long
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -35,14 +37,7 @@ def upgrade() -> None:
         FROM trials t JOIN images i USING (image_hash)
     """)
     op.execute("CREATE MACRO response_at(response, neuron_idx) AS response[neuron_idx + 1]")
-    op.execute("""
-        CREATE VIEW responses_long AS
-        SELECT r.scan_key, r.trial_id, n.neuron_idx, n.unit_id, n.area, n.layer, t.tier, t.image_id,
-               r.response[n.neuron_idx + 1] AS response
-        FROM responses r
-        JOIN trials t USING (scan_key, trial_id)
-        JOIN neurons n USING (scan_key)
-    """)
+    op.execute(create_responses_long("0002"))
 
 
 def downgrade() -> None:

@@ -18,6 +18,8 @@ Create Date: 2026-11-25
 import sqlalchemy as sa
 from alembic import op
 
+from scandb.catalog.views import create_responses_long
+
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
@@ -44,15 +46,7 @@ def upgrade() -> None:
         sa.Column("n_neurons", sa.Integer, nullable=False),
         sa.Column("response_sum", sa.Double, nullable=False),
     )
-    op.execute("""
-        CREATE OR REPLACE VIEW responses_long AS
-        SELECT r.scan_key, r.trial_id, n.neuron_idx, n.unit_id, n.area, n.layer, t.tier, t.image_id, r.response
-        FROM (SELECT scan_key, trial_id, unnest(response) AS response,
-                     generate_subscripts(response, 1) - 1 AS neuron_idx
-              FROM responses) r
-        JOIN trials t USING (scan_key, trial_id)
-        JOIN neurons n USING (scan_key, neuron_idx)
-    """)
+    op.execute(create_responses_long("0003"))
     op.execute("""
         INSERT INTO area_responses
         SELECT r.scan_key, r.trial_id, n.area, n.layer, count(*), sum(r.response[n.neuron_idx + 1])
@@ -62,14 +56,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("""
-        CREATE OR REPLACE VIEW responses_long AS
-        SELECT r.scan_key, r.trial_id, n.neuron_idx, n.unit_id, n.area, n.layer, t.tier, t.image_id,
-               r.response[n.neuron_idx + 1] AS response
-        FROM responses r
-        JOIN trials t USING (scan_key, trial_id)
-        JOIN neurons n USING (scan_key)
-    """)
+    op.execute(create_responses_long("0002"))
     op.drop_table("area_responses")
     op.drop_table("response_matrices")
     op.drop_column("responses", "image_id")

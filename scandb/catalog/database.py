@@ -117,6 +117,10 @@ class Database:
                                  ).fetchall()
         return {r[0] for r in rows}
 
+    def data_tables(self) -> set[str]:
+        """Tables besides Alembic's version table, which a downgrade to base leaves behind."""
+        return self.tables() - {"alembic_version"}
+
     def revision(self) -> str | None:
         if "alembic_version" not in self.tables():
             return None
@@ -129,7 +133,7 @@ class Database:
         if current == head:
             return
         if current is None:
-            if self.tables():
+            if self.data_tables():
                 raise DatabaseError(f"{self.path}: not a scandb database (it has tables but no schema revision)")
             raise DatabaseError(f"{self.path}: empty database; create it with 'scandb migrate --db {self.path}'")
         if current not in known_revisions():
@@ -141,7 +145,7 @@ class Database:
     def upgrade(self, target: str = "head") -> tuple[str | None, str]:
         """Migrate to the newest revision (or ``target``); returns (before, after)."""
         before = self.revision()
-        if before is None and self.tables():
+        if before is None and self.data_tables():
             raise DatabaseError(f"{self.path}: not a scandb database (it has tables but no schema revision)")
         if before is not None and before not in known_revisions():
             self.check_revision()
@@ -155,7 +159,7 @@ class Database:
 
     def ensure_schema(self) -> None:
         """Create the schema in a new, empty database; otherwise require the current one."""
-        if self.revision() is None and not self.tables():
+        if self.revision() is None and not self.data_tables():
             self.upgrade()
         self.check_revision()
 

@@ -141,7 +141,19 @@ area_responses = sa.Table(
     sa.Column("response_sum", sa.Double, nullable=False, comment="sum of the trial's responses of these neurons"),
 )
 
-SCAN_TABLES = (neurons, trials, behavior, responses, statistics, scan_files, response_matrices, area_responses)
+scan_digests = sa.Table(
+    "scan_digests", metadata,
+    _scan_key(),
+    sa.Column("part", sa.String, primary_key=True,
+              comment="a table (its rows of this scan) or 'response matrix' (the file)"),
+    sa.Column("method", sa.String, nullable=False,
+              comment="'sha256' for files; for tables 'duckdb-hash-sum' and DuckDB's hash() of a fixed probe row"),
+    sa.Column("digest", sa.String, nullable=False),
+    sa.Column("n_rows", sa.BigInteger, nullable=False),
+)
+
+SCAN_TABLES = (neurons, trials, behavior, responses, statistics, scan_files, response_matrices, area_responses,
+               scan_digests)
 """Tables holding one scan's rows, children of ``scans``."""
 
 

@@ -28,6 +28,7 @@ from ..catalog.database import Database
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..store.images import ImageStore, StoredImage
 from ..maintenance.checks import collect_orphans
+from ..maintenance.digests import record_digests
 from ..store.matrices import MatrixWriter
 from ..catalog.schema import delete_scan_rows
 from ..catalog.transaction import transaction, write_failure
@@ -161,6 +162,7 @@ class _ScanWriter:
                     self._write_matrix_row(self.matrix.finish())
                 if replaced:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
+                record_digests(self.db, self.scan.key)
         except BaseException as exc:
             self.store.discard_created()
             if self.matrix is not None:

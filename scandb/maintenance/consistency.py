@@ -1,0 +1,171 @@
+"""Checks that rows agree with each other and with the files on disk: what foreign keys,
+row counts and content-addressed names promise, whatever the recorded digests say."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..catalog.database import Database
+from ..catalog.schema import SCAN_TABLES
+from ..source import npyfile
+from ..store.images import image_hash
+from .orphans import orphan_files
+from .report import Kind, Problem, plural
+
+ROWS_WITHOUT_SCAN = Kind("table", "holding rows of no scan")
+ROW_COUNTS = Kind("row count", "disagreeing with the scans table")
+RESPONSE_LENGTHS = Kind("scan", "with response lists of the wrong length")
+IMAGE_ROWS_MISSING = Kind("scan", "naming images the images table lacks")
+IMAGE_ROWS_UNUSED = Kind("image row", "no trial uses")
+IMAGE_MISSING = Kind("image file", "missing")
+IMAGE_DAMAGED = Kind("image file", "damaged or unreadable")
+IMAGE_CHANGED = Kind("image file", "changed on disk")
+ORPHANS = Kind("orphan file", "in the store")
+MATRIX_PROBLEMS = Kind("response matrix", "unreadable or disagreeing with the responses table")
+
+COMPARED_PER_BATCH = 256
+"""Response rows fetched at a time when comparing them with the matrix: bounds memory."""
+
+
+def rows_without_a_scan(db: Database) -> list[Problem]:
+    """What foreign keys would refuse: rows naming a scan the scans table lacks."""
+    problems = []
+    for table in SCAN_TABLES:
+        rows = db.conn.execute(f"""
+            SELECT scan_key, count(*) FROM {table.name}
+            WHERE scan_key NOT IN (SELECT scan_key FROM scans) GROUP BY 1 ORDER BY 1""").fetchall()
+        problems += [Problem(ROWS_WITHOUT_SCAN, f"{table.name}: {count} rows name scan {key}, "
+                                                "which the scans table lacks") for key, count in rows]
+    return problems
+
+
+def row_count_problems(db: Database) -> list[Problem]:
+    """Each scan has n_trials rows in trials/responses/behavior and n_neurons in neurons."""
+    expected = {"trials": ("n_trials", "trial_id"), "responses": ("n_trials", "trial_id"),
+                "behavior": ("n_trials", "trial_id"), "neurons": ("n_neurons", "neuron_idx")}
+    problems = []
+    for table, (count_column, id_column) in expected.items():
+        rows = db.conn.execute(f"""
+            SELECT s.scan_key, s.{count_column}, count(c.scan_key),
+                   count(*) FILTER (WHERE c.{id_column} < 0 OR c.{id_column} >= s.{count_column})
+            FROM scans s LEFT JOIN {table} c USING (scan_key)
+            GROUP BY ALL ORDER BY 1""").fetchall()
+        for key, want, have, out_of_range in rows:
+            if have != want:
+                problems.append(Problem(ROW_COUNTS, f"scan {key}: {table} has {have} rows, "
+                                                    f"scans.{count_column} says {want}"))
+            elif out_of_range:
+                problems.append(Problem(ROW_COUNTS, f"scan {key}: {table} has {out_of_range} rows with "
+                                                    f"{id_column} outside 0..{want - 1}"))
+    return problems
+
+
+def response_length_problems(db: Database) -> list[Problem]:
+    rows = db.conn.execute("""
+        SELECT s.scan_key, s.n_neurons, count(*), min(len(r.response)), max(len(r.response))
+        FROM scans s JOIN responses r USING (scan_key)
+        WHERE len(r.response) <> s.n_neurons
+        GROUP BY ALL ORDER BY 1""").fetchall()
+    return [Problem(RESPONSE_LENGTHS, f"scan {key}: {bad} response rows hold {low}..{high} values, "
+                                      f"not n_neurons = {n}") for key, n, bad, low, high in rows]
+
+
+def image_row_problems(db: Database) -> list[Problem]:
+    missing = db.conn.execute("""
+        SELECT t.scan_key, count(*), any_value(t.image_hash) FROM trials t
+        WHERE t.image_hash NOT IN (SELECT image_hash FROM images) GROUP BY 1 ORDER BY 1""").fetchall()
+    unused = db.conn.execute(
+        "SELECT image_hash FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials) ORDER BY 1"
+    ).fetchall()
+    return ([Problem(IMAGE_ROWS_MISSING, f"scan {key}: {count} trials name images the images table lacks "
+                                         f"(e.g. {digest})") for key, count, digest in missing]
+            + [Problem(IMAGE_ROWS_UNUSED, f"image {digest}: row no trial uses") for (digest,) in unused])
+
+
+def image_file_problems(db: Database) -> tuple[list[Problem], int]:
+    """Every referenced image file exists and its content hashes to its name (the digest
+    ingest recorded for it); returns the problems and the number of files checked."""
+    problems = []
+    rows = db.conn.execute("SELECT image_hash, path, shape, dtype FROM images ORDER BY 1").fetchall()
+    for digest, path, shape, dtype in rows:
+        problem = _check_image_file(db.path.parent / path, digest, tuple(shape), dtype)
+        if problem:
+            kind, text = problem
+            problems.append(Problem(kind, f"image file {path}: {text}"))
+    return problems, len(rows)
+
+
+def _check_image_file(path: Path, digest: str, shape: tuple[int, ...], dtype: str) -> tuple[Kind, str] | None:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return IMAGE_MISSING, "missing"
+    except OSError as exc:
+        return IMAGE_DAMAGED, f"cannot read ({exc.strerror or exc})"
+    try:
+        header = npyfile.parse_header(raw)
+        npyfile.load(raw)
+    except npyfile.NpyError as exc:
+        return IMAGE_DAMAGED, f"damaged ({exc})"
+    if header.shape != shape or header.dtype.str != dtype:
+        return IMAGE_CHANGED, f"holds {header.shape} {header.dtype.str}, the images row says {shape} {dtype}"
+    if image_hash(header, raw) != digest:
+        return IMAGE_CHANGED, "content does not match its hash (changed or damaged on disk)"
+    return None
+
+
+def matrix_problems(db: Database) -> list[Problem]:
+    """Each scan's response matrix exists, has its shape, and holds exactly the values of
+    the scan's ``responses`` rows (bit for bit, NaN included)."""
+    problems = []
+    rows = db.conn.execute("SELECT s.scan_key, s.n_trials, s.n_neurons, m.path FROM scans s "
+                           "LEFT JOIN response_matrices m USING (scan_key) ORDER BY 1").fetchall()
+    for scan, n_trials, n_neurons, path in rows:
+        if path is None:
+            continue  # ingested without a response matrix: read from SQL
+        where = f"response matrix {path} of scan {scan}"
+        try:
+            matrix = np.load(db.path.parent / path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            problems.append(Problem(MATRIX_PROBLEMS, f"{where}: missing"))
+            continue
+        except (OSError, ValueError) as exc:
+            problems.append(Problem(MATRIX_PROBLEMS, f"{where}: unreadable ({exc})"))
+            continue
+        if matrix.shape != (n_trials, n_neurons) or matrix.dtype != np.float32:
+            problems.append(Problem(MATRIX_PROBLEMS, f"{where}: {matrix.shape} {matrix.dtype}, "
+                                                     f"expected ({n_trials}, {n_neurons}) float32"))
+            continue
+        differing = trials_differing(db, scan, matrix)
+        if differing:
+            problems.append(Problem(MATRIX_PROBLEMS, f"{where}: {plural(len(differing), 'trial')} "
+                                                     f"{'differs' if len(differing) == 1 else 'differ'} from the "
+                                                     f"responses table (first: trial {differing[0]})"))
+    return problems
+
+
+def trials_differing(db: Database, scan: str, matrix: np.ndarray) -> list[int]:
+    """Trials whose response list is not bit for bit the matrix row, read in bounded
+    batches (lists of the wrong length are the response-length check's)."""
+    n_neurons = matrix.shape[1]
+    differing = []
+    reader = db.conn.execute("SELECT trial_id, response FROM responses WHERE scan_key = ? ORDER BY trial_id",
+                             [scan]).to_arrow_reader(COMPARED_PER_BATCH)
+    for batch in reader:
+        trials = batch.column(0).to_numpy()
+        lists = batch.column(1)
+        values = lists.flatten().to_numpy(zero_copy_only=False)
+        in_range = trials[(trials >= 0) & (trials < len(matrix))]
+        if len(values) != len(trials) * n_neurons or len(in_range) != len(trials):
+            continue
+        stored = values.astype(np.float32, copy=False).reshape(len(trials), n_neurons).view(np.uint32)
+        same = (stored == np.asarray(matrix[trials]).view(np.uint32)).all(axis=1)
+        differing += trials[~same].tolist()
+    return differing
+
+
+def orphan_file_problems(db: Database) -> list[Problem]:
+    return [Problem(ORPHANS, f"image file {path.relative_to(db.path.parent).as_posix()}: orphan (no row "
+                             "references it; the next 'scandb ingest' removes it)") for path in orphan_files(db)]

@@ -1,0 +1,65 @@
+"""Removing a scan: its rows in one transaction, then the files no other scan uses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from ..catalog.database import Database
+from ..catalog.schema import delete_scan_rows
+from ..catalog.transaction import explain, transaction
+from ..errors import DatabaseError, UsageError
+from ..store.images import ImageStore
+from ..store.matrices import collect_matrix_garbage
+from .orphans import collect_orphans, referenced_matrices
+from .report import plural
+
+
+@dataclass
+class RemoveResult:
+    scan_key: str
+    n_trials: int
+    files_removed: int
+
+    def summary(self) -> str:
+        return (f"{self.scan_key}: removed {plural(self.n_trials, 'trial')} and "
+                f"{plural(self.files_removed, 'image file')} no other scan uses")
+
+
+def remove_scan(db: Database, scan_key: str) -> RemoveResult:
+    """Delete a scan's rows in one transaction, then the image files no other scan uses.
+
+    DuckDB refuses to delete a parent row in the transaction that deleted the rows
+    referencing it ("still referenced by a foreign key", measured on 1.5.6) and has no
+    ON DELETE CASCADE; the schema therefore declares no foreign keys (see schema.py), and
+    ``verify`` checks what they would have. Files are deleted only after the commit: a
+    kill in between leaves orphan files, which the next ``ingest`` or ``remove`` collects.
+    """
+    found = db.conn.execute("SELECT n_trials FROM scans WHERE scan_key = ?", [scan_key]).fetchone()
+    if found is None:
+        known = [r[0] for r in db.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
+        raise UsageError(f"{db.path}: no scan {scan_key!r} (it holds: {', '.join(known) or 'nothing'})")
+    collect_orphans(db)
+    unused = delete_scan(db, scan_key)
+    try:
+        files_removed = ImageStore(db.image_dir).remove(unused)
+        collect_matrix_garbage(db.image_dir, referenced_matrices(db))
+    except OSError as exc:
+        raise DatabaseError(f"{db.path}: removed {scan_key}, but could not delete its image files "
+                            f"({exc.strerror or exc}); the next ingest deletes them") from None
+    return RemoveResult(scan_key, found[0], files_removed)
+
+
+def delete_scan(db: Database, scan_key: str) -> set[str]:
+    """Every row of the scan, and the images no scan uses any more, in one transaction;
+    returns the hashes of those images (their files are still on disk)."""
+    try:
+        with transaction(db.conn):
+            delete_scan_rows(db.conn, scan_key)
+            unused = {r[0] for r in db.conn.execute(
+                "DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials) "
+                "RETURNING image_hash").fetchall()}
+    except duckdb.Error as exc:
+        raise explain(exc, f"{db.path}: removing {scan_key}", rolled_back=True) from None
+    return unused
