@@ -9,8 +9,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .catalog.database import DEFAULT_DB
+from .catalog import DEFAULT_DB
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, DatabaseError, ScandbError, UsageError
 
 PRINTED_STATEMENTS = ("SELECT", "EXPLAIN", "CALL", "PRAGMA")
@@ -41,7 +40,7 @@ def fail(message: str, code: int) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
-@click.version_option(__version__, "-V", "--version", prog_name="scandb")
+@click.version_option(None, "-V", "--version", package_name="scandb", prog_name="scandb")
 def cli() -> None:
     """Sensorium-style recording scans in one DuckDB database.
 

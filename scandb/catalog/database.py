@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from ..errors import DatabaseError, first_line
+from . import DEFAULT_DB  # noqa: F401  (re-exported: callers open DEFAULT_DB by default)
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scandb")
 
-DEFAULT_DB = "scandb.duckdb"
 DENIED = ("Read-only file system", "Permission denied", "Operation not permitted")
 LOCK_MESSAGE = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 
