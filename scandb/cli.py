@@ -191,6 +191,7 @@ def shell(db_path: Path, write: bool) -> None:
     Read-only by default. With --write the file is attached as scandb attaches it when it
     writes (ROW_GROUP_SIZE 2048), so tables created in the shell stay small.
     """
+    from .catalog.database import refuse_foreign_file
     from .shell import find_duckdb_shell, shell_arguments
 
     binary = find_duckdb_shell()
@@ -198,6 +199,7 @@ def shell(db_path: Path, write: bool) -> None:
         raise DatabaseError("the DuckDB shell is not installed; install it with: pip install duckdb-cli")
     if not db_path.exists():
         raise DatabaseError(f"{db_path}: no database there (create one with 'scandb ingest')")
+    refuse_foreign_file(db_path)
     os.execv(binary, shell_arguments(binary, db_path, write=write))
 
 

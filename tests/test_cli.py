@@ -218,7 +218,8 @@ OFFLINE_ENV = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.
 """A proxy nothing listens on: any download attempt fails at once."""
 
 
-@pytest.mark.parametrize("command", [("scans",), ("sql", "SELECT 1"), ("ingest", "SCAN"), ("migrate",)])
+@pytest.mark.parametrize("command", [("scans",), ("sql", "SELECT 1"), ("ingest", "SCAN"), ("migrate",),
+                                     ("shell", "--write")])
 @pytest.mark.parametrize("kind", ["sqlite", "text"])
 def test_a_foreign_file_is_not_a_scandb_database(tmp_path, command, kind):
     foreign = sqlite_file(tmp_path / "notes.db") if kind == "sqlite" else tmp_path / "notes.db"

@@ -44,7 +44,7 @@ DUCKDB_MAGIC = b"DUCK"
 
 
 def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
-    _refuse_foreign_file(path)
+    refuse_foreign_file(path)
     deadline = time.monotonic() + wait
     said_waiting = False
     while True:
@@ -81,7 +81,7 @@ def _in_use(path: Path, lock: re.Match, waited: float) -> DatabaseError:
     return DatabaseError(f"{message} or pass wait=SECONDS", cli_message=f"{message} or pass --wait SECONDS")
 
 
-def _refuse_foreign_file(path: Path) -> None:
+def refuse_foreign_file(path: Path) -> None:
     """A file that is not a DuckDB database (SQLite, CSV, anything) is refused by its header,
     before DuckDB guesses a format and looks for an extension to read it."""
     try:
