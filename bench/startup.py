@@ -2,9 +2,9 @@
 
 Times ``scandb --help``, ``scandb sql`` and ``scandb scans`` on a small database against
 two baselines run in the same loop (an empty Python and ``python -c "import duckdb"``), and
-lists what the heavy libraries cost each command with ``python -X importtime``. ``--source``
-runs the scandb found in another source tree (e.g. an older commit from ``git archive``),
-so before and after are measured in one run on one machine.
+lists what the heavy libraries cost each command with ``python -X importtime``. ``--compare
+DIR`` also times the scandb found in another source tree (e.g. an older commit unpacked with
+``git archive``) in the same interleaved loop, so before and after share one machine state.
 """
 
 from __future__ import annotations
@@ -23,15 +23,18 @@ HEAVY = ("duckdb", "numpy", "pyarrow", "pandas", "sqlalchemy", "alembic", "duckd
 IMPORT_LINE = re.compile(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)$")
 
 
-def commands(db: Path) -> dict[str, list[str]]:
+def commands(db: Path, work: Path, compare: Path | None) -> dict[str, tuple[list[str], Path]]:
+    """Each timed command and the folder it runs in (``python -m`` finds scandb there first)."""
     scandb = [sys.executable, "-m", "scandb"]
-    return {
-        "python (empty)": [sys.executable, "-c", "pass"],
-        "python -c 'import duckdb'": [sys.executable, "-c", "import duckdb"],
-        "scandb --help": [*scandb, "--help"],
-        "scandb sql 'SELECT count(*) FROM trials'": [*scandb, "sql", "--db", str(db), "SELECT count(*) FROM trials"],
-        "scandb scans": [*scandb, "scans", "--db", str(db)],
-    }
+    trees = [("", work)] + ([(f" [{compare.name}]", compare.resolve())] if compare else [])
+    timed = {"python (empty)": ([sys.executable, "-c", "pass"], work),
+             "python -c 'import duckdb'": ([sys.executable, "-c", "import duckdb"], work)}
+    for label, cwd in trees:
+        timed[f"scandb --help{label}"] = ([*scandb, "--help"], cwd)
+        timed[f"scandb sql 'SELECT count(*) FROM trials'{label}"] = (
+            [*scandb, "sql", "--db", str(db), "SELECT count(*) FROM trials"], cwd)
+        timed[f"scandb scans{label}"] = ([*scandb, "scans", "--db", str(db)], cwd)
+    return timed
 
 
 def wall_times(argv: list[str], cwd: Path, repeat: int) -> list[float]:
@@ -69,21 +72,21 @@ def make_database(work: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15, help="runs of each command (median reported)")
-    parser.add_argument("--source", type=Path, default=None,
-                        help="source tree whose scandb package to time (default: the installed one)")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="another source tree (holding scandb/) to time in the same loop")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         db = make_database(work)
-        cwd = args.source.resolve() if args.source else work  # python -m finds scandb in cwd first
-        runs = {name: [] for name in commands(db)}
+        timed = commands(db, work, args.compare)
+        runs = {name: [] for name in timed}
         for _ in range(args.repeat):  # interleaved, so load on the machine moves every row alike
-            for name, command in commands(db).items():
+            for name, (command, cwd) in timed.items():
                 runs[name] += wall_times(command, cwd, 1)
-        costs = {name: import_costs(command, cwd) for name, command in commands(db).items()}
+        costs = {name: import_costs(command, cwd) for name, (command, cwd) in timed.items()}
     base = statistics.median(runs["python (empty)"])
     print(f"scandb start-up, median of {args.repeat} runs, load average {os.getloadavg()[0]:.2f}"
-          + (f", source {args.source}" if args.source else ""))
+          + (f"; [{args.compare.name}] is {args.compare}" if args.compare else ""))
     print()
     print("| command | wall (ms) | x empty python | imports (ms) |")
     print("|---|---:|---:|---|")
