@@ -63,7 +63,7 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
             if lock:
                 raise _in_use(path, lock, wait) from None
             if "No such file" in message or "does not exist" in message:
-                raise DatabaseError(f"{path}: no database there (create one with 'scandb ingest')") from None
+                raise _missing(path) from None
             denied = next((c for c in DENIED if c in message), None)
             if denied and not read_only:
                 raise DatabaseError(f"{path}: cannot open for writing ({denied}): "
@@ -71,6 +71,11 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
             raise DatabaseError(f"{path}: cannot open database ({first_line(message)})") from None
         except duckdb.Error as exc:
             raise DatabaseError(f"{path}: cannot open database ({first_line(str(exc))})") from None
+
+
+def _missing(path: Path) -> DatabaseError:
+    return DatabaseError(f"{path}: no database there (create one with scandb.connect(path, read_only=False))",
+                         cli_message=f"{path}: no database there (create one with 'scandb ingest')")
 
 
 def _in_use(path: Path, lock: re.Match, waited: float) -> DatabaseError:
@@ -172,7 +177,7 @@ class Database:
     def __init__(self, path: str | Path, *, read_only: bool = True, wait: float = 0.0):
         self.path = Path(path).absolute()
         if read_only and not self.path.exists():
-            raise DatabaseError(f"{self.path}: no database there (create one with 'scandb ingest')")
+            raise _missing(self.path)
         if not read_only and not self.path.parent.is_dir():
             raise DatabaseError(f"{self.path}: folder {self.path.parent} does not exist")
         self.read_only = read_only
@@ -216,12 +221,17 @@ class Database:
         if current is None:
             if self.tables():
                 raise DatabaseError(f"{self.path}: not a scandb database (it has tables but no schema revision)")
-            raise DatabaseError(f"{self.path}: empty database; create it with 'scandb migrate --db {self.path}'")
+            raise DatabaseError(f"{self.path}: empty database; create its schema with "
+                                f"scandb.connect(path, read_only=False).migrate()",
+                                cli_message=f"{self.path}: empty database; create it with "
+                                            f"'scandb migrate --db {self.path}'")
         if current not in known_revisions():
             raise DatabaseError(f"{self.path}: schema revision {current} is newer than this scandb knows "
                                 f"(latest {head}); upgrade scandb (pip install -U scandb)")
-        raise DatabaseError(f"{self.path}: schema revision {current} is older than this scandb's {head}; "
-                            f"run 'scandb migrate --db {self.path}'")
+        older = f"{self.path}: schema revision {current} is older than this scandb's {head}"
+        raise DatabaseError(f"{older}; upgrade it with scandb.connect(path, read_only=False).migrate() "
+                            f"(or 'scandb migrate --db {self.path}')",
+                            cli_message=f"{older}; run 'scandb migrate --db {self.path}'")
 
     def upgrade(self, target: str = "head") -> tuple[str | None, str]:
         """Migrate to the newest revision (or ``target``); returns (before, after)."""
