@@ -64,20 +64,18 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
     """
     from .catalog.database import discard_new_database
 
-    stored = []
-
     def report(result) -> None:
         click.echo(result.summary(), err=result.status == "failed")
-        if result.status != "failed":
-            stored.append(result)
 
     new_file = not db_path.exists()
+    db = connect(db_path, wait=wait, read_only=False)
     try:
-        with connect(db_path, wait=wait, read_only=False) as db:
-            results = db.ingest(paths, replace=replace, response_matrix=response_matrix, keep_going=True,
-                                progress=_progress, on_result=report)
+        results = db.ingest(paths, replace=replace, response_matrix=response_matrix, keep_going=True,
+                            progress=_progress, on_result=report)
     finally:
-        if new_file and not stored:  # nothing went in: leave no empty database behind
+        discard = new_file and _holds_no_scans(db)  # decided while holding the write lock
+        db.close()
+        if discard:  # nothing went in: leave no empty database behind
             discard_new_database(db_path)
     failures = [f"{r.source} ({r.error.problem})" for r in results if r.status == "failed"]
     if len(paths) > 1:
@@ -89,6 +87,14 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
             line += f"; {len(failures)} failed: {'; '.join(failures)}"
         click.echo(line, err=bool(failures))
     sys.exit(EXIT_BAD_INPUT if failures else EXIT_OK)
+
+
+def _holds_no_scans(db) -> bool:
+    """True only when the database is readable and has no scan (unknown counts as not empty)."""
+    try:
+        return db.scans().empty
+    except Exception:  # no schema, or a connection DuckDB invalidated (disk full): keep the file
+        return False
 
 
 def _progress(path: Path):
