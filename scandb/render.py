@@ -19,7 +19,7 @@ def render(columns: list[str], rows: list[tuple], fmt: str) -> str:
     return format_table(columns, rows)
 
 
-MAX_CELL = 60
+MAX_CELL = 80
 """Widest value a table shows, in characters; longer ones end in '…' (as the DuckDB shell
 shortens them), so one neuron's 8,000-value response list stays one readable line."""
 

@@ -197,7 +197,7 @@ def test_a_long_response_list_is_shortened_in_tables_and_whole_in_csv(tmp_path):
     table = run_cli("sql", "--db", str(db), query)
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert len(lines) == 4 and max(len(line) for line in lines) <= 80
+    assert len(lines) == 4 and max(len(line) for line in lines) <= 100
     assert lines[2].startswith("0") and lines[2].endswith("…") and "[" in lines[2]
     csv = run_cli("sql", "--db", str(db), "--csv", query).stdout.splitlines()
     assert len(csv[1].split(",")) == 8000 + 1
