@@ -50,3 +50,13 @@ def test_migrating_loads_alembic(tmp_path: Path):
     """The check above can fail: a command that migrates does load them."""
     loaded = imported_by("migrate", "--db", str(tmp_path / "new.duckdb"))
     assert {"sqlalchemy", "alembic", "duckdb_engine"} <= loaded
+
+
+def test_revisions_read_without_alembic_match_alembic():
+    """The revision check reads the migration files itself; Alembic must agree with it."""
+    from alembic.script import ScriptDirectory
+
+    from scandb.catalog.database import _alembic_config, head_revision, known_revisions
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    assert head_revision() == scripts.get_current_head()
+    assert known_revisions() == {rev.revision for rev in scripts.walk_revisions()}
