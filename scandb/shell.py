@@ -22,7 +22,7 @@ def shell_arguments(binary: str, db_path: Path, *, write: bool) -> list[str]:
     """The shell's argv: read-only by default; for writing, the file attached with scandb's
     row-group size (an ATTACH option the file does not remember: opened plainly, the shell
     writes 122,880-row groups and one CREATE TABLE grew a database by 118 MB)."""
-    offline = ["-cmd", "SET autoinstall_known_extensions = false"]
+    offline = ["-cmd", "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false"]
     if not write:
         return [binary, "-readonly", *offline, str(db_path)]
     return [binary, *offline, "-cmd", attach_statement(db_path.absolute()), "-cmd", "USE scandb"]
