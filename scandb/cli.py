@@ -145,13 +145,13 @@ def migrate(db_path: Path, wait: float) -> None:
 @click.argument("query")
 @db_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (values in full) instead of a table.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects (values in full).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects per statement (values in full).")
 @wait_option
 def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> None:
     """Run SQL (read-only) and print each statement's result.
 
     Several statements separated by ';' run in order, and each result is printed, as in
-    the DuckDB shell. Tables shorten long values (a neuron's response list) with '…';
+    the DuckDB shell. Tables shorten long values (a trial's response list) with '…';
     --csv and --json print them in full.
 
     Example: scandb sql "SELECT tier, count(*) FROM trials GROUP BY tier"
@@ -250,7 +250,7 @@ def remove(scan_key: str, db_path: Path, wait: float) -> None:
 @click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True,
               help="How many scans (different animals) to write.")
 @click.option("--trials", type=click.IntRange(20, 100_000), default=600, show_default=True,
-              help="Trials per scan; about 10%% are test trials (each test image shown 10 times).")
+              help="Trials per scan; about 10% are test trials (each test image shown 10 times).")
 @click.option("--neurons", type=click.IntRange(1, 100_000), default=200, show_default=True,
               help="Neurons per scan.")
 @click.option("--image-size", type=(click.IntRange(8, 1024), click.IntRange(8, 1024)), default=(144, 256),
