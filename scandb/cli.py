@@ -150,8 +150,8 @@ def migrate(db_path: Path, wait: float) -> None:
 def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> None:
     """Run SQL (read-only) and print each statement's result.
 
-    Several statements separated by ';' run in order, and each result is printed, as in
-    the DuckDB shell. Tables shorten long values (a trial's response list) with '…';
+    Several statements separated by ';' run in order, and each result is printed as it
+    comes, as in the DuckDB shell; an error stops the rest. Tables shorten long values (a trial's response list) with '…';
     --csv and --json print them in full.
 
     Example: scandb sql "SELECT tier, count(*) FROM trials GROUP BY tier"
@@ -163,12 +163,14 @@ def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> 
     statements = _statements(query)
     fmt = "csv" if as_csv else "json" if as_json else "table"
     with connect(db_path, wait=wait) as db:
-        outputs = []
-        for statement in statements:
+        printed = False
+        for statement in statements:  # each result as soon as it is ready, as the DuckDB shell does
             columns, rows = db.run(statement.query)
             if statement.type.name in PRINTED_STATEMENTS:
-                outputs.append(render(columns, rows, fmt))
-    click.echo("\n\n".join(outputs) if fmt != "json" else "\n".join(outputs))
+                if printed and fmt != "json":
+                    click.echo()
+                click.echo(render(columns, rows, fmt))
+                printed = True
 
 
 def _statements(query: str) -> list:

@@ -184,9 +184,10 @@ def test_sql_prints_the_result_of_every_statement(lab_db):
 
 
 def test_a_failing_statement_stops_the_rest_with_one_line(lab_db):
-    result = run_cli("sql", "--db", str(lab_db), "SELECT 1 AS one; SELECT * FROM nowhere; SELECT 2")
+    result = run_cli("sql", "--db", str(lab_db), "SELECT 1 AS one; SELECT * FROM nowhere; SELECT 2 AS two")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "nowhere" in result.stderr
+    assert result.stdout.split() == ["one", "---", "1", "(1", "row)"]
 
 
 def test_a_long_response_list_is_shortened_in_tables_and_whole_in_csv(tmp_path):
