@@ -25,9 +25,11 @@ shortens them), so one neuron's 8,000-value response list stays one readable lin
 
 
 def shorten(text: str, width: int = MAX_CELL) -> str:
-    """One line of at most ``width`` characters: the start of the text, then '…' when cut."""
-    text = " ".join(text.split()) if "\n" in text or "\r" in text else text
-    return text if len(text) <= width else text[:width - 1] + "…"
+    """At most ``width`` characters: the start of the text, then '…' when cut. Text of several
+    lines (an EXPLAIN plan) is meant to be read whole and is left as it is."""
+    if len(text) <= width or "\n" in text:
+        return text
+    return text[:width - 1] + "…"
 
 
 def format_table(columns: list[str], rows: list[tuple]) -> str:
