@@ -5,23 +5,28 @@
         arrays = db.fetch("SELECT scan_key, trial_id FROM trials WHERE tier = 'test'")
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("scandb")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
-
-from .errors import BadScanError, DatabaseError, ScandbError, UsageError  # noqa: E402
+from .errors import BadScanError, DatabaseError, ScandbError, UsageError
 
 
 def __getattr__(name: str):
-    """``connect`` and ``ScanDB`` load the query layer (and pandas) on first use, so the
-    command line starts without them."""
+    """``connect`` and ``ScanDB`` load the query layer (and pandas) on first use, and
+    ``__version__`` reads the installed metadata on first use, so the command line starts
+    without them."""
     if name in ("connect", "ScanDB"):
         from . import api
         return getattr(api, name)
+    if name == "__version__":
+        return _installed_version()
     raise AttributeError(f"module 'scandb' has no attribute {name!r}")
+
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scandb")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0+unknown"
 
 
 __all__ = ["connect", "ScanDB", "ScandbError", "BadScanError", "DatabaseError", "UsageError", "__version__"]

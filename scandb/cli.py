@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from . import __version__
-from .catalog.database import DEFAULT_DB
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, DatabaseError, ScandbError
+from .catalog import DEFAULT_DB
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, DatabaseError, ScandbError, UsageError
+
+PRINTED_STATEMENTS = ("SELECT", "EXPLAIN", "CALL", "PRAGMA")
+"""Statement types whose result is printed; the DuckDB shell prints nothing for SET and the like."""
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 bad input (a scan is
 invalid, the summary says which and why); 4 database problem (in use, read-only, wrong
@@ -18,8 +21,10 @@ schema revision, disk full); 5 damage found by verify."""
 
 db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
                          default=DEFAULT_DB, show_default=True, help="Database file.")
-wait_option = click.option("--wait", type=float, default=0.0, show_default=True, metavar="SECONDS",
-                           help="How long to wait for another process that holds the database.")
+wait_option = click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+                           metavar="SECONDS",
+                           help="How long to wait for another process that holds the database "
+                                "(says so on stderr when it waits).")
 
 
 def connect(db_path: Path, wait: float, read_only: bool = True):
@@ -35,7 +40,7 @@ def fail(message: str, code: int) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
-@click.version_option(__version__, "-V", "--version", prog_name="scandb")
+@click.version_option(None, "-V", "--version", package_name="scandb", prog_name="scandb")
 def cli() -> None:
     """Sensorium-style recording scans in one DuckDB database.
 
@@ -57,12 +62,21 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
     Re-ingesting the same file does nothing; a different file for a scan already present
     is refused unless --replace. A bad scan is reported and skipped; the others go in.
     """
+    from .catalog.database import discard_new_database
+
     def report(result) -> None:
         click.echo(result.summary(), err=result.status == "failed")
 
-    with connect(db_path, wait=wait, read_only=False) as db:
+    new_file = not db_path.exists()
+    db = connect(db_path, wait=wait, read_only=False)
+    try:
         results = db.ingest(paths, replace=replace, response_matrix=response_matrix, keep_going=True,
                             progress=_progress, on_result=report)
+    finally:
+        discard = new_file and _holds_no_scans(db)  # decided while holding the write lock
+        db.close()
+        if discard:  # nothing went in: leave no empty database behind
+            discard_new_database(db_path)
     failures = [f"{r.source} ({r.error.problem})" for r in results if r.status == "failed"]
     if len(paths) > 1:
         statuses = [r.status for r in results]
@@ -73,6 +87,14 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
             line += f"; {len(failures)} failed: {'; '.join(failures)}"
         click.echo(line, err=bool(failures))
     sys.exit(EXIT_BAD_INPUT if failures else EXIT_OK)
+
+
+def _holds_no_scans(db) -> bool:
+    """True only when the database is readable and has no scan (unknown counts as not empty)."""
+    try:
+        return db.scans().empty
+    except Exception:  # no schema, or a connection DuckDB invalidated (disk full): keep the file
+        return False
 
 
 def _progress(path: Path):
@@ -122,11 +144,15 @@ def migrate(db_path: Path, wait: float) -> None:
 @cli.command()
 @click.argument("query")
 @db_option
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (values in full) instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects per statement (values in full).")
 @wait_option
 def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> None:
-    """Run one SQL query (read-only) and print its result.
+    """Run SQL (read-only) and print each statement's result.
+
+    Several statements separated by ';' run in order, and each result is printed as it
+    comes, as in the DuckDB shell; an error stops the rest. Tables shorten long values (a trial's response list) with '…';
+    --csv and --json print them in full.
 
     Example: scandb sql "SELECT tier, count(*) FROM trials GROUP BY tier"
     """
@@ -134,25 +160,55 @@ def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> 
 
     if as_csv and as_json:
         raise click.UsageError("choose one of --csv and --json")
+    statements = _statements(query)
+    fmt = "csv" if as_csv else "json" if as_json else "table"
     with connect(db_path, wait=wait) as db:
-        columns, rows = db.run(query)
-    click.echo(render(columns, rows, "csv" if as_csv else "json" if as_json else "table"))
+        printed = False
+        for statement in statements:  # each result as soon as it is ready, as the DuckDB shell does
+            columns, rows = db.run(statement.query)
+            if statement.type.name in PRINTED_STATEMENTS:
+                if printed and fmt != "json":
+                    click.echo()
+                click.echo(render(columns, rows, fmt))
+                printed = True
+
+
+def _statements(query: str) -> list:
+    """The statements of a query string, split by DuckDB's own parser; none is a usage error."""
+    import duckdb
+
+    from .catalog.transaction import explain
+
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise explain(exc, "query", users_sql=True) from None
+    if not statements:
+        raise UsageError("no SQL statement given; for example: scandb sql \"SELECT * FROM scans\"")
+    return statements
 
 
 @cli.command()
 @db_option
-@click.option("--write", is_flag=True, help="Open for writing (default: read-only, safe beside other readers).")
+@click.option("--write", is_flag=True,
+              help="Open for writing, with scandb's small row groups (default: read-only, safe beside "
+                   "other readers).")
 def shell(db_path: Path, write: bool) -> None:
-    """Open the DuckDB shell on the database."""
-    from .shell import find_duckdb_shell
+    """Open the DuckDB shell on the database.
+
+    Read-only by default. With --write the file is attached as scandb attaches it when it
+    writes (ROW_GROUP_SIZE 2048), so tables created in the shell stay small.
+    """
+    from .catalog.database import refuse_foreign_file
+    from .shell import find_duckdb_shell, shell_arguments
 
     binary = find_duckdb_shell()
     if binary is None:
         raise DatabaseError("the DuckDB shell is not installed; install it with: pip install duckdb-cli")
     if not db_path.exists():
         raise DatabaseError(f"{db_path}: no database there (create one with 'scandb ingest')")
-    args = [binary] + ([] if write else ["-readonly"]) + [str(db_path)]
-    os.execv(binary, args)
+    refuse_foreign_file(db_path)
+    os.execv(binary, shell_arguments(binary, db_path, write=write))
 
 
 @cli.command()
@@ -195,18 +251,48 @@ def remove(scan_key: str, db_path: Path, wait: float) -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="example")
-@click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True, help="How many scans.")
-@click.option("--trials", type=click.IntRange(2, 100_000), default=60, show_default=True)
-@click.option("--neurons", type=click.IntRange(1, 100_000), default=50, show_default=True)
-def example(directory: Path, count: int, trials: int, neurons: int) -> None:
-    """Write small synthetic example scans (zips) to try scandb on."""
+@click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True,
+              help="How many scans (different animals) to write.")
+@click.option("--trials", type=click.IntRange(20, 100_000), default=600, show_default=True,
+              help="Trials per scan; about 10% are test trials (each test image shown 10 times).")
+@click.option("--neurons", type=click.IntRange(1, 100_000), default=200, show_default=True,
+              help="Neurons per scan.")
+@click.option("--image-size", type=(click.IntRange(8, 1024), click.IntRange(8, 1024)), default=(144, 256),
+              show_default=True, metavar="HEIGHT WIDTH", help="Image height and width in pixels.")
+@click.option("--seed", type=click.IntRange(0), default=None,
+              help="Make the same scans (same keys and data) every time; default: new ones each call.")
+def example(directory: Path, count: int, trials: int, neurons: int, image_size: tuple[int, int],
+            seed: int | None) -> None:
+    """Write synthetic scans (zips) to try scandb and check an analysis on.
+
+    Neurons respond to the images (a linear-nonlinear model plus noise), so responses to
+    repeated test images agree as in real recordings. Test images are shared by every scan.
+    Scan keys differ between calls unless --seed is given.
+    """
     from .synthetic import write_example
 
-    for path in write_example(directory, count, n_trials=trials, n_neurons=neurons):
+    for path in write_example(directory, count, n_trials=trials, n_neurons=neurons, image_size=image_size,
+                              seed=seed):
         click.echo(str(path))
 
 
+class _NotesOnStderr(logging.Handler):
+    """The library's notes (e.g. that it waits for a lock) as one 'scandb: ...' line each
+    on whatever stderr is at the time."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"scandb: {record.getMessage()}", err=True)
+
+
+def _show_notes() -> None:
+    logger = logging.getLogger("scandb")
+    if not any(isinstance(h, _NotesOnStderr) for h in logger.handlers):
+        logger.addHandler(_NotesOnStderr())
+    logger.setLevel(logging.INFO)
+
+
 def main() -> None:
+    _show_notes()
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -215,7 +301,7 @@ def main() -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except ScandbError as exc:
-        fail(f"error: {exc}", exc.exit_code)
+        fail(f"error: {exc.cli_text()}", exc.exit_code)
     except KeyboardInterrupt:
         fail("interrupted; nothing half-written was kept", 130)
     except SystemExit:

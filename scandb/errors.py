@@ -12,9 +12,20 @@ EXIT_DAMAGE = 5
 
 
 class ScandbError(Exception):
-    """Base class: a problem scandb explains in one line."""
+    """Base class: a problem scandb explains in one line.
+
+    The message names Python arguments (``wait=``); ``cli_message``, when given, is the
+    same line naming the command line's options (``--wait``) instead.
+    """
 
     exit_code = EXIT_INTERNAL
+
+    def __init__(self, *args, cli_message: str | None = None):
+        super().__init__(*args)
+        self.cli_message = cli_message
+
+    def cli_text(self) -> str:
+        return self.cli_message or str(self)
 
 
 class BadScanError(ScandbError):

@@ -152,3 +152,178 @@ def test_any_database_file_name_works(tmp_path, name):
     result = run_cli("ingest", "--db", str(tmp_path / f"{name}.duckdb"), str(scan))
     assert result.returncode == 0, result.stderr
     assert "(1 row)" in run_cli("scans", "--db", str(tmp_path / f"{name}.duckdb")).stdout
+
+
+# -- sql: empty input, several statements, long values -------------------------------------
+
+
+@pytest.mark.parametrize("query", ["", "   ", "/* only a comment */", ";"])
+def test_sql_without_a_statement_is_a_usage_error(lab_db, query):
+    result = run_cli("sql", "--db", str(lab_db), query)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "no SQL statement given" in result.stderr
+
+
+def test_sql_prints_the_result_of_every_statement(lab_db):
+    query = ("SELECT count(*) AS n_scans FROM scans; SET threads = 1; "
+             "SELECT count(*) AS n_neurons FROM neurons;")
+    table = run_cli("sql", "--db", str(lab_db), query)
+    assert table.returncode == 0, table.stderr
+    first, second = table.stdout.strip().split("\n\n")
+    assert first.split()[:3] == ["n_scans", "-------", "3"]
+    assert second.split()[:3] == ["n_neurons", "---------", str(sum(s.n_neurons for s in THREE_SPECS))]
+    csv = run_cli("sql", "--db", str(lab_db), "--csv", query).stdout.split()
+    assert csv == ["n_scans", "3", "n_neurons", str(sum(s.n_neurons for s in THREE_SPECS))]
+    documents = run_cli("sql", "--db", str(lab_db), "--json", query).stdout
+    decoder, found, at = json.JSONDecoder(), [], 0
+    while at < len(documents.strip()):
+        value, at = decoder.raw_decode(documents, at)
+        found.append(value)
+        at += len(documents[at:]) - len(documents[at:].lstrip())
+    assert found == [[{"n_scans": 3}], [{"n_neurons": sum(s.n_neurons for s in THREE_SPECS)}]]
+
+
+def test_a_failing_statement_stops_the_rest_with_one_line(lab_db):
+    result = run_cli("sql", "--db", str(lab_db), "SELECT 1 AS one; SELECT * FROM nowhere; SELECT 2 AS two")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "nowhere" in result.stderr
+    assert result.stdout.split() == ["one", "---", "1", "(1", "row)"]
+
+
+def test_a_long_response_list_is_shortened_in_tables_and_whole_in_csv(tmp_path):
+    db = tmp_path / "wide.duckdb"
+    scan = make_scan(tmp_path, n_trials=20, n_neurons=8000)
+    assert run_cli("ingest", "--db", str(db), str(scan)).returncode == 0
+    query = "SELECT trial_id, response FROM responses WHERE trial_id = 0"
+    table = run_cli("sql", "--db", str(db), query)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert len(lines) == 4 and max(len(line) for line in lines) <= 100
+    assert lines[2].startswith("0") and lines[2].endswith("…") and "[" in lines[2]
+    csv = run_cli("sql", "--db", str(db), "--csv", query).stdout.splitlines()
+    assert len(csv[1].split(",")) == 8000 + 1
+
+
+# -- opening a database ----------------------------------------------------------------------
+
+
+def sqlite_file(path: Path) -> Path:
+    import sqlite3
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    return path
+
+
+OFFLINE_ENV = {"HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9",
+               "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+"""A proxy nothing listens on: any download attempt fails at once."""
+
+
+@pytest.mark.parametrize("command", [("scans",), ("sql", "SELECT 1"), ("ingest", "SCAN"), ("migrate",),
+                                     ("shell", "--write")])
+@pytest.mark.parametrize("kind", ["sqlite", "text"])
+def test_a_foreign_file_is_not_a_scandb_database(tmp_path, command, kind):
+    foreign = sqlite_file(tmp_path / "notes.db") if kind == "sqlite" else tmp_path / "notes.db"
+    if kind == "text":
+        foreign.write_text("scan_key,trial_id\n1-2-3,0\n")
+    content = foreign.read_bytes()
+    args = [str(make_scan(tmp_path)) if a == "SCAN" else a for a in command]
+    env = {k: v for k, v in os.environ.items() if k != "SCANDB_DEBUG"} | OFFLINE_ENV
+    result = subprocess.run([sys.executable, "-m", "scandb", *args, "--db", str(foreign)], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 4
+    assert result.stderr.strip() == f"scandb: error: {foreign}: not a scandb database (" + (
+        "a SQLite database)" if kind == "sqlite" else "not a DuckDB file)")
+    assert foreign.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("static")) == ["notes.db"]
+
+
+def test_python_errors_name_python_arguments_and_the_cli_names_options(tmp_path):
+    import scandb
+    db = tmp_path / "held.duckdb"
+    scan = make_scan(tmp_path, n_trials=20)
+    assert run_cli("ingest", "--db", str(db), str(scan)).returncode == 0
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                               "print('holding', flush=True); sys.stdin.read()", str(db)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "holding\n"
+        with pytest.raises(scandb.DatabaseError) as raised:
+            scandb.connect(db)
+        assert "pass wait=SECONDS" in str(raised.value) and "--wait" not in str(raised.value)
+        cli = run_cli("scans", "--db", str(db))
+        assert cli.returncode == 4 and "pass --wait SECONDS" in cli.stderr and "wait=" not in cli.stderr
+        waited = run_cli("scans", "--db", str(db), "--wait", "0.5")
+        assert waited.returncode == 4
+        waiting, error = waited.stderr.splitlines()
+        assert waiting.startswith(f"scandb: {db}: in use by ") and waiting.endswith("waiting up to 0.5 s")
+        assert error.endswith("(waited 0.5 s)")
+    finally:
+        holder.communicate("", timeout=60)
+
+
+# -- ingest leaves nothing behind when nothing went in ----------------------------------------
+
+
+def test_a_failed_ingest_leaves_no_new_database_file(tmp_path):
+    bad = tmp_path / "not_a_scan"
+    bad.mkdir()
+    (bad / "notes.txt").write_text("hello")
+    db = tmp_path / "new.duckdb"
+    result = run_cli("ingest", "--db", str(db), str(bad))
+    assert result.returncode == 3 and "not a scan" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["not_a_scan"]
+    good = make_scan(tmp_path, n_trials=20)
+    mixed = run_cli("ingest", "--db", str(db), str(bad), str(good))
+    assert mixed.returncode == 3 and "1 ingested; 1 failed" in mixed.stderr
+    assert "(1 row)" in run_cli("scans", "--db", str(db)).stdout
+
+
+def test_a_failed_ingest_into_an_existing_database_keeps_it(tmp_path):
+    db = tmp_path / "kept.duckdb"
+    assert run_cli("migrate", "--db", str(db)).returncode == 0
+    bad = tmp_path / "empty"
+    bad.mkdir()
+    assert run_cli("ingest", "--db", str(db), str(bad)).returncode == 3
+    assert db.is_file() and "(0 rows)" in run_cli("scans", "--db", str(db)).stdout
+
+
+@pytest.mark.parametrize("layout", ["empty", "zips"])
+def test_a_folder_that_is_not_a_scan_says_so(tmp_path, layout):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    if layout == "zips":
+        make_scan(folder, n_trials=20)
+        make_scan(folder, n_trials=20, animal_id=30000)
+    result = run_cli("ingest", "--db", str(tmp_path / "x.duckdb"), str(folder))
+    assert result.returncode == 3
+    expected = ("empty folder: not a scan" if layout == "empty"
+                else "a folder holding 2 zip files, not a scan: give the scan zips themselves")
+    assert result.stderr.startswith(f"error: {folder}: {expected}")
+
+
+# -- the DuckDB shell opened for writing ------------------------------------------------------
+
+
+def row_groups(db: Path, table: str) -> int:
+    import duckdb
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(f"SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('{table}')").fetchone()[0]
+
+
+def test_shell_write_keeps_scandb_row_group_size(tmp_path, lab_db):
+    import shutil
+    from scandb.catalog.database import ROW_GROUP_SIZE
+    from scandb.shell import find_duckdb_shell
+    binary = find_duckdb_shell()
+    if binary is None:
+        pytest.skip("duckdb-cli is not installed")
+    create = "CREATE TABLE mine AS SELECT range AS i FROM range(10000);\n"
+    copy = shutil.copy(lab_db, tmp_path / "copy.duckdb")
+    result = subprocess.run([sys.executable, "-m", "scandb", "shell", "--write", "--db", str(copy)], input=create,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    assert row_groups(copy, "mine") == -(-10000 // ROW_GROUP_SIZE)
+    plain = shutil.copy(lab_db, tmp_path / "plain.duckdb")
+    subprocess.run([binary, str(plain)], input=create, capture_output=True, text=True, timeout=120, check=True)
+    assert row_groups(plain, "mine") == 1

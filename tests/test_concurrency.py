@@ -82,8 +82,10 @@ def test_a_second_writer_waits_then_names_the_holder(good_db, before, second_sca
     run = run_cli("ingest", str(second_scan), "--db", str(good_db), "--wait", "1")
     assert time.monotonic() - started >= 1
     assert run.code == 4
-    assert "in use by another process (" in run.error and f"PID {holder.pid})" in run.error
-    assert "(waited 1 s)" in run.error
+    waiting, error = run.err_lines
+    assert f"PID {holder.pid}); waiting up to 1 s" in waiting
+    assert "in use by another process (" in error and f"PID {holder.pid})" in error
+    assert "(waited 1 s)" in error
     holder.release()
     assert digest_database(good_db) == before
 

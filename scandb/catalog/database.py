@@ -1,25 +1,31 @@
 """Opening a scandb database: one DuckDB connection shared by SQLAlchemy, Alembic and
 bulk Arrow calls (DuckDB refuses a second connection to one file with another
 configuration), and the schema revision checks that guard it.
+
+SQLAlchemy and Alembic load only when a migration runs: reading needs neither, and they
+cost most of the command line's start-up time (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import sqlalchemy as sa
-from duckdb_engine import ConnectionWrapper
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 
 from ..errors import DatabaseError, first_line
+from . import DEFAULT_DB  # noqa: F401  (re-exported: callers open DEFAULT_DB by default)
 
-DEFAULT_DB = "scandb.duckdb"
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from alembic.config import Config
+
+log = logging.getLogger("scandb")
+
 DENIED = ("Read-only file system", "Permission denied", "Operation not permitted")
 LOCK_MESSAGE = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 
@@ -29,25 +35,35 @@ def image_dir_for(db_path: Path) -> Path:
     return db_path.with_name(db_path.stem + ".images") if db_path.suffix else db_path.with_name(db_path.name + ".images")
 
 
+OFFLINE = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+"""DuckDB would otherwise try to download an extension to open a foreign file (a SQLite
+database makes it fetch ``sqlite_scanner``): scandb never needs the network."""
+
+DUCKDB_MAGIC = b"DUCK"
+"""Bytes 8-11 of every DuckDB database file."""
+
+
 def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    refuse_foreign_file(path)
     deadline = time.monotonic() + wait
+    said_waiting = False
     while True:
         try:
-            return duckdb.connect(str(path), read_only=True) if read_only else _connect_for_writing(path)
+            return _connect_for_reading(path) if read_only else _connect_for_writing(path)
         except duckdb.IOException as exc:
             message = str(exc)
             lock = LOCK_MESSAGE.search(message)
             if lock and time.monotonic() < deadline:
+                if not said_waiting:
+                    log.info("%s: in use by %s (PID %s); waiting up to %g s", path, lock["program"], lock["pid"],
+                             wait)
+                    said_waiting = True
                 time.sleep(0.2)
                 continue
             if lock:
-                raise DatabaseError(
-                    f"{path}: in use by another process ({lock['program']}, PID {lock['pid']}); "
-                    f"DuckDB lets one process write a file, and only while no other has it open: "
-                    f"wait for it to finish"
-                    + (f" (waited {wait:g} s)" if wait else " or pass --wait SECONDS")) from None
+                raise _in_use(path, lock, wait) from None
             if "No such file" in message or "does not exist" in message:
-                raise DatabaseError(f"{path}: no database there (create one with 'scandb ingest')") from None
+                raise _missing(path) from None
             denied = next((c for c in DENIED if c in message), None)
             if denied and not read_only:
                 raise DatabaseError(f"{path}: cannot open for writing ({denied}): "
@@ -55,6 +71,38 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
             raise DatabaseError(f"{path}: cannot open database ({first_line(message)})") from None
         except duckdb.Error as exc:
             raise DatabaseError(f"{path}: cannot open database ({first_line(str(exc))})") from None
+
+
+def _missing(path: Path) -> DatabaseError:
+    return DatabaseError(f"{path}: no database there (create one with scandb.connect(path, read_only=False))",
+                         cli_message=f"{path}: no database there (create one with 'scandb ingest')")
+
+
+def _in_use(path: Path, lock: re.Match, waited: float) -> DatabaseError:
+    message = (f"{path}: in use by another process ({lock['program']}, PID {lock['pid']}); DuckDB lets "
+               f"one process write a file, and only while no other has it open: wait for it to finish")
+    if waited:
+        return DatabaseError(f"{message} (waited {waited:g} s)")
+    return DatabaseError(f"{message} or pass wait=SECONDS", cli_message=f"{message} or pass --wait SECONDS")
+
+
+def refuse_foreign_file(path: Path) -> None:
+    """A file that is not a DuckDB database (SQLite, CSV, anything) is refused by its header,
+    before DuckDB guesses a format and looks for an extension to read it."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(12)
+    except FileNotFoundError:
+        return
+    except OSError:
+        return  # DuckDB's own open reports it (permissions, a folder)
+    if header and header[8:12] != DUCKDB_MAGIC:
+        kind = "a SQLite database" if header.startswith(b"SQLite forma") else "not a DuckDB file"
+        raise DatabaseError(f"{path}: not a scandb database ({kind})")
+
+
+def _connect_for_reading(path: Path) -> duckdb.DuckDBPyConnection:
+    return duckdb.connect(str(path), read_only=True, config=OFFLINE)
 
 
 ROW_GROUP_SIZE = 2048
@@ -68,10 +116,9 @@ def _connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     """The file attached with small row groups (an ATTACH option, not stored in the file,
     so every writer sets it), under a fixed alias: a file's stem may be a reserved name
     such as ``main`` or ``memory``."""
-    conn = duckdb.connect()
+    conn = duckdb.connect(config=OFFLINE)
     try:
-        literal = "'" + str(path).replace("'", "''") + "'"
-        conn.execute(f"ATTACH {literal} AS scandb (ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
+        conn.execute(attach_statement(path))
         conn.execute("USE scandb")
     except BaseException:
         conn.close()
@@ -79,18 +126,49 @@ def _connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
     return conn
 
 
-def _alembic_config() -> Config:
+def attach_statement(path: Path) -> str:
+    """The ATTACH every writer runs, the DuckDB shell's ``scandb shell --write`` included."""
+    literal = "'" + str(path).replace("'", "''") + "'"
+    return f"ATTACH {literal} AS scandb (ROW_GROUP_SIZE {ROW_GROUP_SIZE})"
+
+
+def _alembic_config() -> "Config":
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(resources.files("scandb.migrations")))
     return config
 
 
+REVISION_LINE = re.compile(r'^revision\s*(?::\s*str\s*)?=\s*["\'](?P<rev>[^"\']+)["\']', re.M)
+DOWN_REVISION_LINE = re.compile(r'^down_revision\s*(?::[^=]*)?=\s*(?:None|["\'](?P<rev>[^"\']+)["\'])', re.M)
+
+
+def _revision_graph() -> dict[str, str | None]:
+    """Each shipped revision and the one it upgrades, read from the migration files'
+    ``revision = ...`` lines: checking a database's revision must not import Alembic."""
+    graph: dict[str, str | None] = {}
+    for entry in resources.files("scandb.migrations").joinpath("versions").iterdir():
+        if not entry.name.endswith(".py") or entry.name.startswith("_"):
+            continue
+        text = entry.read_text()
+        revision, down = REVISION_LINE.search(text), DOWN_REVISION_LINE.search(text)
+        if revision and down:
+            graph[revision["rev"]] = down["rev"]
+    return graph
+
+
 def head_revision() -> str:
-    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    graph = _revision_graph()
+    heads = set(graph) - set(graph.values())
+    if len(heads) != 1:
+        raise DatabaseError(f"scandb's migrations have {len(heads)} heads ({', '.join(sorted(heads))}); "
+                            "reinstall scandb")
+    return heads.pop()
 
 
 def known_revisions() -> set[str]:
-    return {rev.revision for rev in ScriptDirectory.from_config(_alembic_config()).walk_revisions()}
+    return set(_revision_graph())
 
 
 class Database:
@@ -99,12 +177,24 @@ class Database:
     def __init__(self, path: str | Path, *, read_only: bool = True, wait: float = 0.0):
         self.path = Path(path).absolute()
         if read_only and not self.path.exists():
-            raise DatabaseError(f"{self.path}: no database there (create one with 'scandb ingest')")
+            raise _missing(self.path)
         if not read_only and not self.path.parent.is_dir():
             raise DatabaseError(f"{self.path}: folder {self.path.parent} does not exist")
         self.read_only = read_only
         self.conn = _connect(self.path, read_only, wait)
-        self.engine = sa.create_engine("duckdb://", creator=lambda: ConnectionWrapper(self.conn), poolclass=sa.pool.StaticPool)
+        self._engine: "sa.Engine | None" = None
+
+    @property
+    def engine(self) -> "sa.Engine":
+        """SQLAlchemy on this connection, created on first use (only migrations need it)."""
+        if self._engine is None:
+            import sqlalchemy as sa
+            from duckdb_engine import ConnectionWrapper
+
+            conn = self.conn
+            self._engine = sa.create_engine("duckdb://", creator=lambda: ConnectionWrapper(conn),
+                                            poolclass=sa.pool.StaticPool)
+        return self._engine
 
     @property
     def image_dir(self) -> Path:
@@ -135,12 +225,17 @@ class Database:
         if current is None:
             if self.data_tables():
                 raise DatabaseError(f"{self.path}: not a scandb database (it has tables but no schema revision)")
-            raise DatabaseError(f"{self.path}: empty database; create it with 'scandb migrate --db {self.path}'")
+            raise DatabaseError(f"{self.path}: empty database; create its schema with "
+                                f"scandb.connect(path, read_only=False).migrate()",
+                                cli_message=f"{self.path}: empty database; create it with "
+                                            f"'scandb migrate --db {self.path}'")
         if current not in known_revisions():
             raise DatabaseError(f"{self.path}: schema revision {current} is newer than this scandb knows "
                                 f"(latest {head}); upgrade scandb (pip install -U scandb)")
-        raise DatabaseError(f"{self.path}: schema revision {current} is older than this scandb's {head}; "
-                            f"run 'scandb migrate --db {self.path}'")
+        older = f"{self.path}: schema revision {current} is older than this scandb's {head}"
+        raise DatabaseError(f"{older}; upgrade it with scandb.connect(path, read_only=False).migrate() "
+                            f"(or 'scandb migrate --db {self.path}')",
+                            cli_message=f"{older}; run 'scandb migrate --db {self.path}'")
 
     def upgrade(self, target: str = "head") -> tuple[str | None, str]:
         """Migrate to the newest revision (or ``target``); returns (before, after)."""
@@ -151,6 +246,8 @@ class Database:
             self.check_revision()
         if self.read_only:
             raise DatabaseError(f"{self.path}: opened read-only; cannot migrate")
+        from alembic import command
+
         config = _alembic_config()
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
@@ -167,7 +264,8 @@ class Database:
 
     def close(self) -> None:
         if self.conn is not None:
-            self.engine.dispose()
+            if self._engine is not None:
+                self._engine.dispose()
             self.conn.close()
             self.conn = None
 
@@ -176,3 +274,18 @@ class Database:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def discard_new_database(path: Path) -> None:
+    """Delete a database file this command created but put nothing in (a failed first
+    ingest), with its write-ahead log and any empty image-store folders."""
+    path = Path(path)
+    for leftover in (path, path.with_name(path.name + ".wal")):
+        leftover.unlink(missing_ok=True)
+    store = image_dir_for(path)
+    if store.is_dir():
+        for folder in sorted((p for p in store.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        if not any(store.iterdir()):
+            store.rmdir()

@@ -189,8 +189,14 @@ class _Reader:
     # -- layout ---------------------------------------------------------------------------
 
     def _find_root(self, names: list[str]) -> str:
+        folder = self.path.is_dir()
         if not names:
-            raise self.bad(None, "empty archive: no files")
+            raise self.bad(None, "empty folder: not a scan" if folder else "empty archive: no files")
+        zips = [n for n in names if n.lower().endswith(".zip")]
+        if folder and zips and not any(n.startswith(("data/", "meta/")) or "/data/" in n for n in names):
+            raise self.bad(None, f"a folder holding {len(zips)} zip file{'s' if len(zips) != 1 else ''}, "
+                                 "not a scan: give the scan zips themselves (e.g. "
+                                 f"{PurePosixPath(self.label, zips[0])})")
         if any(n.startswith(("data/", "meta/")) for n in names):
             return ""
         tops = {n.split("/", 1)[0] for n in names if "/" in n}

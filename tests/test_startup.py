@@ -1,0 +1,62 @@
+"""The command line starts without the libraries it does not need: which modules a command
+imports is asserted here; how long start-up takes is measured by bench/startup.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("duckdb", "numpy", "pyarrow", "pandas", "sqlalchemy", "alembic", "duckdb_engine")
+
+RUN_AND_LIST = """
+import json, sys
+from scandb.cli import main
+heavy_names = json.loads(sys.argv[1])
+sys.argv = ["scandb", *sys.argv[2:]]
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted({name.split(".")[0] for name in sys.modules} & set(heavy_names))
+print("\\nIMPORTED " + json.dumps(heavy))
+"""
+
+
+def imported_by(*args: str) -> set[str]:
+    """The heavy top-level libraries loaded by one run of ``scandb ARGS``."""
+    done = subprocess.run([sys.executable, "-c", RUN_AND_LIST, json.dumps(HEAVY), *args], capture_output=True,
+                          text=True, timeout=120)
+    line = next(line for line in done.stdout.splitlines() if line.startswith("IMPORTED "))
+    return set(json.loads(line.removeprefix("IMPORTED ")))
+
+
+def test_help_loads_no_database_library():
+    assert imported_by("--help") == set()
+    assert imported_by("sql", "--help") == set()
+
+
+@pytest.mark.parametrize("command", [("sql", "SELECT count(*) FROM trials"), ("scans",), ("info", "26872-17-20")])
+def test_reading_commands_load_neither_sqlalchemy_nor_alembic(lab_db, command):
+    loaded = imported_by(*command, "--db", str(lab_db))
+    assert "duckdb" in loaded
+    assert not loaded & {"sqlalchemy", "alembic", "duckdb_engine"}
+
+
+def test_migrating_loads_alembic(tmp_path: Path):
+    """The check above can fail: a command that migrates does load them."""
+    loaded = imported_by("migrate", "--db", str(tmp_path / "new.duckdb"))
+    assert {"sqlalchemy", "alembic", "duckdb_engine"} <= loaded
+
+
+def test_revisions_read_without_alembic_match_alembic():
+    """The revision check reads the migration files itself; Alembic must agree with it."""
+    from alembic.script import ScriptDirectory
+
+    from scandb.catalog.database import _alembic_config, head_revision, known_revisions
+    scripts = ScriptDirectory.from_config(_alembic_config())
+    assert head_revision() == scripts.get_current_head()
+    assert known_revisions() == {rev.revision for rev in scripts.walk_revisions()}
