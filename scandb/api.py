@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -25,12 +24,15 @@ from .keys import DATA_KEYS
 from .query import fetch as fetching
 from .query import selection as selecting
 from .query.filters import check_known, filters, where as where_sql
+from .query.frames import is_dataframe
 from .query.neurons import Neurons
 from .query.reader import Readers, read_statistic
 from .query.selection import Selection
 from .source.npyfile import load as load_npy
 
 if TYPE_CHECKING:
+    import pandas
+
     from .ingest import IngestResult
     from .ingest.writer import Progress
     from .maintenance.remove import RemoveResult
@@ -82,7 +84,7 @@ class ScanDB:
         except duckdb.Error as exc:
             raise explain(exc, "query", users_sql=True) from None
 
-    def _df(self, query: str, params: Sequence = (), doing: str = "query") -> pd.DataFrame:
+    def _df(self, query: str, params: Sequence = (), doing: str = "query") -> pandas.DataFrame:
         try:
             return self.conn.execute(query, params).df()
         except duckdb.Error as exc:
@@ -90,12 +92,12 @@ class ScanDB:
 
     # -- tables ---------------------------------------------------------------------------
 
-    def scans(self) -> pd.DataFrame:
+    def scans(self) -> pandas.DataFrame:
         return self._df("SELECT * FROM scans ORDER BY scan_key")
 
     def trials(self, scan: str | Iterable[str] | None = None, tier: str | Iterable[str] | None = None,
                image_id: int | Iterable[int] | None = None, where: str | None = None,
-               params: Sequence | None = None) -> pd.DataFrame:
+               params: Sequence | None = None) -> pandas.DataFrame:
         """Trials with behavior and image path, filtered; ``where`` is extra SQL with ``?`` params.
 
         A scan, tier or image id that exists nowhere in the database is a ``UsageError``.
@@ -110,7 +112,7 @@ class ScanDB:
 
     def neurons(self, scan: str | Iterable[str] | None = None, area: str | Iterable[str] | None = None,
                 layer: str | Iterable[str] | None = None, unit_id: int | Iterable[int] | None = None
-                ) -> pd.DataFrame:
+                ) -> pandas.DataFrame:
         """Neurons filtered; a scan, area, layer or unit id found nowhere is a ``UsageError``."""
         clauses, values = filters(self.conn, "neurons", scan=("scan_key", scan), area=("area", area),
                                   layer=("layer", layer), unit_id=("unit_id", unit_id))
@@ -203,7 +205,7 @@ class ScanDB:
         """The scans an empty selection takes its other dimensions from."""
         if scan is not None:
             return [scan]
-        if isinstance(neurons, pd.DataFrame) and "scan_key" in neurons.columns:
+        if is_dataframe(neurons) and "scan_key" in neurons.columns:
             return list(dict.fromkeys(neurons["scan_key"]))
         if isinstance(neurons, Mapping):
             return list(neurons)

@@ -46,6 +46,10 @@ def test_reading_commands_load_neither_sqlalchemy_nor_alembic(lab_db, command):
     assert not loaded & {"sqlalchemy", "alembic", "duckdb_engine"}
 
 
+def test_sql_loads_no_pandas(lab_db):
+    assert "pandas" not in imported_by("sql", "SELECT tier, count(*) FROM trials GROUP BY tier", "--db", str(lab_db))
+
+
 def test_migrating_loads_alembic(tmp_path: Path):
     """The check above can fail: a command that migrates does load them."""
     loaded = imported_by("migrate", "--db", str(tmp_path / "new.duckdb"))

@@ -12,19 +12,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..errors import UsageError
+from .frames import is_dataframe, is_series
 from .reader import Readers
 
-Neurons = pd.DataFrame | Mapping[str, Sequence[int]] | Sequence[int] | np.ndarray | pd.Series | range
+Neurons = "pandas.DataFrame | Mapping[str, Sequence[int]] | Sequence[int] | np.ndarray | pandas.Series | range"
+"""What ``neurons=`` takes (a type for annotations; pandas is imported only by callers that use it)."""
 
 
 def picks(readers: Readers, scans: Sequence[str], neurons: Neurons | None) -> dict[str, np.ndarray] | None:
     """Response columns to keep for each scan, in the order given; None keeps them all."""
     if neurons is None:
         return None
-    if isinstance(neurons, pd.DataFrame):
+    if is_dataframe(neurons):
         return _per_scan(readers, scans, *_frame_groups(neurons))
     if isinstance(neurons, Mapping):
         return _per_scan(readers, scans, "neuron_idx", {s: np.asarray(v) for s, v in neurons.items()})
@@ -40,13 +41,13 @@ def picks(readers: Readers, scans: Sequence[str], neurons: Neurons | None) -> di
 
 def width(neurons: Neurons | None) -> int | None:
     """How many neurons ``neurons`` picks, when that is known without a scan (else None)."""
-    if neurons is None or isinstance(neurons, (pd.DataFrame, Mapping)):
+    if neurons is None or is_dataframe(neurons) or isinstance(neurons, Mapping):
         return None
     values = np.asarray(neurons)
     return int(values.sum()) if values.dtype == bool else int(values.size)
 
 
-def _frame_groups(frame: pd.DataFrame) -> tuple[str, dict[str, np.ndarray]]:
+def _frame_groups(frame: pandas.DataFrame) -> tuple[str, dict[str, np.ndarray]]:
     by = "neuron_idx" if "neuron_idx" in frame.columns else "unit_id"
     if by not in frame.columns or "scan_key" not in frame.columns:
         raise UsageError("a neurons= DataFrame needs scan_key and neuron_idx (or unit_id) columns")
@@ -64,7 +65,7 @@ def _per_scan(readers: Readers, scans: Sequence[str], by: str, groups: dict[str,
 
 
 def _positions(neurons, n_neurons: int, scan: str) -> tuple[np.ndarray, str]:
-    by = "unit_id" if isinstance(neurons, pd.Series) and neurons.name == "unit_id" else "neuron_idx"
+    by = "unit_id" if is_series(neurons) and neurons.name == "unit_id" else "neuron_idx"
     values = np.asarray(neurons)
     if values.ndim != 1:
         raise UsageError(f"neurons= must be one-dimensional; got shape {values.shape}")

@@ -12,18 +12,19 @@ from collections.abc import Sequence
 
 import duckdb
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from ..catalog.transaction import explain
 from ..errors import UsageError
+from .frames import is_dataframe, is_series
 from ..keys import ARROW_BATCH
 from .reader import Readers
 
 COLUMNS = ("scan_key", "trial_id")
 
-Selection = (str | duckdb.DuckDBPyRelation | pd.DataFrame | pa.Table | pa.RecordBatchReader
-             | Sequence[tuple[str, int]] | Sequence[int] | np.ndarray | pd.Series | range)
+Selection = ("str | duckdb.DuckDBPyRelation | pandas.DataFrame | pa.Table | pa.RecordBatchReader"
+             " | Sequence[tuple[str, int]] | Sequence[int] | np.ndarray | pandas.Series | range")
+"""What names trials (a type for annotations; pandas is imported only by callers that use it)."""
 
 SCHEMA = pa.schema([("scan_key", pa.string()), ("trial_id", pa.int64())])
 
@@ -31,7 +32,7 @@ SCHEMA = pa.schema([("scan_key", pa.string()), ("trial_id", pa.int64())])
 def resolve(conn: duckdb.DuckDBPyConnection, selection: Selection, params: Sequence | None = None,
             scan: str | None = None) -> pa.Table:
     """The selection as a table of ``scan_key`` (string) and ``trial_id`` (int64), unchecked."""
-    if isinstance(selection, (pd.Series, np.ndarray, range)) or _is_id_list(selection):
+    if is_series(selection) or isinstance(selection, (np.ndarray, range)) or _is_id_list(selection):
         return _trial_ids(selection, scan)
     table = _as_table(conn, selection, params)
     if scan is not None and "scan_key" not in table.column_names and "trial_id" in table.column_names:
@@ -84,7 +85,7 @@ def _as_table(conn: duckdb.DuckDBPyConnection, selection, params: Sequence | Non
         return pa.Table.from_batches([selection])
     if isinstance(selection, pa.Table):
         return selection
-    if isinstance(selection, pd.DataFrame):
+    if is_dataframe(selection):
         columns = [c for c in COLUMNS if c in selection.columns]
         return pa.Table.from_pandas(selection[columns], preserve_index=False)
     if hasattr(selection, "__arrow_c_stream__"):  # polars and other Arrow-speaking tables
