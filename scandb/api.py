@@ -33,11 +33,13 @@ from .source.npyfile import load as load_npy
 if TYPE_CHECKING:
     import pandas
 
+    from .export import ExportResult
     from .ingest import IngestResult
     from .ingest.writer import Progress
     from .maintenance.remove import RemoveResult
     from .maintenance.report import VerifyReport
     from .query.summary import ScanSummary
+    from .report import ReportResult
 
 
 def connect(path: str | Path = DEFAULT_DB, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
@@ -210,6 +212,38 @@ class ScanDB:
         if isinstance(neurons, Mapping):
             return list(neurons)
         return self._readers.known()
+
+    # -- out of the database ----------------------------------------------------------------
+
+    def export(self, selection: Selection, out: str | Path, neurons: "Neurons | str | None" = None, *,
+               format: str = "scan", zip: bool = False, params: Sequence | None = None,
+               scan: str | None = None) -> "ExportResult":
+        """Write the selected trials under ``out``: scan folders in the source layout (one per
+        scan, named like the source; ``zip=True`` for zips), ``format="parquet"`` for the
+        selected rows of every table, or ``format="npz"`` for the aligned arrays in one file.
+        ``neurons`` is anything ``fetch`` takes, or SQL returning scan_key and neuron_idx.
+        """
+        from .export import export
+
+        return export(self, self._readers, selection, out, neurons, format=format, zip=zip, params=params,
+                      scan=scan)
+
+    def report(self, scan: str, out: str | Path) -> "ReportResult":
+        """PNG figures of one scan and an HTML page embedding them, written into ``out``
+        (needs matplotlib: ``pip install "scandb[report]"``)."""
+        from .report import write_report
+
+        self._readers.get(scan)
+        return write_report(self, scan, Path(out))
+
+    def oracle(self, scan: str, tier: str | None = None) -> "pandas.DataFrame":
+        """Per-neuron repeat reliability: each repeat's response correlated with the mean of
+        the other repeats of its image, averaged over images (``tier``: default the test tier,
+        or the oracle tier of dynamic scans). One row per neuron with its area and layer."""
+        from .report.numbers import oracle_frame
+
+        self._readers.get(scan)
+        return oracle_frame(self, scan, tier)
 
     # -- writing and upkeep ---------------------------------------------------------------
 

@@ -250,6 +250,52 @@ def remove(scan_key: str, db_path: Path, wait: float) -> None:
 
 
 @cli.command()
+@click.argument("query")
+@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--neurons", "neurons_query", metavar="QUERY", default=None,
+              help="SQL returning scan_key and neuron_idx (or unit_id): the neurons to keep, in that order "
+                   "(default: all of them).")
+@click.option("--format", "fmt", type=click.Choice(["scan", "parquet", "npz"]), default="scan", show_default=True,
+              help="scan: one folder per scan in the source layout, read by existing loaders; parquet: the "
+                   "selected rows of every table, partitioned by scan_key; npz: the aligned arrays in one file.")
+@click.option("--zip", "as_zip", is_flag=True, help="Write each scan as a zip (one top-level folder) instead of a folder.")
+@db_option
+@wait_option
+def export(query: str, out: Path, neurons_query: str | None, fmt: str, as_zip: bool, db_path: Path,
+           wait: float) -> None:
+    """Export the trials a query selects (scan_key, trial_id) into the folder OUT.
+
+    Trials are numbered 0..n-1 in the query's order; meta arrays are taken for the selected
+    trials and neurons, every other file the scan shipped is copied as it was, and
+    meta/trials/source_trial_id.npy names each trial's id in the source scan.
+
+    Example: scandb export "SELECT scan_key, trial_id FROM trials_full WHERE running_speed > 1
+    ORDER BY ALL" out/ --neurons "SELECT scan_key, neuron_idx FROM neurons WHERE area IN ('V1', 'LM')"
+    """
+    with connect(db_path, wait=wait) as db:
+        result = db.export(query, out, neurons_query, format=fmt, zip=as_zip)
+    click.echo(result.summary())
+
+
+@cli.command()
+@click.argument("scan")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for the PNG figures and report.html (created if missing).")
+@db_option
+@wait_option
+def report(scan: str, out: Path, db_path: Path, wait: float) -> None:
+    """Plot one scan: neurons per area and layer and their positions, trials per tier,
+    responses per area and tier, behavior over presentation order, repeat reliability.
+
+    Writes one PNG per figure and report.html with every figure embedded
+    (needs matplotlib: pip install "scandb[report]").
+    """
+    with connect(db_path, wait=wait) as db:
+        result = db.report(scan, out)
+    click.echo(result.summary())
+
+
+@cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="example")
 @click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True,
               help="How many scans (different animals) to write.")

@@ -1,0 +1,102 @@
+"""Out of the database: a selection as scan folders, Parquet tables or one ``.npz``.
+
+``export`` resolves the selection and the neuron choice once, then hands them to one writer
+per format; every writer builds its output under a temporary name and renames it into place
+only when complete, so a failed export leaves ``out`` as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+
+from ..catalog.transaction import explain
+from ..errors import UsageError
+from ..query import neurons as neuron_choice
+
+FORMATS = ("scan", "parquet", "npz")
+"""``scan``: the source layout, one folder (or zip) per scan; ``parquet``: the selected rows of
+every table; ``npz``: the selection's aligned arrays in one file."""
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote: one path per scan folder or zip, or the one Parquet folder / npz file."""
+
+    format: str
+    paths: list[Path] = field(default_factory=list)
+    n_trials: int = 0
+    n_scans: int = 0
+
+    def summary(self) -> str:
+        where = ", ".join(str(p) for p in self.paths)
+        return f"exported {self.n_trials} trials of {self.n_scans} scan(s) as {self.format}: {where}"
+
+
+def export(db, readers, selection, out: str | Path, neurons=None, *, format: str = "scan", zip: bool = False,
+           params=None, scan: str | None = None) -> ExportResult:
+    """Write the selected trials (and ``neurons``) of ``db`` (a ``ScanDB``; ``readers`` its
+    per-scan readers) under ``out``."""
+    if format not in FORMATS:
+        raise UsageError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    if zip and format != "scan":
+        raise UsageError("zip=True (--zip) applies to format 'scan' only")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder; export writes into a folder")
+    selected = db.select(selection, params, scan)
+    if selected.num_rows == 0:
+        raise UsageError("the selection names no trials; nothing to export")
+    scans = list(dict.fromkeys(selected["scan_key"].to_pylist()))
+    picked = neuron_choice.picks(readers, scans, _neurons_of(db, neurons)) or {}
+    if format == "scan":
+        from .scanfolder import write_scan
+
+        paths = [write_scan(db, scan_key, _trials_of(selected, scan_key), picked.get(scan_key), out, zip)
+                 for scan_key in scans]
+    elif format == "parquet":
+        from .tables import write_parquet
+
+        paths = [write_parquet(db, selected, picked, out)]
+    else:
+        from .tables import write_npz
+
+        paths = [write_npz(db, selected, picked, out)]
+    return ExportResult(format, paths, selected.num_rows, len(scans))
+
+
+def _neurons_of(db, neurons):
+    """A SQL string naming neurons becomes its result (a DataFrame with scan_key, neuron_idx)."""
+    if isinstance(neurons, str):
+        try:
+            frame = db.sql(neurons).df()
+        except duckdb.Error as exc:
+            raise explain(exc, "neurons query", users_sql=True) from None
+        if "scan_key" not in frame.columns or not {"neuron_idx", "unit_id"} & set(frame.columns):
+            raise UsageError("the neurons query must return scan_key and neuron_idx (or unit_id) columns; "
+                             f"it returns {', '.join(frame.columns)}")
+        return frame
+    return neurons
+
+
+def _trials_of(selected, scan_key: str):
+    """The selected trial ids of one scan, in the selection's order (repeats kept)."""
+    import numpy as np
+
+    scans = selected["scan_key"].to_numpy(zero_copy_only=False)
+    return selected["trial_id"].to_numpy()[scans == scan_key].astype(np.int64)
+
+
+def reserve(target: Path) -> Path:
+    """The temporary sibling an output is built under; the target itself must not exist yet."""
+    if target.exists():
+        raise UsageError(f"{target}: already exists; remove it or export to another folder")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    if partial.exists():
+        import shutil
+
+        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+    return partial

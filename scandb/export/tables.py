@@ -1,0 +1,109 @@
+"""A selection for tools outside the scan layout: Parquet tables, or one ``.npz`` of arrays.
+
+Parquet: the selected rows of every scan table, hive-partitioned by ``scan_key``
+(``trials/scan_key=.../*.parquet``), with ``export_position`` giving each trial's place in
+the selection (and, for neurons, in the neuron choice); responses are cut to the chosen
+neurons. ``images.parquet`` holds the images the trials show (pixels as the ``.npy`` bytes).
+npz: ``images``, ``responses``, ``behavior``, ``pupil_center`` aligned with ``scan_key`` and
+``trial_id``, as ``ScanDB.fetch`` returns them.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from ..catalog.transaction import explain
+
+PARQUET_FOLDER = "parquet"
+NPZ_FILE = "selection.npz"
+
+TRIAL_TABLES = ("trials", "behavior", "area_responses")
+"""Tables with one row per trial (or per trial and area): taken for the selected trials."""
+
+
+def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Path) -> Path:
+    """``out/parquet/<table>/scan_key=<key>/*.parquet`` for every scan table; returns the folder."""
+    import duckdb
+
+    from . import reserve
+
+    target = out / PARQUET_FOLDER
+    partial = reserve(target)
+    partial.mkdir()
+    conn = db.conn
+    scans = list(dict.fromkeys(selected["scan_key"].to_pylist()))
+    conn.register("_export_trials", selected.append_column(
+        "export_position", pa.array(np.arange(selected.num_rows, dtype=np.int64))))
+    conn.register("_export_neurons", _neuron_table(db, scans, picked))
+    queries = {
+        "scans": "SELECT * FROM scans WHERE scan_key IN (SELECT scan_key FROM _export_trials)",
+        "neurons": "SELECT n.*, e.export_position FROM neurons n JOIN _export_neurons e USING (scan_key, neuron_idx)",
+        "statistics": "SELECT * FROM statistics WHERE scan_key IN (SELECT scan_key FROM _export_trials)",
+        "scan_files": "SELECT * FROM scan_files WHERE scan_key IN (SELECT scan_key FROM _export_trials)",
+        "responses": """SELECT r.scan_key, r.trial_id, e.export_position, r.image_id,
+                               list_select(r.response, c.columns) AS response
+                        FROM responses r JOIN _export_trials e USING (scan_key, trial_id)
+                        JOIN (SELECT scan_key, list(neuron_idx + 1 ORDER BY export_position) AS columns
+                              FROM _export_neurons GROUP BY scan_key) c USING (scan_key)""",
+        **{table: f"SELECT t.*, e.export_position FROM {table} t JOIN _export_trials e USING (scan_key, trial_id)"
+           for table in TRIAL_TABLES},
+    }
+    try:
+        for table, query in queries.items():
+            conn.execute(f"COPY ({query} ORDER BY ALL) TO '{_quoted(partial / table)}' "
+                         "(FORMAT parquet, PARTITION_BY (scan_key))")
+        conn.execute(f"""COPY (SELECT DISTINCT i.* FROM images i JOIN trials t USING (image_hash)
+                              JOIN _export_trials e USING (scan_key, trial_id) ORDER BY i.image_hash)
+                         TO '{_quoted(partial / 'images.parquet')}' (FORMAT parquet)""")
+        partial.rename(target)
+    except BaseException as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(exc, duckdb.Error):
+            raise explain(exc, "parquet export") from None
+        raise
+    finally:
+        conn.unregister("_export_trials")
+        conn.unregister("_export_neurons")
+    return target
+
+
+def _neuron_table(db, scans: list[str], picked: dict[str, np.ndarray]) -> pa.Table:
+    """(scan_key, neuron_idx, export_position) of the chosen neurons (all of a scan not chosen from)."""
+    keys, indexes, positions = [], [], []
+    for scan in scans:
+        chosen = picked.get(scan)
+        if chosen is None:
+            n = db.conn.execute("SELECT n_neurons FROM scans WHERE scan_key = ?", [scan]).fetchone()[0]
+            chosen = np.arange(n)
+        keys += [scan] * len(chosen)
+        indexes.append(np.asarray(chosen, np.int64))
+        positions.append(np.arange(len(chosen), dtype=np.int64))
+    return pa.table({"scan_key": pa.array(keys, pa.string()),
+                     "neuron_idx": pa.array(np.concatenate(indexes) if indexes else [], pa.int64()),
+                     "export_position": pa.array(np.concatenate(positions) if positions else [], pa.int64())})
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def write_npz(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Path) -> Path:
+    """``out/selection.npz``: the fetched arrays plus ``scan_key`` and ``trial_id``; returns it."""
+    from . import reserve
+
+    target = out / NPZ_FILE
+    partial = reserve(target)
+    arrays = db.fetch(selected, neurons=picked or None)
+    try:
+        with open(partial, "wb") as f:
+            np.savez(f, scan_key=np.asarray(selected["scan_key"].to_pylist(), dtype=str),
+                     trial_id=selected["trial_id"].to_numpy(), **arrays)
+        partial.rename(target)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return target
