@@ -1,0 +1,135 @@
+"""One function per report figure: numbers from ``numbers`` in, a matplotlib Figure out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import numbers
+
+BEHAVIOR_LABELS = {"pupil_dilation": "pupil dilation", "pupil_dilation_derivative": "pupil dilation derivative",
+                   "running_speed": "running speed", "pupil_x": "pupil x", "pupil_y": "pupil y"}
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(labels) -> dict[str, tuple]:
+    cmap = _pyplot().get_cmap("tab10")
+    return {label: cmap(i % 10) for i, label in enumerate(sorted(set(labels)))}
+
+
+def neurons_per_area_layer(counts: dict[tuple[str, str], int], scan: str):
+    plt = _pyplot()
+    areas = sorted({a for a, _ in counts})
+    layers = sorted({layer for _, layer in counts})
+    fig, ax = plt.subplots(figsize=(7, 4))
+    width = 0.8 / max(len(layers), 1)
+    for i, layer in enumerate(layers):
+        heights = [counts.get((a, layer), 0) for a in areas]
+        bars = ax.bar(np.arange(len(areas)) + i * width, heights, width, label=layer)
+        ax.bar_label(bars, fontsize=7)
+    ax.set_xticks(np.arange(len(areas)) + width * (len(layers) - 1) / 2, areas)
+    ax.set(xlabel="area", ylabel="neurons", title=f"{scan}: neurons per area and layer")
+    ax.legend(title="layer")
+    fig.tight_layout()
+    return fig
+
+
+def neuron_positions(neurons: numbers.Neurons, scan: str):
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    for area, color in _colors(neurons.area).items():
+        chosen = neurons.area == area
+        left.scatter(neurons.x[chosen], neurons.y[chosen], s=4, color=color, label=f"{area} ({chosen.sum()})")
+    left.set(xlabel="x (µm)", ylabel="y (µm)", title="positions, coloured by area")
+    left.set_aspect("equal", adjustable="datalim")
+    left.legend(markerscale=3, fontsize=8)
+    right.hist(neurons.z[~np.isnan(neurons.z)], bins=30, color="grey")
+    right.set(xlabel="z, depth (µm)", ylabel="neurons", title="depth")
+    fig.suptitle(f"{scan}: neuron positions")
+    fig.tight_layout()
+    return fig
+
+
+def trials_per_tier(counts: dict[str, int], scan: str):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    bars = ax.bar(list(counts), list(counts.values()), color="steelblue")
+    ax.bar_label(bars)
+    ax.set(xlabel="tier", ylabel="trials", title=f"{scan}: trials per tier")
+    fig.tight_layout()
+    return fig
+
+
+def responses_per_area(distribution: numbers.ResponseDistribution, means: dict[tuple[str, str], float], scan: str):
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = _colors(distribution.histograms)
+    centres = np.sqrt(numbers.LOG_BINS[:-1] * numbers.LOG_BINS[1:])
+    for area, counts in distribution.histograms.items():
+        total = counts.sum()
+        share = counts / total if total else counts
+        left.plot(centres, share, color=colors[area],
+                  label=f"{area} ({distribution.zero_fraction[area]:.0%} exactly 0)")
+    left.set_xscale("log")
+    left.set(xlabel="response (positive values, log scale)", ylabel="fraction of positive values",
+             title=f"distribution per area ({distribution.n_trials} trials)")
+    left.legend(fontsize=8)
+    areas = sorted({a for a, _ in means})
+    tiers = sorted({t for _, t in means})
+    width = 0.8 / max(len(tiers), 1)
+    for i, tier in enumerate(tiers):
+        right.bar(np.arange(len(areas)) + i * width, [means.get((a, tier), np.nan) for a in areas], width, label=tier)
+    right.set_xticks(np.arange(len(areas)) + width * (len(tiers) - 1) / 2, areas)
+    right.set(xlabel="area", ylabel="mean response", title="mean response by tier")
+    right.legend(title="tier", fontsize=8, loc="lower right", framealpha=0.9)
+    fig.suptitle(f"{scan}: responses per area")
+    fig.tight_layout()
+    return fig
+
+
+def behavior_over_order(behavior: numbers.BehaviorOverOrder, scan: str):
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(behavior.values), 1, figsize=(10, 1.6 * len(behavior.values)), sharex=True)
+    for ax, (column, values) in zip(axes, behavior.values.items()):
+        ax.plot(behavior.order, values, lw=0.6, color="black")
+        ax.set_ylabel(BEHAVIOR_LABELS[column], fontsize=8)
+    note = "" if behavior.by == "trial_idx" else " (trial_idx is not numeric: file order)"
+    axes[-1].set_xlabel(f"{behavior.by}, presentation order{note}")
+    fig.suptitle(f"{scan}: behavior and pupil position over the session")
+    fig.tight_layout()
+    return fig
+
+
+def oracle_per_area(oracle: np.ndarray, areas: np.ndarray, tier: str, scan: str):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    bins = np.linspace(-0.2, 1.0, 49)
+    for area, color in _colors(areas).items():
+        values = oracle[(areas == area) & ~np.isnan(oracle)]
+        if values.size:
+            ax.hist(values, bins, histtype="step", lw=1.5, color=color,
+                    label=f"{area}: median {np.median(values):.2f} (n={values.size})")
+    ax.set(xlabel="oracle correlation (repeat vs. mean of the other repeats)", ylabel="neurons",
+           title=f"{scan}: repeat reliability per area ({tier} images)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def mean_response_over_frames(traces: dict[str, np.ndarray], tier: str, scan: str):
+    """Dynamic scans: mean response per frame of each area over the repeated videos."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for area, color in _colors(traces).items():
+        ax.plot(np.arange(len(traces[area])), traces[area], color=color, label=area)
+    ax.set(xlabel="frame (30 Hz)", ylabel="mean response", title=f"{scan}: mean response over frames ({tier} videos)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,149 @@
+"""The numbers behind each report figure, as plain arrays: what the tests check and what
+analyses can reuse (``ScanDB.oracle``). Nothing here draws."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..keys import BEHAVIOR_COLUMNS, PUPIL_COLUMNS
+
+REPEAT_TIERS = {"static": "test", "dynamic": "oracle"}
+"""The tier whose images are shown repeatedly, by scan kind."""
+RESPONSE_SAMPLE = 1000
+"""Trials read for the response distributions (all of them in smaller scans)."""
+LOG_BINS = np.logspace(-3, 2, 51)
+"""Bins of the response distributions: positive responses from 0.001 to 100."""
+
+
+@dataclass(frozen=True)
+class Neurons:
+    """Per neuron, in neuron_idx order: area, layer and position (microns)."""
+
+    area: np.ndarray
+    layer: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
+
+
+def neurons(db, scan: str) -> Neurons:
+    rows = db.conn.execute("SELECT coalesce(area, '?'), coalesce(layer, '?'), x, y, z FROM neurons "
+                           "WHERE scan_key = ? ORDER BY neuron_idx", [scan]).fetchnumpy()
+    area, layer, x, y, z = (np.asarray(rows[c]) for c in rows)
+    return Neurons(area.astype(str), layer.astype(str), x.astype(float), y.astype(float), z.astype(float))
+
+
+def counts(db, query: str, scan: str) -> dict:
+    """``{group: count}`` of a two- or three-column GROUP BY query over one scan."""
+    return {tuple(row[:-1]) if len(row) > 2 else row[0]: row[-1]
+            for row in db.conn.execute(query, [scan]).fetchall()}
+
+
+def neurons_per_area_layer(db, scan: str) -> dict[tuple[str, str], int]:
+    return counts(db, "SELECT coalesce(area, '?'), coalesce(layer, '?'), count(*) FROM neurons "
+                      "WHERE scan_key = ? GROUP BY ALL ORDER BY ALL", scan)
+
+
+def trials_per_tier(db, scan: str) -> dict[str, int]:
+    return counts(db, "SELECT tier, count(*) FROM trials WHERE scan_key = ? GROUP BY ALL ORDER BY ALL", scan)
+
+
+def mean_response_by_tier(db, scan: str) -> dict[tuple[str, str], float]:
+    """Mean response per (area, tier), from the per-area sums stored at ingest."""
+    rows = db.conn.execute(
+        "SELECT coalesce(a.area, '?'), t.tier, sum(a.response_sum) / sum(a.n_neurons) FROM area_responses a "
+        "JOIN trials t USING (scan_key, trial_id) WHERE a.scan_key = ? GROUP BY ALL ORDER BY ALL", [scan]).fetchall()
+    return {(area, tier): float(mean) for area, tier, mean in rows}
+
+
+@dataclass(frozen=True)
+class ResponseDistribution:
+    """Per area: counts of positive responses in ``LOG_BINS`` and the fraction exactly zero."""
+
+    n_trials: int
+    histograms: dict[str, np.ndarray]
+    zero_fraction: dict[str, float]
+
+
+def response_distribution(db, scan: str, areas: np.ndarray, n_trials: int,
+                          sample: int = RESPONSE_SAMPLE) -> ResponseDistribution:
+    """Over every trial, or an evenly spaced ``sample`` of them in larger scans."""
+    ids = np.unique(np.linspace(0, n_trials - 1, min(sample, n_trials)).round().astype(np.int64))
+    values = db.responses(ids, scan=scan)
+    values = values.reshape(len(ids), values.shape[1], -1)  # dynamic scans: (trials, neurons, frames)
+    histograms, zeros = {}, {}
+    for area in sorted(set(areas.tolist())):
+        chosen = values[:, areas == area].reshape(-1)
+        chosen = chosen[~np.isnan(chosen)]
+        histograms[area] = np.histogram(chosen[chosen > 0], LOG_BINS)[0]
+        zeros[area] = float((chosen == 0).mean()) if chosen.size else float("nan")
+    return ResponseDistribution(len(ids), histograms, zeros)
+
+
+@dataclass(frozen=True)
+class BehaviorOverOrder:
+    """Behavior and pupil position of every trial, sorted by presentation order."""
+
+    order: np.ndarray
+    """trial_idx when the scan gives it as a number, else trial_id."""
+    by: str
+    values: dict[str, np.ndarray]
+
+
+def behavior_over_order(db, scan: str) -> BehaviorOverOrder:
+    columns = BEHAVIOR_COLUMNS + PUPIL_COLUMNS
+    rows = db.conn.execute(f"SELECT trial_idx, trial_id, {', '.join(columns)} FROM trials_full "
+                           "WHERE scan_key = ? ORDER BY trial_idx, trial_id", [scan]).fetchnumpy()
+    numeric = not np.ma.is_masked(rows["trial_idx"]) and len(rows["trial_idx"]) > 0
+    by = "trial_idx" if numeric else "trial_id"
+    order = np.asarray(rows[by], dtype=np.int64)
+    sort = np.argsort(order, kind="stable")
+    return BehaviorOverOrder(order[sort], by, {c: np.asarray(rows[c], dtype=float)[sort] for c in columns})
+
+
+def repeat_tier(db, scan: str) -> str:
+    kind = db.conn.execute("SELECT kind FROM scans WHERE scan_key = ?", [scan]).fetchone()[0]
+    return REPEAT_TIERS.get(kind, "test")
+
+
+def oracle(db, scan: str, tier: str | None = None) -> np.ndarray:
+    """Per-neuron oracle correlation over the repeated images of ``tier``.
+
+    Each repeat's response is paired with the mean of the other repeats of its image
+    (leave-one-out); the correlation of those pairs, pooled over all images (and frames,
+    for videos), is the neuron's oracle, as in the Sensorium evaluation code. Images shown
+    once are skipped; a neuron that never varies gets NaN.
+    """
+    groups = [ids for ids in db.repeats(scan, tier or repeat_tier(db, scan)).values() if len(ids) > 1]
+    n_neurons = db.conn.execute("SELECT n_neurons FROM scans WHERE scan_key = ?", [scan]).fetchone()[0]
+    if not groups:
+        return np.full(n_neurons, np.nan)
+    responses, others = [], []
+    for ids in groups:
+        r = db.responses(ids, scan=scan).astype(np.float64)
+        r = r.reshape(len(ids), n_neurons, -1)
+        loo = (r.sum(axis=0, keepdims=True) - r) / (len(ids) - 1)
+        responses.append(np.moveaxis(r, 1, -1).reshape(-1, n_neurons))
+        others.append(np.moveaxis(loo, 1, -1).reshape(-1, n_neurons))
+    return _column_correlation(np.concatenate(responses), np.concatenate(others))
+
+
+def _column_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each column of ``a`` with the same column of ``b``, NaN-aware."""
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = np.where(keep, a, 0.0), np.where(keep, b, 0.0)
+    n = keep.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ma, mb = a.sum(axis=0) / n, b.sum(axis=0) / n
+        da, db_ = np.where(keep, a - ma, 0.0), np.where(keep, b - mb, 0.0)
+        return (da * db_).sum(axis=0) / np.sqrt((da ** 2).sum(axis=0) * (db_ ** 2).sum(axis=0))
+
+
+def oracle_frame(db, scan: str, tier: str | None = None):
+    """``oracle`` as a DataFrame: scan_key, neuron_idx, unit_id, area, layer, oracle."""
+    frame = db.conn.execute("SELECT scan_key, neuron_idx, unit_id, area, layer FROM neurons WHERE scan_key = ? "
+                            "ORDER BY neuron_idx", [scan]).df()
+    frame["oracle"] = oracle(db, scan, tier)
+    return frame

@@ -1,0 +1,78 @@
+"""Every figure of a scan as a PNG, and one HTML page with the PNGs embedded."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import numpy as np
+
+from . import figures, numbers
+
+HTML_FILE = "report.html"
+CAPTIONS = {
+    "neurons_per_area_layer": "Neurons per brain area and cortical layer.",
+    "neuron_positions": "Neuron positions from cell_motor_coordinates: x, y coloured by area; depth (z) histogram.",
+    "trials_per_tier": "Trials per tier.",
+    "responses_per_area": "Distribution of positive responses per area (log scale), with the share of exact "
+                          "zeros; mean response per area and tier.",
+    "behavior_over_order": "Pupil dilation, its derivative, running speed and pupil position in presentation order.",
+    "oracle_per_area": "Repeat reliability: per-neuron correlation of each repeat with the mean of the other "
+                       "repeats of its image, pooled over images (db.oracle).",
+    "mean_response_over_frames": "Mean response per frame and area over the repeated (oracle) videos.",
+}
+
+
+def draw_all(db, scan: str, out: Path) -> dict[str, Path]:
+    """Compute, draw and save each figure; returns {name: PNG path}, in reading order."""
+    kind, n_trials = db.conn.execute("SELECT kind, n_trials FROM scans WHERE scan_key = ?", [scan]).fetchone()
+    cells = numbers.neurons(db, scan)
+    tier = numbers.repeat_tier(db, scan)
+    drawn = {
+        "neurons_per_area_layer": figures.neurons_per_area_layer(numbers.neurons_per_area_layer(db, scan), scan),
+        "neuron_positions": figures.neuron_positions(cells, scan),
+        "trials_per_tier": figures.trials_per_tier(numbers.trials_per_tier(db, scan), scan),
+        "responses_per_area": figures.responses_per_area(
+            numbers.response_distribution(db, scan, cells.area, n_trials), numbers.mean_response_by_tier(db, scan),
+            scan),
+        "behavior_over_order": figures.behavior_over_order(numbers.behavior_over_order(db, scan), scan),
+        "oracle_per_area": figures.oracle_per_area(numbers.oracle(db, scan, tier), cells.area, tier, scan),
+    }
+    if kind == "dynamic":
+        drawn["mean_response_over_frames"] = figures.mean_response_over_frames(
+            _frame_traces(db, scan, cells.area, tier), tier, scan)
+    import matplotlib.pyplot as plt
+
+    paths = {}
+    for name, fig in drawn.items():
+        paths[name] = out / f"{name}.png"
+        fig.savefig(paths[name], dpi=110)
+        plt.close(fig)
+    return paths
+
+
+def _frame_traces(db, scan: str, areas: np.ndarray, tier: str) -> dict[str, np.ndarray]:
+    """Mean response per frame of each area over the trials of ``tier`` (NaN padding ignored)."""
+    ids = np.concatenate(list(db.repeats(scan, tier).values()) or [np.array([], np.int64)])
+    responses = db.responses(ids, scan=scan)
+    return {area: np.nanmean(responses[:, areas == area], axis=(0, 1)) for area in sorted(set(areas.tolist()))}
+
+
+def write_page(scan: str, figures_: dict[str, Path], out: Path) -> Path:
+    """One HTML file that needs nothing beside it: every PNG inlined as base64."""
+    sections = []
+    for name, path in figures_.items():
+        data = base64.b64encode(path.read_bytes()).decode()
+        sections.append(f'<section><h2>{html.escape(name.replace("_", " "))}</h2>'
+                        f'<p>{html.escape(CAPTIONS[name])}</p>'
+                        f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}"></section>')
+    page = out / HTML_FILE
+    page.write_text(f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>scan {html.escape(scan)}</title>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} img{{max-width:100%}}</style></head>
+<body><h1>scan {html.escape(scan)}</h1>
+{chr(10).join(sections)}
+</body></html>
+""", encoding="utf-8")
+    return page
