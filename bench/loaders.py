@@ -1,0 +1,199 @@
+"""Epoch 1 and epoch 2 of a PyTorch DataLoader: scandb's ScanDataset against the real
+neuralpredictors FileTreeDataset with its defaults (it caches every array it loads).
+
+Each configuration runs in its own process (a fresh page of memory, a fresh cache), bounded
+by a timeout; a loader that fails or hangs is reported with its error. After epoch 2 the
+resident memory of the main process and of every worker is read from
+/proc/<pid>/smaps_rollup: PSS (shared pages split between the processes that map them; the
+sum over processes is the memory the run costs) and USS (pages only that process holds).
+
+    python -m bench.loaders --out bench/data            # full-size scan, 0/2/4 workers
+    python -m bench.loaders --out bench/data --tiny     # toy sizes (what the tests run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BATCH = 128
+LOADERS = ("scandb", "filetree", "filetree-tuple-collate")
+"""scandb: ScanDataset(normalize=False, image_dtype=None), the same arrays FileTreeDataset
+yields; filetree: FileTreeDataset(root, *keys) with its defaults (use_cache=True), as a new
+user runs it; filetree-tuple-collate: the same dataset with a collate_fn that turns its
+DataPoint namedtuples into plain tuples, the workaround that lets it run with workers."""
+KEYS = ("images", "responses", "behavior", "pupil_center")
+
+
+def prepare(out: Path, tiny: bool) -> tuple[Path, Path, str]:
+    """The first benchmark scan as a database and as an extracted file tree (made once)."""
+    from bench import baselines
+    from bench.generate import scan_specs, write_scans
+
+    import scandb
+
+    zip_path = write_scans(out / "zips", 1, tiny)[0]
+    spec = scan_specs(1, tiny)[0]
+    work = out / ("loaders-tiny" if tiny else "loaders")
+    db_path, tree = work / "lab.duckdb", work / "tree"
+    if not db_path.exists():
+        work.mkdir(parents=True, exist_ok=True)
+        with scandb.connect(db_path, read_only=False) as db:
+            db.ingest(zip_path)
+    if not (tree / ".complete").exists():
+        root = baselines.extract(zip_path, tree)
+        (tree / ".complete").write_text(str(root))
+    return db_path, Path((tree / ".complete").read_text()), spec.key
+
+
+def memory(pid: int) -> dict[str, int]:
+    """PSS, USS and RSS of one process in bytes, from /proc/<pid>/smaps_rollup."""
+    fields = {}
+    with open(f"/proc/{pid}/smaps_rollup") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3 and parts[-1] == "kB":
+                fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
+    return {"pss": fields.get("Pss", 0), "rss": fields.get("Rss", 0),
+            "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                continue
+    return found
+
+
+def tuple_collate(batch):
+    """Plain tuples instead of FileTreeDataset's DataPoint, whose class workers cannot pickle."""
+    from torch.utils.data import default_collate
+
+    return tuple(default_collate([tuple(item) for item in batch]))
+
+
+def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str) -> dict:
+    """Two epochs over the train tier in this process; timings and memory as a dict."""
+    import collections
+    import collections.abc
+
+    for name in ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable"):
+        if not hasattr(collections, name):
+            setattr(collections, name, getattr(collections.abc, name))
+    import numpy as np
+    import torch.utils.data
+
+    baseline = memory(os.getpid())
+    if loader == "scandb":
+        from scandb.torchdata import ScanDataset
+
+        dataset = ScanDataset(db_path, f"SELECT scan_key, trial_id FROM trials WHERE scan_key = '{scan}' "
+                              "AND tier = 'train' ORDER BY trial_id", KEYS, normalize=False, image_dtype=None)
+        options = dict(shuffle=True)
+    else:
+        from neuralpredictors.data.datasets import FileTreeDataset
+
+        dataset = FileTreeDataset(str(tree), *KEYS)
+        train = np.flatnonzero(dataset.trial_info.tiers == "train")
+        options = dict(sampler=torch.utils.data.SubsetRandomSampler(train))
+        if loader == "filetree-tuple-collate":
+            options["collate_fn"] = tuple_collate
+    data = torch.utils.data.DataLoader(dataset, batch_size=BATCH, num_workers=workers,
+                                       persistent_workers=workers > 0, **options)
+    epochs, n_items = [], 0
+    for _ in range(2):
+        started = time.perf_counter()
+        n_items = 0
+        for batch in data:
+            n_items += len(batch[0])
+        epochs.append(time.perf_counter() - started)
+    processes = {"main": memory(os.getpid())}
+    for i, pid in enumerate(sorted(children(os.getpid()))):
+        processes[f"worker {i}"] = memory(pid)
+    return {"epochs": epochs, "items": n_items, "baseline": baseline, "processes": processes}
+
+
+def run_one(loader: str, workers: int, db_path: Path, tree: Path, scan: str, timeout: float) -> dict:
+    """One configuration in a fresh process group, killed after ``timeout`` seconds."""
+    command = [sys.executable, "-m", "bench.loaders", "--child", loader, str(workers), str(db_path), str(tree), scan]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, cwd=Path(__file__).resolve().parents[1])
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        stdout, stderr = process.communicate()
+        cause = _error_line(stderr)
+        return {"loader": loader, "workers": workers,
+                "error": f"{cause + '; then ' if cause else ''}no batch for {timeout:.0f} s: killed"}
+    if process.returncode != 0:
+        return {"loader": loader, "workers": workers, "error": _error_line(stderr) or f"exit {process.returncode}"}
+    return {"loader": loader, "workers": workers, **json.loads(stdout.strip().splitlines()[-1])}
+
+
+def _error_line(stderr: str) -> str:
+    """The most telling line of a traceback: the last line naming an error."""
+    lines = [line.strip() for line in stderr.splitlines() if "Error" in line or "Exception" in line]
+    return lines[-1][:300] if lines else ""
+
+
+def table(results: list[dict]) -> str:
+    """The results as a Markdown table, times in seconds and memory in MB."""
+    rows = ["| loader | workers | epoch 1 | epoch 2 | total PSS | above imports | main PSS | worker USS (each) | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['loader']} | {r['workers']} | failed | failed |  |  |  |  | {r['error']} |")
+            continue
+        procs = r["processes"]
+        total = sum(p["pss"] for p in procs.values()) / 1e6
+        workers = [p["uss"] / 1e6 for name, p in procs.items() if name != "main"]
+        each = ", ".join(f"{w:.0f}" for w in workers) or "-"
+        rows.append(f"| {r['loader']} | {r['workers']} | {r['epochs'][0]:.2f} s | {r['epochs'][1]:.2f} s | "
+                    f"{total:.0f} MB | {total - r['baseline']['pss'] / 1e6:.0f} MB | {procs['main']['pss'] / 1e6:.0f} MB | {each} | {r['items']} items/epoch |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("bench/data"), help="scans and scratch files")
+    parser.add_argument("--tiny", action="store_true", help="toy sizes, for the tests")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
+    parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS))
+    parser.add_argument("--timeout", type=float, default=300, help="seconds before a configuration is killed")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--child", nargs=5, metavar=("LOADER", "WORKERS", "DB", "TREE", "SCAN"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        loader, workers, db_path, tree, scan = args.child
+        print(json.dumps(child(loader, int(workers), Path(db_path), Path(tree), scan)))
+        return []
+    db_path, tree, scan = prepare(args.out, args.tiny)
+    results = []
+    for workers in args.workers:
+        for loader in args.loaders:
+            if loader == "filetree-tuple-collate" and workers == 0:
+                continue  # without workers nothing is pickled: the same run as "filetree"
+            results.append(run_one(loader, workers, db_path, tree, scan, args.timeout))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps({"load_average": os.getloadavg(), "results": results}, indent=1))
+    return results
+
+
+if __name__ == "__main__":
+    main()
