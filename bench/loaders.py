@@ -53,7 +53,9 @@ def prepare(out: Path, tiny: bool) -> tuple[Path, Path, str]:
 
 
 def memory(pid: int) -> dict[str, int]:
-    """PSS, USS and RSS of one process in bytes, from /proc/<pid>/smaps_rollup."""
+    """PSS, USS and RSS of one process in bytes, from /proc/<pid>/smaps_rollup; PSS also
+    split into anonymous memory (owned by the process: caches, copies) and file-backed pages
+    (memory-mapped files: page cache the kernel can drop and reread)."""
     fields = {}
     with open(f"/proc/{pid}/smaps_rollup") as f:
         for line in f:
@@ -61,7 +63,8 @@ def memory(pid: int) -> dict[str, int]:
             if len(parts) >= 3 and parts[-1] == "kB":
                 fields[parts[0].rstrip(":")] = int(parts[1]) * 1024
     return {"pss": fields.get("Pss", 0), "rss": fields.get("Rss", 0),
-            "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)}
+            "uss": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0),
+            "pss_anon": fields.get("Pss_Anon", 0), "pss_file": fields.get("Pss_File", 0)}
 
 
 def children(pid: int) -> list[int]:
@@ -151,19 +154,42 @@ def _error_line(stderr: str) -> str:
 
 def table(results: list[dict]) -> str:
     """The results as a Markdown table, times in seconds and memory in MB."""
-    rows = ["| loader | workers | epoch 1 | epoch 2 | total PSS | above imports | main PSS | worker USS (each) | note |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = ["| loader | workers | epoch 1 | epoch 2 | total PSS | of it anonymous | of it file-backed | above imports "
+            "| worker USS (each) | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         if "error" in r:
-            rows.append(f"| {r['loader']} | {r['workers']} | failed | failed |  |  |  |  | {r['error']} |")
+            rows.append(f"| {r['loader']} | {r['workers']} | failed | failed |  |  |  |  |  | {r['error']} |")
             continue
         procs = r["processes"]
         total = sum(p["pss"] for p in procs.values()) / 1e6
         workers = [p["uss"] / 1e6 for name, p in procs.items() if name != "main"]
         each = ", ".join(f"{w:.0f}" for w in workers) or "-"
-        rows.append(f"| {r['loader']} | {r['workers']} | {r['epochs'][0]:.2f} s | {r['epochs'][1]:.2f} s | "
-                    f"{total:.0f} MB | {total - r['baseline']['pss'] / 1e6:.0f} MB | {procs['main']['pss'] / 1e6:.0f} MB | {each} | {r['items']} items/epoch |")
+        spread = _spread(r.get("all_epochs", [r["epochs"]]))
+        rows.append(f"| {r['loader']} | {r['workers']} | {r['epochs'][0]:.2f} s{spread[0]} | "
+                    f"{r['epochs'][1]:.2f} s{spread[1]} | "
+                    f"{total:.0f} MB | {_sum(procs, 'pss_anon'):.0f} MB | {_sum(procs, 'pss_file'):.0f} MB | "
+                    f"{total - r['baseline']['pss'] / 1e6:.0f} MB | {each} | {r['items']} items/epoch |")
     return "\n".join(rows)
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median epoch-1 time, carrying every run's epoch times."""
+    if "error" in runs[-1]:
+        return runs[-1]
+    ordered = sorted(runs, key=lambda r: r["epochs"][0])
+    return {**ordered[len(ordered) // 2], "all_epochs": [r["epochs"] for r in runs]}
+
+
+def _spread(all_epochs: list[list[float]]) -> tuple[str, str]:
+    """' (min-max)' of each epoch over the rounds, when there were several."""
+    if len(all_epochs) < 2:
+        return "", ""
+    return tuple(f" ({min(e[i] for e in all_epochs):.2f}-{max(e[i] for e in all_epochs):.2f})" for i in range(2))
+
+
+def _sum(processes: dict, field: str) -> float:
+    return sum(p.get(field, 0) for p in processes.values()) / 1e6
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -173,6 +199,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
     parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS))
     parser.add_argument("--timeout", type=float, default=300, help="seconds before a configuration is killed")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; each figure is the median round's")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--child", nargs=5, metavar=("LOADER", "WORKERS", "DB", "TREE", "SCAN"),
                         help=argparse.SUPPRESS)
@@ -182,13 +209,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(child(loader, int(workers), Path(db_path), Path(tree), scan)))
         return []
     db_path, tree, scan = prepare(args.out, args.tiny)
-    results = []
-    for workers in args.workers:
-        for loader in args.loaders:
-            if loader == "filetree-tuple-collate" and workers == 0:
-                continue  # without workers nothing is pickled: the same run as "filetree"
-            results.append(run_one(loader, workers, db_path, tree, scan, args.timeout))
-            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+    configs = [(loader, workers) for workers in args.workers for loader in args.loaders
+               if not (loader == "filetree-tuple-collate" and workers == 0)]  # no workers: the same run as filetree
+    runs: dict[tuple[str, int], list[dict]] = {c: [] for c in configs}
+    for _ in range(args.repeat):  # rounds interleave the loaders, so a busy moment hits both
+        for loader, workers in configs:
+            if runs[(loader, workers)] and "error" in runs[(loader, workers)][-1]:
+                continue  # a configuration that failed once is reported as failed
+            runs[(loader, workers)].append(run_one(loader, workers, db_path, tree, scan, args.timeout))
+            print(json.dumps(runs[(loader, workers)][-1]), file=sys.stderr, flush=True)
+    results = [_median_run(runs[c]) for c in configs]
     print(table(results))
     if args.json:
         args.json.write_text(json.dumps({"load_average": os.getloadavg(), "results": results}, indent=1))

@@ -7,7 +7,10 @@ from pathlib import Path
 GB = 1000.0  # MB per GB
 
 TARGETS_NOTE = """Targets are scandb's performance goals at real scale; every ratio compares two
-numbers measured in this same run on the same files, so a busy machine moves both sides."""
+numbers measured in this same run on the same files, so a busy machine moves both sides.
+"Per-file" is neuralpredictors' FileTreeDataset loop without its cache (one np.load per trial
+and key, what its first epoch does); its default cache (use_cache=True) serves later epochs
+from memory, compared in "DataLoader epochs" below (python -m bench.loaders)."""
 
 
 def _fmt(seconds: float | None) -> str:
