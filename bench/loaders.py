@@ -87,8 +87,13 @@ def tuple_collate(batch):
     return tuple(default_collate([tuple(item) for item in batch]))
 
 
-def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str) -> dict:
-    """Two epochs over the train tier in this process; timings and memory as a dict."""
+def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str, threads: int) -> dict:
+    """Two epochs over the train tier in this process; timings and memory as a dict.
+
+    ``threads`` > 0 sets torch's intra-op threads of the main process (DataLoader workers
+    use one thread each whatever it is): on a busy machine the default threads of
+    ``torch.stack`` in the collate spin and dominate an epoch, for both loaders alike.
+    """
     import collections
     import collections.abc
 
@@ -98,6 +103,8 @@ def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str) -> di
     import numpy as np
     import torch.utils.data
 
+    if threads > 0:
+        torch.set_num_threads(threads)
     baseline = memory(os.getpid())
     if loader == "scandb":
         from scandb.torchdata import ScanDataset
@@ -128,9 +135,11 @@ def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str) -> di
     return {"epochs": epochs, "items": n_items, "baseline": baseline, "processes": processes}
 
 
-def run_one(loader: str, workers: int, db_path: Path, tree: Path, scan: str, timeout: float) -> dict:
+def run_one(loader: str, workers: int, db_path: Path, tree: Path, scan: str, timeout: float,
+            threads: int = 0) -> dict:
     """One configuration in a fresh process group, killed after ``timeout`` seconds."""
-    command = [sys.executable, "-m", "bench.loaders", "--child", loader, str(workers), str(db_path), str(tree), scan]
+    command = [sys.executable, "-m", "bench.loaders", "--child", loader, str(workers), str(db_path), str(tree), scan,
+               str(threads)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, cwd=Path(__file__).resolve().parents[1])
     try:
@@ -201,12 +210,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--timeout", type=float, default=300, help="seconds before a configuration is killed")
     parser.add_argument("--repeat", type=int, default=1, help="rounds; each figure is the median round's")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
-    parser.add_argument("--child", nargs=5, metavar=("LOADER", "WORKERS", "DB", "TREE", "SCAN"),
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads in the main process (default: torch's own)")
+    parser.add_argument("--child", nargs=6, metavar=("LOADER", "WORKERS", "DB", "TREE", "SCAN", "THREADS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        loader, workers, db_path, tree, scan = args.child
-        print(json.dumps(child(loader, int(workers), Path(db_path), Path(tree), scan)))
+        loader, workers, db_path, tree, scan, threads = args.child
+        print(json.dumps(child(loader, int(workers), Path(db_path), Path(tree), scan, int(threads))))
         return []
     db_path, tree, scan = prepare(args.out, args.tiny)
     configs = [(loader, workers) for workers in args.workers for loader in args.loaders
@@ -216,14 +227,48 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for loader, workers in configs:
             if runs[(loader, workers)] and "error" in runs[(loader, workers)][-1]:
                 continue  # a configuration that failed once is reported as failed
-            runs[(loader, workers)].append(run_one(loader, workers, db_path, tree, scan, args.timeout))
+            runs[(loader, workers)].append(run_one(loader, workers, db_path, tree, scan, args.timeout,
+                                                                args.threads))
             print(json.dumps(runs[(loader, workers)][-1]), file=sys.stderr, flush=True)
     results = [_median_run(runs[c]) for c in configs]
     print(table(results))
     if args.json:
-        args.json.write_text(json.dumps({"load_average": os.getloadavg(), "results": results}, indent=1))
+        args.json.write_text(json.dumps({"load_average": os.getloadavg(), "threads": args.threads,
+                                         "runs": [r for c in configs for r in runs[c]], "results": results}, indent=1))
     return results
 
 
 if __name__ == "__main__":
     main()
+
+
+def targets(path: Path) -> str:
+    """The issue's three targets from a --json file, as ratios within each round (median, range)."""
+    data = json.loads(path.read_text())
+    runs: dict[tuple[str, int], list[dict]] = {}
+    for r in data["runs"]:
+        if "error" not in r:
+            runs.setdefault((r["loader"], r["workers"]), []).append(r)
+    rows = ["| measure | workers | scandb | cached loader | ratio per round (median, range) | target | met |",
+            "|---|---:|---:|---:|---:|---|---|"]
+
+    def row(label: str, workers: int, ours: list[float], theirs: list[float], target: str, good) -> None:
+        ratios = sorted(t / o if "faster" in target else o / t for o, t in zip(ours, theirs))
+        median = ratios[len(ratios) // 2]
+        rows.append(f"| {label} | {workers} | {sorted(ours)[len(ours) // 2]:.2f} | {sorted(theirs)[len(theirs) // 2]:.2f} "
+                    f"| {median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}) | {target} | {'**yes**' if good(median) else '**no**'} |")
+
+    for workers in sorted({w for _, w in runs}):
+        theirs_name = "filetree" if workers == 0 else "filetree-tuple-collate"
+        ours, theirs = runs.get(("scandb", workers)), runs.get((theirs_name, workers))
+        if not ours or not theirs:
+            continue
+        row("epoch 1 (s)", workers, [r["epochs"][0] for r in ours], [r["epochs"][0] for r in theirs],
+            ">= 5x faster", lambda m: m >= 5)
+        row("epoch 2 (s)", workers, [r["epochs"][1] for r in ours], [r["epochs"][1] for r in theirs],
+            "<= 2x the cached loader's time", lambda m: m <= 2)
+        if workers == 4:
+            total = [lambda r: sum(p["pss"] for p in r["processes"].values()) / 1e6][0]
+            row("total PSS after epoch 2 (MB)", workers, [total(r) for r in ours], [total(r) for r in theirs],
+                "<= 1/3 of the cached loader's", lambda m: m <= 1 / 3)
+    return "\n".join(rows)
