@@ -212,6 +212,13 @@ def test_an_existing_scan_folder_is_refused_and_left_alone(lab, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [FIRST.name]
 
 
+def test_a_second_scan_folder_existing_stops_the_export_before_anything_is_written(lab, tmp_path):
+    (tmp_path / SECOND.name).mkdir()
+    with connect(lab) as db, pytest.raises(UsageError, match=SECOND.name):
+        db.export(SELECTION, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [SECOND.name]
+
+
 def test_cli_export_writes_folders_and_says_what_it_wrote(lab, tmp_path):
     result = run_cli("export", f"SELECT scan_key, trial_id FROM trials WHERE scan_key = '{SECOND.key}' "
                      "AND trial_id < 5 ORDER BY trial_id DESC", str(tmp_path / "out"),

@@ -52,7 +52,10 @@ def export(db, readers, selection, out: str | Path, neurons=None, *, format: str
     scans = list(dict.fromkeys(selected["scan_key"].to_pylist()))
     picked = neuron_choice.picks(readers, scans, _neurons_of(db, neurons)) or {}
     if format == "scan":
-        from .scanfolder import write_scan
+        from .scanfolder import target_of, write_scan
+
+        for scan_key in scans:  # every target checked before the first is written
+            _refuse_existing(target_of(db, scan_key, out, zip))
 
         paths = [write_scan(db, scan_key, _trials_of(selected, scan_key), picked.get(scan_key), out, zip)
                  for scan_key in scans]
@@ -89,10 +92,14 @@ def _trials_of(selected, scan_key: str):
     return selected["trial_id"].to_numpy()[scans == scan_key].astype(np.int64)
 
 
-def reserve(target: Path) -> Path:
-    """The temporary sibling an output is built under; the target itself must not exist yet."""
+def _refuse_existing(target: Path) -> None:
     if target.exists():
         raise UsageError(f"{target}: already exists; remove it or export to another folder")
+
+
+def reserve(target: Path) -> Path:
+    """The temporary sibling an output is built under; the target itself must not exist yet."""
+    _refuse_existing(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     if partial.exists():

@@ -28,6 +28,12 @@ PER_NEURON_VARIABLES = ("responses",)
 """Statistics whose first axis is the neurons (taken for the chosen neurons)."""
 
 
+def target_of(db, scan_key: str, out: Path, as_zip: bool) -> Path:
+    """Where a scan's export goes: ``out/<source folder name>`` (or ``.zip``)."""
+    name = db.conn.execute("SELECT name FROM scans WHERE scan_key = ?", [scan_key]).fetchone()[0]
+    return out / (f"{name}.zip" if as_zip else name)
+
+
 def write_scan(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray | None, out: Path,
                as_zip: bool) -> Path:
     """Write the scan folder (or zip) under ``out``, named like the source folder; returns it."""
@@ -36,7 +42,7 @@ def write_scan(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray | N
     name, n_neurons, response_dtype, behavior_dtype, pupil_dtype = db.conn.execute(
         "SELECT name, n_neurons, response_dtype, behavior_dtype, pupil_center_dtype FROM scans WHERE scan_key = ?",
         [scan_key]).fetchone()
-    target = out / (f"{name}.zip" if as_zip else name)
+    target = target_of(db, scan_key, out, as_zip)
     partial = reserve(target)
     folder = partial.with_name(partial.name + ".folder") if as_zip else partial
     try:
