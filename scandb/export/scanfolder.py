@@ -25,7 +25,9 @@ SOURCE_TRIAL_FILE = "meta/trials/source_trial_id.npy"
 CHUNK = 1024
 """Trials fetched at once: bounds memory for full-size scans."""
 PER_NEURON_VARIABLES = ("responses",)
-"""Statistics whose first axis is the neurons (taken for the chosen neurons)."""
+"""Statistics whose first axis is the neurons (taken for the chosen neurons; (N,) or (N, T))."""
+STIMULUS_FOLDER = {"static": "images", "dynamic": "videos"}
+"""data/ folder of each kind's stimulus files, copied from the store as the source's bytes."""
 
 
 def target_of(db, scan_key: str, out: Path, as_zip: bool) -> Path:
@@ -39,15 +41,15 @@ def write_scan(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray | N
     """Write the scan folder (or zip) under ``out``, named like the source folder; returns it."""
     from . import reserve
 
-    name, n_neurons, response_dtype, behavior_dtype, pupil_dtype = db.conn.execute(
-        "SELECT name, n_neurons, response_dtype, behavior_dtype, pupil_center_dtype FROM scans WHERE scan_key = ?",
-        [scan_key]).fetchone()
+    name, kind, n_neurons, response_dtype, behavior_dtype, pupil_dtype = db.conn.execute(
+        "SELECT name, kind, n_neurons, response_dtype, behavior_dtype, pupil_center_dtype FROM scans "
+        "WHERE scan_key = ?", [scan_key]).fetchone()
     target = target_of(db, scan_key, out, as_zip)
     partial = reserve(target)
     folder = partial.with_name(partial.name + ".folder") if as_zip else partial
     try:
         _write_files(db, scan_key, trial_ids, neurons, n_neurons, folder)
-        _write_trials(db, scan_key, trial_ids, neurons, folder,
+        _write_trials(db, scan_key, trial_ids, neurons, folder, STIMULUS_FOLDER.get(kind, "images"),
                       {"responses": response_dtype, "behavior": behavior_dtype, "pupil_center": pupil_dtype})
         if as_zip:
             _zip_folder(folder, partial, name)
@@ -94,9 +96,9 @@ def _taken(path: str, content: bytes, trial_ids: np.ndarray, neurons: np.ndarray
 
 
 def _write_trials(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray | None, folder: Path,
-                  dtypes: dict[str, str]) -> None:
+                  stimulus: str, dtypes: dict[str, str]) -> None:
     """data/<key>/<i>.npy for every selected trial, i in the selection's order."""
-    for key in ("images", "responses", "behavior", "pupil_center"):
+    for key in (stimulus, "responses", "behavior", "pupil_center"):
         (folder / "data" / key).mkdir(parents=True, exist_ok=True)
     image_paths = dict(db.conn.execute(
         "SELECT trial_id, image_path FROM trials_full WHERE scan_key = ?", [scan_key]).fetchall())
@@ -109,7 +111,7 @@ def _write_trials(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray 
         arrays = {key: arrays[key].astype(dtypes[key], copy=False) for key in arrays}
         for offset, trial_id in enumerate(ids.tolist()):
             i = start + offset
-            shutil.copyfile(root / image_paths[trial_id], folder / "data" / "images" / f"{i}.npy")
+            shutil.copyfile(root / image_paths[trial_id], folder / "data" / stimulus / f"{i}.npy")
             for key, array in arrays.items():
                 (folder / "data" / key / f"{i}.npy").write_bytes(dumps(array[offset]))
 

@@ -50,12 +50,26 @@ def trials_per_tier(db, scan: str) -> dict[str, int]:
     return counts(db, "SELECT tier, count(*) FROM trials WHERE scan_key = ? GROUP BY ALL ORDER BY ALL", scan)
 
 
+def kind(db, scan: str) -> str:
+    return db.conn.execute("SELECT kind FROM scans WHERE scan_key = ?", [scan]).fetchone()[0]
+
+
+MEAN_BY_TIER = {
+    "static": """SELECT coalesce(a.area, '?'), t.tier, sum(a.response_sum) / sum(a.n_neurons)
+                 FROM area_responses a JOIN trials t USING (scan_key, trial_id)
+                 WHERE a.scan_key = ? GROUP BY ALL ORDER BY ALL""",
+    "dynamic": """SELECT coalesce(a.area, '?'), t.tier,
+                         sum(list_sum(a.response_sum)) / sum(a.n_neurons * len(a.response_sum))
+                  FROM area_frame_responses a JOIN trials t USING (scan_key, trial_id)
+                  WHERE a.scan_key = ? GROUP BY ALL ORDER BY ALL""",
+}
+"""Mean response per (area, tier) from the per-area sums stored at ingest (per trial for
+static scans, per valid frame for dynamic ones)."""
+
+
 def mean_response_by_tier(db, scan: str) -> dict[tuple[str, str], float]:
-    """Mean response per (area, tier), from the per-area sums stored at ingest."""
-    rows = db.conn.execute(
-        "SELECT coalesce(a.area, '?'), t.tier, sum(a.response_sum) / sum(a.n_neurons) FROM area_responses a "
-        "JOIN trials t USING (scan_key, trial_id) WHERE a.scan_key = ? GROUP BY ALL ORDER BY ALL", [scan]).fetchall()
-    return {(area, tier): float(mean) for area, tier, mean in rows}
+    rows = db.conn.execute(MEAN_BY_TIER[kind(db, scan)], [scan]).fetchall()
+    return {(area, tier): float(mean) for area, tier, mean in rows if mean is not None}
 
 
 @dataclass(frozen=True)
@@ -92,20 +106,32 @@ class BehaviorOverOrder:
     values: dict[str, np.ndarray]
 
 
+FRAME_COLUMNS = ("pupil_dilation", "running_speed") + PUPIL_COLUMNS
+"""The per-frame behavior of dynamic scans (table frame_behavior)."""
+
+
 def behavior_over_order(db, scan: str) -> BehaviorOverOrder:
-    columns = BEHAVIOR_COLUMNS + PUPIL_COLUMNS
-    rows = db.conn.execute(f"SELECT trial_idx, trial_id, {', '.join(columns)} FROM trials_full "
-                           "WHERE scan_key = ? ORDER BY trial_idx, trial_id", [scan]).fetchnumpy()
+    """Per trial; for dynamic scans each value is the trial's mean over its valid frames."""
+    if kind(db, scan) == "dynamic":
+        columns = FRAME_COLUMNS
+        means = ", ".join(f"list_avg(list_filter(b.{c}, v -> NOT isnan(v))) AS {c}" for c in columns)
+        query = (f"SELECT t.trial_idx, t.trial_id, {means} FROM trials t JOIN frame_behavior b "
+                 "USING (scan_key, trial_id) WHERE t.scan_key = ? ORDER BY t.trial_idx, t.trial_id")
+    else:
+        columns = BEHAVIOR_COLUMNS + PUPIL_COLUMNS
+        query = (f"SELECT trial_idx, trial_id, {', '.join(columns)} FROM trials_full "
+                 "WHERE scan_key = ? ORDER BY trial_idx, trial_id")
+    rows = db.conn.execute(query, [scan]).fetchnumpy()
     numeric = not np.ma.is_masked(rows["trial_idx"]) and len(rows["trial_idx"]) > 0
     by = "trial_idx" if numeric else "trial_id"
     order = np.asarray(rows[by], dtype=np.int64)
     sort = np.argsort(order, kind="stable")
-    return BehaviorOverOrder(order[sort], by, {c: np.asarray(rows[c], dtype=float)[sort] for c in columns})
+    values = {c: np.ma.filled(np.ma.asarray(rows[c], dtype=float), np.nan)[sort] for c in columns}
+    return BehaviorOverOrder(order[sort], by, values)
 
 
 def repeat_tier(db, scan: str) -> str:
-    kind = db.conn.execute("SELECT kind FROM scans WHERE scan_key = ?", [scan]).fetchone()[0]
-    return REPEAT_TIERS.get(kind, "test")
+    return REPEAT_TIERS.get(kind(db, scan), "test")
 
 
 def oracle(db, scan: str, tier: str | None = None) -> np.ndarray:
