@@ -56,6 +56,8 @@ def _frame_traces(db, scan: str, areas: np.ndarray, tier: str) -> dict[str, np.n
     """Mean response per frame of each area over the trials of ``tier`` (NaN padding ignored)."""
     ids = np.concatenate(list(db.repeats(scan, tier).values()) or [np.array([], np.int64)])
     responses = db.responses(ids, scan=scan)
+    played = np.flatnonzero(~np.isnan(responses).all(axis=(0, 1)))  # frames some trial still runs
+    responses = responses[..., :played[-1] + 1 if played.size else 0]
     return {area: np.nanmean(responses[:, areas == area], axis=(0, 1)) for area in sorted(set(areas.tolist()))}
 
 
