@@ -4,8 +4,13 @@ A chunk's reading is inflating its members, checking each against the key's layo
 hashing them, storing its images (temp-then-rename) and turning responses into float32
 rows. That work is Python-heavy (zip member objects, header checks, per-file calls), so
 threads kept only ~1.4 cores busy: the GIL serialised them with the inserting thread
-(BENCHMARKS.md, 0.1). Worker processes each open the scan themselves and send back
-finished chunks (a 256 x 8,000 chunk pickles as ~8 MB), while the parent only inserts.
+(BENCHMARKS.md, 0.1). Worker processes send back finished chunks (a 256 x 8,000 chunk
+pickles as ~8 MB), while the parent only inserts.
+
+Workers are forked, not spawned: a spawned worker re-imports the caller's main script,
+which breaks ``db.ingest`` called from a script without a ``__main__`` guard. A forked
+worker inherits the validated scan and opens its own handle on the archive; it never
+touches the parent's DuckDB connection.
 
 Small scans are read in the calling process: starting workers costs more than they save.
 """
@@ -26,7 +31,8 @@ import numpy as np
 
 from ..errors import BadScanError
 from ..source import npyfile
-from ..source.scan import Scan, open_scan
+from ..source.archive import ZipArchive
+from ..source.scan import Scan
 from ..store.images import ImageStore, discard
 from .tables import NeuronGroups, TrialChunk
 
@@ -38,7 +44,7 @@ WORKERS = 2
 """Reader processes: the machine measured has 2 cores; the parent mostly waits on DuckDB."""
 MIN_BYTES_FOR_WORKERS = 64 << 20
 """Uncompressed trial data below which a scan is read in-process: a spawned worker costs
-~0.3 s to start (Python, numpy and the scan's meta), more than it saves on a small scan."""
+processes and their pipes cost more than they save on a small scan."""
 
 
 def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.ndarray) -> TrialChunk:
@@ -111,9 +117,9 @@ class Prefetcher:
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[Future] = deque()
         if workers:
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                              initializer=_start_worker,
-                                             initargs=(str(path), str(store.root), groups, os.getpid()))
+                                             initargs=(path, scan, store.root, groups, os.getpid()))
 
     def chunks(self, order: np.ndarray) -> Iterator[TrialChunk]:
         todo = iter(chunks_in(order))
@@ -166,10 +172,13 @@ class _Refused:
 _worker: dict = {}
 
 
-def _start_worker(path: str, store_root: str, groups: NeuronGroups, parent: int) -> None:
+def _start_worker(path: Path, scan: Scan, store_root: Path, groups: NeuronGroups, parent: int) -> None:
+    """Runs first in each forked worker: the scan, already validated by the parent, gets its
+    own open archive (a zip's file offset must not be shared between processes)."""
     _die_with_parent(parent)
-    _worker["scan"] = open_scan(path)
-    _worker["store"] = ImageStore(Path(store_root))
+    _own_file_handle(scan.archive, path)
+    _worker["scan"] = scan
+    _worker["store"] = ImageStore(store_root)
     _worker["groups"] = groups
 
 
@@ -178,6 +187,15 @@ def _worker_chunk(trials: np.ndarray) -> TrialChunk | _Refused:
         return read_chunk(_worker["scan"], _worker["store"], _worker["groups"], trials)
     except BadScanError as exc:
         return _Refused(exc.scan, exc.member, exc.problem)
+
+
+def _own_file_handle(archive, path: Path) -> None:
+    """Give this process's copy of the archive its own file handle, keeping the member index
+    the parent built: re-opening the zip re-reads and re-checks 24,000 names (1.5 s per
+    worker on a full-size scan, measured), while a shared handle would share the file offset
+    zipfile seeks before each read."""
+    if isinstance(archive, ZipArchive):
+        archive._zip.fp = open(path, "rb")
 
 
 def _unwrap(result: TrialChunk | _Refused) -> TrialChunk:
