@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 
 import signal
 import subprocess
@@ -99,31 +100,50 @@ def test_a_read_only_image_store(good_db, before, bad_base, tmp_path):
 # -- a full disk --------------------------------------------------------------------------
 
 
-def used_bytes(db: Path) -> int:
-    files = [db, *db.with_suffix(".images").rglob("*")]
+def used_bytes(*paths: Path) -> int:
+    files = [p for path in paths for p in ([path] if path.is_file() else path.rglob("*"))]
     return sum(-(-p.stat().st_size // 4096) * 4096 for p in files if p.is_file())
 
 
-def test_a_disk_that_fills_up_with_image_files(template_db, tmp_path):
+def split_database(template: Path, db_folder: Path, store_folder: Path) -> Path:
+    """A copy of the template whose database file lives in ``db_folder`` and whose image
+    store lives in ``store_folder`` (reached through a symbolic link beside the file)."""
+    db = copy_database(template, db_folder)
+    store = db.with_suffix(".images")
+    target = store_folder / store.name
+    shutil.move(store, target)
+    store.symlink_to(target, target_is_directory=True)
+    return db
+
+
+def test_a_full_disk_under_the_image_store(template_db, tmp_path):
+    """Images and the response matrix fail to write; DuckDB's disk has room."""
     scan = write_zip(generate(ScanSpec(animal_id=50005, seed=5, n_trials=600, n_neurons=10)), tmp_path / "s.zip")
-    with small_disk(tmp_path / "disk", used_bytes(template_db[0]) + (1 << 20)) as disk:
-        db = copy_database(template_db[0], disk)
+    (tmp_path / "roomy").mkdir()
+    store_size = used_bytes(template_db[0].with_suffix(".images"))
+    with small_disk(tmp_path / "disk", store_size + (1 << 20)) as disk:
+        db = split_database(template_db[0], tmp_path / "roomy", disk)
         run = run_scandb("ingest", scan, "--db", db)
         assert run.code == 4, run
-        assert "(No space left on device); nothing of this scan was kept" in run.error
+        assert re.search(rf"cannot write {re.escape(str(db.with_suffix('.images')))}(/\S+)? "
+                         r"\(No space left on device\); nothing of this scan was kept", run.error), run.error
         assert digest_database(db) == template_db[1]
 
+        grow_disk(disk, 64 << 20)
+        assert run_cli("ingest", str(scan), "--db", str(db)).code == 0
 
-def test_a_disk_that_fills_up_while_duckdb_writes(template_db, tmp_path):
+
+def test_a_full_disk_under_the_database_file(template_db, tmp_path):
+    """DuckDB fails to write its file; the image store's disk has room."""
     spec = ScanSpec(animal_id=60006, seed=6, n_trials=100, n_neurons=20_000, image_shape=(1, 8, 8))
     scan = write_zip(generate(spec), tmp_path / "wide.zip")
+    (tmp_path / "roomy").mkdir()
     with small_disk(tmp_path / "disk", used_bytes(template_db[0]) + (2 << 20)) as disk:
-        db = copy_database(template_db[0], disk)
+        db = split_database(template_db[0], disk, tmp_path / "roomy")
         run = run_scandb("ingest", scan, "--db", db)
         assert run.code == 4, run
-        # the response matrix or DuckDB's file, whichever fills the disk first
-        assert re.search(rf"cannot write ({re.escape(str(db))}|{re.escape(str(db.with_suffix('.images')))}) "
-                         r"\(No space left on device\); nothing of this scan was kept", run.error), run.error
+        assert (f"cannot write {db} (No space left on device); nothing of this scan was kept"
+                in run.error), run.error
         assert digest_database(db) == template_db[1]
 
         grow_disk(disk, 64 << 20)
