@@ -101,7 +101,7 @@ def _ingest_all(zips: list[Path], specs, work: Path, batch_rows: np.ndarray, tra
     zip_total = 0
     for k, (zip_path, spec) in enumerate(zip(zips, specs), start=1):
         extract_times = []
-        for _ in range(max(1, repeat - 1)):
+        for _ in range(max(2, repeat)):  # one unzip alone swung 7-34 s on the shared machine
             os.sync()  # start clean: unzip's wall time swung 5-12 s with the previous step's dirty pages
             run = measure.run_process(["unzip", "-q", str(zip_path), "-d", str(work / "extracted")]
                                       if shutil.which("unzip") else

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Callable
 
 import duckdb
-import numpy as np
 import pyarrow as pa
 
 from .. import __version__

@@ -85,11 +85,6 @@ class ImageStore(Store):
             remove_if_empty(target.parent, self.root)
             raise
 
-    def discard_created(self) -> None:
-        """Undo this object's writes (after a rollback), folders included."""
-        discard(self.created, self.root)
-        self.created.clear()
-
     def files(self) -> dict[str, Path]:
         """Every image file in the store, by hash."""
         if not self.root.is_dir():
