@@ -7,6 +7,7 @@ import shutil
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -59,6 +60,31 @@ def test_an_ingest_killed_mid_way_leaves_no_trace(good_db, before, big_scan):
     again = run_cli("ingest", str(big_scan), "--db", str(good_db))
     assert again.code == 0, again
     assert run_cli("verify", "--db", str(good_db)).code == 0
+
+
+def test_a_killed_ingest_takes_its_reader_processes_with_it(good_db, before, big_scan):
+    """kill -9 of an ingest reading with worker processes: no worker outlives it, so no
+    image file appears after the next command has collected the orphans."""
+    script = ("import sys; from pathlib import Path; from scandb.catalog.database import Database; "
+              "from scandb.ingest import ingest; db = Database(Path(sys.argv[2]), read_only=False); "
+              "ingest(db, Path(sys.argv[1]), workers=2)")
+    already = len(image_files(good_db))
+    process = subprocess.Popen([sys.executable, "-c", script, str(big_scan), str(good_db)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    try:
+        started = wait_for(lambda: len(image_files(good_db)) > already + 50, timeout=60)
+        workers = children.read_text().split() if children.exists() else []
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert started and process.returncode == -signal.SIGKILL, "the ingest ended before it could be killed"
+    assert len(workers) == 2, workers
+    assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=10)
+
+    assert run_cli("ingest", str(good_db.parent / "nothing.zip"), "--db", str(good_db)).code == 3
+    time.sleep(0.5)
+    assert digest_database(good_db) == before
 
 
 # -- read-only --------------------------------------------------------------------------

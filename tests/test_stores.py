@@ -68,6 +68,12 @@ class StoreContract:
         assert set(store.files()) == {kept}
         assert not store.file(dropped).exists()
 
+    def test_an_empty_folder_a_killed_writer_left_is_garbage(self, store):
+        key, _ = self.add(store, 1)
+        (store.root / "zz").mkdir()
+        store.collect_garbage({key})
+        assert not (store.root / "zz").exists() and store.file(key).exists()
+
     def test_collecting_twice_removes_nothing_more(self, store):
         kept, _ = self.add(store, 1)
         self.add(store, 2)

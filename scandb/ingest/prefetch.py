@@ -21,6 +21,8 @@ import hashlib
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -42,6 +44,9 @@ CHUNKS_AHEAD = 4
 """Chunks read ahead of the one being inserted: bounds memory to a few chunks (~40 MB)."""
 WORKERS = 2
 """Reader processes: the machine measured has 2 cores; the parent mostly waits on DuckDB."""
+PARENT_POLL = 0.2
+"""Seconds between a worker's checks that its parent is alive, where the kernel cannot
+kill it with its parent."""
 MIN_BYTES_FOR_WORKERS = 64 << 20
 """Uncompressed trial data below which a scan is read in-process: a spawned worker costs
 processes and their pipes cost more than they save on a small scan."""
@@ -205,13 +210,20 @@ def _unwrap(result: TrialChunk | _Refused) -> TrialChunk:
 
 
 def _die_with_parent(parent: int) -> None:
-    """A killed ingest must not leave workers writing image files after it: on Linux the
-    kernel kills this worker with its parent (PR_SET_PDEATHSIG)."""
+    """A killed ingest must not leave workers behind, blocked forever or writing image
+    files after it: on Linux the kernel kills this worker with its parent
+    (PR_SET_PDEATHSIG); elsewhere a watchdog thread notices the parent is gone."""
     try:
         import ctypes
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
-        pass
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if os.getppid() != parent:
         os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL)
+    os._exit(1)

@@ -52,7 +52,8 @@ class Store(ABC):
 
 def collect_garbage(stores: Iterable[tuple[Store, set[str]]]) -> int:
     """The one garbage collector: for each store, remove every file whose key is not in the
-    referenced set, every temporary, and folders left empty; returns the files removed."""
+    referenced set, every temporary, and empty sub-folders (a writer killed between
+    creating a folder and its first file leaves one); returns the files removed."""
     removed = 0
     for store, referenced in stores:
         stale = [path for key, path in store.files().items() if key not in referenced]
@@ -60,6 +61,10 @@ def collect_garbage(stores: Iterable[tuple[Store, set[str]]]) -> int:
             path.unlink(missing_ok=True)
             remove_if_empty(path.parent, store.root)
             removed += 1
+        if store.root.is_dir():
+            for folder in store.root.iterdir():
+                if folder.is_dir():
+                    remove_if_empty(folder, store.root)
     return removed
 
 
