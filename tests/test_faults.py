@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import re
 import shutil
-
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from scandb.catalog.database import Database
+from scandb.errors import DatabaseError
+from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database
@@ -157,6 +160,19 @@ def test_a_full_disk_under_the_image_store(template_db, tmp_path):
 
         grow_disk(disk, 64 << 20)
         assert run_cli("ingest", str(scan), "--db", str(db)).code == 0
+
+
+def test_a_full_image_store_disk_hit_by_a_reader_process(template_db, tmp_path):
+    """The same one line when a worker process, not the parent, meets the full disk."""
+    scan = write_zip(generate(ScanSpec(animal_id=50005, seed=5, n_trials=600, n_neurons=10)), tmp_path / "s.zip")
+    (tmp_path / "roomy").mkdir()
+    store_size = used_bytes(template_db[0].with_suffix(".images"))
+    with small_disk(tmp_path / "disk", store_size + (1 << 20)) as disk:
+        db_path = split_database(template_db[0], tmp_path / "roomy", disk)
+        with Database(db_path, read_only=False) as db:
+            with pytest.raises(DatabaseError, match=r"\(No space left on device\); nothing of this scan was kept"):
+                ingest(db, scan, workers=2)
+        assert digest_database(db_path) == template_db[1]
 
 
 def test_a_full_disk_under_the_database_file(template_db, tmp_path):
