@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -172,7 +172,7 @@ class _ScanWriter:
                     self.matrix = MatrixStore(self.store.root).writer(source.sha256, s.n_trials, s.n_neurons)
                 image_hashes, member_digests = self._write_trial_data()
                 self._insert("trials", tables.trial_table(s, image_hashes), "* REPLACE (extra::JSON AS extra)")
-                source = replace(source, content_sha256=tables.content_digest(member_digests))
+                source = Source(source.name, source.size, source.sha256, tables.content_digest(member_digests))
                 self._insert("scans", tables.scan_row(s, source, datetime.now(timezone.utc).replace(tzinfo=None),
                                                       __version__))
                 if self.matrix is not None:
