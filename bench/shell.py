@@ -43,6 +43,31 @@ def shell_time(duckdb_cli: str, db: Path, sql: str, repeat: int = 3,
     return min(times), times[0]
 
 
+README_TARGET = 10.0
+"""Seconds within which every SQL statement of the README should answer on full-size scans."""
+SQL_BLOCK = re.compile(r"^```sql\n(.*?)^```", re.S | re.M)
+
+
+def readme_queries(readme: Path) -> list[tuple[str, str]]:
+    """(comment, statement) for every statement of every ```sql block of the README, the
+    comment being the ``--`` line just above it; read at run time, so the benchmark times
+    whatever the README says today."""
+    found = []
+    for block in SQL_BLOCK.findall(readme.read_text()):
+        comment, statement = "", []
+        for line in block.splitlines():
+            if line.startswith("--") and not statement:
+                comment = line.lstrip("- ").strip()
+                continue
+            statement.append(line)
+            if line.rstrip().endswith(";"):
+                found.append((comment, "\n".join(statement).strip()))
+                statement = []
+        if "\n".join(statement).strip():
+            found.append((comment, "\n".join(statement).strip()))
+    return found
+
+
 AREA_INDEX = """(SELECT scan_key, area, list(neuron_idx + 1 ORDER BY neuron_idx) AS idx
                  FROM neurons GROUP BY scan_key, area)"""
 

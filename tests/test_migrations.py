@@ -181,7 +181,7 @@ def test_area_sums_filled_by_revision_0003_are_the_sums_of_the_source_responses(
         assert total == pytest.approx(want_sum, rel=1e-5, abs=1e-5)
 
 
-def test_digests_filled_by_revision_0004_equal_those_ingest_records(ingested):
+def test_digests_filled_by_revision_0005_equal_those_ingest_records(ingested):
     recorded = rows(ingested, "SELECT * FROM scan_digests ORDER BY ALL")
     assert {r[1] for r in recorded} >= {"responses except values", "area_responses", "response matrix"}
     downgrade(ingested, "0003")
