@@ -17,7 +17,7 @@ import pytest
 from scandb.source import npyfile
 from scandb.store.base import Store, collect_garbage, temporary_for
 from scandb.store.images import ImageStore
-from scandb.store.matrices import MatrixStore, collect_matrix_garbage
+from scandb.store.matrices import MatrixStore
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -146,16 +146,6 @@ def test_a_discarded_matrix_leaves_no_file(tmp_path):
     writer.write(np.array([0]), np.ones((1, 2), np.float32))
     writer.discard()
     assert store.files() == {} and store.temporaries() == []
-
-
-def test_the_matrix_garbage_function_maintenance_calls_still_works(tmp_path):
-    store = MatrixStore(tmp_path / "lab.images")
-    for name in ("keep", "drop"):
-        writer = store.writer(name, 1, 1)
-        writer.write(np.array([0]), np.ones((1, 1), np.float32))
-        writer.finish()
-    assert collect_matrix_garbage(tmp_path / "lab.images", {"lab.images/responses/keep.npy"}) == 1
-    assert set(store.files()) == {"lab.images/responses/keep.npy"}
 
 
 def test_one_collector_cleans_several_stores(tmp_path):

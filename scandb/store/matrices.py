@@ -89,16 +89,3 @@ class MatrixWriter:
         self.temporary.unlink(missing_ok=True)
         self.final.unlink(missing_ok=True)
 
-
-def matrix_files(store_root: Path) -> dict[str, Path]:
-    """Every matrix in the store, by its path relative to the database's folder."""
-    return MatrixStore(store_root).files()
-
-
-def matrix_temporaries(store_root: Path) -> list[Path]:
-    return MatrixStore(store_root).temporaries()
-
-
-def collect_matrix_garbage(store_root: Path, referenced: set[str]) -> int:
-    """Remove matrices no row references and half-written ones; returns the count."""
-    return MatrixStore(store_root).collect_garbage(referenced)
