@@ -65,7 +65,8 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
     from .catalog.database import discard_new_database
 
     def report(result) -> None:
-        click.echo(result.summary(), err=result.status == "failed")
+        failed = result.status == "failed"
+        click.echo(("scandb: " if failed else "") + result.summary(), err=failed)
 
     new_file = not db_path.exists()
     db = connect(db_path, wait=wait, read_only=False)

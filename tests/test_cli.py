@@ -299,7 +299,7 @@ def test_a_folder_that_is_not_a_scan_says_so(tmp_path, layout):
     assert result.returncode == 3
     expected = ("empty folder: not a scan" if layout == "empty"
                 else "a folder holding 2 zip files, not a scan: give the scan zips themselves")
-    assert result.stderr.startswith(f"error: {folder}: {expected}")
+    assert result.stderr.startswith(f"scandb: error: {folder}: {expected}")
 
 
 # -- the DuckDB shell opened for writing ------------------------------------------------------
