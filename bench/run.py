@@ -195,8 +195,8 @@ def _readme_sql(db: Path, repeat: int) -> list[dict]:
     if not cli or not readme.exists():
         return []
     rows = []
-    for comment, sql in shell.readme_queries(readme):
-        best, first = shell.shell_time(cli, db, sql, repeat=min(repeat, 2), timeout=shell.SLOW_LIMIT)
+    for comment, setup, sql in shell.readme_queries(readme):
+        best, first = shell.shell_time(cli, db, sql, repeat=min(repeat, 2), timeout=shell.SLOW_LIMIT, setup=setup)
         rows.append({"comment": comment, "sql": sql, "best": best, "first": first})
         print(f"README sql: {' '.join(sql.split())[:70]}: {best:.3f} s", flush=True)
     return rows
