@@ -18,7 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .catalog.database import DEFAULT_DB, OFFLINE, Database
+from .catalog import default_db
+from .catalog.database import OFFLINE, Database
 from .catalog.transaction import explain
 from .errors import BadScanError, UsageError
 from .keys import ARROW_BATCH, DATA_KEYS
@@ -41,16 +42,16 @@ if TYPE_CHECKING:
     from .query.summary import ScanSummary
 
 
-def connect(path: str | Path = DEFAULT_DB, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
+def connect(path: str | Path | None = None, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
     """Open a scandb database; read-only by default so many processes can read one file.
 
     The file is open only while a call runs, so a connection left idle (a notebook) never
     blocks an ingest in another process. ``read_only=False`` is for ``ingest``, ``remove``
     and ``migrate`` (creating the file when there is none). ``wait`` is how many seconds
     each call waits for a writer in another process to finish (saying so on the
-    ``scandb`` logger) before it fails.
+    ``scandb`` logger) before it fails. Without ``path``: ``$SCANDB_DB``, else ``scandb.duckdb``.
     """
-    db = Database(path, read_only=read_only, wait=wait, held=False)
+    db = Database(default_db() if path is None else path, read_only=read_only, wait=wait, held=False)
     try:
         if read_only:
             db.check_revision()

@@ -142,3 +142,13 @@ def test_a_relation_from_sql_stays_usable_after_another_process_writes(good_db, 
     assert relation.fetchall() == [(GOOD_SPEC.key, i) for i in range(5)]
     assert len(db.fetch(relation, "responses")["responses"]) == 5
     db.close()
+
+
+def test_scandb_db_names_the_database_for_commands_and_connect(good_db, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no scandb.duckdb here: only the variable can lead to good_db
+    monkeypatch.setenv("SCANDB_DB", str(good_db))
+    run = run_scandb("sql", "SELECT scan_key FROM scans", "--csv")
+    assert run.code == 0 and run.out.split() == ["scan_key", GOOD_SPEC.key], run
+    with scandb.connect() as db:
+        assert list(db.scans()["scan_key"]) == [GOOD_SPEC.key]
+    assert run_scandb("scans", "--db", str(tmp_path / "other.duckdb")).code == 4  # --db wins over the variable
