@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .catalog import DEFAULT_DB
+from .catalog import DB_VARIABLE, DEFAULT_DB
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, DatabaseError, ScandbError, UsageError
 
 PRINTED_STATEMENTS = ("SELECT", "EXPLAIN", "CALL", "PRAGMA")
@@ -20,7 +20,8 @@ invalid, the summary says which and why); 4 database problem (in use, read-only,
 schema revision, disk full); 5 damage found by verify."""
 
 db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-                         default=DEFAULT_DB, show_default=True, help="Database file.")
+                         default=DEFAULT_DB, show_default=True, envvar=DB_VARIABLE, show_envvar=True,
+                         help="Database file.")
 wait_option = click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
                            metavar="SECONDS",
                            help="How long to wait for another process that holds the database "
@@ -74,7 +75,7 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
         results = db.ingest(paths, replace=replace, response_matrix=response_matrix, keep_going=True,
                             progress=_progress, on_result=report)
     finally:
-        discard = new_file and _holds_no_scans(db)  # decided while holding the write lock
+        discard = new_file and _holds_no_scans(db)
         db.close()
         if discard:  # nothing went in: leave no empty database behind
             discard_new_database(db_path)
@@ -93,7 +94,7 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
 def _holds_no_scans(db) -> bool:
     """True only when the database is readable and has no scan (unknown counts as not empty)."""
     try:
-        return db.scans().empty
+        return db.scans().empty  # decided while holding the write lock
     except Exception:  # no schema, or a connection DuckDB invalidated (disk full): keep the file
         return False
 

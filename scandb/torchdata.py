@@ -13,6 +13,10 @@ import torch.utils.data
 from .api import ScanDB, connect
 from .errors import UsageError
 from .keys import DATA_KEYS
+from .query import fetch as fetching
+from .query import neurons as neuron_choice
+from .query.normalize import NEEDED
+from .query.reader import Readers
 from .query.neurons import Neurons
 from .query.selection import Selection
 
@@ -43,9 +47,11 @@ class ScanDataset(torch.utils.data.Dataset):
     many neurons. For scans of different sizes make one dataset per scan with
     ``ScanDataset.per_scan`` (neuralpredictors' multi-scan loaders take such a dict).
 
-    It is picklable: each ``DataLoader`` worker opens its own read-only connection on first
-    use (waiting up to ``wait`` seconds for a writer), and ``__getitems__`` fetches a whole
-    batch at once.
+    It never holds the database: everything but the arrays' files is read when it is made
+    (waiting up to ``wait`` seconds for a writer), and items come from the store's files,
+    which no ingest changes (a replaced scan gets new files). A training job therefore runs
+    through ingests in other processes, across epochs, with any ``DataLoader`` workers, and
+    sees the data it started with. It is picklable; ``__getitems__`` reads a whole batch.
     """
 
     def __init__(self, db_path: str | Path, selection: Selection, keys: Sequence[str] = DATA_KEYS, *,
@@ -60,12 +66,12 @@ class ScanDataset(torch.utils.data.Dataset):
         if not self.keys:
             raise UsageError("ScanDataset needs at least one key, e.g. keys=('images', 'responses')")
         self.point = point_class(self.keys)
-        with connect(self.db_path, wait=wait) as db:
+        with connect(self.db_path, wait=wait) as db, db.database.lease():
             selected = db.select(selection, params=params, scan=scan)
             self._check(db, selected)
+            self._readers, self._columns = self._read_everything(db, selected)
         self.scan_keys = np.asarray(selected["scan_key"].to_pylist(), dtype=object)
         self.trial_ids = selected["trial_id"].to_numpy()
-        self._db: ScanDB | None = None
 
     @classmethod
     def per_scan(cls, db_path: str | Path, selection: Selection, keys: Sequence[str] = DATA_KEYS, **options
@@ -98,6 +104,26 @@ class ScanDataset(torch.utils.data.Dataset):
                                  "ScanDataset.per_scan(...), or pass neurons= with as many neurons per scan")
         db.fetch(sample, *self.keys, **options)
 
+    def _read_everything(self, db: ScanDB, selected: pa.Table) -> tuple[Readers, dict[str, np.ndarray]]:
+        """The readers of the selected scans with all they read from SQL already read, detached
+        from the database; and the selection's values of keys that are trials_full columns."""
+        scans = list(dict.fromkeys(selected["scan_key"].to_pylist()))
+        picked = neuron_choice.picks(db._readers, scans, self.neurons)
+        self.neurons = None if picked is None else {scan: picked[scan] for scan in scans}
+        readers = Readers(_FilesOnly(db.database.path))
+        for scan in scans:
+            reader = db._readers.get(scan)
+            reader._trials  # noqa: B018  (read now: behavior, pupil position, image paths)
+            if "responses" in self.keys and reader._matrix is None:  # a scan ingested without its matrix file
+                reader.__dict__["_matrix"] = reader.responses(np.arange(reader.n_trials))
+            if self.normalize:
+                for key in set(self.keys) & set(NEEDED):
+                    reader._statistics_of(key)
+            reader.database = readers.database
+            readers._readers[scan] = reader
+        columns = {key: fetching.trial_column(db.conn, selected, key) for key in self.keys if key not in DATA_KEYS}
+        return readers, columns
+
     def __len__(self) -> int:
         return len(self.trial_ids)
 
@@ -108,16 +134,19 @@ class ScanDataset(torch.utils.data.Dataset):
         rows = np.asarray(indexes, dtype=np.int64)
         batch = pa.table({"scan_key": pa.array(self.scan_keys[rows].tolist(), pa.string()),
                           "trial_id": pa.array(self.trial_ids[rows], pa.int64())})
-        arrays = self._connection().fetch(batch, *self.keys, normalize=self.normalize, neurons=self.neurons,
-                                          image_dtype=self.image_dtype)
+        data_keys = [k for k in self.keys if k in DATA_KEYS]
+        arrays = fetching.fetch(None, self._readers, batch, data_keys, normalize=self.normalize,
+                                neurons=self.neurons, image_dtype=self.image_dtype)
+        arrays.update({key: values[rows] for key, values in self._columns.items()})
         return [self.point(*(arrays[k][i] for k in self.keys)) for i in range(len(rows))]
 
-    def _connection(self) -> ScanDB:
-        if self._db is None:
-            self._db = connect(self.db_path, wait=self.wait)
-        return self._db
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_db"] = None
-        return state
+class _FilesOnly:
+    """Stands in for the database in a dataset's readers, which read only the store's files."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def conn(self):
+        raise RuntimeError("ScanDataset reads only the store's files; everything from SQL is read when it is made")

@@ -107,8 +107,10 @@ class ScanReader:
     @cached_property
     def _matrix(self) -> np.ndarray | None:
         """The (n_trials, n_neurons) matrix, memory-mapped read-only, or None."""
-        row = self.database.conn.execute("SELECT path, n_trials, n_neurons FROM response_matrices "
-                                         "WHERE scan_key = ?", [self.scan]).fetchone()
+        if "_matrix_row" not in self.__dict__:
+            self._matrix_row = self.database.conn.execute("SELECT path, n_trials, n_neurons FROM response_matrices "
+                                                          "WHERE scan_key = ?", [self.scan]).fetchone()
+        row = self._matrix_row
         if row is None:
             return None
         path = self.database.path.parent / row[0]
@@ -121,6 +123,14 @@ class ScanReader:
             raise DatabaseError(f"{path}: response matrix of scan {self.scan} is {matrix.shape} "
                                 f"{matrix.dtype}, expected ({row[1]}, {row[2]}) float32; run 'scandb verify'")
         return matrix
+
+    def __getstate__(self) -> dict:
+        """A pickled reader (a DataLoader worker's copy) maps the matrix file again rather
+        than carrying its contents."""
+        state = self.__dict__.copy()
+        if state.get("_matrix_row") is not None:
+            state.pop("_matrix", None)
+        return state
 
     def neuron_indexes(self, wanted: np.ndarray, by: str = "neuron_idx") -> np.ndarray:
         """Positions in the response rows of neurons named by ``neuron_idx`` or ``unit_id``."""
@@ -185,4 +195,11 @@ class Readers:
     def clear(self) -> None:
         """Forget every reader: a write may have replaced a scan."""
         self._readers.clear()
+
+    def follow(self, stamp: tuple) -> None:
+        """Forget every reader when the database file changed since they were read (another
+        process wrote to it between two calls)."""
+        if stamp != getattr(self, "_stamp", None):
+            self._readers.clear()
+            self._stamp = stamp
 
