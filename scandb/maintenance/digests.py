@@ -34,6 +34,8 @@ TABLE_ROWS = {
     "scan_files": "scan_key = ?",
     "response_matrices": "scan_key = ?",
     "area_responses": "scan_key = ?",
+    "frame_behavior": "scan_key = ?",
+    "area_frame_responses": "scan_key = ?",
     "images": "image_hash IN (SELECT image_hash FROM trials WHERE scan_key = ?)",
 }
 """Each digested table, and which of its rows belong to a scan."""

@@ -14,33 +14,64 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import UsageError
-from ..keys import ARROW_BATCH, DATA_KEYS
+from ..keys import ARROW_BATCH, DATA_KEYS, STIMULUS_KEY, VIDEO_DATA_KEYS
 from . import neurons as neuron_choice
 from .reader import Readers, ScanReader
 
 WIDTHS = {"behavior": 3, "pupil_center": 2}
-"""Columns of the per-trial arrays, whatever the scan."""
+"""Columns of a static scan's per-trial arrays (a dynamic scan's are (2, T))."""
+STIMULUS_KEYS = tuple(STIMULUS_KEY.values())
 
 
 def fetch(conn: duckdb.DuckDBPyConnection, readers: Readers, selected: pa.Table, keys: Sequence[str], *,
           normalize: bool = False, neurons=None, image_dtype=None,
-          shape_scans: Sequence[str] = ()) -> dict[str, np.ndarray]:
+          shape_scans: Sequence[str] = (), frames: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
     """``{key: array}`` for a selection already checked by ``selection.check``."""
     scans = selected["scan_key"].to_numpy(zero_copy_only=False).astype(object)
     trial_ids = selected["trial_id"].to_numpy()
     order = list(dict.fromkeys(scans.tolist()))
     rows = _Rows(readers, scans, trial_ids, order, list(shape_scans) if not order else order)
+    rows.window = window_of(rows, frames)
     out = {}
     for key in keys:
         if key == "responses":
             out[key] = _responses(rows, neurons, normalize)
-        elif key == "images":
-            out[key] = _images(rows, normalize, image_dtype)
+        elif key in STIMULUS_KEYS:
+            out[key] = _images(rows, key, normalize, image_dtype)
         elif key in WIDTHS:
             out[key] = _per_trial(rows, key, normalize)
         else:
             out[key] = trial_column(conn, selected, key)
     return out
+
+
+def default_keys(readers: Readers, selected: pa.Table, shape_scans: Sequence[str]) -> tuple[str, ...]:
+    """The data keys of the selected scans' kind: images... for static, videos... for dynamic."""
+    scans = list(dict.fromkeys(selected["scan_key"].to_pylist())) or list(shape_scans)
+    kinds = {readers.get(s).kind for s in scans}
+    return VIDEO_DATA_KEYS if kinds == {"dynamic"} else DATA_KEYS
+
+
+def window_of(rows: "_Rows", frames) -> slice:
+    """``frames=(start, stop)`` checked against every dynamic scan of the selection."""
+    readers = [r for r, _, _ in rows.parts] or rows.shape_readers
+    kinds = {r.kind: r.scan for r in readers}
+    if len(kinds) > 1:
+        raise UsageError(f"the selection mixes static scans (e.g. {kinds['static']}) and dynamic scans (e.g. "
+                         f"{kinds['dynamic']}), whose arrays differ in shape; pass per_scan=True")
+    if frames is None:
+        return slice(None)
+    if "static" in kinds:
+        raise UsageError(f"frames= applies to dynamic (video) scans; scan {kinds['static']} is static")
+    try:
+        start, stop = (int(f) for f in frames)
+    except (TypeError, ValueError):
+        raise UsageError(f"frames= takes (start, stop), e.g. frames=(0, 50); got {frames!r}") from None
+    shortest = min((r.frames for r in readers), default=stop)
+    if not 0 <= start < stop <= shortest:
+        raise UsageError(f"frames=({start}, {stop}) is outside the trials' {shortest} padded frames "
+                         f"(0 <= start < stop <= {shortest})")
+    return slice(start, stop)
 
 
 class _Rows:
@@ -49,6 +80,8 @@ class _Rows:
     def __init__(self, readers: Readers, scans: np.ndarray, trial_ids: np.ndarray, order: list[str],
                  shape_scans: list[str]):
         self.readers, self.n = readers, len(scans)
+        self.window = slice(None)
+        """The frames= window of a dynamic selection."""
         self.parts: list[tuple[ScanReader, np.ndarray, np.ndarray]] = []
         for scan in order:
             where = np.flatnonzero(scans == scan)
@@ -84,16 +117,24 @@ def _responses(rows: _Rows, neurons, normalize: bool) -> np.ndarray:
         raise UsageError(f"the selection spans scans with different neuron counts ({sizes}); "
                          "pass per_scan=True, or neurons= with as many neurons per scan")
 
+    window = rows.window
+
     def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
-        block = reader.responses(ids)
+        block = reader.responses(ids, window)
         columns = picked.get(reader.scan)
         if columns is not None:
             block = block[:, columns]
-        return reader.normalized("responses", block, columns) if normalize else block
+        return reader.normalized("responses", block, columns, window) if normalize else block
 
     if rows.parts:
         return rows.assemble(block_of, None)
-    return np.empty((0, _empty_width(rows, neurons)), np.float32)
+    return np.empty((0, _empty_width(rows, neurons), *_empty_frames(rows)), np.float32)
+
+
+def _empty_frames(rows: _Rows) -> tuple[int, ...]:
+    """The frames axis of an empty dynamic selection's arrays (none for static scans)."""
+    frames = _common((r.frames for r in rows.shape_readers), None)
+    return () if frames is None else (len(range(frames)[rows.window]),)
 
 
 def _empty_width(rows: _Rows, neurons) -> int:
@@ -108,29 +149,40 @@ def _empty_width(rows: _Rows, neurons) -> int:
     return _common((len(p) for p in neuron_choice.picks(rows.readers, scans, neurons).values()), 0)
 
 
-def _images(rows: _Rows, normalize: bool, dtype) -> np.ndarray:
+def _images(rows: _Rows, key: str, normalize: bool, dtype) -> np.ndarray:
     shapes = {r.image_shape for r, _, _ in rows.parts}
     if len(shapes) > 1:
-        raise UsageError(f"the selection spans scans with different image shapes ({sorted(shapes)}); "
+        raise UsageError(f"the selection spans scans with different {key} shapes ({sorted(shapes)}); "
                          "pass per_scan=True")
+    for reader in [r for r, _, _ in rows.parts] or rows.shape_readers:
+        if reader.stimulus != key:
+            raise UsageError(f"scan {reader.scan} is {reader.kind}: its stimulus key is {reader.stimulus!r}, "
+                             f"not {key!r}")
+    window = rows.window
 
     def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
-        block = reader.images(ids)
-        return reader.normalized("images", block) if normalize else block
+        block = reader.images(ids, window)
+        return reader.normalized(key, block, frames=window) if normalize else block
 
     stored = _common((r.image_dtype for r in rows.shape_readers), np.dtype(np.uint8))
     shape = _common((r.image_shape for r in rows.shape_readers), ())
+    if shape and key == "videos":
+        shape = (*shape[:-1], *_empty_frames(rows))
     images = rows.assemble(block_of, np.empty((0, *shape), np.float32 if normalize else stored))
     return images if dtype is None else images.astype(dtype, copy=False)
 
 
 def _per_trial(rows: _Rows, key: str, normalize: bool) -> np.ndarray:
+    window = rows.window
+
     def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
-        block = reader.rows(key, ids)
-        return reader.normalized(key, block) if normalize else block
+        block = reader.rows(key, ids, window)
+        return reader.normalized(key, block, frames=window) if normalize else block
 
     stored = _common((r.dtypes[key] for r in rows.shape_readers), np.dtype(np.float32))
-    return rows.assemble(block_of, np.empty((0, WIDTHS[key]), np.float32 if normalize else stored))
+    frames = _empty_frames(rows)
+    width = 2 if frames else WIDTHS[key]
+    return rows.assemble(block_of, np.empty((0, width, *frames), np.float32 if normalize else stored))
 
 
 def trial_column(conn: duckdb.DuckDBPyConnection, selected: pa.Table, name: str) -> np.ndarray:
@@ -157,7 +209,7 @@ def trial_columns(conn: duckdb.DuckDBPyConnection) -> set[str]:
 
 def check_keys(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
     """Every key is a data key or a trials_full column (checked before any array is read)."""
-    unknown = [k for k in keys if k not in DATA_KEYS]
+    unknown = [k for k in keys if k not in DATA_KEYS and k not in VIDEO_DATA_KEYS]
     if unknown:
         allowed = trial_columns(conn)
         bad = [k for k in unknown if k not in allowed]
