@@ -183,8 +183,10 @@ def file_table(scan: Scan) -> pa.Table:
     })
 
 
-def trial_table(scan: Scan, image_hashes: list[str], flags: TrialFlags) -> pa.Table:
+def trial_table(scan: Scan, image_hashes: list[str], flags: TrialFlags | None = None) -> pa.Table:
+    """``flags``: what reading the trials found (valid lengths, withheld data); none found without."""
     meta, n = scan.trials, scan.n_trials
+    flags = flags or TrialFlags.empty(n)
     id_file = scan.image_id_file
     trial_idx = meta.get("trial_idx")
     numeric_idx = trial_idx is not None and trial_idx.dtype.kind in "iu"

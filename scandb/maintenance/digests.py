@@ -82,6 +82,8 @@ def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
     digests = {}
     for table, rows in TABLE_ROWS.items():
         columns = table_columns(conn, table)
+        if not columns:
+            continue  # a table of a later revision than the database's (migrations record digests too)
         part = table
         if table == "responses" and not response_values:
             columns, part = [c for c in columns if c != "response"], RESPONSE_IDS_PART

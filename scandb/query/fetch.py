@@ -120,6 +120,8 @@ def _responses(rows: _Rows, neurons, normalize: bool) -> np.ndarray:
     window = rows.window
 
     def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
+        if normalize:
+            reader.refuse_withheld("responses", ids)
         block = reader.responses(ids, window)
         columns = picked.get(reader.scan)
         if columns is not None:
@@ -176,6 +178,8 @@ def _per_trial(rows: _Rows, key: str, normalize: bool) -> np.ndarray:
     window = rows.window
 
     def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
+        if normalize:
+            reader.refuse_withheld(key, ids)
         block = reader.rows(key, ids, window)
         return reader.normalized(key, block, frames=window) if normalize else block
 

@@ -102,6 +102,31 @@ class ScanReader:
                 "image_paths": np.asarray(table["path"].to_pylist(), dtype=object),
                 "n_frames": table["n_frames"].to_numpy()}
 
+    @cached_property
+    def _withheld(self) -> dict[str, np.ndarray]:
+        """Per trial id: responses / behavior withheld (zero-filled in the released data)."""
+        rows = self.database.conn.execute(
+            "SELECT trial_id, coalesce(responses_withheld, false) AS r, coalesce(behavior_withheld, false) AS b "
+            "FROM trials WHERE scan_key = ? ORDER BY trial_id", [self.scan]).fetchnumpy()
+        responses = np.zeros(self.n_trials, bool)
+        behavior = np.zeros(self.n_trials, bool)
+        responses[rows["trial_id"]] = rows["r"]
+        behavior[rows["trial_id"]] = rows["b"]
+        return {"responses": responses, "behavior": behavior, "pupil_center": behavior}
+
+    def refuse_withheld(self, key: str, trial_ids: np.ndarray) -> None:
+        """Normalising zero-filled data would train on zeros: a UsageError naming the trials."""
+        flags = self._withheld.get(key)
+        if flags is None:
+            return
+        withheld = np.unique(trial_ids[flags[trial_ids]])
+        if len(withheld):
+            column = "responses_withheld" if key == "responses" else "behavior_withheld"
+            raise UsageError(f"scan {self.scan}: {len(withheld)} selected trial{'s' if len(withheld) != 1 else ''} "
+                             f"(e.g. trial {withheld[0]}) {'have' if len(withheld) != 1 else 'has'} withheld {key} "
+                             f"(all zero in the released data; trials.{column}): leave them out "
+                             f"(WHERE NOT {column}) or pass normalize=False")
+
     def n_frames(self, trial_ids: np.ndarray) -> np.ndarray:
         """Valid lengths of these dynamic trials."""
         return self._trials["n_frames"][trial_ids]
