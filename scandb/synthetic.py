@@ -451,9 +451,9 @@ def generate_dynamic(spec: VideoSpec) -> GeneratedScan:
     video_ids = np.arange(1000, 1000 + n, dtype=np.int64)
     video_ids[oracle_rows] = oracle_rows % max(spec.n_oracle_videos, 1)
     lengths = rng.integers(spec.min_length, frames + 1, size=n)
-    lengths[0] = frames
     oracle_lengths = rng.integers(spec.min_length, frames + 1, size=max(spec.n_oracle_videos, 1))
     lengths[oracle_rows] = oracle_lengths[video_ids[oracle_rows]]
+    lengths[np.flatnonzero(tiers == "train")[:1]] = frames  # time-resolved statistics defined at every frame
     order = rng.permutation(n)
     h, w = spec.video_shape
     for i in range(n):
