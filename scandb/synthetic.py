@@ -453,7 +453,7 @@ def generate_dynamic(spec: VideoSpec) -> GeneratedScan:
     lengths = rng.integers(spec.min_length, frames + 1, size=n)
     oracle_lengths = rng.integers(spec.min_length, frames + 1, size=max(spec.n_oracle_videos, 1))
     lengths[oracle_rows] = oracle_lengths[video_ids[oracle_rows]]
-    lengths[np.flatnonzero(tiers == "train")[:1]] = frames  # time-resolved statistics defined at every frame
+    lengths[np.flatnonzero(tiers == "train")[:3]] = frames  # time-resolved statistics defined at every frame
     order = rng.permutation(n)
     h, w = spec.video_shape
     for i in range(n):
