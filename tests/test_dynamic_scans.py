@@ -272,3 +272,36 @@ def test_the_readme_video_sql_answers(mixed):
     got = [mean for scan, area, frame, mean in per_frame if area == "V1"]
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     assert dict((t, (lo, hi)) for t, lo, hi in lengths)["oracle"][1] <= video.n_frames
+
+
+def zero_filled_static(tmp_path):
+    """A static scan released as competition scans are: test responses zero, behavior zero."""
+    spec = ScanSpec(animal_id=27204, seed=9)
+    source = generate(spec)
+    tiers = source.arrays["meta/trials/tiers.npy"]
+    for i in range(spec.n_trials):
+        source.arrays[f"data/behavior/{i}.npy"] = np.zeros_like(source.arrays[f"data/behavior/{i}.npy"])
+        source.arrays[f"data/pupil_center/{i}.npy"] = np.zeros_like(source.arrays[f"data/pupil_center/{i}.npy"])
+        if tiers[i] == "test":
+            source.arrays[f"data/responses/{i}.npy"] = np.zeros_like(source.arrays[f"data/responses/{i}.npy"])
+    return spec, tiers, write_zip(source, tmp_path / f"{spec.name}.zip")
+
+
+def test_static_withheld_data_is_marked_at_ingest_and_by_the_migration_of_older_databases(tmp_path):
+    from .test_migrations import downgrade, upgrade
+    spec, tiers, path = zero_filled_static(tmp_path)
+    db_path = tmp_path / "lab.duckdb"
+    ingest_paths(db_path, path)
+    query = "SELECT responses_withheld, behavior_withheld FROM trials ORDER BY trial_id"
+    with scandb.connect(db_path) as db:
+        at_ingest = db.sql(query).fetchall()
+    assert at_ingest == [(tier == "test", True) for tier in tiers.tolist()]
+    downgrade(db_path, "0005")
+    upgrade(db_path)
+    with scandb.connect(db_path) as db:
+        assert db.sql(query).fetchall() == at_ingest
+        report = db.verify()
+        assert report.ok, report.text()
+        with pytest.raises(UsageError, match="withheld responses"):
+            db.fetch("SELECT scan_key, trial_id FROM trials WHERE tier = 'test'", "responses", normalize=True)
+        assert "withheld    test: responses" in db.summary(spec.key).text()
