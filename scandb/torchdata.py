@@ -69,8 +69,9 @@ class ScanDataset(torch.utils.data.Dataset):
         with connect(self.db_path, wait=wait) as db:
             selected = db.select(selection, params=params, scan=scan)
             info = db.fetch(selected, "tier", "n_frames", "responses_withheld", "behavior_withheld")
-            lengths = np.asarray(info["n_frames"], dtype=object)
-            self.dynamic = bool(len(lengths)) and all(length is not None for length in lengths)
+            kinds = dict(db.sql("SELECT scan_key, kind FROM scans").fetchall())
+            selected_kinds = {kinds[s] for s in selected["scan_key"].to_pylist()}
+            self.dynamic = selected_kinds == {"dynamic"}
             if keys is None:
                 keys = VIDEO_DATA_KEYS if self.dynamic else DATA_KEYS
             self.keys = tuple(keys)
@@ -81,10 +82,10 @@ class ScanDataset(torch.utils.data.Dataset):
             self._check(db, selected)
         self.scan_keys = np.asarray(selected["scan_key"].to_pylist(), dtype=object)
         self.trial_ids = selected["trial_id"].to_numpy()
-        self.n_frames = np.asarray(info["n_frames"], dtype=object)
+        self.n_frames = np.asarray(info["n_frames"]).astype(np.int64) if self.dynamic else None
         self.train = np.asarray(info["tier"] == "train", dtype=bool)
         if self.dynamic and frames is not None:
-            short = self.n_frames.astype(np.int64) < frames
+            short = self.n_frames < frames
             if short.any():
                 row = int(np.flatnonzero(short)[0])
                 raise UsageError(f"frames={frames} is longer than trial {self.trial_ids[row]} of scan "
