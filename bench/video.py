@@ -102,8 +102,8 @@ def windows(rng: np.random.Generator, lengths: np.ndarray, train: np.ndarray) ->
 
 
 def scandb_batch(db, key: str, batch: list[tuple[int, int]]) -> None:
-    for trial, start in batch:
-        db.fetch([(key, trial)], frames=(start, start + WINDOW))
+    """One fetch for the batch: a window per row."""
+    db.fetch([(key, trial) for trial, _ in batch], frames=[(start, start + WINDOW) for _, start in batch])
 
 
 def per_file_batch(folder: Path, batch: list[tuple[int, int]]) -> None:

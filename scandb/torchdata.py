@@ -146,7 +146,10 @@ class ScanDataset(torch.utils.data.Dataset):
 
     def __getitems__(self, indexes: Sequence[int]) -> list:
         if self.dynamic:
-            return [self._video_item(int(i)) for i in indexes]
+            windows = [self._window(int(i)) for i in indexes]
+            if len({stop - start for start, stop in windows}) > 1:
+                return [self._video_items([int(i)], [w])[0] for i, w in zip(indexes, windows)]
+            return self._video_items([int(i) for i in indexes], windows)
         rows = np.asarray(indexes, dtype=np.int64)
         batch = pa.table({"scan_key": pa.array(self.scan_keys[rows].tolist(), pa.string()),
                           "trial_id": pa.array(self.trial_ids[rows], pa.int64())})
@@ -163,15 +166,15 @@ class ScanDataset(torch.utils.data.Dataset):
         start = int(torch.randint(0, length - self.frames + 1, ()).item())
         return start, start + self.frames
 
-    def _video_item(self, row: int):
-        batch = pa.table({"scan_key": pa.array([self.scan_keys[row]], pa.string()),
-                          "trial_id": pa.array([self.trial_ids[row]], pa.int64())})
+    def _video_items(self, rows: list[int], windows: list[tuple[int, int]]) -> list:
+        """Items of these rows, one fetch with a window per row (windows of one length)."""
+        batch = pa.table({"scan_key": pa.array(self.scan_keys[rows].tolist(), pa.string()),
+                          "trial_id": pa.array(self.trial_ids[rows], pa.int64())})
         arrays = self._connection().fetch(batch, *self.keys, normalize=self.normalize, neurons=self.neurons,
-                                          image_dtype=self.image_dtype, frames=self._window(row))
-        item = {k: arrays[k][0] for k in self.keys}
-        if "videos" in item:
-            item["videos"] = np.ascontiguousarray(np.moveaxis(item["videos"], -1, 0)[None])
-        return self.point(*(item[k] for k in self.keys))
+                                          image_dtype=self.image_dtype, frames=windows)
+        if "videos" in arrays:  # (n, H, W, F) -> (n, 1, F, H, W), time first as the 2023 loader yields
+            arrays["videos"] = np.ascontiguousarray(np.moveaxis(arrays["videos"], -1, 1)[:, None])
+        return [self.point(*(arrays[k][i] for k in self.keys)) for i in range(len(rows))]
 
     def _connection(self) -> ScanDB:
         if self._db is None:

@@ -305,3 +305,23 @@ def test_static_withheld_data_is_marked_at_ingest_and_by_the_migration_of_older_
         with pytest.raises(UsageError, match="withheld responses"):
             db.fetch("SELECT scan_key, trial_id FROM trials WHERE tier = 'test'", "responses", normalize=True)
         assert "withheld    test: responses" in db.summary(spec.key).text()
+
+
+def test_one_window_per_row_gives_each_row_its_own_frames_normalised_alike(mixed):
+    db_path, video, source, _ = mixed
+    query = "SELECT scan_key, trial_id FROM trials WHERE scan_key = ? AND tier = 'train' ORDER BY trial_id"
+    with scandb.connect(db_path) as db:
+        ids = db.sql(query, [video.key]).fetchnumpy()["trial_id"]
+        starts = [(3 * row) % 25 for row in range(len(ids))]
+        windows = [(start, start + 12) for start in starts]
+        got = db.fetch(query, params=[video.key], frames=windows)
+        normalised = db.fetch(query, params=[video.key], frames=windows, normalize=True)
+        whole = db.fetch(query, params=[video.key], normalize=True)
+        with pytest.raises(UsageError, match="one length"):
+            db.fetch(query, params=[video.key], frames=[(0, 5)] + windows[1:])
+    for key, fetched in got.items():
+        expected = np.stack([source[f"data/{key}/{trial}.npy"][..., s:s + 12] for trial, s in zip(ids, starts)])
+        expected = np.ascontiguousarray(expected.astype(fetched.dtype))
+        assert np.array_equal(fetched.view(np.uint8), expected.view(np.uint8)), key
+        cut = np.stack([whole[key][row][..., s:s + 12] for row, s in enumerate(starts)])
+        assert np.array_equal(normalised[key], cut, equal_nan=True), key

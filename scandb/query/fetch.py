@@ -52,8 +52,9 @@ def default_keys(readers: Readers, selected: pa.Table, shape_scans: Sequence[str
     return VIDEO_DATA_KEYS if kinds == {"dynamic"} else DATA_KEYS
 
 
-def window_of(rows: "_Rows", frames) -> slice:
-    """``frames=(start, stop)`` checked against every dynamic scan of the selection."""
+def window_of(rows: "_Rows", frames):
+    """``frames=(start, stop)``, or one ``(start, stop)`` per selected row (equal lengths),
+    checked against every dynamic scan of the selection: a slice, or an (n, F) index array."""
     readers = [r for r, _, _ in rows.parts] or rows.shape_readers
     kinds = {r.kind: r.scan for r in readers}
     if len(kinds) > 1:
@@ -63,6 +64,9 @@ def window_of(rows: "_Rows", frames) -> slice:
         return slice(None)
     if "static" in kinds:
         raise UsageError(f"frames= applies to dynamic (video) scans; scan {kinds['static']} is static")
+    per_row = np.asarray(frames, dtype=object) if not isinstance(frames, str) else None
+    if per_row is not None and per_row.ndim == 2:
+        return _per_row_window(rows, readers, per_row)
     try:
         start, stop = (int(f) for f in frames)
     except (TypeError, ValueError):
@@ -72,6 +76,19 @@ def window_of(rows: "_Rows", frames) -> slice:
         raise UsageError(f"frames=({start}, {stop}) is outside the trials' {shortest} padded frames "
                          f"(0 <= start < stop <= {shortest})")
     return slice(start, stop)
+
+
+def _per_row_window(rows: "_Rows", readers, frames: np.ndarray) -> np.ndarray:
+    if frames.shape != (rows.n, 2):
+        raise UsageError(f"frames= with one window per row takes {rows.n} (start, stop) pairs; got an array of "
+                         f"shape {frames.shape}")
+    bounds = frames.astype(np.int64)
+    lengths = bounds[:, 1] - bounds[:, 0]
+    shortest = min(r.frames for r in readers)
+    if len(set(lengths.tolist())) > 1 or (bounds < 0).any() or (lengths <= 0).any() or (bounds[:, 1] > shortest).any():
+        raise UsageError(f"frames= windows must have one length and lie within the trials' {shortest} padded frames "
+                         f"(0 <= start < stop <= {shortest})")
+    return bounds[:, :1] + np.arange(lengths[0] if len(lengths) else 0)
 
 
 class _Rows:
@@ -88,14 +105,18 @@ class _Rows:
             self.parts.append((readers.get(scan), where, trial_ids[where]))
         self.shape_readers = [readers.get(s) for s in shape_scans]
 
+    def frames(self, where: np.ndarray):
+        """The window of these rows: one slice, or their rows of a per-row index array."""
+        return self.window if isinstance(self.window, slice) else self.window[where]
+
     def assemble(self, block_of: Callable[[ScanReader, np.ndarray], np.ndarray], empty: np.ndarray | None
                  ) -> np.ndarray:
         """Blocks of each scan placed at its rows; ``empty`` (zero rows) when nothing is selected."""
         if not self.parts:
             return empty
         if len(self.parts) == 1:
-            return block_of(self.parts[0][0], self.parts[0][2])
-        blocks = [(where, block_of(reader, ids)) for reader, where, ids in self.parts]
+            return block_of(self.parts[0][0], self.parts[0][2], self.frames(self.parts[0][1]))
+        blocks = [(where, block_of(reader, ids, self.frames(where))) for reader, where, ids in self.parts]
         first = blocks[0][1]
         out = np.empty((self.n, *first.shape[1:]), np.result_type(*(b.dtype for _, b in blocks)))
         for where, block in blocks:
@@ -117,9 +138,7 @@ def _responses(rows: _Rows, neurons, normalize: bool) -> np.ndarray:
         raise UsageError(f"the selection spans scans with different neuron counts ({sizes}); "
                          "pass per_scan=True, or neurons= with as many neurons per scan")
 
-    window = rows.window
-
-    def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
+    def block_of(reader: ScanReader, ids: np.ndarray, window) -> np.ndarray:
         if normalize:
             reader.refuse_withheld("responses", ids)
         block = reader.responses(ids, window)
@@ -136,7 +155,9 @@ def _responses(rows: _Rows, neurons, normalize: bool) -> np.ndarray:
 def _empty_frames(rows: _Rows) -> tuple[int, ...]:
     """The frames axis of an empty dynamic selection's arrays (none for static scans)."""
     frames = _common((r.frames for r in rows.shape_readers), None)
-    return () if frames is None else (len(range(frames)[rows.window]),)
+    if frames is None:
+        return ()
+    return (len(range(frames)[rows.window]),) if isinstance(rows.window, slice) else (rows.window.shape[1],)
 
 
 def _empty_width(rows: _Rows, neurons) -> int:
@@ -160,9 +181,7 @@ def _images(rows: _Rows, key: str, normalize: bool, dtype) -> np.ndarray:
         if reader.stimulus != key:
             raise UsageError(f"scan {reader.scan} is {reader.kind}: its stimulus key is {reader.stimulus!r}, "
                              f"not {key!r}")
-    window = rows.window
-
-    def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
+    def block_of(reader: ScanReader, ids: np.ndarray, window) -> np.ndarray:
         block = reader.images(ids, window)
         return reader.normalized(key, block, frames=window) if normalize else block
 
@@ -175,9 +194,7 @@ def _images(rows: _Rows, key: str, normalize: bool, dtype) -> np.ndarray:
 
 
 def _per_trial(rows: _Rows, key: str, normalize: bool) -> np.ndarray:
-    window = rows.window
-
-    def block_of(reader: ScanReader, ids: np.ndarray) -> np.ndarray:
+    def block_of(reader: ScanReader, ids: np.ndarray, window) -> np.ndarray:
         if normalize:
             reader.refuse_withheld(key, ids)
         block = reader.rows(key, ids, window)

@@ -45,17 +45,33 @@ def _per_row(stat: np.ndarray) -> np.ndarray:
     return stat if stat.ndim == 2 and stat.shape[0] > 1 else stat.reshape(-1)
 
 
+Frames = "slice | np.ndarray"
+"""A window of frames: a slice for every row, or an (n, F) array of frame indexes, one row each."""
+
+
+def cut_frames(values: np.ndarray, frames) -> np.ndarray:
+    """``values`` (time last) at these frames; an (n, F) index array gives (n, ..., F)."""
+    if isinstance(frames, slice):
+        return values if frames == slice(None) else values[..., frames]
+    return np.moveaxis(values[..., frames], -2, 0)
+
+
 def normalize(key: str, x: np.ndarray, stats: Mapping[str, np.ndarray],
-              neurons: np.ndarray | None = None) -> np.ndarray:
+              neurons: np.ndarray | None = None, frames=slice(None)) -> np.ndarray:
     """``x`` (rows of one key of one scan) normalised with that scan's ``stats`` for the key;
-    ``neurons`` are the response columns ``x`` holds, when not all."""
+    ``neurons`` are the response columns ``x`` holds, when not all; ``frames`` the window
+    ``x`` holds of a dynamic scan (factors are computed on the whole statistics first, so
+    the 1% threshold is the same for every window)."""
     if key in ("images", "videos"):
-        return ((x - stats["mean"]) / stats["std"]).astype(np.float32)
+        return ((x - cut_frames(stats["mean"], frames)) / cut_frames(stats["std"], frames)).astype(np.float32)
     if key == "responses":
         precision = response_precision(stats["std"])
-        return (x * (precision if neurons is None else precision[neurons])).astype(np.float32)
+        if neurons is not None:
+            precision = precision[neurons]
+        return (x * cut_frames(precision, frames)).astype(np.float32)
     if key == "behavior":
-        return (x * (1 / _per_row(stats["std"]))).astype(np.float32)
+        return (x * cut_frames(1 / _per_row(stats["std"]), frames)).astype(np.float32)
     if key == "pupil_center":
-        return ((x - _per_row(stats["mean"])) / _per_row(stats["std"])).astype(np.float32)
+        return ((x - cut_frames(_per_row(stats["mean"]), frames))
+                / cut_frames(_per_row(stats["std"]), frames)).astype(np.float32)
     raise ValueError(f"no normalisation rule for {key!r}")

@@ -135,13 +135,18 @@ class ScanReader:
         """behavior or pupil_center rows of these trials, in the stored dtype ((n, 2, F) for a
         dynamic scan: ``frames`` picks the window)."""
         rows = self._trials[key][trial_ids]
-        return np.ascontiguousarray(rows[..., frames]) if self.kind == "dynamic" else rows
+        return np.ascontiguousarray(take_frames(rows, frames)) if self.kind == "dynamic" else rows
 
     def images(self, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
         """The trials' images (or videos, ``frames`` of them), each distinct file read once,
         in the stored dtype."""
         paths = self._trials["image_paths"][trial_ids].tolist()
         root = self.database.path.parent
+        if self.kind == "dynamic" and not isinstance(frames, slice):
+            videos = {p: np.load(root / p, mmap_mode="r", allow_pickle=False) for p in dict.fromkeys(paths)}
+            if not paths:
+                return np.empty((0, *self.image_shape[:-1], frames.shape[1]), self.image_dtype)
+            return np.ascontiguousarray(np.stack([videos[p][..., row] for p, row in zip(paths, frames)]))
         if self.kind == "dynamic":
             loaded = {p: np.load(root / p, mmap_mode="r", allow_pickle=False)[..., frames]
                       for p in dict.fromkeys(paths)}
@@ -160,7 +165,10 @@ class ScanReader:
         before response matrices existed); (n, N, F) for a dynamic scan, read from its
         time-major matrix: only the window's bytes."""
         if self.kind == "dynamic":
-            window = self._matrix[trial_ids, frames, :]
+            if isinstance(frames, slice):
+                window = self._matrix[trial_ids, frames, :]
+            else:  # one window per row: rows and frames indexed together, (n, F, N)
+                window = self._matrix[np.asarray(trial_ids)[:, None], frames, :]
             return np.ascontiguousarray(window.transpose(0, 2, 1))
         if self._matrix is not None:
             return self._matrix[trial_ids]
@@ -219,10 +227,7 @@ class ScanReader:
                    frames: slice = slice(None)) -> np.ndarray:
         """Rows of ``key`` normalised with this scan's statistics (float32); a dynamic scan's
         time-resolved statistics are cut to the same ``frames``."""
-        stats = self._statistics_of(key)
-        if self.kind == "dynamic":
-            stats = {name: value[..., frames] for name, value in stats.items()}
-        return normalize(key, block, stats, neurons)
+        return normalize(key, block, self._statistics_of(key), neurons, frames)
 
     def _statistics_of(self, key: str) -> dict[str, np.ndarray]:
         if key not in self._statistics:
@@ -233,6 +238,14 @@ class ScanReader:
                                  "did not ship; pass normalize=False or ingest the scan with its statistics")
             self._statistics[key] = found
         return self._statistics[key]
+
+
+def take_frames(rows: np.ndarray, frames) -> np.ndarray:
+    """Per-trial arrays (time last) at a window: a slice, or an (n, F) index array, one row each."""
+    if isinstance(frames, slice):
+        return rows[..., frames]
+    index = frames.reshape(len(frames), *([1] * (rows.ndim - 2)), frames.shape[1])
+    return np.take_along_axis(rows, index, axis=-1)
 
 
 def _few(values, limit: int = 5) -> str:
