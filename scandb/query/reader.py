@@ -146,7 +146,8 @@ class ScanReader:
             videos = {p: np.load(root / p, mmap_mode="r", allow_pickle=False) for p in dict.fromkeys(paths)}
             if not paths:
                 return np.empty((0, *self.image_shape[:-1], frames.shape[1]), self.image_dtype)
-            return np.ascontiguousarray(np.stack([videos[p][..., row] for p, row in zip(paths, frames)]))
+            width = frames.shape[1]  # windows are consecutive frames: slices read faster than an index
+            return np.stack([videos[p][..., row[0]:row[0] + width] for p, row in zip(paths, frames)])
         if self.kind == "dynamic":
             loaded = {p: np.load(root / p, mmap_mode="r", allow_pickle=False)[..., frames]
                       for p in dict.fromkeys(paths)}
@@ -167,8 +168,10 @@ class ScanReader:
         if self.kind == "dynamic":
             if isinstance(frames, slice):
                 window = self._matrix[trial_ids, frames, :]
-            else:  # one window per row: rows and frames indexed together, (n, F, N)
-                window = self._matrix[np.asarray(trial_ids)[:, None], frames, :]
+            else:  # one window per row, each a slice of consecutive frames: (n, F, N)
+                window = np.empty((len(trial_ids), frames.shape[1], self.n_neurons), np.float32)
+                for row, (trial, first) in enumerate(zip(np.asarray(trial_ids).tolist(), frames[:, 0].tolist())):
+                    window[row] = self._matrix[trial, first:first + frames.shape[1]]
             return np.ascontiguousarray(window.transpose(0, 2, 1))
         if self._matrix is not None:
             return self._matrix[trial_ids]
