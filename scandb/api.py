@@ -22,7 +22,7 @@ from .catalog import default_db
 from .catalog.database import OFFLINE, Database
 from .catalog.transaction import explain
 from .errors import BadScanError, UsageError
-from .keys import ARROW_BATCH, DATA_KEYS
+from .keys import ARROW_BATCH
 from .query import fetch as fetching
 from .query import selection as selecting
 from .query.filters import check_known, filters, where as where_sql
@@ -209,7 +209,8 @@ class ScanDB:
     @holding
     def fetch(self, selection: Selection, *keys: str, normalize: bool = False, neurons: Neurons | None = None,
               per_scan: bool = False, image_dtype: str | np.dtype | None = None, params: Sequence | None = None,
-              scan: str | None = None) -> dict[str, np.ndarray] | dict[str, dict[str, np.ndarray]]:
+              scan: str | None = None, frames: tuple[int, int] | None = None
+              ) -> dict[str, np.ndarray] | dict[str, dict[str, np.ndarray]]:
         """Arrays for the selected trials, aligned row by row with the selection.
 
         ``keys`` are data keys (images, responses, behavior, pupil_center; all four when
@@ -221,17 +222,26 @@ class ScanDB:
         sizes. ``scan=`` names the scan of bare trial ids (e.g. from ``repeats()``). An empty
         selection gives arrays with zero rows and the other dimensions of ``scan=``, of the
         scans ``neurons`` names, or else of the database's scans when they agree.
+
+        Dynamic (video) scans give videos ``(n, H, W, T)``, responses ``(n, N, T)``, behavior
+        and pupil_center ``(n, 2, T)``, NaN after each trial's end; ``frames=(start, stop)``
+        cuts every array to that window. A selection mixing static and dynamic scans needs
+        ``per_scan=True``. Without ``keys``, the four data keys of the scans' kind.
         """
-        keys = keys or DATA_KEYS
         fetching.check_keys(self.conn, keys)
+        keys_given = bool(keys)
         selected = self.select(selection, params, scan)
         shape_scans = self._shape_scans(scan, neurons) if selected.num_rows == 0 else ()
-        options = dict(normalize=normalize, neurons=neurons, image_dtype=image_dtype, shape_scans=shape_scans)
+        options = dict(normalize=normalize, neurons=neurons, image_dtype=image_dtype, shape_scans=shape_scans,
+                       frames=frames)
+        if not per_scan and not keys_given:
+            keys = fetching.default_keys(self._readers, selected, shape_scans)
         if per_scan:
             out = {}
             for scan_key in dict.fromkeys(selected["scan_key"].to_pylist()):
                 part = selected.filter(pc.equal(selected["scan_key"], scan_key))
-                out[scan_key] = fetching.fetch(self.conn, self._readers, part, keys, **options)
+                part_keys = keys if keys_given else fetching.default_keys(self._readers, part, ())
+                out[scan_key] = fetching.fetch(self.conn, self._readers, part, part_keys, **options)
             return out
         return fetching.fetch(self.conn, self._readers, selected, keys, **options)
 

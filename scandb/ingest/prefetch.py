@@ -36,10 +36,13 @@ from ..source import npyfile
 from ..source.archive import ZipArchive
 from ..source.scan import Scan
 from ..store.images import ImageStore, discard
-from .tables import NeuronGroups, TrialChunk
+from .tables import NeuronGroups, TrialChunk, all_zero, test_tiers, valid_lengths
 
 CHUNK_TRIALS = 256
 """Trials read and inserted per batch: bounds memory whatever the scan's size."""
+CHUNK_BYTES = 32 << 20
+"""At most this much trial data per chunk: a full-size dynamic trial holds ~12 MB, so its
+chunks have 2 trials, where a static scan's have CHUNK_TRIALS."""
 CHUNKS_AHEAD = 4
 """Chunks read ahead of the one being inserted: bounds memory to a few chunks (~40 MB)."""
 WORKERS = 2
@@ -69,9 +72,10 @@ def _read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.
     n = len(trials)
     digests: dict[str, str] = {}
     images = []
+    stimulus = scan.stimulus
     for trial in trials.tolist():
-        raw = scan.read_trial_bytes("images", trial)
-        digests[f"data/images/{trial}.npy"] = hashlib.sha256(raw).hexdigest()
+        raw = scan.read_trial_bytes(stimulus, trial)
+        digests[f"data/{stimulus}/{trial}.npy"] = hashlib.sha256(raw).hexdigest()
         images.append(store.put(npyfile.parse_header(raw), raw))
     responses = _read_key(scan, "responses", trials, digests)
     as_float32 = responses.astype(np.float32, copy=False)
@@ -79,11 +83,27 @@ def _read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.
     if responses.dtype != np.float32:
         lossy = int(np.count_nonzero(as_float32.astype(responses.dtype) != responses))
     non_finite = int(np.count_nonzero(~np.isfinite(as_float32)))
+    created = [str(p) for p in store.created[created_before:]]
+    responses_withheld = all_zero(as_float32) & test_tiers(scan.trials["tiers"][trials])
+    if scan.kind == "dynamic":
+        behavior = _read_key(scan, "behavior", trials, digests).astype(np.float64)
+        pupil = _read_key(scan, "pupil_center", trials, digests).astype(np.float64)
+        n_frames = valid_lengths(as_float32)
+        non_finite = _non_finite_in_valid_frames(as_float32, n_frames)
+        area_sums = np.stack([as_float32[:, idx].sum(axis=1, dtype=np.float64) for _, idx in groups], axis=1)
+        return TrialChunk(trials, images, as_float32, behavior, pupil, area_sums, non_finite, lossy, digests, created,
+                          responses_withheld, all_zero(behavior) & all_zero(pupil), n_frames)
     behavior = _read_key(scan, "behavior", trials, digests).reshape(n, 3).astype(np.float64)
     pupil = _read_key(scan, "pupil_center", trials, digests).reshape(n, 2).astype(np.float64)
     area_sums = np.column_stack([as_float32[:, idx].sum(axis=1, dtype=np.float64) for _, idx in groups])
-    created = [str(p) for p in store.created[created_before:]]
-    return TrialChunk(trials, images, as_float32, behavior, pupil, area_sums, non_finite, lossy, digests, created)
+    return TrialChunk(trials, images, as_float32, behavior, pupil, area_sums, non_finite, lossy, digests, created,
+                      responses_withheld, all_zero(behavior) & all_zero(pupil))
+
+
+def _non_finite_in_valid_frames(responses: np.ndarray, n_frames: np.ndarray) -> int:
+    """NaN/Inf response values inside trials' valid lengths (the padding after is expected)."""
+    valid = np.arange(responses.shape[-1])[None, :] < n_frames[:, None]
+    return int(np.count_nonzero(~np.isfinite(responses) & valid[:, None, :]))
 
 
 def _read_key(scan: Scan, key: str, trials: np.ndarray, digests: dict[str, str]) -> np.ndarray:
@@ -99,8 +119,14 @@ def _read_key(scan: Scan, key: str, trials: np.ndarray, digests: dict[str, str])
     return out
 
 
-def chunks_in(order: np.ndarray) -> list[np.ndarray]:
-    return [order[start:start + CHUNK_TRIALS] for start in range(0, len(order), CHUNK_TRIALS)]
+def chunk_trials(scan: Scan) -> int:
+    """Trials per chunk: CHUNK_TRIALS, fewer when a trial holds much data."""
+    per_trial = sum(layout.nbytes for layout in scan.data.values())
+    return max(1, min(CHUNK_TRIALS, CHUNK_BYTES // max(per_trial, 1)))
+
+
+def chunks_in(order: np.ndarray, size: int = CHUNK_TRIALS) -> list[np.ndarray]:
+    return [order[start:start + size] for start in range(0, len(order), size)]
 
 
 def use_workers(scan: Scan) -> int:
@@ -127,7 +153,7 @@ class Prefetcher:
                                              initargs=(path, scan, store.root, groups, os.getpid()))
 
     def chunks(self, order: np.ndarray) -> Iterator[TrialChunk]:
-        todo = iter(chunks_in(order))
+        todo = iter(chunks_in(order, chunk_trials(self.scan)))
         if self._pool is None:
             for trials in todo:
                 yield self._keep(read_chunk(self.scan, self.store, self.groups, trials))

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..errors import BadScanError
+from ..keys import TEST_TIER_MARK
 from ..source import npyfile
 from ..source.scan import Scan
 from ..store.images import StoredImage
@@ -62,6 +63,49 @@ class TrialChunk:
     """sha256 of each data member read, by its name relative to the scan root"""
     created: list[str]
     """image files this chunk's reader wrote (absolute paths), removed again on rollback"""
+    responses_withheld: np.ndarray
+    """(len(trials),) bool: a test-tier trial whose responses are all exactly zero"""
+    behavior_withheld: np.ndarray
+    """(len(trials),) bool: behavior and pupil position all exactly zero"""
+    n_frames: np.ndarray | None = None
+    """dynamic scans: (len(trials),) int32 valid lengths. responses are then (n, N, T),
+    behavior and pupil (n, 2, T), area_sums (n, n_groups, T)"""
+
+
+@dataclass
+class TrialFlags:
+    """What ingest learns about each trial while reading its data, by trial id."""
+
+    n_frames: np.ndarray
+    responses_withheld: np.ndarray
+    behavior_withheld: np.ndarray
+
+    @classmethod
+    def empty(cls, n: int) -> "TrialFlags":
+        return cls(np.zeros(n, np.int32), np.zeros(n, bool), np.zeros(n, bool))
+
+    def update(self, chunk: "TrialChunk") -> None:
+        if chunk.n_frames is not None:
+            self.n_frames[chunk.trials] = chunk.n_frames
+        self.responses_withheld[chunk.trials] = chunk.responses_withheld
+        self.behavior_withheld[chunk.trials] = chunk.behavior_withheld
+
+
+def valid_lengths(responses: np.ndarray) -> np.ndarray:
+    """Per trial of ``(n, N, T)`` responses, the first frame where every neuron is NaN (T if none)."""
+    ended = np.isnan(responses).all(axis=1)
+    return np.where(ended.any(axis=1), ended.argmax(axis=1), responses.shape[-1]).astype(np.int32)
+
+
+def all_zero(values: np.ndarray) -> np.ndarray:
+    """Per row, every value exactly zero (NaN padding aside), and at least one zero."""
+    flat = values.reshape(len(values), -1)
+    zero = flat == 0
+    return (zero | np.isnan(flat)).all(axis=1) & zero.any(axis=1)
+
+
+def test_tiers(tiers: np.ndarray) -> np.ndarray:
+    return np.char.find(tiers.astype(str), TEST_TIER_MARK) >= 0
 
 
 def missing_meta(scan: Scan) -> list[str]:
@@ -77,10 +121,10 @@ def scan_row(scan: Scan, source: Source, ingested_at: datetime, version: str) ->
     return pa.table({
         "scan_key": [scan.key], "name": [scan.name], "animal_id": pa.array([scan.animal_id], pa.int64()),
         "session": pa.array([scan.session], pa.int64()), "scan_idx": pa.array([scan.scan_idx], pa.int64()),
-        "kind": ["static"], "n_trials": pa.array([scan.n_trials], pa.int32()),
+        "kind": [scan.kind], "n_trials": pa.array([scan.n_trials], pa.int32()),
         "n_neurons": pa.array([scan.n_neurons], pa.int32()),
-        "image_shape": pa.array([list(data["images"].shape)], pa.list_(pa.int32())),
-        "image_dtype": [data["images"].dtype.str], "response_dtype": [data["responses"].dtype.str],
+        "image_shape": pa.array([list(data[scan.stimulus].shape)], pa.list_(pa.int32())),
+        "image_dtype": [data[scan.stimulus].dtype.str], "response_dtype": [data["responses"].dtype.str],
         "behavior_dtype": [data["behavior"].dtype.str], "pupil_center_dtype": [data["pupil_center"].dtype.str],
         "source_name": [source.name], "source_size": pa.array([source.size], pa.int64()),
         "source_sha256": [source.sha256], "content_sha256": pa.array([source.content_sha256], pa.string()),
@@ -139,8 +183,10 @@ def file_table(scan: Scan) -> pa.Table:
     })
 
 
-def trial_table(scan: Scan, image_hashes: list[str]) -> pa.Table:
+def trial_table(scan: Scan, image_hashes: list[str], flags: TrialFlags | None = None) -> pa.Table:
+    """``flags``: what reading the trials found (valid lengths, withheld data); none found without."""
     meta, n = scan.trials, scan.n_trials
+    flags = flags or TrialFlags.empty(n)
     id_file = scan.image_id_file
     trial_idx = meta.get("trial_idx")
     numeric_idx = trial_idx is not None and trial_idx.dtype.kind in "iu"
@@ -148,14 +194,50 @@ def trial_table(scan: Scan, image_hashes: list[str]) -> pa.Table:
         "scan_key": pa.array([scan.key] * n),
         "trial_id": pa.array(np.arange(n, dtype=np.int32)),
         "tier": strings(meta["tiers"], n),
-        "image_id": pa.array(image_ids(scan)),
+        "image_id": pa.array(image_ids(scan) if id_file else video_numbers(image_hashes)),
         "image_class": strings(meta.get("frame_image_class"), n),
         "trial_idx": pa.array(trial_idx.astype(np.int64) if numeric_idx else [None] * n, pa.int64()),
         "trial_hash": strings(None if numeric_idx else trial_idx, n),
         "timestamp": timestamps(meta.get("frame_trial_ts"), n),
         "image_hash": pa.array(image_hashes, pa.string()),
         "extra": json_rows({k: v for k, v in meta.items() if k not in TRIAL_COLUMNS_USED and k != id_file}, n),
+        "n_frames": pa.array(flags.n_frames if scan.kind == "dynamic" else [None] * n, pa.int32()),
+        "responses_withheld": pa.array(flags.responses_withheld), "behavior_withheld": pa.array(flags.behavior_withheld),
     })
+
+
+def video_numbers(hashes: list[str]) -> np.ndarray:
+    """For a dynamic scan without an id array: each distinct video numbered in trial order."""
+    numbers: dict[str, int] = {}
+    return np.array([numbers.setdefault(h, len(numbers)) for h in hashes], dtype=np.int64)
+
+
+def frame_behavior_table(key: str, chunk: TrialChunk) -> pa.Table:
+    """A dynamic chunk's behavior and pupil position, one DOUBLE[] of T values per column."""
+    def lists(values: np.ndarray) -> pa.Array:
+        n, frames = values.shape
+        offsets = pa.array(np.arange(0, n * frames + 1, frames, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array(np.ascontiguousarray(values).ravel()))
+    return pa.table({
+        "scan_key": pa.array([key] * len(chunk.trials)), "trial_id": pa.array(chunk.trials),
+        "pupil_dilation": lists(chunk.behavior[:, 0]), "running_speed": lists(chunk.behavior[:, 1]),
+        "pupil_x": lists(chunk.pupil[:, 0]), "pupil_y": lists(chunk.pupil[:, 1])})
+
+
+def area_frame_table(key: str, chunk: TrialChunk, groups: NeuronGroups) -> pa.Table:
+    """Per dynamic trial and (area, layer), the response sum of each valid frame."""
+    n, g = len(chunk.trials), len(groups)
+    lengths = np.repeat(chunk.n_frames.astype(np.int64), g)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    values = np.concatenate([chunk.area_sums[t, j, :chunk.n_frames[t]] for t in range(n) for j in range(g)]) \
+        if n * g else np.empty(0)
+    return pa.table({
+        "scan_key": pa.array([key] * (n * g)),
+        "trial_id": pa.array(np.repeat(chunk.trials, g)),
+        "area": pa.array([area for _ in range(n) for (area, _), _ in groups], pa.string()),
+        "layer": pa.array([layer for _ in range(n) for (_, layer), _ in groups], pa.string()),
+        "n_neurons": pa.array(np.tile([len(idx) for _, idx in groups], n).astype(np.int32)),
+        "response_sum": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float64()))})
 
 
 def image_table(new_images: list[StoredImage]) -> pa.Table:
@@ -168,6 +250,7 @@ def image_table(new_images: list[StoredImage]) -> pa.Table:
 
 
 def response_table(key: str, chunk: TrialChunk, trial_image_ids: np.ndarray) -> pa.Table:
+    """A static chunk's response rows (dynamic responses live in the response matrix only)."""
     n, width = chunk.responses.shape
     offsets = pa.array(np.arange(0, n * width + 1, width, dtype=np.int64))
     return pa.table({
@@ -201,6 +284,9 @@ def response_matrix_row(key: str, path: str, n_trials: int, n_neurons: int) -> p
 
 
 def image_ids(scan: Scan) -> np.ndarray:
+    """The image id array; zeros for a dynamic scan without one (its ids come from the videos)."""
+    if scan.image_id_file is None:
+        return np.zeros(scan.n_trials, np.int64)
     return scan.trials[scan.image_id_file].astype(np.int64)
 
 

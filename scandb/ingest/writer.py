@@ -169,10 +169,11 @@ class _ScanWriter:
                 if statistics is not None:
                     self._insert("statistics", statistics)
                 self._insert("scan_files", tables.file_table(s))
-                if self.response_matrix:
-                    self.matrix = MatrixStore(self.store.root).writer(source.sha256, s.n_trials, s.n_neurons)
-                image_hashes, member_digests = self._write_trial_data()
-                self._insert("trials", tables.trial_table(s, image_hashes), "* REPLACE (extra::JSON AS extra)")
+                if self.response_matrix or s.kind == "dynamic":
+                    self.matrix = MatrixStore(self.store.root).writer(source.sha256, s.n_trials,
+                                                                      *matrix_row_shape(s))
+                image_hashes, member_digests, flags = self._write_trial_data()
+                self._insert("trials", tables.trial_table(s, image_hashes, flags), "* REPLACE (extra::JSON AS extra)")
                 source = Source(source.name, source.size, source.sha256, tables.content_digest(member_digests))
                 self._insert("scans", tables.scan_row(s, source, datetime.now(timezone.utc).replace(tzinfo=None),
                                                       __version__))
@@ -206,11 +207,13 @@ class _ScanWriter:
         finally:
             self.conn.unregister("_batch")
 
-    def _write_trial_data(self) -> tuple[list[str], dict[str, str]]:
-        """Stream every trial's image, responses, behavior and pupil position, in image order;
-        returns image hashes by trial and the sha256 of every member read."""
+    def _write_trial_data(self) -> tuple[list[str], dict[str, str], tables.TrialFlags]:
+        """Stream every trial's image (or video), responses, behavior and pupil position, in
+        image order; returns image hashes by trial, the sha256 of every member read, and
+        what was learnt about each trial (valid length, withheld data)."""
         s = self.scan
         image_hashes: list[str] = [""] * s.n_trials
+        flags = tables.TrialFlags.empty(s.n_trials)
         member_digests = _outside_data_digests(s)
         known = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         trial_image_ids = tables.image_ids(s)
@@ -226,29 +229,44 @@ class _ScanWriter:
                         known.add(stored.image_hash)
                         new_images.append(stored)
                 member_digests.update(chunk.member_digests)
+                flags.update(chunk)
                 non_finite += chunk.non_finite
                 lossy += chunk.lossy
                 if new_images:
                     self._insert("images", tables.image_table(new_images))
                 if self.matrix is not None:
-                    self.matrix.write(chunk.trials, chunk.responses)
-                self._insert("responses", tables.response_table(s.key, chunk, trial_image_ids))
-                self._insert("area_responses", tables.area_response_table(s.key, chunk, self.groups))
-                self._insert("behavior", tables.behavior_table(s.key, chunk))
+                    rows = chunk.responses.transpose(0, 2, 1) if s.kind == "dynamic" else chunk.responses
+                    self.matrix.write(chunk.trials, rows)
+                if s.kind == "dynamic":
+                    self._insert("frame_behavior", tables.frame_behavior_table(s.key, chunk))
+                    self._insert("area_frame_responses", tables.area_frame_table(s.key, chunk, self.groups))
+                else:
+                    self._insert("responses", tables.response_table(s.key, chunk, trial_image_ids))
+                    self._insert("area_responses", tables.area_response_table(s.key, chunk, self.groups))
+                    self._insert("behavior", tables.behavior_table(s.key, chunk))
                 self.progress(len(chunk.trials), s.n_trials)
         finally:
             reader.close()
             self.created = reader.created
         if non_finite:
-            self.notes.append(f"{non_finite} NaN/Inf response values kept as they are")
+            where = " inside trials' valid frames" if s.kind == "dynamic" else ""
+            self.notes.append(f"{non_finite} NaN/Inf response values{where} kept as they are")
         if lossy:
             self.notes.append(f"{lossy} {s.data['responses'].dtype} response values rounded to float32")
-        return image_hashes, member_digests
+        return image_hashes, member_digests, flags
 
     def _note_missing_meta(self) -> None:
         missing = tables.missing_meta(self.scan)
         if missing:
             self.notes.append(f"ingested without the optional {', '.join(missing)}")
+
+
+def matrix_row_shape(scan: Scan) -> tuple[int, ...]:
+    """A response matrix row: (n_neurons,) for a static trial; (T, n_neurons), time-major,
+    for a dynamic one, so a window of frames is one contiguous read (docs/architecture.md)."""
+    if scan.kind == "dynamic":
+        return (scan.padded_frames, scan.n_neurons)
+    return (scan.n_neurons,)
 
 
 def _explain(db: Database, scan: Scan, exc: Exception) -> ScandbError:

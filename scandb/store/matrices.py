@@ -42,8 +42,10 @@ class MatrixStore(Store):
     def temporaries(self) -> list[Path]:
         return list(self.root.glob(f".*{TEMPORARY_SUFFIX}")) if self.root.is_dir() else []
 
-    def writer(self, name: str, n_trials: int, n_neurons: int) -> "MatrixWriter":
-        return MatrixWriter(self, name, n_trials, n_neurons)
+    def writer(self, name: str, n_trials: int, *row_shape: int) -> "MatrixWriter":
+        """A writer of an ``(n_trials, *row_shape)`` matrix: ``(n_neurons,)`` for a static
+        scan, ``(n_neurons, T)`` for a dynamic one."""
+        return MatrixWriter(self, name, n_trials, *row_shape)
 
 
 class MatrixWriter:
@@ -53,20 +55,20 @@ class MatrixWriter:
     into a mapped page would kill the process with SIGBUS.
     """
 
-    def __init__(self, store: MatrixStore, name: str, n_trials: int, n_neurons: int):
+    def __init__(self, store: MatrixStore, name: str, n_trials: int, *row_shape: int):
         self.store = store
         self.key = store.key(name)
         self.final = store.file(self.key)
         self.temporary = temporary_for(self.final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.shape = (n_trials, n_neurons)
+        self.shape = (n_trials, *row_shape)
         self.rows_written = 0
         self._file = open(self.temporary, "wb")
         header = {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": self.shape}
         np.lib.format.write_array_header_1_0(self._file, header)
         self._file.flush()
         self._data_offset = self._file.tell()
-        self._row_bytes = n_neurons * 4
+        self._row_bytes = int(np.prod(row_shape, dtype=np.int64)) * 4
 
     def write(self, trials: np.ndarray, rows: np.ndarray) -> None:
         """Rows for these trial ids (any order), written where they belong."""
