@@ -63,6 +63,7 @@ def run(n_scans: int, out: Path, tiny: bool, repeat: int, profile: bool) -> dict
     db = work / "bench.duckdb"
     results["fetch_profile"] = _fetch_profile(db, specs[0].key, batch_rows) if profile else {}
     results["shell"] = _shell(db, work, specs[0].key, repeat)
+    results["readme_sql"] = _readme_sql(db, repeat)
     results["ingest_profile"] = (profiles.profile_ingest(
         [sys.executable, "-m", "scandb", "ingest", str(zips[0]), "--db", str(work / "profile.duckdb")],
         work / "ingest-profile") or []) if profile else []
@@ -100,7 +101,7 @@ def _ingest_all(zips: list[Path], specs, work: Path, batch_rows: np.ndarray, tra
     zip_total = 0
     for k, (zip_path, spec) in enumerate(zip(zips, specs), start=1):
         extract_times = []
-        for _ in range(max(1, repeat - 1)):
+        for _ in range(max(2, repeat)):  # one unzip alone swung 7-34 s on the shared machine
             os.sync()  # start clean: unzip's wall time swung 5-12 s with the previous step's dirty pages
             run = measure.run_process(["unzip", "-q", str(zip_path), "-d", str(work / "extracted")]
                                       if shutil.which("unzip") else
@@ -184,6 +185,20 @@ def _shell(db: Path, work: Path, first_scan: str, repeat: int) -> list[dict]:
         rows.append({"option": query.name, "question": query.question, "scans": query.scans,
                      "best": best, "first": first})
         print(f"shell: {query.question} / {query.name}: {best:.3f} s", flush=True)
+    return rows
+
+
+def _readme_sql(db: Path, repeat: int) -> list[dict]:
+    """Every SQL statement of the README, timed in the DuckDB shell on the benchmark database."""
+    cli = shutil.which("duckdb", path=str(Path(sys.executable).parent)) or shutil.which("duckdb")
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    if not cli or not readme.exists():
+        return []
+    rows = []
+    for comment, setup, sql in shell.readme_queries(readme):
+        best, first = shell.shell_time(cli, db, sql, repeat=min(repeat, 2), timeout=shell.SLOW_LIMIT, setup=setup)
+        rows.append({"comment": comment, "sql": sql, "best": best, "first": first})
+        print(f"README sql: {' '.join(sql.split())[:70]}: {best:.3f} s", flush=True)
     return rows
 
 

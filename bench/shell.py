@@ -26,12 +26,13 @@ SLOW_LIMIT = 120.0
 
 
 def shell_time(duckdb_cli: str, db: Path, sql: str, repeat: int = 3,
-               timeout: float = SLOW_LIMIT) -> tuple[float, float]:
+               timeout: float = SLOW_LIMIT, setup: str = "") -> tuple[float, float]:
     """(fastest, first) 'real' time the shell's .timer reports; output is discarded (.mode trash).
 
-    An option still running after ``timeout`` seconds is stopped and reported as infinite.
+    ``setup`` (e.g. ``SET VARIABLE``) runs first, untimed. An option still running after
+    ``timeout`` seconds is stopped and reported as infinite.
     """
-    script = ".timer on\n.mode trash\n" + (sql.strip().rstrip(";") + ";\n") * repeat
+    script = setup + ".timer on\n.mode trash\n" + (sql.strip().rstrip(";") + ";\n") * repeat
     try:
         done = subprocess.run([duckdb_cli, "-readonly", str(db)], input=script, capture_output=True, text=True,
                               timeout=timeout * repeat)
@@ -41,6 +42,36 @@ def shell_time(duckdb_cli: str, db: Path, sql: str, repeat: int = 3,
     if len(times) != repeat or done.returncode:
         raise RuntimeError(f"duckdb shell failed on {sql[:80]!r}: {done.stderr.strip()[:300]}")
     return min(times), times[0]
+
+
+README_TARGET = 10.0
+"""Seconds within which every SQL statement of the README should answer on full-size scans."""
+SQL_BLOCK = re.compile(r"^```sql\n(.*?)^```", re.S | re.M)
+
+
+def readme_queries(readme: Path) -> list[tuple[str, str, str]]:
+    """(comment, setup, statement) for every statement of every ```sql block of the README,
+    the comment being the ``--`` lines just above it and the setup the block's earlier
+    ``SET VARIABLE`` statements (timed statements may use them); read at run time, so the
+    benchmark times whatever the README says today."""
+    found = []
+    for block in SQL_BLOCK.findall(readme.read_text()):
+        comment, setup, statement = "", "", []
+        for line in block.splitlines():
+            if line.startswith("--") and not statement:
+                comment = line.lstrip("- ").strip()
+                continue
+            statement.append(line)
+            if line.rstrip().endswith(";"):
+                text = "\n".join(statement).strip()
+                if text.upper().startswith("SET VARIABLE"):
+                    setup += text + "\n"
+                else:
+                    found.append((comment, setup, text))
+                statement = []
+        if "\n".join(statement).strip():
+            found.append((comment, setup, "\n".join(statement).strip()))
+    return found
 
 
 AREA_INDEX = """(SELECT scan_key, area, list(neuron_idx + 1 ORDER BY neuron_idx) AS idx

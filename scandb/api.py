@@ -8,6 +8,7 @@ Arrays come back row by row in the selection's order.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,10 +18,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .catalog.database import DEFAULT_DB, Database
+from .catalog import default_db
+from .catalog.database import OFFLINE, Database
 from .catalog.transaction import explain
 from .errors import BadScanError, UsageError
-from .keys import DATA_KEYS
+from .keys import ARROW_BATCH
 from .query import fetch as fetching
 from .query import selection as selecting
 from .query.filters import check_known, filters, where as where_sql
@@ -42,42 +44,77 @@ if TYPE_CHECKING:
     from .report import ReportResult
 
 
-def connect(path: str | Path = DEFAULT_DB, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
+def connect(path: str | Path | None = None, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
     """Open a scandb database; read-only by default so many processes can read one file.
 
-    ``read_only=False`` opens it for ``ingest``, ``remove`` and ``migrate`` (creating the
-    file when there is none); DuckDB then keeps every other process out until ``close()``.
-    ``wait`` is how many seconds to wait for a writer in another process to finish.
+    The file is open only while a call runs, so a connection left idle (a notebook) never
+    blocks an ingest in another process. ``read_only=False`` is for ``ingest``, ``remove``
+    and ``migrate`` (creating the file when there is none). ``wait`` is how many seconds
+    each call waits for a writer in another process to finish (saying so on the
+    ``scandb`` logger) before it fails. Without ``path``: ``$SCANDB_DB``, else ``scandb.duckdb``.
     """
-    db = Database(path, read_only=read_only, wait=wait)
+    db = Database(default_db() if path is None else path, read_only=read_only, wait=wait, held=False)
     try:
         if read_only:
             db.check_revision()
     except BaseException:
         db.close()
         raise
+    db.release()
     return ScanDB(db)
+
+
+def holding(method):
+    """Run a ``ScanDB`` method with the file open, closing it when the call returns; cached
+    per-scan readers are dropped when the file changed since they were read."""
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        with self.database.lease():
+            self._readers.follow(self.database.stamp())
+            return method(self, *args, **kwargs)
+    return call
 
 
 class ScanDB:
     """A scandb database opened for queries (a context manager).
 
-    One DuckDB connection underneath: use one ScanDB per thread or process.
+    Each call opens the file and closes it when it returns (``conn`` opens it until the
+    next call returns). Use one ScanDB per thread or process.
     """
 
     def __init__(self, db: Database):
         self.database = db
-        self.conn: duckdb.DuckDBPyConnection = db.conn
         self._readers = Readers(db)
+        self._results: duckdb.DuckDBPyConnection | None = None
+
+    @property
+    def conn(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection itself; it holds the file until the next call of this ScanDB
+        returns, or ``release()``."""
+        return self.database.conn
+
+    def release(self) -> None:
+        """Close the file now (after using ``conn``); the next call opens it again."""
+        self.database.release()
 
     # -- SQL ------------------------------------------------------------------------------
 
-    def sql(self, query: str, params: Sequence | Mapping | None = None) -> duckdb.DuckDBPyRelation:
-        """A DuckDB relation: ``.df()``, ``.arrow()``, ``.fetchall()``; also a selection itself."""
-        if params is None:
-            return self.conn.sql(query)
-        return self.conn.sql(query, params=params)
+    @holding
+    def sql(self, query: str, params: Sequence | Mapping | None = None) -> duckdb.DuckDBPyRelation | None:
+        """A DuckDB relation: ``.df()``, ``.arrow()``, ``.fetchall()``; also a selection itself.
 
+        The result is read when the call runs and kept in memory, so it stays usable after
+        the file is closed (and whatever other processes write meanwhile).
+        """
+        relation = self.conn.sql(query) if params is None else self.conn.sql(query, params=params)
+        if relation is None:
+            return None
+        result = relation.to_arrow_table(ARROW_BATCH)
+        if self._results is None:
+            self._results = duckdb.connect(config=OFFLINE)
+        return self._results.from_arrow(result)
+
+    @holding
     def run(self, query: str, params: Sequence | Mapping | None = None) -> tuple[list[str], list[tuple]]:
         """Column names and rows of one query; a failing query is a one-line UsageError."""
         try:
@@ -86,6 +123,7 @@ class ScanDB:
         except duckdb.Error as exc:
             raise explain(exc, "query", users_sql=True) from None
 
+    @holding
     def _df(self, query: str, params: Sequence = (), doing: str = "query") -> pandas.DataFrame:
         try:
             return self.conn.execute(query, params).df()
@@ -94,9 +132,11 @@ class ScanDB:
 
     # -- tables ---------------------------------------------------------------------------
 
+    @holding
     def scans(self) -> pandas.DataFrame:
         return self._df("SELECT * FROM scans ORDER BY scan_key")
 
+    @holding
     def trials(self, scan: str | Iterable[str] | None = None, tier: str | Iterable[str] | None = None,
                image_id: int | Iterable[int] | None = None, where: str | None = None,
                params: Sequence | None = None) -> pandas.DataFrame:
@@ -112,6 +152,7 @@ class ScanDB:
         return self._df(f"SELECT * FROM trials_full {where_sql(clauses)} ORDER BY scan_key, trial_id", values,
                         doing="trials(where=...)" if where else "trials()")
 
+    @holding
     def neurons(self, scan: str | Iterable[str] | None = None, area: str | Iterable[str] | None = None,
                 layer: str | Iterable[str] | None = None, unit_id: int | Iterable[int] | None = None
                 ) -> pandas.DataFrame:
@@ -120,6 +161,7 @@ class ScanDB:
                                   layer=("layer", layer), unit_id=("unit_id", unit_id))
         return self._df(f"SELECT * FROM neurons {where_sql(clauses)} ORDER BY scan_key, neuron_idx", values)
 
+    @holding
     def repeats(self, scan: str, tier: str = "test") -> dict[int, np.ndarray]:
         """Trial ids of each image shown in a tier, by image id (test images repeat ~10 times).
 
@@ -132,6 +174,7 @@ class ScanDB:
             "GROUP BY image_id ORDER BY image_id", [scan, tier]).fetchall()
         return {image_id: np.array(ids, dtype=np.int64) for image_id, ids in rows}
 
+    @holding
     def statistic(self, scan: str, variable: str, stat: str, source: str = "all") -> np.ndarray:
         """One meta/statistics array, with its stored dtype and shape."""
         self._readers.get(scan)
@@ -140,6 +183,7 @@ class ScanDB:
             raise UsageError(f"no statistic {variable}/{source}/{stat} for scan {scan!r}")
         return found
 
+    @holding
     def file(self, scan: str, path: str) -> np.ndarray | bytes:
         """A file the scan shipped outside data/ (meta arrays, config.json), as it was."""
         row = self.conn.execute("SELECT content FROM scan_files WHERE scan_key = ? AND path = ?",
@@ -151,6 +195,7 @@ class ScanDB:
 
     # -- arrays ---------------------------------------------------------------------------
 
+    @holding
     def select(self, selection: Selection, params: Sequence | None = None, scan: str | None = None) -> pa.Table:
         """The selection as an Arrow table of ``scan_key`` and ``trial_id``, checked.
 
@@ -163,9 +208,11 @@ class ScanDB:
         selecting.check(selected, self._readers)
         return selected
 
+    @holding
     def fetch(self, selection: Selection, *keys: str, normalize: bool = False, neurons: Neurons | None = None,
               per_scan: bool = False, image_dtype: str | np.dtype | None = None, params: Sequence | None = None,
-              scan: str | None = None) -> dict[str, np.ndarray] | dict[str, dict[str, np.ndarray]]:
+              scan: str | None = None, frames: tuple[int, int] | None = None
+              ) -> dict[str, np.ndarray] | dict[str, dict[str, np.ndarray]]:
         """Arrays for the selected trials, aligned row by row with the selection.
 
         ``keys`` are data keys (images, responses, behavior, pupil_center; all four when
@@ -177,17 +224,26 @@ class ScanDB:
         sizes. ``scan=`` names the scan of bare trial ids (e.g. from ``repeats()``). An empty
         selection gives arrays with zero rows and the other dimensions of ``scan=``, of the
         scans ``neurons`` names, or else of the database's scans when they agree.
+
+        Dynamic (video) scans give videos ``(n, H, W, T)``, responses ``(n, N, T)``, behavior
+        and pupil_center ``(n, 2, T)``, NaN after each trial's end; ``frames=(start, stop)``
+        cuts every array to that window. A selection mixing static and dynamic scans needs
+        ``per_scan=True``. Without ``keys``, the four data keys of the scans' kind.
         """
-        keys = keys or DATA_KEYS
         fetching.check_keys(self.conn, keys)
+        keys_given = bool(keys)
         selected = self.select(selection, params, scan)
         shape_scans = self._shape_scans(scan, neurons) if selected.num_rows == 0 else ()
-        options = dict(normalize=normalize, neurons=neurons, image_dtype=image_dtype, shape_scans=shape_scans)
+        options = dict(normalize=normalize, neurons=neurons, image_dtype=image_dtype, shape_scans=shape_scans,
+                       frames=frames)
+        if not per_scan and not keys_given:
+            keys = fetching.default_keys(self._readers, selected, shape_scans)
         if per_scan:
             out = {}
             for scan_key in dict.fromkeys(selected["scan_key"].to_pylist()):
                 part = selected.filter(pc.equal(selected["scan_key"], scan_key))
-                out[scan_key] = fetching.fetch(self.conn, self._readers, part, keys, **options)
+                part_keys = keys if keys_given else fetching.default_keys(self._readers, part, ())
+                out[scan_key] = fetching.fetch(self.conn, self._readers, part, part_keys, **options)
             return out
         return fetching.fetch(self.conn, self._readers, selected, keys, **options)
 
@@ -203,6 +259,7 @@ class ScanDB:
         return self.fetch(selection, "images", image_dtype=dtype, normalize=normalize, scan=scan,
                           params=params)["images"]
 
+    @holding
     def _shape_scans(self, scan: str | None, neurons) -> list[str]:
         """The scans an empty selection takes its other dimensions from."""
         if scan is not None:
@@ -215,6 +272,7 @@ class ScanDB:
 
     # -- out of the database ----------------------------------------------------------------
 
+    @holding
     def export(self, selection: Selection, out: str | Path, neurons: "Neurons | str | None" = None, *,
                format: str = "scan", zip: bool = False, params: Sequence | None = None,
                scan: str | None = None) -> "ExportResult":
@@ -228,6 +286,7 @@ class ScanDB:
         return export(self, self._readers, selection, out, neurons, format=format, zip=zip, params=params,
                       scan=scan)
 
+    @holding
     def report(self, scan: str, out: str | Path) -> "ReportResult":
         """PNG figures of one scan and an HTML page embedding them, written into ``out``
         (needs matplotlib: ``pip install "scandb[report]"``)."""
@@ -236,6 +295,7 @@ class ScanDB:
         self._readers.get(scan)
         return write_report(self, scan, Path(out))
 
+    @holding
     def oracle(self, scan: str, tier: str | None = None) -> "pandas.DataFrame":
         """Per-neuron repeat reliability: each repeat's response correlated with the mean of
         the other repeats of its image, averaged over images (``tier``: default the test tier,
@@ -262,14 +322,16 @@ class ScanDB:
         from .maintenance.orphans import collect_orphans
 
         self._require_writable("ingest")
-        self.database.ensure_schema()
-        collect_orphans(self.database)
+        with self.database.lease():
+            self.database.ensure_schema()
+            collect_orphans(self.database)
         results = []
         for path in [paths] if isinstance(paths, (str, Path)) else list(paths):
             path = Path(path)
             try:
-                result = ingest_one(self.database, path, replace=replace, response_matrix=response_matrix,
-                                    progress=progress(path) if progress else None)
+                with self.database.lease():  # released between scans: readers get in between
+                    result = ingest_one(self.database, path, replace=replace, response_matrix=response_matrix,
+                                        progress=progress(path) if progress else None)
             except BadScanError as exc:
                 if not keep_going:
                     raise
@@ -280,6 +342,7 @@ class ScanDB:
                 on_result(result)
         return results
 
+    @holding
     def remove(self, scan: str) -> "RemoveResult":
         """Delete a scan: its rows in one transaction, then the files no other scan uses."""
         from .maintenance.remove import remove_scan
@@ -290,18 +353,21 @@ class ScanDB:
         self._readers.clear()
         return result
 
+    @holding
     def verify(self) -> "VerifyReport":
         """Check the rows agree with each other and with the files on disk."""
         from .maintenance.verify import verify
 
         return verify(self.database)
 
+    @holding
     def summary(self, scan: str) -> "ScanSummary":
         """What one scan holds: trials per tier, neurons per area and layer, images, statistics."""
         from .query.summary import scan_summary
 
         return scan_summary(self.conn, scan)
 
+    @holding
     def migrate(self, target: str = "head") -> tuple[str | None, str]:
         """Create the schema, or upgrade it to this scandb's revision; returns (before, after)."""
         self._require_writable("migrate")
@@ -316,6 +382,9 @@ class ScanDB:
 
     def close(self) -> None:
         self.database.close()
+        if self._results is not None:
+            self._results.close()
+            self._results = None
 
     def __enter__(self):
         return self

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .catalog import DEFAULT_DB
+from .catalog import DB_VARIABLE, DEFAULT_DB
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, DatabaseError, ScandbError, UsageError
 
 PRINTED_STATEMENTS = ("SELECT", "EXPLAIN", "CALL", "PRAGMA")
@@ -20,7 +20,8 @@ invalid, the summary says which and why); 4 database problem (in use, read-only,
 schema revision, disk full); 5 damage found by verify."""
 
 db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-                         default=DEFAULT_DB, show_default=True, help="Database file.")
+                         default=DEFAULT_DB, show_default=True, envvar=DB_VARIABLE, show_envvar=True,
+                         help="Database file.")
 wait_option = click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
                            metavar="SECONDS",
                            help="How long to wait for another process that holds the database "
@@ -65,7 +66,8 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
     from .catalog.database import discard_new_database
 
     def report(result) -> None:
-        click.echo(result.summary(), err=result.status == "failed")
+        failed = result.status == "failed"
+        click.echo(("scandb: " if failed else "") + result.summary(), err=failed)
 
     new_file = not db_path.exists()
     db = connect(db_path, wait=wait, read_only=False)
@@ -73,7 +75,7 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
         results = db.ingest(paths, replace=replace, response_matrix=response_matrix, keep_going=True,
                             progress=_progress, on_result=report)
     finally:
-        discard = new_file and _holds_no_scans(db)  # decided while holding the write lock
+        discard = new_file and _holds_no_scans(db)
         db.close()
         if discard:  # nothing went in: leave no empty database behind
             discard_new_database(db_path)
@@ -92,7 +94,7 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
 def _holds_no_scans(db) -> bool:
     """True only when the database is readable and has no scan (unknown counts as not empty)."""
     try:
-        return db.scans().empty
+        return db.scans().empty  # decided while holding the write lock
     except Exception:  # no schema, or a connection DuckDB invalidated (disk full): keep the file
         return False
 
@@ -297,28 +299,43 @@ def report(scan: str, out: Path, db_path: Path, wait: float) -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="example")
+@click.option("--kind", type=click.Choice(["static", "dynamic"]), default="static", show_default=True,
+              help="static: image scans (Sensorium 2022); dynamic: video scans (Sensorium 2023).")
 @click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True,
               help="How many scans (different animals) to write.")
-@click.option("--trials", type=click.IntRange(20, 100_000), default=600, show_default=True,
-              help="Trials per scan; about 10% are test trials (each test image shown 10 times).")
+@click.option("--trials", type=click.IntRange(20, 100_000), default=None,
+              help="Trials per scan [default: 600 static, 60 dynamic]; static: about 10% test trials (each "
+                   "test image shown 10 times); dynamic: 2 oracle videos shown 10 times, one trial per test "
+                   "tier and one 'none'.")
 @click.option("--neurons", type=click.IntRange(1, 100_000), default=200, show_default=True,
               help="Neurons per scan.")
-@click.option("--image-size", type=(click.IntRange(8, 1024), click.IntRange(8, 1024)), default=(144, 256),
-              show_default=True, metavar="HEIGHT WIDTH", help="Image height and width in pixels.")
+@click.option("--image-size", type=(click.IntRange(8, 1024), click.IntRange(8, 1024)), default=None,
+              metavar="HEIGHT WIDTH", help="Image or video height and width in pixels [default: 144 256 static, "
+                                           "36 64 dynamic].")
+@click.option("--frames", type=click.IntRange(2, 10_000), default=315, show_default=True,
+              help="dynamic: frames every trial file holds (T); trials last 2/3 of that to all of it, "
+                   "NaN after their end.")
 @click.option("--seed", type=click.IntRange(0), default=None,
               help="Make the same scans (same keys and data) every time; default: new ones each call.")
-def example(directory: Path, count: int, trials: int, neurons: int, image_size: tuple[int, int],
-            seed: int | None) -> None:
+def example(directory: Path, kind: str, count: int, trials: int | None, neurons: int,
+            image_size: tuple[int, int] | None, frames: int, seed: int | None) -> None:
     """Write synthetic scans (zips) to try scandb and check an analysis on.
 
-    Neurons respond to the images (a linear-nonlinear model plus noise), so responses to
-    repeated test images agree as in real recordings. Test images are shared by every scan.
+    Static scans: neurons respond to the images (a linear-nonlinear model plus noise), so
+    responses to repeated test images agree as in real recordings; test images are shared
+    by every scan. Dynamic scans: videos of 36x64 pixels, NaN-padded trials of different
+    lengths in every Sensorium 2023 tier, with zero-filled test responses as released.
     Scan keys differ between calls unless --seed is given.
     """
-    from .synthetic import write_example
+    from .synthetic import write_dynamic_example, write_example
 
-    for path in write_example(directory, count, n_trials=trials, n_neurons=neurons, image_size=image_size,
-                              seed=seed):
+    if kind == "dynamic":
+        paths = write_dynamic_example(directory, count, n_trials=trials or 60, n_neurons=neurons, n_frames=frames,
+                                      video_shape=image_size or (36, 64), seed=seed)
+    else:
+        paths = write_example(directory, count, n_trials=trials or 600, n_neurons=neurons,
+                              image_size=image_size or (144, 256), seed=seed)
+    for path in paths:
         click.echo(str(path))
 
 

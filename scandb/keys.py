@@ -1,7 +1,18 @@
 """Names shared by reading, storing and querying scans, defined once for the package."""
 
 DATA_KEYS = ("images", "responses", "behavior", "pupil_center")
-"""The per-trial arrays of a scan, as folders under data/ and as fetch keys."""
+"""The per-trial arrays of a static scan, as folders under data/ and as fetch keys."""
+
+VIDEO_DATA_KEYS = ("videos", "responses", "behavior", "pupil_center")
+"""The per-trial arrays of a dynamic (video) scan: each (..., T), time last, NaN after the
+trial's end."""
+
+STIMULUS_KEY = {"static": "images", "dynamic": "videos"}
+"""The stimulus key of each kind of scan; both are stored in the image store."""
+
+TEST_TIER_MARK = "test"
+"""Tiers whose name contains this (test, final_test, live_test_main, ...) hold competition
+test trials, whose released responses may be zero-filled."""
 
 BEHAVIOR_COLUMNS = ("pupil_dilation", "pupil_dilation_derivative", "running_speed")
 """The three behavior values of a trial, in the order of data/behavior/<i>.npy."""

@@ -34,8 +34,17 @@ def shorten(text: str, width: int = MAX_CELL) -> str:
 
 def format_table(columns: list[str], rows: list[tuple]) -> str:
     """A plain text table with a row count, as the DuckDB shell prints one."""
-    cells = [[str(c) for c in columns]] + [["NULL" if v is None else shorten(str(v)) for v in row] for row in rows]
+    cells = [[str(c) for c in columns]] + [[_cell(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines + [f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])
+
+
+def _cell(value) -> str:
+    """A value as the DuckDB shell shows it: NULL, lists as [a, b] (numpy arrays too), long text shortened."""
+    if value is None:
+        return "NULL"
+    if hasattr(value, "tolist"):  # numpy arrays and scalars from a DataFrame
+        value = value.tolist()
+    return shorten(str(value))

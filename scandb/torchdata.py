@@ -12,7 +12,11 @@ import torch.utils.data
 
 from .api import ScanDB, connect
 from .errors import UsageError
-from .keys import DATA_KEYS
+from .keys import DATA_KEYS, VIDEO_DATA_KEYS
+from .query import fetch as fetching
+from .query import neurons as neuron_choice
+from .query.normalize import NEEDED
+from .query.reader import Readers
 from .query.neurons import Neurons
 from .query.selection import Selection
 
@@ -28,6 +32,7 @@ def point_class(keys: Sequence[str]) -> type:
 
 
 DataPoint = point_class(DATA_KEYS)
+VideoPoint = point_class(VIDEO_DATA_KEYS)
 
 
 class ScanDataset(torch.utils.data.Dataset):
@@ -43,32 +48,59 @@ class ScanDataset(torch.utils.data.Dataset):
     many neurons. For scans of different sizes make one dataset per scan with
     ``ScanDataset.per_scan`` (neuralpredictors' multi-scan loaders take such a dict).
 
-    It is picklable: each ``DataLoader`` worker opens its own read-only connection on first
-    use (waiting up to ``wait`` seconds for a writer), and ``__getitems__`` fetches a whole
-    batch at once.
+    It never holds the database: everything but the arrays' files is read when it is made
+    (waiting up to ``wait`` seconds for a writer), and items come from the store's files,
+    which no ingest of another scan changes. A training job therefore runs through ingests
+    in other processes, across epochs, with any ``DataLoader`` workers, and sees the data it
+    started with. It is picklable; ``__getitems__`` reads a whole batch.
+
+    Dynamic (video) trials yield what the Sensorium 2023 loader yields: ``videos`` time-first
+    ``(1, F, H, W)``, ``responses`` ``(N, F)``, ``behavior`` and ``pupil_center`` ``(2, F)``,
+    where F is ``frames`` consecutive frames from a random start inside the trial's valid
+    length for train trials, or the whole valid length otherwise (and when ``frames`` is None).
+    Trials whose responses or behavior are withheld (zero-filled test tiers) are refused when
+    the dataset is made, unless ``normalize=False``.
     """
 
-    def __init__(self, db_path: str | Path, selection: Selection, keys: Sequence[str] = DATA_KEYS, *,
+    def __init__(self, db_path: str | Path, selection: Selection, keys: Sequence[str] | None = None, *,
                  normalize: bool = True, neurons: Neurons | None = None, image_dtype: str = "float32",
-                 scan: str | None = None, params: Sequence | None = None, wait: float = 0.0):
+                 scan: str | None = None, params: Sequence | None = None, wait: float = 0.0,
+                 frames: int | None = None):
         self.db_path = str(db_path)
-        self.keys = tuple(keys)
+        self.frames = frames
         self.normalize = normalize
         self.neurons = neurons
         self.image_dtype = image_dtype
         self.wait = wait
-        if not self.keys:
-            raise UsageError("ScanDataset needs at least one key, e.g. keys=('images', 'responses')")
-        self.point = point_class(self.keys)
-        with connect(self.db_path, wait=wait) as db:
+        with connect(self.db_path, wait=wait) as db, db.database.lease():
             selected = db.select(selection, params=params, scan=scan)
+            info = db.fetch(selected, "tier", "n_frames", "responses_withheld", "behavior_withheld")
+            kinds = dict(db.sql("SELECT scan_key, kind FROM scans").fetchall())
+            selected_kinds = {kinds[s] for s in selected["scan_key"].to_pylist()}
+            self.dynamic = selected_kinds == {"dynamic"}
+            if keys is None:
+                keys = VIDEO_DATA_KEYS if self.dynamic else DATA_KEYS
+            self.keys = tuple(keys)
+            if not self.keys:
+                raise UsageError("ScanDataset needs at least one key, e.g. keys=('images', 'responses')")
+            self.point = point_class(self.keys)
+            self._check_withheld(selected, info)
             self._check(db, selected)
+            self._readers, self._columns = self._read_everything(db, selected)
         self.scan_keys = np.asarray(selected["scan_key"].to_pylist(), dtype=object)
         self.trial_ids = selected["trial_id"].to_numpy()
-        self._db: ScanDB | None = None
+        self.n_frames = np.asarray(info["n_frames"]).astype(np.int64) if self.dynamic else None
+        self.train = np.asarray(info["tier"] == "train", dtype=bool)
+        if self.dynamic and frames is not None:
+            short = self.n_frames < frames
+            if short.any():
+                row = int(np.flatnonzero(short)[0])
+                raise UsageError(f"frames={frames} is longer than trial {self.trial_ids[row]} of scan "
+                                 f"{self.scan_keys[row]} ({self.n_frames[row]} valid frames); pick a smaller "
+                                 "frames= or leave out trials WHERE n_frames < frames")
 
     @classmethod
-    def per_scan(cls, db_path: str | Path, selection: Selection, keys: Sequence[str] = DATA_KEYS, **options
+    def per_scan(cls, db_path: str | Path, selection: Selection, keys: Sequence[str] | None = None, **options
                  ) -> dict[str, "ScanDataset"]:
         """One dataset per scan in the selection, by scan key, in the selection's order.
 
@@ -81,6 +113,20 @@ class ScanDataset(torch.utils.data.Dataset):
         scan_column = selected["scan_key"].to_numpy(zero_copy_only=False)
         return {scan: cls(db_path, selected.filter(pa.array(scan_column == scan)), keys, **options)
                 for scan in scans}
+
+    def _check_withheld(self, selected: pa.Table, info: dict) -> None:
+        """Normalised training on zero-filled (withheld) responses or behavior is refused."""
+        if not self.normalize:
+            return
+        for key, column in (("responses", "responses_withheld"), ("behavior", "behavior_withheld")):
+            if key not in self.keys and not (key == "behavior" and "pupil_center" in self.keys):
+                continue
+            withheld = np.flatnonzero(np.asarray(info[column], dtype=object) == True)  # noqa: E712 (NULL aware)
+            if len(withheld):
+                row = int(withheld[0])
+                raise UsageError(f"{len(withheld)} selected trials have withheld {key} (all zero in the "
+                                 f"released data, e.g. scan {selected['scan_key'][row]} trial "
+                                 f"{selected['trial_id'][row]}): select WHERE NOT {column}, or pass normalize=False")
 
     def _check(self, db: ScanDB, selected: pa.Table) -> None:
         """Fetch one trial of each scan: any problem a batch could meet shows now."""
@@ -98,6 +144,28 @@ class ScanDataset(torch.utils.data.Dataset):
                                  "ScanDataset.per_scan(...), or pass neurons= with as many neurons per scan")
         db.fetch(sample, *self.keys, **options)
 
+    def _read_everything(self, db: ScanDB, selected: pa.Table) -> tuple[Readers, dict[str, np.ndarray]]:
+        """The readers of the selected scans with all they read from SQL already read, detached
+        from the database; and the selection's values of keys that are trials_full columns."""
+        scans = list(dict.fromkeys(selected["scan_key"].to_pylist()))
+        picked = neuron_choice.picks(db._readers, scans, self.neurons)
+        self.neurons = None if picked is None else {scan: picked[scan] for scan in scans}
+        readers = Readers(_FilesOnly(db.database.path))
+        for scan in scans:
+            reader = db._readers.get(scan)
+            reader._trials  # noqa: B018  (read now: behavior, pupil position, image paths)
+            if "responses" in self.keys and reader._matrix is None:  # a scan ingested without its matrix file
+                reader.__dict__["_matrix"] = reader.responses(np.arange(reader.n_trials))
+            if self.normalize:
+                for key in set(self.keys) & set(NEEDED):
+                    reader._statistics_of(key)
+            if reader.kind == "dynamic":
+                reader._withheld  # noqa: B018  (read now: the withheld flags normalisation checks)
+            reader.database = readers.database
+            readers._readers[scan] = reader
+        columns = {key: fetching.trial_column(db.conn, selected, key) for key in self.keys if key not in DATA_KEYS + VIDEO_DATA_KEYS}
+        return readers, columns
+
     def __len__(self) -> int:
         return len(self.trial_ids)
 
@@ -105,19 +173,45 @@ class ScanDataset(torch.utils.data.Dataset):
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indexes: Sequence[int]) -> list:
-        rows = np.asarray(indexes, dtype=np.int64)
+        if self.dynamic:
+            windows = [self._window(int(i)) for i in indexes]
+            if len({stop - start for start, stop in windows}) > 1:
+                return [self._video_items([int(i)], [w])[0] for i, w in zip(indexes, windows)]
+            return self._video_items([int(i) for i in indexes], windows)
+        return self._items(np.asarray(indexes, dtype=np.int64))
+
+    def _window(self, row: int) -> tuple[int, int]:
+        """frames= consecutive frames from a random start inside a train trial's valid length,
+        else the whole valid length (torch's generator: seeded per DataLoader worker)."""
+        length = int(self.n_frames[row])
+        if self.frames is None or not self.train[row]:
+            return 0, length
+        start = int(torch.randint(0, length - self.frames + 1, ()).item())
+        return start, start + self.frames
+
+    def _video_items(self, rows: list[int], windows: list[tuple[int, int]]) -> list:
+        """Items of these rows, one read with a window per row (windows of one length)."""
+        return self._items(np.asarray(rows, dtype=np.int64), windows)
+
+    def _items(self, rows: np.ndarray, windows: list[tuple[int, int]] | None = None) -> list:
+        """Items of these rows, read from the store's files only."""
         batch = pa.table({"scan_key": pa.array(self.scan_keys[rows].tolist(), pa.string()),
                           "trial_id": pa.array(self.trial_ids[rows], pa.int64())})
-        arrays = self._connection().fetch(batch, *self.keys, normalize=self.normalize, neurons=self.neurons,
-                                          image_dtype=self.image_dtype)
+        data_keys = [k for k in self.keys if k in DATA_KEYS + VIDEO_DATA_KEYS]
+        arrays = fetching.fetch(None, self._readers, batch, data_keys, normalize=self.normalize,
+                                neurons=self.neurons, image_dtype=self.image_dtype, frames=windows)
+        arrays.update({key: values[rows] for key, values in self._columns.items()})
+        if "videos" in arrays:  # (n, H, W, F) -> (n, 1, F, H, W), time first as the 2023 loader yields
+            arrays["videos"] = np.ascontiguousarray(np.moveaxis(arrays["videos"], -1, 1)[:, None])
         return [self.point(*(arrays[k][i] for k in self.keys)) for i in range(len(rows))]
 
-    def _connection(self) -> ScanDB:
-        if self._db is None:
-            self._db = connect(self.db_path, wait=self.wait)
-        return self._db
 
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_db"] = None
-        return state
+class _FilesOnly:
+    """Stands in for the database in a dataset's readers, which read only the store's files."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @property
+    def conn(self):
+        raise RuntimeError("ScanDataset reads only the store's files; everything from SQL is read when it is made")

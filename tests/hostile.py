@@ -83,7 +83,7 @@ def scandb_command(*args: str) -> list[str]:
 
 PRIMED = """
 import sys
-import scandb.cli, scandb.api, scandb.ingest, scandb.maintenance.checks
+import scandb.cli, scandb.api, scandb.ingest, scandb.maintenance.verify
 print("ready", flush=True)
 sys.stdin.readline()
 sys.argv = ["scandb", *sys.argv[1:]]

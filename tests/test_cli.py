@@ -299,7 +299,7 @@ def test_a_folder_that_is_not_a_scan_says_so(tmp_path, layout):
     assert result.returncode == 3
     expected = ("empty folder: not a scan" if layout == "empty"
                 else "a folder holding 2 zip files, not a scan: give the scan zips themselves")
-    assert result.stderr.startswith(f"error: {folder}: {expected}")
+    assert result.stderr.startswith(f"scandb: error: {folder}: {expected}")
 
 
 # -- the DuckDB shell opened for writing ------------------------------------------------------
@@ -327,3 +327,17 @@ def test_shell_write_keeps_scandb_row_group_size(tmp_path, lab_db):
     plain = shutil.copy(lab_db, tmp_path / "plain.duckdb")
     subprocess.run([binary, str(plain)], input=create, capture_output=True, text=True, timeout=120, check=True)
     assert row_groups(plain, "mine") == 1
+
+
+def test_scans_lists_each_scan_with_its_image_shape_as_a_list(lab_db):
+    from scandb.catalog.database import Database
+
+    with Database(lab_db) as db:
+        expected = db.conn.execute("SELECT scan_key, image_shape FROM scans ORDER BY 1").fetchall()
+    result = run_cli("scans", "--db", str(lab_db))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for scan_key, shape in expected:
+        line = next(line for line in lines if line.startswith(scan_key))
+        assert "[" + ", ".join(map(str, shape)) + "]" in line
+    assert lines[-1] == f"({len(expected)} rows)"

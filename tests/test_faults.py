@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
-
+import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from scandb.catalog.database import Database
+from scandb.errors import DatabaseError
+from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database
@@ -60,6 +65,31 @@ def test_an_ingest_killed_mid_way_leaves_no_trace(good_db, before, big_scan):
     assert run_cli("verify", "--db", str(good_db)).code == 0
 
 
+def test_a_killed_ingest_takes_its_reader_processes_with_it(good_db, before, big_scan):
+    """kill -9 of an ingest reading with worker processes: no worker outlives it, so no
+    image file appears after the next command has collected the orphans."""
+    script = ("import sys; from pathlib import Path; from scandb.catalog.database import Database; "
+              "from scandb.ingest import ingest; db = Database(Path(sys.argv[2]), read_only=False); "
+              "ingest(db, Path(sys.argv[1]), workers=2)")
+    already = len(image_files(good_db))
+    process = subprocess.Popen([sys.executable, "-c", script, str(big_scan), str(good_db)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
+    try:
+        started = wait_for(lambda: len(image_files(good_db)) > already + 50, timeout=60)
+        workers = children.read_text().split() if children.exists() else []
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert started and process.returncode == -signal.SIGKILL, "the ingest ended before it could be killed"
+    assert len(workers) == 2, workers
+    assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=10)
+
+    assert run_cli("ingest", str(good_db.parent / "nothing.zip"), "--db", str(good_db)).code == 3
+    time.sleep(0.5)
+    assert digest_database(good_db) == before
+
+
 # -- read-only --------------------------------------------------------------------------
 
 
@@ -99,31 +129,63 @@ def test_a_read_only_image_store(good_db, before, bad_base, tmp_path):
 # -- a full disk --------------------------------------------------------------------------
 
 
-def used_bytes(db: Path) -> int:
-    files = [db, *db.with_suffix(".images").rglob("*")]
+def used_bytes(*paths: Path) -> int:
+    files = [p for path in paths for p in ([path] if path.is_file() else path.rglob("*"))]
     return sum(-(-p.stat().st_size // 4096) * 4096 for p in files if p.is_file())
 
 
-def test_a_disk_that_fills_up_with_image_files(template_db, tmp_path):
+def split_database(template: Path, db_folder: Path, store_folder: Path) -> Path:
+    """A copy of the template whose database file lives in ``db_folder`` and whose image
+    store lives in ``store_folder`` (reached through a symbolic link beside the file)."""
+    db = copy_database(template, db_folder)
+    store = db.with_suffix(".images")
+    target = store_folder / store.name
+    shutil.move(store, target)
+    store.symlink_to(target, target_is_directory=True)
+    return db
+
+
+def test_a_full_disk_under_the_image_store(template_db, tmp_path):
+    """Images and the response matrix fail to write; DuckDB's disk has room."""
     scan = write_zip(generate(ScanSpec(animal_id=50005, seed=5, n_trials=600, n_neurons=10)), tmp_path / "s.zip")
-    with small_disk(tmp_path / "disk", used_bytes(template_db[0]) + (1 << 20)) as disk:
-        db = copy_database(template_db[0], disk)
+    (tmp_path / "roomy").mkdir()
+    store_size = used_bytes(template_db[0].with_suffix(".images"))
+    with small_disk(tmp_path / "disk", store_size + (1 << 20)) as disk:
+        db = split_database(template_db[0], tmp_path / "roomy", disk)
         run = run_scandb("ingest", scan, "--db", db)
         assert run.code == 4, run
-        assert "(No space left on device); nothing of this scan was kept" in run.error
+        assert re.search(rf"cannot write {re.escape(str(db.with_suffix('.images')))}(/\S+)? "
+                         r"\(No space left on device\); nothing of this scan was kept", run.error), run.error
         assert digest_database(db) == template_db[1]
 
+        grow_disk(disk, 64 << 20)
+        assert run_cli("ingest", str(scan), "--db", str(db)).code == 0
 
-def test_a_disk_that_fills_up_while_duckdb_writes(template_db, tmp_path):
+
+def test_a_full_image_store_disk_hit_by_a_reader_process(template_db, tmp_path):
+    """The same one line when a worker process, not the parent, meets the full disk."""
+    scan = write_zip(generate(ScanSpec(animal_id=50005, seed=5, n_trials=600, n_neurons=10)), tmp_path / "s.zip")
+    (tmp_path / "roomy").mkdir()
+    store_size = used_bytes(template_db[0].with_suffix(".images"))
+    with small_disk(tmp_path / "disk", store_size + (1 << 20)) as disk:
+        db_path = split_database(template_db[0], tmp_path / "roomy", disk)
+        with Database(db_path, read_only=False) as db:
+            with pytest.raises(DatabaseError, match=r"\(No space left on device\); nothing of this scan was kept"):
+                ingest(db, scan, workers=2)
+        assert digest_database(db_path) == template_db[1]
+
+
+def test_a_full_disk_under_the_database_file(template_db, tmp_path):
+    """DuckDB fails to write its file; the image store's disk has room."""
     spec = ScanSpec(animal_id=60006, seed=6, n_trials=100, n_neurons=20_000, image_shape=(1, 8, 8))
     scan = write_zip(generate(spec), tmp_path / "wide.zip")
+    (tmp_path / "roomy").mkdir()
     with small_disk(tmp_path / "disk", used_bytes(template_db[0]) + (2 << 20)) as disk:
-        db = copy_database(template_db[0], disk)
+        db = split_database(template_db[0], disk, tmp_path / "roomy")
         run = run_scandb("ingest", scan, "--db", db)
         assert run.code == 4, run
-        # the response matrix or DuckDB's file, whichever fills the disk first
-        assert re.search(rf"cannot write ({re.escape(str(db))}|{re.escape(str(db.with_suffix('.images')))}) "
-                         r"\(No space left on device\); nothing of this scan was kept", run.error), run.error
+        assert (f"cannot write {db} (No space left on device); nothing of this scan was kept"
+                in run.error), run.error
         assert digest_database(db) == template_db[1]
 
         grow_disk(disk, 64 << 20)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import zipfile
+
 import numpy as np
 import pytest
 
@@ -9,7 +12,7 @@ import scandb
 from scandb.catalog.database import Database
 from scandb.errors import BadScanError
 from scandb.ingest import ingest
-from scandb.synthetic import generate, write_zip
+from scandb.synthetic import generate, write_folder, write_zip
 
 from .conftest import digest_database
 from .scans import VARIANTS, make_scan, spec_for, write
@@ -172,5 +175,91 @@ def test_a_bad_trial_late_in_the_scan_leaves_no_trace(tmp_path, open_db):
     db = open_db()
     with pytest.raises(BadScanError, match=r"data/responses/590\.npy"):
         ingest(db, bad)
+    db.close()
+    assert digest_database(db.path) == before
+
+
+def test_the_unzipped_folder_of_an_ingested_zip_is_the_same_scan(tmp_path, open_db):
+    zipped = make_scan(tmp_path, junk=True)
+    with zipfile.ZipFile(zipped) as zf:
+        zf.extractall(tmp_path / "unzipped")
+    db = open_db()
+    ingest(db, zipped)
+    db.close()
+    before = digest_database(db.path)
+    db = open_db()
+    result = ingest(db, tmp_path / "unzipped")
+    assert result.status == "unchanged"
+    assert "already ingested with the same content" in result.summary()
+    db.close()
+    assert digest_database(db.path) == before
+
+
+def test_a_folder_with_one_value_changed_is_a_different_scan(tmp_path, open_db):
+    db = open_db()
+    ingest(db, make_scan(tmp_path))
+    changed = generate(spec_for())
+    changed.arrays["data/behavior/7.npy"] = changed.arrays["data/behavior/7.npy"] + 1
+    with pytest.raises(BadScanError, match="different content; pass --replace"):
+        ingest(db, write_folder(changed, tmp_path / "changed"))
+    assert ingest(db, tmp_path / "changed", replace=True).status == "replaced"
+
+
+def test_the_content_digest_recorded_is_that_of_the_source(tmp_path, open_db):
+    path = make_scan(tmp_path)
+    db = open_db()
+    ingest(db, path)
+    with zipfile.ZipFile(path) as zf:
+        members = {name.split("/", 1)[1]: hashlib.sha256(zf.read(name)).hexdigest()
+                   for name in zf.namelist() if not name.endswith("/")}
+    expected = hashlib.sha256("".join(f"{n}\0{members[n]}\n" for n in sorted(members)).encode()).hexdigest()
+    assert db.conn.execute("SELECT content_sha256 FROM scans").fetchall() == [(expected,)]
+
+
+def test_missing_optional_meta_is_ingested_with_a_one_line_note(tmp_path, open_db):
+    bare = generate(spec_for(animal_id=4242))
+    for rel in [r for r in bare.arrays if r.startswith("meta/statistics/")] + ["meta/neurons/area.npy",
+                                                                               "meta/neurons/layer.npy"]:
+        del bare.arrays[rel]
+    db = open_db()
+    result = ingest(db, write_zip(bare, tmp_path / "bare.zip"))
+    assert result.status == "ingested"
+    line = result.summary()
+    assert "\n" not in line
+    assert ("ingested without the optional meta/neurons/area.npy, meta/neurons/layer.npy, meta/statistics/"
+            in line)
+    assert db.conn.execute("SELECT count(*) FROM neurons WHERE area IS NULL AND layer IS NULL").fetchone()[0] == 50
+    assert db.conn.execute("SELECT count(*) FROM statistics").fetchone()[0] == 0
+    assert "optional" not in ingest(db, make_scan(tmp_path)).summary()
+
+
+def test_reader_processes_ingest_the_same_rows_and_files(tmp_path):
+    path = make_scan(tmp_path, n_trials=300, n_neurons=40)
+    contents = []
+    for workers in (0, 2):
+        db_path = tmp_path / f"w{workers}.duckdb"
+        with Database(db_path, read_only=False) as db:
+            db.ensure_schema()
+            assert ingest(db, path, workers=workers).status == "ingested"
+            rows = {table: db.conn.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
+                    for table in ("trials", "responses", "area_responses", "behavior", "neurons")}
+            rows["images"] = db.conn.execute("SELECT * EXCLUDE (path) FROM images ORDER BY ALL").fetchall()
+            rows["content"] = db.conn.execute("SELECT content_sha256 FROM scans").fetchall()
+            matrix = db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
+            files = sorted(p.relative_to(db.image_dir).as_posix() for p in db.image_dir.rglob("*.npy"))
+            contents.append((rows, files, (tmp_path / matrix).read_bytes()))
+    assert contents[0] == contents[1]
+
+
+def test_a_bad_trial_read_by_a_reader_process_leaves_no_trace(tmp_path, open_db):
+    db = open_db()
+    ingest(db, make_scan(tmp_path, animal_id=1111))
+    db.close()
+    before = digest_database(db.path)
+    scan = generate(spec_for(animal_id=2222, n_trials=2000))
+    scan.arrays["data/images/1990.npy"] = np.zeros((1, 3, 3), np.uint8)
+    db = open_db()
+    with pytest.raises(BadScanError, match=r"data/images/1990\.npy: shape \(1, 3, 3\) uint8"):
+        ingest(db, write_zip(scan, tmp_path / "bad.zip"), workers=2)
     db.close()
     assert digest_database(db.path) == before

@@ -2,3 +2,13 @@
 
 DEFAULT_DB = "scandb.duckdb"
 """The database file commands use without --db (here, so the command line's help needs no DuckDB)."""
+
+DB_VARIABLE = "SCANDB_DB"
+"""The environment variable naming the database when neither --db nor a path is given."""
+
+
+def default_db() -> str:
+    """``$SCANDB_DB`` when set, else ``scandb.duckdb``."""
+    import os
+
+    return os.environ.get(DB_VARIABLE) or DEFAULT_DB

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -172,17 +174,59 @@ def known_revisions() -> set[str]:
 
 
 class Database:
-    """An open scandb database file and its image store."""
+    """A scandb database file and its image store.
 
-    def __init__(self, path: str | Path, *, read_only: bool = True, wait: float = 0.0):
+    By default the file stays open until ``close()``. With ``held=False`` it is open only
+    inside ``lease()`` (DuckDB lets no process write a file another process has open, so a
+    connection kept by an idle reader would block every ingest); ``conn`` outside a lease
+    opens the file until the next lease ends or ``release()``.
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = True, wait: float = 0.0, held: bool = True):
         self.path = Path(path).absolute()
         if read_only and not self.path.exists():
             raise _missing(self.path)
         if not read_only and not self.path.parent.is_dir():
             raise DatabaseError(f"{self.path}: folder {self.path.parent} does not exist")
         self.read_only = read_only
-        self.conn = _connect(self.path, read_only, wait)
+        self.wait = wait
+        self.held = held
+        self._leases = 0
+        self._closed = False
+        self._conn: duckdb.DuckDBPyConnection | None = _connect(self.path, read_only, wait)
         self._engine: "sa.Engine | None" = None
+        self.opened = 1
+        """How many times the file was opened: a new connection may see other processes' writes."""
+
+    @property
+    def conn(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is None:
+            if self._closed:
+                raise DatabaseError(f"{self.path}: the database was closed; connect again")
+            self._conn = _connect(self.path, self.read_only, self.wait)
+            self.opened += 1
+        return self._conn
+
+    @contextmanager
+    def lease(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The open connection for the length of a call; the outermost lease of a database
+        made with ``held=False`` closes the file when it ends, so other processes may write."""
+        self._leases += 1
+        try:
+            yield self.conn
+        finally:
+            self._leases -= 1
+            if self._leases == 0 and not self.held:
+                self.release()
+
+    def release(self) -> None:
+        """Close the file (it reopens on the next use); the database object stays usable."""
+        if self._conn is not None:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+            self._conn.close()
+            self._conn = None
 
     @property
     def engine(self) -> "sa.Engine":
@@ -195,6 +239,17 @@ class Database:
             self._engine = sa.create_engine("duckdb://", creator=lambda: ConnectionWrapper(conn),
                                             poolclass=sa.pool.StaticPool)
         return self._engine
+
+    def stamp(self) -> tuple:
+        """The file's and its write-ahead log's size and modification time: what changes when
+        any process writes, so what was read from an older stamp may be stale."""
+        def state(path: Path) -> tuple[int, int] | None:
+            try:
+                found = path.stat()
+            except OSError:
+                return None
+            return found.st_mtime_ns, found.st_size
+        return state(self.path), state(self.path.with_name(self.path.name + ".wal"))
 
     @property
     def image_dir(self) -> Path:
@@ -263,11 +318,8 @@ class Database:
     # -- lifetime ------------------------------------------------------------------------
 
     def close(self) -> None:
-        if self.conn is not None:
-            if self._engine is not None:
-                self._engine.dispose()
-            self.conn.close()
-            self.conn = None
+        self.release()
+        self._closed = True
 
     def __enter__(self):
         return self

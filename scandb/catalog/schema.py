@@ -40,6 +40,8 @@ scans = sa.Table(
     sa.Column("source_name", sa.String, nullable=False),
     sa.Column("source_size", sa.BigInteger, nullable=False),
     sa.Column("source_sha256", sa.String, nullable=False),
+    sa.Column("content_sha256", sa.String,
+              comment="sha256 over the scan's member names and bytes: equal for a zip and its unzipped folder"),
     sa.Column("ingested_at", sa.DateTime, nullable=False),
     sa.Column("scandb_version", sa.String, nullable=False),
 )
@@ -71,6 +73,30 @@ trials = sa.Table(
     sa.Column("timestamp", sa.DateTime, comment="parsed from frame_trial_ts"),
     sa.Column("image_hash", sa.String, nullable=False),
     sa.Column("extra", sa.JSON, comment="every other meta/trials array, by file name"),
+    sa.Column("n_frames", sa.Integer, comment="dynamic trials: valid length, the first all-NaN response frame"),
+    sa.Column("responses_withheld", sa.Boolean, comment="a test-tier trial whose responses are all exactly zero"),
+    sa.Column("behavior_withheld", sa.Boolean, comment="behavior and pupil position all exactly zero"),
+)
+
+frame_behavior = sa.Table(
+    "frame_behavior", metadata,
+    _scan_key(),
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("pupil_dilation", sa.ARRAY(sa.Double), nullable=False, comment="per frame, T values, NaN padded"),
+    sa.Column("running_speed", sa.ARRAY(sa.Double), nullable=False),
+    sa.Column("pupil_x", sa.ARRAY(sa.Double), nullable=False),
+    sa.Column("pupil_y", sa.ARRAY(sa.Double), nullable=False),
+)
+
+area_frame_responses = sa.Table(
+    "area_frame_responses", metadata,
+    sa.Column("scan_key", sa.String, nullable=False),
+    sa.Column("trial_id", sa.Integer, nullable=False),
+    sa.Column("area", sa.String),
+    sa.Column("layer", sa.String),
+    sa.Column("n_neurons", sa.Integer, nullable=False),
+    sa.Column("response_sum", sa.ARRAY(sa.Double), nullable=False,
+              comment="per valid frame, the sum of these neurons' responses"),
 )
 
 behavior = sa.Table(
@@ -153,7 +179,7 @@ scan_digests = sa.Table(
 )
 
 SCAN_TABLES = (neurons, trials, behavior, responses, statistics, scan_files, response_matrices, area_responses,
-               scan_digests)
+               frame_behavior, area_frame_responses, scan_digests)
 """Tables holding one scan's rows, children of ``scans``."""
 
 

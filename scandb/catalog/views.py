@@ -29,7 +29,7 @@ RESPONSES_LONG = {
     # image_id from responses: DuckDB pushes a filter on it into the responses scan (checked
     # with EXPLAIN on 1.5.6), whose rows ingest stores sorted by image, so zone maps skip
     # every other image's row groups.
-    "0004": """
+    "0005": """
         SELECT r.scan_key, r.trial_id, n.neuron_idx, n.unit_id, n.area, n.layer, t.tier, r.image_id, r.response
         FROM (SELECT scan_key, trial_id, image_id, unnest(response) AS response,
                      generate_subscripts(response, 1) - 1 AS neuron_idx

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from ..keys import BEHAVIOR_COLUMNS, PUPIL_COLUMNS
+from ..keys import STIMULUS_KEY
 from ..source.npyfile import dumps, load
 
 SOURCE_TRIAL_FILE = "meta/trials/source_trial_id.npy"
@@ -26,8 +26,6 @@ CHUNK = 1024
 """Trials fetched at once: bounds memory for full-size scans."""
 PER_NEURON_VARIABLES = ("responses",)
 """Statistics whose first axis is the neurons (taken for the chosen neurons; (N,) or (N, T))."""
-STIMULUS_FOLDER = {"static": "images", "dynamic": "videos"}
-"""data/ folder of each kind's stimulus files, copied from the store as the source's bytes."""
 
 
 def target_of(db, scan_key: str, out: Path, as_zip: bool) -> Path:
@@ -49,7 +47,7 @@ def write_scan(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray | N
     folder = partial.with_name(partial.name + ".folder") if as_zip else partial
     try:
         _write_files(db, scan_key, trial_ids, neurons, n_neurons, folder)
-        _write_trials(db, scan_key, trial_ids, neurons, folder, STIMULUS_FOLDER.get(kind, "images"),
+        _write_trials(db, scan_key, trial_ids, neurons, folder, STIMULUS_KEY[kind],
                       {"responses": response_dtype, "behavior": behavior_dtype, "pupil_center": pupil_dtype})
         if as_zip:
             _zip_folder(folder, partial, name)

@@ -42,16 +42,19 @@ def rows_without_a_scan(db: Database) -> list[Problem]:
 
 
 def row_count_problems(db: Database) -> list[Problem]:
-    """Each scan has n_trials rows in trials/responses/behavior and n_neurons in neurons."""
-    expected = {"trials": ("n_trials", "trial_id"), "responses": ("n_trials", "trial_id"),
-                "behavior": ("n_trials", "trial_id"), "neurons": ("n_neurons", "neuron_idx")}
+    """Each scan has n_trials rows in trials and in responses/behavior (static) or
+    frame_behavior (dynamic), and n_neurons in neurons."""
+    expected = {"trials": ("n_trials", "trial_id", None), "responses": ("n_trials", "trial_id", "static"),
+                "behavior": ("n_trials", "trial_id", "static"), "frame_behavior": ("n_trials", "trial_id", "dynamic"),
+                "neurons": ("n_neurons", "neuron_idx", None)}
     problems = []
-    for table, (count_column, id_column) in expected.items():
+    for table, (count_column, id_column, kind) in expected.items():
         rows = db.conn.execute(f"""
             SELECT s.scan_key, s.{count_column}, count(c.scan_key),
                    count(*) FILTER (WHERE c.{id_column} < 0 OR c.{id_column} >= s.{count_column})
             FROM scans s LEFT JOIN {table} c USING (scan_key)
-            GROUP BY ALL ORDER BY 1""").fetchall()
+            WHERE ? IS NULL OR s.kind = ?
+            GROUP BY ALL ORDER BY 1""", [kind, kind]).fetchall()
         for key, want, have, out_of_range in rows:
             if have != want:
                 problems.append(Problem(ROW_COUNTS, f"scan {key}: {table} has {have} rows, "
@@ -120,11 +123,14 @@ def matrix_problems(db: Database) -> list[Problem]:
     """Each scan's response matrix exists, has its shape, and holds exactly the values of
     the scan's ``responses`` rows (bit for bit, NaN included)."""
     problems = []
-    rows = db.conn.execute("SELECT s.scan_key, s.n_trials, s.n_neurons, m.path FROM scans s "
-                           "LEFT JOIN response_matrices m USING (scan_key) ORDER BY 1").fetchall()
-    for scan, n_trials, n_neurons, path in rows:
+    rows = db.conn.execute("SELECT s.scan_key, s.n_trials, s.n_neurons, m.path, s.kind, s.image_shape[-1] "
+                           "FROM scans s LEFT JOIN response_matrices m USING (scan_key) ORDER BY 1").fetchall()
+    for scan, n_trials, n_neurons, path, kind, frames in rows:
         if path is None:
-            continue  # ingested without a response matrix: read from SQL
+            if kind == "dynamic":
+                problems.append(Problem(MATRIX_PROBLEMS, f"scan {scan}: no response_matrices row (a dynamic "
+                                                         "scan's responses are only there)"))
+            continue  # a static scan ingested without a response matrix: read from SQL
         where = f"response matrix {path} of scan {scan}"
         try:
             matrix = np.load(db.path.parent / path, mmap_mode="r", allow_pickle=False)
@@ -134,10 +140,13 @@ def matrix_problems(db: Database) -> list[Problem]:
         except (OSError, ValueError) as exc:
             problems.append(Problem(MATRIX_PROBLEMS, f"{where}: unreadable ({exc})"))
             continue
-        if matrix.shape != (n_trials, n_neurons) or matrix.dtype != np.float32:
+        shape = (n_trials, frames, n_neurons) if kind == "dynamic" else (n_trials, n_neurons)
+        if matrix.shape != shape or matrix.dtype != np.float32:
             problems.append(Problem(MATRIX_PROBLEMS, f"{where}: {matrix.shape} {matrix.dtype}, "
-                                                     f"expected ({n_trials}, {n_neurons}) float32"))
+                                                     f"expected {shape} float32"))
             continue
+        if kind == "dynamic":
+            continue  # the matrix is the only copy of a dynamic scan's responses: its sha256 is the check
         differing = trials_differing(db, scan, matrix)
         if differing:
             problems.append(Problem(MATRIX_PROBLEMS, f"{where}: {plural(len(differing), 'trial')} "

@@ -34,6 +34,8 @@ TABLE_ROWS = {
     "scan_files": "scan_key = ?",
     "response_matrices": "scan_key = ?",
     "area_responses": "scan_key = ?",
+    "frame_behavior": "scan_key = ?",
+    "area_frame_responses": "scan_key = ?",
     "images": "image_hash IN (SELECT image_hash FROM trials WHERE scan_key = ?)",
 }
 """Each digested table, and which of its rows belong to a scan."""
@@ -80,6 +82,8 @@ def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
     digests = {}
     for table, rows in TABLE_ROWS.items():
         columns = table_columns(conn, table)
+        if not columns:
+            continue  # a table of a later revision than the database's (migrations record digests too)
         part = table
         if table == "responses" and not response_values:
             columns, part = [c for c in columns if c != "response"], RESPONSE_IDS_PART

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..catalog.database import Database
+from ..store.base import Store, collect_garbage
 from ..store.images import ImageStore
-from ..store.matrices import collect_matrix_garbage, matrix_files, matrix_temporaries
+from ..store.matrices import MatrixStore
 
 
 def referenced_images(db: Database) -> set[str]:
@@ -18,20 +19,21 @@ def referenced_matrices(db: Database) -> set[str]:
     return {row[0] for row in db.conn.execute("SELECT path FROM response_matrices").fetchall()}
 
 
+def stores_and_references(db: Database) -> list[tuple[Store, set[str]]]:
+    """Each store beside the database, with the keys its rows reference."""
+    return [(ImageStore(db.image_dir), referenced_images(db)),
+            (MatrixStore(db.image_dir), referenced_matrices(db))]
+
+
 def orphan_files(db: Database) -> list[Path]:
-    """Image files and response matrices no row references, and half-written temporaries."""
-    store = ImageStore(db.image_dir)
-    referenced = referenced_images(db)
-    orphans = sorted(path for digest, path in store.files().items() if digest not in referenced)
-    orphans += sorted(store.temporaries())
-    matrices = referenced_matrices(db)
-    orphans += sorted(p for rel, p in matrix_files(db.image_dir).items() if rel not in matrices)
-    orphans += sorted(matrix_temporaries(db.image_dir))
+    """Files of any store no row references, and half-written temporaries."""
+    orphans = []
+    for store, referenced in stores_and_references(db):
+        orphans += sorted(path for key, path in store.files().items() if key not in referenced)
+        orphans += sorted(store.temporaries())
     return orphans
 
 
 def collect_orphans(db: Database) -> int:
-    """Remove image files and response matrices no row references (left by a writer that
-    was killed)."""
-    return (ImageStore(db.image_dir).collect_garbage(referenced_images(db))
-            + collect_matrix_garbage(db.image_dir, referenced_matrices(db)))
+    """Remove files no row references (left by a writer that was killed)."""
+    return collect_garbage(stores_and_references(db))

@@ -11,7 +11,8 @@ from ..catalog.schema import delete_scan_rows
 from ..catalog.transaction import explain, transaction
 from ..errors import DatabaseError, UsageError
 from ..store.images import ImageStore
-from ..store.matrices import collect_matrix_garbage
+from ..store.base import collect_garbage
+from ..store.matrices import MatrixStore
 from .orphans import collect_orphans, referenced_matrices
 from .report import plural
 
@@ -44,7 +45,7 @@ def remove_scan(db: Database, scan_key: str) -> RemoveResult:
     unused = delete_scan(db, scan_key)
     try:
         files_removed = ImageStore(db.image_dir).remove(unused)
-        collect_matrix_garbage(db.image_dir, referenced_matrices(db))
+        collect_garbage([(MatrixStore(db.image_dir), referenced_matrices(db))])
     except OSError as exc:
         raise DatabaseError(f"{db.path}: removed {scan_key}, but could not delete its image files "
                             f"({exc.strerror or exc}); the next ingest deletes them") from None

@@ -1,11 +1,15 @@
 """Normalisation as the Sensorium loaders do it (neuralpredictors' ``NeuroNormalizer``),
 from a scan's stored statistics (source ``all``):
 
-- images are z-scored: ``(x - mean) / std``;
+- images are z-scored: ``(x - mean) / std``; videos per pixel and frame;
 - responses are divided by their per-neuron std; a std at or below 1% of the mean std is
   replaced by that threshold (so silent neurons are not blown up);
 - behavior is divided by its std;
 - pupil_center is z-scored.
+
+Dynamic scans ship time-resolved statistics (responses (N, T), videos (H, W, T), behavior
+and pupil_center (2, T)): the same rules then apply per frame, and the 1% threshold of
+responses is 1% of the mean over every (neuron, frame) std, as neuralpredictors computes it.
 
 Results are float32. Each key needs only its own statistics, so a scan that shipped some
 of them can still be normalised for those keys.
@@ -19,6 +23,7 @@ import numpy as np
 
 NEEDED: dict[str, tuple[str, ...]] = {
     "images": ("mean", "std"),
+    "videos": ("mean", "std"),
     "responses": ("std",),
     "behavior": ("std",),
     "pupil_center": ("mean", "std"),
@@ -35,17 +40,38 @@ def response_precision(std: np.ndarray) -> np.ndarray:
     return precision
 
 
+def _per_row(stat: np.ndarray) -> np.ndarray:
+    """A static scan's (3,) or (1, 3) statistic as (3,); a dynamic scan's (2, T) as it is."""
+    return stat if stat.ndim == 2 and stat.shape[0] > 1 else stat.reshape(-1)
+
+
+Frames = "slice | np.ndarray"
+"""A window of frames: a slice for every row, or an (n, F) array of frame indexes, one row each."""
+
+
+def cut_frames(values: np.ndarray, frames) -> np.ndarray:
+    """``values`` (time last) at these frames; an (n, F) index array gives (n, ..., F)."""
+    if isinstance(frames, slice):
+        return values if frames == slice(None) else values[..., frames]
+    return np.moveaxis(values[..., frames], -2, 0)
+
+
 def normalize(key: str, x: np.ndarray, stats: Mapping[str, np.ndarray],
-              neurons: np.ndarray | None = None) -> np.ndarray:
+              neurons: np.ndarray | None = None, frames=slice(None)) -> np.ndarray:
     """``x`` (rows of one key of one scan) normalised with that scan's ``stats`` for the key;
-    ``neurons`` are the response columns ``x`` holds, when not all."""
-    if key == "images":
-        return ((x - stats["mean"]) / stats["std"]).astype(np.float32)
+    ``neurons`` are the response columns ``x`` holds, when not all; ``frames`` the window
+    ``x`` holds of a dynamic scan (factors are computed on the whole statistics first, so
+    the 1% threshold is the same for every window)."""
+    if key in ("images", "videos"):
+        return ((x - cut_frames(stats["mean"], frames)) / cut_frames(stats["std"], frames)).astype(np.float32)
     if key == "responses":
         precision = response_precision(stats["std"])
-        return (x * (precision if neurons is None else precision[neurons])).astype(np.float32)
+        if neurons is not None:
+            precision = precision[neurons]
+        return (x * cut_frames(precision, frames)).astype(np.float32)
     if key == "behavior":
-        return (x * (1 / stats["std"]).reshape(-1)).astype(np.float32)
+        return (x * cut_frames(1 / _per_row(stats["std"]), frames)).astype(np.float32)
     if key == "pupil_center":
-        return ((x - stats["mean"].reshape(-1)) / stats["std"].reshape(-1)).astype(np.float32)
+        return ((x - cut_frames(_per_row(stats["mean"]), frames))
+                / cut_frames(_per_row(stats["std"]), frames)).astype(np.float32)
     raise ValueError(f"no normalisation rule for {key!r}")

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from ..catalog.database import Database
 from ..errors import DatabaseError, UsageError
-from ..keys import ARROW_BATCH, BEHAVIOR_COLUMNS, PUPIL_COLUMNS
+from ..keys import ARROW_BATCH, BEHAVIOR_COLUMNS, PUPIL_COLUMNS, STIMULUS_KEY
 from ..source.npyfile import load as load_npy
 from .normalize import NEEDED, normalize
 
@@ -35,8 +35,12 @@ class ScanReader:
     """Fetches rows of one scan; everything is read on first use and kept."""
 
     def __init__(self, database: Database, scan: str, n_trials: int, n_neurons: int,
-                 image_shape: tuple[int, ...], image_dtype: str, behavior_dtype: str, pupil_dtype: str):
+                 image_shape: tuple[int, ...], image_dtype: str, behavior_dtype: str, pupil_dtype: str,
+                 kind: str = "static"):
         self.database = database
+        self.kind = kind
+        self.frames = image_shape[-1] if kind == "dynamic" else None
+        """T, the padded frames of a dynamic scan's trials."""
         self.scan = scan
         self.n_trials = n_trials
         self.n_neurons = n_neurons
@@ -49,17 +53,23 @@ class ScanReader:
     def open(cls, database: Database, scan: str) -> "ScanReader | None":
         """The reader of a scan, or None when the database holds no such scan."""
         found = database.conn.execute(
-            "SELECT n_trials, n_neurons, image_shape, image_dtype, behavior_dtype, pupil_center_dtype "
+            "SELECT n_trials, n_neurons, image_shape, image_dtype, behavior_dtype, pupil_center_dtype, kind "
             "FROM scans WHERE scan_key = ?", [scan]).fetchone()
         if found is None:
             return None
-        n_trials, n_neurons, shape, image_dtype, behavior_dtype, pupil_dtype = found
-        return cls(database, scan, n_trials, n_neurons, tuple(shape), image_dtype, behavior_dtype, pupil_dtype)
+        n_trials, n_neurons, shape, image_dtype, behavior_dtype, pupil_dtype, kind = found
+        return cls(database, scan, n_trials, n_neurons, tuple(shape), image_dtype, behavior_dtype, pupil_dtype, kind)
+
+    @property
+    def stimulus(self) -> str:
+        return STIMULUS_KEY[self.kind]
 
     # -- per-trial arrays -----------------------------------------------------------------
 
     @cached_property
     def _trials(self) -> dict[str, np.ndarray]:
+        if self.kind == "dynamic":
+            return self._dynamic_trials()
         rows = self.database.conn.execute(f"""
             SELECT t.trial_id, {', '.join(BEHAVIOR_COLUMNS + PUPIL_COLUMNS)}, i.path
             FROM trials t JOIN behavior b USING (scan_key, trial_id) JOIN images i USING (image_hash)
@@ -71,24 +81,98 @@ class ScanReader:
                 "pupil_center": np.column_stack([rows[c] for c in PUPIL_COLUMNS]).astype(self.dtypes["pupil_center"]),
                 "image_paths": np.asarray(rows["path"], dtype=object)}
 
-    def rows(self, key: str, trial_ids: np.ndarray) -> np.ndarray:
-        """behavior or pupil_center rows of these trials, in the stored dtype."""
-        return self._trials[key][trial_ids]
+    def _dynamic_trials(self) -> dict[str, np.ndarray]:
+        """Behavior and pupil position (n_trials, 2, T) from frame_behavior, video paths, valid lengths."""
+        table = self.database.conn.execute("""
+            SELECT t.trial_id, t.n_frames, b.pupil_dilation, b.running_speed, b.pupil_x, b.pupil_y, i.path
+            FROM trials t JOIN frame_behavior b USING (scan_key, trial_id) JOIN images i USING (image_hash)
+            WHERE t.scan_key = ? ORDER BY t.trial_id""", [self.scan]).to_arrow_reader(ARROW_BATCH).read_all()
+        if not np.array_equal(table["trial_id"].to_numpy(), np.arange(self.n_trials)):
+            raise DatabaseError(f"scan {self.scan}: trials, frame_behavior or images rows are incomplete; "
+                                "run 'scandb verify'")
 
-    def images(self, trial_ids: np.ndarray) -> np.ndarray:
-        """The trials' images, each distinct file read once, in the stored dtype."""
+        def frames(column: str) -> np.ndarray:
+            values = table[column].combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            return values.reshape(self.n_trials, self.frames)
+
+        return {"behavior": np.stack([frames("pupil_dilation"), frames("running_speed")], axis=1)
+                .astype(self.dtypes["behavior"]),
+                "pupil_center": np.stack([frames("pupil_x"), frames("pupil_y")], axis=1)
+                .astype(self.dtypes["pupil_center"]),
+                "image_paths": np.asarray(table["path"].to_pylist(), dtype=object),
+                "n_frames": table["n_frames"].to_numpy()}
+
+    @cached_property
+    def _withheld(self) -> dict[str, np.ndarray]:
+        """Per trial id: responses / behavior withheld (zero-filled in the released data)."""
+        rows = self.database.conn.execute(
+            "SELECT trial_id, coalesce(responses_withheld, false) AS r, coalesce(behavior_withheld, false) AS b "
+            "FROM trials WHERE scan_key = ? ORDER BY trial_id", [self.scan]).fetchnumpy()
+        responses = np.zeros(self.n_trials, bool)
+        behavior = np.zeros(self.n_trials, bool)
+        responses[rows["trial_id"]] = rows["r"]
+        behavior[rows["trial_id"]] = rows["b"]
+        return {"responses": responses, "behavior": behavior, "pupil_center": behavior}
+
+    def refuse_withheld(self, key: str, trial_ids: np.ndarray) -> None:
+        """Normalising zero-filled data would train on zeros: a UsageError naming the trials."""
+        flags = self._withheld.get(key)
+        if flags is None:
+            return
+        withheld = np.unique(trial_ids[flags[trial_ids]])
+        if len(withheld):
+            column = "responses_withheld" if key == "responses" else "behavior_withheld"
+            raise UsageError(f"scan {self.scan}: {len(withheld)} selected trial{'s' if len(withheld) != 1 else ''} "
+                             f"(e.g. trial {withheld[0]}) {'have' if len(withheld) != 1 else 'has'} withheld {key} "
+                             f"(all zero in the released data; trials.{column}): leave them out "
+                             f"(WHERE NOT {column}) or pass normalize=False")
+
+    def n_frames(self, trial_ids: np.ndarray) -> np.ndarray:
+        """Valid lengths of these dynamic trials."""
+        return self._trials["n_frames"][trial_ids]
+
+    def rows(self, key: str, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
+        """behavior or pupil_center rows of these trials, in the stored dtype ((n, 2, F) for a
+        dynamic scan: ``frames`` picks the window)."""
+        rows = self._trials[key][trial_ids]
+        return np.ascontiguousarray(take_frames(rows, frames)) if self.kind == "dynamic" else rows
+
+    def images(self, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
+        """The trials' images (or videos, ``frames`` of them), each distinct file read once,
+        in the stored dtype."""
         paths = self._trials["image_paths"][trial_ids].tolist()
         root = self.database.path.parent
-        loaded = {p: load_npy((root / p).read_bytes()) for p in dict.fromkeys(paths)}
+        if self.kind == "dynamic" and not isinstance(frames, slice):
+            videos = {p: np.load(root / p, mmap_mode="r", allow_pickle=False) for p in dict.fromkeys(paths)}
+            if not paths:
+                return np.empty((0, *self.image_shape[:-1], frames.shape[1]), self.image_dtype)
+            width = frames.shape[1]  # windows are consecutive frames: slices read faster than an index
+            return np.stack([videos[p][..., row[0]:row[0] + width] for p, row in zip(paths, frames)])
+        if self.kind == "dynamic":
+            loaded = {p: np.load(root / p, mmap_mode="r", allow_pickle=False)[..., frames]
+                      for p in dict.fromkeys(paths)}
+        else:
+            loaded = {p: load_npy((root / p).read_bytes()) for p in dict.fromkeys(paths)}
         if not paths:
-            return np.empty((0, *self.image_shape), self.image_dtype)
+            shape = self.image_shape[:-1] + (len(range(self.frames)[frames]),) if self.kind == "dynamic" \
+                else self.image_shape
+            return np.empty((0, *shape), self.image_dtype)
         return np.stack([loaded[p] for p in paths])
 
     # -- responses ------------------------------------------------------------------------
 
-    def responses(self, trial_ids: np.ndarray) -> np.ndarray:
+    def responses(self, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
         """Rows of the response matrix, from its file (or from SQL for scans ingested
-        before response matrices existed)."""
+        before response matrices existed); (n, N, F) for a dynamic scan, read from its
+        time-major matrix: only the window's bytes."""
+        if self.kind == "dynamic":
+            if isinstance(frames, slice):
+                window = self._matrix[trial_ids, frames, :]
+            else:  # one window per row, each a slice of consecutive frames: (n, F, N)
+                window = np.empty((len(trial_ids), frames.shape[1], self.n_neurons), np.float32)
+                for row, (trial, first) in enumerate(zip(np.asarray(trial_ids).tolist(), frames[:, 0].tolist())):
+                    window[row] = self._matrix[trial, first:first + frames.shape[1]]
+            return np.ascontiguousarray(window.transpose(0, 2, 1))
         if self._matrix is not None:
             return self._matrix[trial_ids]
         conn = self.database.conn
@@ -107,8 +191,10 @@ class ScanReader:
     @cached_property
     def _matrix(self) -> np.ndarray | None:
         """The (n_trials, n_neurons) matrix, memory-mapped read-only, or None."""
-        row = self.database.conn.execute("SELECT path, n_trials, n_neurons FROM response_matrices "
-                                         "WHERE scan_key = ?", [self.scan]).fetchone()
+        if "_matrix_row" not in self.__dict__:
+            self._matrix_row = self.database.conn.execute("SELECT path, n_trials, n_neurons FROM response_matrices "
+                                                          "WHERE scan_key = ?", [self.scan]).fetchone()
+        row = self._matrix_row
         if row is None:
             return None
         path = self.database.path.parent / row[0]
@@ -117,10 +203,19 @@ class ScanReader:
         except OSError as exc:
             raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable "
                                 f"({exc.strerror or exc}); run 'scandb verify'") from None
-        if matrix.shape != (row[1], row[2]) or matrix.dtype != np.float32:
+        shape = (row[1], self.frames, row[2]) if self.kind == "dynamic" else (row[1], row[2])
+        if matrix.shape != shape or matrix.dtype != np.float32:
             raise DatabaseError(f"{path}: response matrix of scan {self.scan} is {matrix.shape} "
-                                f"{matrix.dtype}, expected ({row[1]}, {row[2]}) float32; run 'scandb verify'")
+                                f"{matrix.dtype}, expected {shape} float32; run 'scandb verify'")
         return matrix
+
+    def __getstate__(self) -> dict:
+        """A pickled reader (a DataLoader worker's copy) maps the matrix file again rather
+        than carrying its contents."""
+        state = self.__dict__.copy()
+        if state.get("_matrix_row") is not None:
+            state.pop("_matrix", None)
+        return state
 
     def neuron_indexes(self, wanted: np.ndarray, by: str = "neuron_idx") -> np.ndarray:
         """Positions in the response rows of neurons named by ``neuron_idx`` or ``unit_id``."""
@@ -141,9 +236,11 @@ class ScanReader:
 
     # -- normalisation --------------------------------------------------------------------
 
-    def normalized(self, key: str, block: np.ndarray, neurons: np.ndarray | None = None) -> np.ndarray:
-        """Rows of ``key`` normalised with this scan's statistics (float32)."""
-        return normalize(key, block, self._statistics_of(key), neurons)
+    def normalized(self, key: str, block: np.ndarray, neurons: np.ndarray | None = None,
+                   frames: slice = slice(None)) -> np.ndarray:
+        """Rows of ``key`` normalised with this scan's statistics (float32); a dynamic scan's
+        time-resolved statistics are cut to the same ``frames``."""
+        return normalize(key, block, self._statistics_of(key), neurons, frames)
 
     def _statistics_of(self, key: str) -> dict[str, np.ndarray]:
         if key not in self._statistics:
@@ -154,6 +251,14 @@ class ScanReader:
                                  "did not ship; pass normalize=False or ingest the scan with its statistics")
             self._statistics[key] = found
         return self._statistics[key]
+
+
+def take_frames(rows: np.ndarray, frames) -> np.ndarray:
+    """Per-trial arrays (time last) at a window: a slice, or an (n, F) index array, one row each."""
+    if isinstance(frames, slice):
+        return rows[..., frames]
+    index = frames.reshape(len(frames), *([1] * (rows.ndim - 2)), frames.shape[1])
+    return np.take_along_axis(rows, index, axis=-1)
 
 
 def _few(values, limit: int = 5) -> str:
@@ -185,4 +290,11 @@ class Readers:
     def clear(self) -> None:
         """Forget every reader: a write may have replaced a scan."""
         self._readers.clear()
+
+    def follow(self, stamp: tuple) -> None:
+        """Forget every reader when the database file changed since they were read (another
+        process wrote to it between two calls)."""
+        if stamp != getattr(self, "_stamp", None):
+            self._readers.clear()
+            self._stamp = stamp
 

@@ -21,7 +21,7 @@ import numpy as np
 from . import npyfile
 from .archive import Archive, open_archive
 from ..errors import BadScanError
-from ..keys import DATA_KEYS
+from ..keys import DATA_KEYS, STIMULUS_KEY, VIDEO_DATA_KEYS
 
 IMAGE_ID_FILES = ("frame_image_id", "colorframeprojector_image_id", "image_id")
 VIDEO_KEYS = ("videos",)
@@ -82,15 +82,32 @@ class Scan:
     statistics: list[Statistic]
     files: dict[str, bytes] = field(repr=False)
     """Every member outside data/, verbatim, by its path relative to the scan root."""
+    kind: str = "static"
+    """'static' (one image per trial) or 'dynamic' (a video per trial, arrays with time last)."""
+
+    @property
+    def stimulus(self) -> str:
+        """The data key of the stimulus: images or videos."""
+        return STIMULUS_KEY[self.kind]
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return VIDEO_DATA_KEYS if self.kind == "dynamic" else DATA_KEYS
+
+    @property
+    def padded_frames(self) -> int | None:
+        """T, the frames every trial file of a dynamic scan holds (None for a static scan)."""
+        return self.data["responses"].shape[-1] if self.kind == "dynamic" else None
 
     @property
     def label(self) -> str:
         return self.archive.label
 
     @property
-    def image_id_file(self) -> str:
-        """Which of the image id arrays this scan has (the first, when it has several)."""
-        return next(name for name in IMAGE_ID_FILES if name in self.trials)
+    def image_id_file(self) -> str | None:
+        """Which of the image id arrays this scan has (the first, when it has several);
+        None for a dynamic scan without one."""
+        return next((name for name in IMAGE_ID_FILES if name in self.trials), None)
 
     def member(self, key: str, trial: int) -> str:
         return f"{self.root}data/{key}/{trial}.npy"
@@ -166,12 +183,13 @@ class _Reader:
         root = self._find_root(names)
         rel = {n[len(root):]: n for n in names if n.startswith(root)}
         name = root.rstrip("/") or _stem(self.path)
-        if name.startswith("dynamic") or any(r.startswith(f"data/{k}/") for r in rel for k in VIDEO_KEYS):
-            raise self.bad(None, "dynamic (video) scans are not supported yet; scandb ingests static scans")
+        dynamic = name.startswith("dynamic") or any(r.startswith(f"data/{k}/") for r in rel for k in VIDEO_KEYS)
+        self.kind = "dynamic" if dynamic else "static"
+        self.keys = VIDEO_DATA_KEYS if dynamic else DATA_KEYS
 
         trial_files = self._data_layout(rel)
         self._check_numbering(root, trial_files)
-        data = {key: self._data_key(root, key) for key in DATA_KEYS}
+        data = {key: self._data_key(root, key) for key in self.keys}
         files = self._read_files(root, rel, _Bounds(trial_files, data))
         neurons = self._meta_arrays(root, files, "meta/neurons/")
         trials = self._meta_arrays(root, files, "meta/trials/")
@@ -180,11 +198,14 @@ class _Reader:
         n_trials = self._trial_count(root, trials, trial_files)
         n_neurons = self._check_neurons(root, data, neurons)
         self._check_trials(root, trials)
-        self._check_data_shapes(root, data)
+        if dynamic:
+            self._check_video_shapes(root, data)
+        else:
+            self._check_data_shapes(root, data)
 
         key, animal, session, scan_idx = _identity(name, neurons)
         return Scan(self.archive, root, name, key, animal, session, scan_idx, n_trials, n_neurons,
-                    data, neurons, trials, statistics, files)
+                    data, neurons, trials, statistics, files, self.kind)
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -217,15 +238,15 @@ class _Reader:
             if len(parts) != 3:
                 raise self.bad(full, "unexpected file in data/ (expected data/<key>/<trial>.npy)")
             key, filename = parts[1], parts[2]
-            if key not in DATA_KEYS:
-                raise self.bad(full, f"unknown data key {key!r}; scandb ingests {', '.join(DATA_KEYS)}")
+            if key not in self.keys:
+                raise self.bad(full, f"unknown data key {key!r}; a {self.kind} scan has {', '.join(self.keys)}")
             match = TRIAL_FILE.match(filename)
             if not match:
                 raise self.bad(full, "stray file in data folder (trial files are named <i>.npy)")
             found.setdefault(key, []).append(int(match.group(1)))
-        for key in DATA_KEYS:
+        for key in self.keys:
             if key not in found:
-                raise self.bad(None, f"missing data/{key}/ (a scan has {', '.join(DATA_KEYS)})")
+                raise self.bad(None, f"missing data/{key}/ (a {self.kind} scan has {', '.join(self.keys)})")
         return found
 
     def _check_numbering(self, root: str, trial_files: dict[str, list[int]]) -> None:
@@ -303,9 +324,25 @@ class _Reader:
         if len(data["images"].shape) < 2:
             raise self.bad(f"{root}data/images/0.npy", f"shape {data['images'].shape} is not an image")
 
+    def _check_video_shapes(self, root: str, data: dict[str, DataKey]) -> None:
+        """videos (H, W, T), responses (N, T), behavior and pupil_center (2, T): one T."""
+        frames = data["responses"].shape[-1]
+        for key, rank, first in (("videos", 3, None), ("behavior", 2, 2), ("pupil_center", 2, 2)):
+            shape = data[key].shape
+            if len(shape) != rank or shape[-1] != frames or (first is not None and shape[0] != first):
+                expected = "(height, width, T)" if key == "videos" else f"({first}, T)"
+                raise self.bad(f"{root}data/{key}/0.npy", f"shape {shape}, expected {expected} with the "
+                                                          f"responses' T = {frames}")
+            if data[key].dtype.kind != "f":
+                raise self.bad(f"{root}data/{key}/0.npy", f"{key} of a dynamic scan must be floats (NaN marks "
+                                                          f"the frames after a trial's end), found {data[key].dtype}")
+
     def _check_neurons(self, root: str, data: dict[str, DataKey], neurons: dict[str, np.ndarray]) -> int:
         shape = data["responses"].shape
-        if len(shape) != 1:
+        if self.kind == "dynamic" and (len(shape) != 2 or data["responses"].dtype.kind != "f"):
+            raise self.bad(f"{root}data/responses/0.npy", f"{_describe(shape, data['responses'].dtype)}, "
+                                                          "expected (n_neurons, T) floats")
+        if self.kind == "static" and len(shape) != 1:
             raise self.bad(f"{root}data/responses/0.npy", f"shape {shape}, expected (n_neurons,)")
         n = shape[0]
         if "unit_ids" not in neurons:
@@ -331,6 +368,8 @@ class _Reader:
         if trials["tiers"].dtype.kind not in "US":
             raise self.bad(f"{root}meta/trials/tiers.npy", f"tiers must be strings, found {trials['tiers'].dtype}")
         image_ids = [name for name in IMAGE_ID_FILES if name in trials]
+        if not image_ids and self.kind == "dynamic":
+            return
         if not image_ids:
             raise self.bad(f"{root}meta/trials/", f"no image id array (one of {', '.join(IMAGE_ID_FILES)}.npy)")
         ids = trials[image_ids[0]]
@@ -348,7 +387,7 @@ class _Bounds:
 
     def __init__(self, trial_files: dict[str, list[int]], data: dict[str, DataKey]):
         self.n_trials = max(len(numbers) for numbers in trial_files.values())
-        self.n_neurons = int(np.prod(data["responses"].shape, dtype=np.int64))
+        self.n_neurons = int(data["responses"].shape[0]) if data["responses"].shape else 1
         self.max_elements = max(int(np.prod(d.shape, dtype=np.int64)) for d in data.values())
 
     def limit(self, rel: str) -> int:

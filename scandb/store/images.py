@@ -4,13 +4,12 @@ An image's name is the sha256 of its dtype, shape and pixels, so an image repeat
 a scan, or shown in several scans (the shared test images), is stored once. Files are
 written to a temporary name and renamed into place, so a killed ingest never leaves a
 partial file under a real name; files no database row references are orphans, removed
-by ``collect_garbage`` (run at the start of every write).
+by ``collect_garbage`` (``store/base.py``), run at the start of every write.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..source.npyfile import NpyHeader
+from .base import TEMPORARY_SUFFIX, Store, remove_if_empty, write_then_rename
 
 FANOUT = 2
 """Hex digits of the hash used as a sub-folder, so no folder holds too many files."""
@@ -44,14 +44,16 @@ def image_hash(header: NpyHeader, raw: bytes) -> str:
     return digest.hexdigest()
 
 
-class ImageStore:
+class ImageStore(Store):
+    """Images by hash, in fan-out folders: ``<root>/<first hex digits>/<hash>.npy``."""
+
     def __init__(self, root: Path):
         self.root = Path(root)
         self.created: list[Path] = []
         """Files this store object wrote: removed again if the ingest rolls back."""
         self._lock = threading.Lock()
         self._claimed: set[str] = set()
-        """Hashes this object has written or is writing: ``put`` is called from reader threads."""
+        """Hashes this object has written or is writing: ``put`` may be called from threads."""
         self._folders: set[Path] = set()
 
     def relative(self, digest: str) -> str:
@@ -73,38 +75,15 @@ class ImageStore:
         return StoredImage(digest, self.relative(digest), header.shape, header.dtype.str, header.nbytes)
 
     def _write(self, target: Path, raw: bytes) -> None:
-        """Write under a temporary name, then rename: a real name never holds a partial file."""
         if target.parent not in self._folders:
             target.parent.mkdir(parents=True, exist_ok=True)
             self._folders.add(target.parent)
-        temporary = target.with_name(f".{target.stem}.{os.getpid()}.tmp")
         try:
-            with open(temporary, "wb") as f:
-                f.write(raw)
-            os.replace(temporary, target)
+            write_then_rename(target, raw)
         except BaseException:
-            temporary.unlink(missing_ok=True)
             self._folders.discard(target.parent)
-            _remove_if_empty(target.parent)
+            remove_if_empty(target.parent, self.root)
             raise
-
-    def discard_created(self) -> None:
-        """Undo this object's writes (after a rollback), folders included."""
-        for path in self.created:
-            path.unlink(missing_ok=True)
-            _remove_if_empty(path.parent)
-        self.created.clear()
-
-    def remove(self, digests: set[str]) -> int:
-        """Delete the files of these images (after the rows that named them are gone)."""
-        removed = 0
-        for digest in digests:
-            path = self.file(digest)
-            if path.exists():
-                path.unlink()
-                removed += 1
-            _remove_if_empty(path.parent)
-        return removed
 
     def files(self) -> dict[str, Path]:
         """Every image file in the store, by hash."""
@@ -112,29 +91,13 @@ class ImageStore:
             return {}
         return {p.stem: p for p in self.root.glob(f"{'?' * FANOUT}/*.npy")}
 
-    def collect_garbage(self, referenced: set[str]) -> int:
-        """Remove files no row references and temporaries of killed writers; returns the count."""
-        removed = 0
-        for digest, path in self.files().items():
-            if digest not in referenced:
-                path.unlink(missing_ok=True)
-                removed += 1
-        for temporary in self.temporaries():
-            temporary.unlink(missing_ok=True)
-            removed += 1
-        if self.root.is_dir():
-            for folder in self.root.iterdir():
-                _remove_if_empty(folder)
-        return removed
-
     def temporaries(self) -> list[Path]:
-        """Half-written files of writers that were killed."""
-        return list(self.root.glob(f"{'?' * FANOUT}/.*.tmp")) if self.root.is_dir() else []
+        return list(self.root.glob(f"{'?' * FANOUT}/.*{TEMPORARY_SUFFIX}")) if self.root.is_dir() else []
 
 
-def _remove_if_empty(folder: Path) -> None:
-    """Drop a fan-out folder once its last file is gone, so undoing a write leaves no trace."""
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
+def discard(paths, root: Path) -> None:
+    """Remove files a rolled-back write created, and the fan-out folders they leave empty."""
+    for path in paths:
+        path = Path(path)
+        path.unlink(missing_ok=True)
+        remove_if_empty(path.parent, root)

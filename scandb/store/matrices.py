@@ -3,8 +3,9 @@
 DuckDB hands list columns to Python at ~0.7 s for a 4,500 x 8,000 selection (measured in
 BENCHMARKS.md); a memory-mapped matrix gives any rows at the speed of a single
 ``np.load``. The file sits in the image store under ``responses/``, named by the sha256
-of the scan's source file, and is written during the scan's ingest transaction: under a
-temporary name first, renamed into place just before the commit, removed on rollback.
+of the scan's source file (rows hold the path, so it never moves), and is written during
+the scan's ingest transaction: under a temporary name first, renamed into place just
+before the commit, removed on rollback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,37 @@ from pathlib import Path
 
 import numpy as np
 
+from .base import TEMPORARY_SUFFIX, Store, temporary_for
+
 FOLDER = "responses"
+
+
+class MatrixStore(Store):
+    """Response matrices under ``<image store>/responses/``, keyed by their path relative to
+    the database's folder (what ``response_matrices.path`` holds, and the query layer loads)."""
+
+    def __init__(self, store_root: Path):
+        self.store_root = Path(store_root)
+        self.root = self.store_root / FOLDER
+
+    def key(self, name: str) -> str:
+        return f"{self.store_root.name}/{FOLDER}/{name}.npy"
+
+    def file(self, key: str) -> Path:
+        return self.root / Path(key).name
+
+    def files(self) -> dict[str, Path]:
+        if not self.root.is_dir():
+            return {}
+        return {self.key(p.stem): p for p in self.root.glob("*.npy")}
+
+    def temporaries(self) -> list[Path]:
+        return list(self.root.glob(f".*{TEMPORARY_SUFFIX}")) if self.root.is_dir() else []
+
+    def writer(self, name: str, n_trials: int, *row_shape: int) -> "MatrixWriter":
+        """A writer of an ``(n_trials, *row_shape)`` matrix: ``(n_neurons,)`` for a static
+        scan, ``(n_neurons, T)`` for a dynamic one."""
+        return MatrixWriter(self, name, n_trials, *row_shape)
 
 
 class MatrixWriter:
@@ -24,19 +55,20 @@ class MatrixWriter:
     into a mapped page would kill the process with SIGBUS.
     """
 
-    def __init__(self, store_root: Path, source_sha256: str, n_trials: int, n_neurons: int):
-        self.store_root = Path(store_root)
-        self.final = self.store_root / FOLDER / f"{source_sha256}.npy"
-        self.temporary = self.final.with_name(f".{self.final.stem}.{os.getpid()}.tmp")
+    def __init__(self, store: MatrixStore, name: str, n_trials: int, *row_shape: int):
+        self.store = store
+        self.key = store.key(name)
+        self.final = store.file(self.key)
+        self.temporary = temporary_for(self.final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
-        self.shape = (n_trials, n_neurons)
+        self.shape = (n_trials, *row_shape)
         self.rows_written = 0
         self._file = open(self.temporary, "wb")
         header = {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": self.shape}
         np.lib.format.write_array_header_1_0(self._file, header)
         self._file.flush()
         self._data_offset = self._file.tell()
-        self._row_bytes = n_neurons * 4
+        self._row_bytes = int(np.prod(row_shape, dtype=np.int64)) * 4
 
     def write(self, trials: np.ndarray, rows: np.ndarray) -> None:
         """Rows for these trial ids (any order), written where they belong."""
@@ -47,36 +79,15 @@ class MatrixWriter:
         self.rows_written += len(trials)
 
     def finish(self) -> str:
-        """Put the matrix in place; returns its path relative to the database's folder."""
+        """Put the matrix in place; returns its key, the path relative to the database's folder."""
         if self.rows_written != self.shape[0]:
             raise RuntimeError(f"response matrix has {self.rows_written} of {self.shape[0]} rows")
         self._file.close()
         os.replace(self.temporary, self.final)
-        return f"{self.store_root.name}/{FOLDER}/{self.final.name}"
+        return self.key
 
     def discard(self) -> None:
         self._file.close()
         self.temporary.unlink(missing_ok=True)
         self.final.unlink(missing_ok=True)
 
-
-def matrix_files(store_root: Path) -> dict[str, Path]:
-    """Every matrix in the store, by its path relative to the database's folder."""
-    folder = Path(store_root) / FOLDER
-    if not folder.is_dir():
-        return {}
-    return {f"{Path(store_root).name}/{FOLDER}/{p.name}": p for p in folder.glob("*.npy")}
-
-
-def matrix_temporaries(store_root: Path) -> list[Path]:
-    folder = Path(store_root) / FOLDER
-    return list(folder.glob(".*.tmp")) if folder.is_dir() else []
-
-
-def collect_matrix_garbage(store_root: Path, referenced: set[str]) -> int:
-    """Remove matrices no row references and half-written ones; returns the count."""
-    stale = [p for rel, p in matrix_files(store_root).items() if rel not in referenced]
-    stale += matrix_temporaries(store_root)
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)

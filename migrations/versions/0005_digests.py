@@ -8,8 +8,8 @@
   scans ingested before revision 0003 stay in trial order (this revision does not rewrite
   them): such scans get the image-sorted layout only when removed and ingested again.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-26
 """
 
@@ -19,8 +19,8 @@ from alembic import op
 from scandb.catalog.views import create_responses_long
 from scandb.maintenance.digests import database_folder, record_scan_digests
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
@@ -34,7 +34,7 @@ def upgrade() -> None:
         sa.Column("digest", sa.String, nullable=False),
         sa.Column("n_rows", sa.BigInteger, nullable=False),
     )
-    op.execute(create_responses_long("0004"))
+    op.execute(create_responses_long("0005"))
     conn = op.get_bind().connection.driver_connection
     folder = database_folder(conn)
     for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():

@@ -1,0 +1,183 @@
+"""Full-size dynamic (video) scan: ingest against unzip, windows against per-file loading, sizes, SQL.
+
+    .venv/bin/python -m bench.video                       # 700 trials x 8,000 neurons x 315 frames
+    .venv/bin/python -m bench.video --trials 60 --neurons 500   # a quick check of the script
+
+The scan is generated once under ``bench/data/video/`` (streamed trial by trial into the
+zip, deflate level 1 to keep generation short, NaN after each trial's end as in the 2023
+release) and reused. Then, in one run so both sides see the same machine load:
+
+1. ``unzip`` into a fresh folder, then ``scandb ingest`` into a fresh database: wall, CPU,
+   peak memory of the ingest's process tree (PSS);
+2. a batch of 32 random 50-frame windows (videos, responses, behavior, pupil_center),
+   through ``ScanDB.fetch(frames=...)`` against per-file loading as neuralpredictors'
+   ``MovieFileTreeDataset`` does it (``np.load`` of each trial's four files, then the
+   slice), alternating, best of ``--rounds``;
+3. database + store size against the zip; the README's video SQL, timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from scandb.source.npyfile import dumps
+from scandb.synthetic import AREAS, LAYERS, ORACLE_REPEATS, VideoSpec, dynamic_tiers
+
+from .ingest_ratio import timed
+
+DATA = Path("bench/data/video")
+WINDOW, BATCH = 50, 32
+
+
+def write_streamed(spec: VideoSpec, path: Path) -> Path:
+    """The scan as a zip, one trial at a time (a full-size scan does not fit in memory twice)."""
+    if path.exists():
+        return path
+    rng = np.random.default_rng(spec.seed)
+    n, neurons, frames = spec.n_trials, spec.n_neurons, spec.n_frames
+    h, w = spec.video_shape
+    tiers = dynamic_tiers(spec)
+    oracle = np.flatnonzero(tiers == "oracle")
+    video_ids = np.arange(1000, 1000 + n)
+    video_ids[oracle] = oracle % spec.n_oracle_videos
+    longest = min(frames, 300)  # most 2023 trials last 300 frames, padded to T
+    lengths = np.minimum(rng.integers(spec.min_length, frames + 1, n), longest)
+    lengths[oracle] = longest
+    sums = {k: 0.0 for k in ("videos", "responses", "behavior", "pupil_center")}
+    squares = dict(sums)
+    counts = dict(sums)
+    partial = path.with_suffix(".partial")
+    prefix = spec.name + "/"
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for i in range(n):
+            length = int(lengths[i])
+            video_rng = np.random.default_rng(int(video_ids[i]) + 17)
+            arrays = {"videos": np.full((h, w, frames), np.nan, np.float32),
+                      "responses": np.full((neurons, frames), np.nan, np.float32),
+                      "behavior": np.full((2, frames), np.nan, np.float32),
+                      "pupil_center": np.full((2, frames), np.nan, np.float32)}
+            arrays["videos"][:, :, :length] = video_rng.integers(0, 256, (h, w, length), dtype=np.uint8)
+            active = rng.random((neurons, length), dtype=np.float32) > 0.5
+            arrays["responses"][:, :length] = rng.exponential(1.0, (neurons, length)).astype(np.float32) * active
+            if "test" in tiers[i]:
+                arrays["responses"][:, :length] = 0
+            arrays["behavior"][:, :length] = rng.normal(1, 0.3, (2, length))
+            arrays["pupil_center"][:, :length] = rng.normal(0, 1, (2, length))
+            for key, array in arrays.items():
+                zf.writestr(f"{prefix}data/{key}/{i}.npy", dumps(array))
+                valid = array[..., :length].astype(np.float64)
+                sums[key] = sums[key] + np.pad(valid, [(0, 0)] * (valid.ndim - 1) + [(0, frames - length)])
+                squares[key] = squares[key] + np.pad(valid ** 2, [(0, 0)] * (valid.ndim - 1) + [(0, frames - length)])
+                counts[key] = counts[key] + (np.arange(frames) < length)
+        for key in sums:
+            mean = sums[key] / counts[key]
+            std = np.sqrt(np.maximum(squares[key] / counts[key] - mean ** 2, 0))
+            for stat, value in (("mean", mean), ("std", std), ("min", mean - 3 * std), ("max", mean + 3 * std),
+                                ("median", mean)):
+                zf.writestr(f"{prefix}meta/statistics/{key}/all/{stat}.npy", dumps(value.astype(np.float32)))
+        meta = {"trials/tiers": tiers, "trials/frame_image_id": video_ids.astype(np.int64),
+                "trials/trial_idx": rng.permutation(n).astype(np.int64),
+                "neurons/unit_ids": np.arange(1, neurons + 1, dtype=np.int64),
+                "neurons/area": np.array([AREAS[i % 4] for i in range(neurons)]),
+                "neurons/layer": np.array([LAYERS[i % 3] for i in range(neurons)])}
+        for name, array in meta.items():
+            zf.writestr(f"{prefix}meta/{name}.npy", dumps(array))
+    partial.replace(path)
+    return path
+
+
+def windows(rng: np.random.Generator, lengths: np.ndarray, train: np.ndarray) -> list[tuple[int, int]]:
+    trials = rng.choice(train, BATCH, replace=len(train) < BATCH)
+    return [(int(t), int(rng.integers(0, lengths[t] - WINDOW + 1))) for t in trials]
+
+
+def scandb_batch(db, key: str, batch: list[tuple[int, int]]) -> None:
+    """One fetch for the batch: a window per row."""
+    db.fetch([(key, trial) for trial, _ in batch], frames=[(start, start + WINDOW) for _, start in batch])
+
+
+def per_file_batch(folder: Path, batch: list[tuple[int, int]]) -> None:
+    for trial, start in batch:
+        for name in ("videos", "responses", "behavior", "pupil_center"):
+            np.load(folder / "data" / name / f"{trial}.npy")[..., start:start + WINDOW].copy()
+
+
+def size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=700)
+    parser.add_argument("--neurons", type=int, default=8000)
+    parser.add_argument("--frames", type=int, default=315)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args(argv)
+    import scandb
+    spec = VideoSpec(animal_id=29515, session=10, scan_idx=1, n_trials=args.trials, n_neurons=args.neurons,
+                     n_frames=args.frames, min_length=min(args.frames, 300) * 2 // 3)
+    folder_of_size = DATA / f"{spec.n_trials}x{spec.n_neurons}x{spec.n_frames}"
+    folder_of_size.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    zipped = write_streamed(spec, folder_of_size / f"{spec.name}.zip")
+    out: dict = {"scan": f"{spec.n_trials} trials x {spec.n_neurons} neurons x {spec.n_frames} frames",
+                 "generate_s": round(time.perf_counter() - started, 1), "zip_bytes": size(zipped)}
+    work = folder_of_size / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    unzip = timed(["unzip", "-q", str(zipped), "-d", str(work / "unzipped")])
+    ingest = timed([sys.executable, "-m", "scandb", "ingest", str(zipped), "--db", str(work / "lab.duckdb")])
+    out["unzip"], out["ingest"] = unzip, ingest
+    out["ingest_over_unzip"] = round(ingest["wall"] / unzip["wall"], 2)
+    out["db_plus_store_bytes"] = size(work / "lab.duckdb") + size(work / "lab.images")
+    out["db_plus_store_over_zip"] = round(out["db_plus_store_bytes"] / out["zip_bytes"], 2)
+    folder = work / "unzipped" / spec.name
+    rng = np.random.default_rng(0)
+    with scandb.connect(work / "lab.duckdb") as db:
+        info = db.sql("SELECT n_frames, tier FROM trials ORDER BY trial_id").fetchnumpy()
+        lengths, train = info["n_frames"], np.flatnonzero(info["tier"] == "train")
+        scandb_batch(db, spec.key, windows(rng, lengths, train))  # first use: statistics, memory maps
+        ours, theirs = [], []
+        for _ in range(args.rounds):
+            batch = windows(rng, lengths, train)
+            t = time.perf_counter(); scandb_batch(db, spec.key, batch); ours.append(time.perf_counter() - t)
+            batch = windows(rng, lengths, train)
+            t = time.perf_counter(); per_file_batch(folder, batch); theirs.append(time.perf_counter() - t)
+        out["batch_32_windows_s"] = {"scandb": round(min(ours), 4), "per_file": round(min(theirs), 4),
+                                     "speedup": round(min(theirs) / min(ours), 1)}
+        queries = {
+            "mean per frame of each area, one oracle video, all mice": """
+                SELECT scan_key, area, frame, sum(s.response_sum[frame]) / sum(s.n_neurons) AS mean_response
+                FROM trials t JOIN area_frame_responses s USING (scan_key, trial_id),
+                     range(1, t.n_frames + 1) f(frame)
+                WHERE t.tier = 'oracle' AND t.image_id = 0 GROUP BY ALL ORDER BY ALL""",
+            "mean activity per trial, by tier": """
+                SELECT t.tier, avg(a.total / (a.neurons * t.n_frames)) AS mean_activity
+                FROM trials t JOIN (SELECT scan_key, trial_id, sum(list_sum(response_sum)) AS total,
+                                           sum(n_neurons) AS neurons
+                                    FROM area_frame_responses GROUP BY ALL) a USING (scan_key, trial_id)
+                GROUP BY t.tier ORDER BY t.tier""",
+            "valid lengths per tier": """
+                SELECT tier, count(*), min(n_frames), avg(n_frames), max(n_frames) FROM trials
+                WHERE n_frames IS NOT NULL GROUP BY tier ORDER BY tier""",
+        }
+        out["sql_s"] = {}
+        for name, sql in queries.items():
+            t = time.perf_counter(); db.sql(sql).fetchall(); out["sql_s"][name] = round(time.perf_counter() - t, 3)
+    shutil.rmtree(work / "unzipped")
+    print(json.dumps(out, indent=2))
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The contract every store of files beside the catalog keeps, run against each store.
+
+Each store class below supplies how to write one file into its store; the tests in
+``StoreContract`` are the same for all (zarr-python's ``StoreTests`` is the model). A new
+store (a shared folder, a lake's data path) subclasses ``StoreContract`` and passes them.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scandb.source import npyfile
+from scandb.store.base import Store, collect_garbage, temporary_for
+from scandb.store.images import ImageStore
+from scandb.store.matrices import MatrixStore
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+class StoreContract:
+    """Tests every store passes; subclasses implement ``make`` and ``add``."""
+
+    def make(self, folder: Path) -> Store:
+        raise NotImplementedError
+
+    def add(self, store: Store, seed: int) -> tuple[str, bytes]:
+        """Write one file through the store's own write path; returns its key and the
+        bytes a reader of that key must find."""
+        raise NotImplementedError
+
+    @pytest.fixture
+    def store(self, tmp_path) -> Store:
+        return self.make(tmp_path / "lab.images")
+
+    def test_a_written_file_is_listed_under_its_key_with_its_bytes(self, store):
+        key, data = self.add(store, 1)
+        assert set(store.files()) == {key}
+        assert store.files()[key] == store.file(key)
+        assert store.file(key).read_bytes() == data
+
+    def test_an_empty_store_lists_nothing(self, store):
+        assert store.files() == {}
+        assert store.temporaries() == []
+        assert collect_garbage([(store, set())]) == 0
+
+    def test_a_killed_writers_temporary_is_not_a_file_but_is_garbage(self, store):
+        key, _ = self.add(store, 1)
+        half_written = temporary_for(store.file(key)).with_name(f".{Path(key).stem}x.99999.tmp")
+        half_written.write_bytes(b"partial")
+        assert set(store.files()) == {key}
+        assert store.temporaries() == [half_written]
+        assert collect_garbage([(store, {key})]) == 1
+        assert not half_written.exists() and store.file(key).exists()
+
+    def test_garbage_is_every_file_no_row_references(self, store):
+        kept, _ = self.add(store, 1)
+        dropped, _ = self.add(store, 2)
+        assert store.collect_garbage({kept}) == 1
+        assert set(store.files()) == {kept}
+        assert not store.file(dropped).exists()
+
+    def test_an_empty_folder_a_killed_writer_left_is_garbage(self, store):
+        key, _ = self.add(store, 1)
+        (store.root / "zz").mkdir()
+        store.collect_garbage({key})
+        assert not (store.root / "zz").exists() and store.file(key).exists()
+
+    def test_collecting_twice_removes_nothing_more(self, store):
+        kept, _ = self.add(store, 1)
+        self.add(store, 2)
+        store.collect_garbage({kept})
+        assert store.collect_garbage({kept}) == 0
+        assert set(store.files()) == {kept}
+
+    def test_removing_keys_deletes_their_files_and_leaves_no_empty_folder(self, store):
+        key, _ = self.add(store, 1)
+        other, _ = self.add(store, 2)
+        assert store.remove([key]) == 1
+        assert set(store.files()) == {other}
+        store.remove([other])
+        left = [p for p in store.root.rglob("*")] if store.root.exists() else []
+        assert left == []
+
+    def test_keys_are_paths_relative_to_the_database_folder_or_names(self, store):
+        key, data = self.add(store, 3)
+        path = store.file(key)
+        assert path.is_relative_to(store.root)
+        assert not Path(key).is_absolute()
+
+
+class TestImageStore(StoreContract):
+    def make(self, folder: Path) -> Store:
+        return ImageStore(folder)
+
+    def add(self, store: ImageStore, seed: int) -> tuple[str, bytes]:
+        image = np.random.default_rng(seed).integers(0, 255, (1, 4, 6), dtype=np.uint8)
+        raw = npy_bytes(image)
+        stored = store.put(npyfile.parse_header(raw), raw)
+        return stored.image_hash, raw
+
+
+class TestMatrixStore(StoreContract):
+    def make(self, folder: Path) -> Store:
+        return MatrixStore(folder)
+
+    def add(self, store: MatrixStore, seed: int) -> tuple[str, bytes]:
+        matrix = np.random.default_rng(seed).normal(size=(5, 3)).astype(np.float32)
+        writer = store.writer(f"scan{seed}", *matrix.shape)
+        writer.write(np.array([4, 0, 2, 1, 3]), matrix[[4, 0, 2, 1, 3]])
+        key = writer.finish()
+        return key, npy_bytes(matrix)
+
+
+# -- what each store adds to the contract ------------------------------------------------
+
+
+def test_an_equal_image_is_stored_once(tmp_path):
+    store = ImageStore(tmp_path / "lab.images")
+    raw = npy_bytes(np.zeros((1, 2, 2), np.uint8))
+    first = store.put(npyfile.parse_header(raw), raw)
+    again = ImageStore(tmp_path / "lab.images").put(npyfile.parse_header(raw), raw)
+    assert first == again and len(store.files()) == 1
+
+
+def test_a_matrix_key_is_the_path_the_query_layer_loads(tmp_path):
+    store = MatrixStore(tmp_path / "lab.images")
+    writer = store.writer("abc", 2, 2)
+    writer.write(np.array([0, 1]), np.eye(2, dtype=np.float32))
+    key = writer.finish()
+    assert key == "lab.images/responses/abc.npy"
+    np.testing.assert_array_equal(np.load(tmp_path / key, mmap_mode="r"), np.eye(2, dtype=np.float32))
+
+
+def test_a_discarded_matrix_leaves_no_file(tmp_path):
+    store = MatrixStore(tmp_path / "lab.images")
+    writer = store.writer("abc", 2, 2)
+    writer.write(np.array([0]), np.ones((1, 2), np.float32))
+    writer.discard()
+    assert store.files() == {} and store.temporaries() == []
+
+
+def test_one_collector_cleans_several_stores(tmp_path):
+    images, matrices = ImageStore(tmp_path / "lab.images"), MatrixStore(tmp_path / "lab.images")
+    raw = npy_bytes(np.ones((1, 2, 2), np.uint8))
+    images.put(npyfile.parse_header(raw), raw)
+    writer = matrices.writer("m", 1, 1)
+    writer.write(np.array([0]), np.ones((1, 1), np.float32))
+    writer.finish()
+    assert collect_garbage([(images, set()), (matrices, set())]) == 2
+    assert images.files() == {} and matrices.files() == {}
+    assert os.listdir(tmp_path / "lab.images") in ([], ["responses"])
