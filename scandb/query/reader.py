@@ -163,8 +163,10 @@ class ScanReader:
 
     def responses(self, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
         """Rows of the response matrix, from its file (or from SQL for scans ingested
-        before response matrices existed); (n, N, F) for a dynamic scan, read from its
-        time-major matrix: only the window's bytes."""
+        before response matrices existed). For a dynamic scan, (n, N, F) read from its
+        time-major matrix, only the window's bytes: a transposed view of an (n, F, N)
+        buffer, so the source layout's shape without a second, transposing copy (its
+        strides are time-major; ``np.ascontiguousarray`` gives a C-ordered copy)."""
         if self.kind == "dynamic":
             if isinstance(frames, slice):
                 window = self._matrix[trial_ids, frames, :]
@@ -172,7 +174,7 @@ class ScanReader:
                 window = np.empty((len(trial_ids), frames.shape[1], self.n_neurons), np.float32)
                 for row, (trial, first) in enumerate(zip(np.asarray(trial_ids).tolist(), frames[:, 0].tolist())):
                     window[row] = self._matrix[trial, first:first + frames.shape[1]]
-            return np.ascontiguousarray(window.transpose(0, 2, 1))
+            return window.transpose(0, 2, 1)
         if self._matrix is not None:
             return self._matrix[trial_ids]
         conn = self.database.conn
