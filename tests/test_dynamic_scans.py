@@ -36,6 +36,11 @@ def valid_length(responses: np.ndarray) -> int:
     return responses.shape[1]
 
 
+def bits(array: np.ndarray) -> np.ndarray:
+    """The array's bytes in C order, whatever its strides (NaN payloads compared too)."""
+    return np.ascontiguousarray(array).view(np.uint8)
+
+
 def source_stack(arrays: dict, key: str, n: int) -> np.ndarray:
     return np.stack([arrays[f"data/{key}/{i}.npy"] for i in range(n)])
 
@@ -72,7 +77,7 @@ def test_every_dynamic_variant_round_trips_bit_for_bit_nan_padding_included(tmp_
         for key, fetched in arrays.items():
             expected = source_stack(source.arrays, key, spec.n_trials)
             assert fetched.dtype == expected.dtype if key != "responses" else fetched.dtype == np.float32
-            assert np.array_equal(fetched.view(np.uint8), expected.astype(fetched.dtype).view(np.uint8)), key
+            assert np.array_equal(bits(fetched), bits(expected.astype(fetched.dtype))), key
         for rel, array in source.arrays.items():
             if rel.startswith("meta/"):
                 assert db.file(spec.key, rel).tobytes() == array.tobytes()
@@ -129,7 +134,7 @@ def test_a_frames_window_is_that_slice_of_every_array(mixed):
     for key, fetched in window.items():
         expected = source_stack(source, key, video.n_trials)[..., 7:19]
         assert fetched.shape == expected.shape
-        assert np.array_equal(fetched.view(np.uint8), expected.astype(fetched.dtype).view(np.uint8)), key
+        assert np.array_equal(bits(fetched), bits(expected.astype(fetched.dtype))), key
 
 
 @pytest.mark.parametrize("frames, message", [((0, 41), r"outside the trials' 40 padded frames"),
@@ -322,6 +327,24 @@ def test_one_window_per_row_gives_each_row_its_own_frames_normalised_alike(mixed
     for key, fetched in got.items():
         expected = np.stack([source[f"data/{key}/{trial}.npy"][..., s:s + 12] for trial, s in zip(ids, starts)])
         expected = np.ascontiguousarray(expected.astype(fetched.dtype))
-        assert np.array_equal(fetched.view(np.uint8), expected.view(np.uint8)), key
+        assert np.array_equal(bits(fetched), bits(expected)), key
         cut = np.stack([whole[key][row][..., s:s + 12] for row, s in enumerate(starts)])
         assert np.array_equal(normalised[key], cut, equal_nan=True), key
+
+
+def test_dynamic_responses_are_a_time_major_view_in_the_source_layout_that_torch_accepts(mixed):
+    db_path, video, source, _ = mixed
+    query = "SELECT scan_key, trial_id FROM trials WHERE scan_key = ? AND tier = 'train' ORDER BY trial_id"
+    with scandb.connect(db_path) as db:
+        ids = db.sql(query, [video.key]).fetchnumpy()["trial_id"]
+        starts = [(5 * row) % 20 for row in range(len(ids))]
+        got = db.fetch(query, "responses", params=[video.key], frames=[(s, s + 12) for s in starts])["responses"]
+    expected = np.stack([source[f"data/responses/{trial}.npy"][:, s:s + 12] for trial, s in zip(ids, starts)])
+    expected = expected.astype(np.float32)
+    assert got.shape == expected.shape == (len(ids), video.n_neurons, 12)
+    assert got.strides == (12 * video.n_neurons * 4, 4, video.n_neurons * 4)  # frames outermost: no transposing copy
+    assert np.array_equal(bits(got), bits(expected))
+    import torch
+    batch = torch.utils.data.default_collate([got[row] for row in range(len(ids))])
+    assert np.array_equal(bits(batch.numpy()), bits(expected))
+    assert np.array_equal(bits((torch.from_numpy(got) * 1).numpy()), bits(expected))

@@ -7,6 +7,8 @@ its normalisation uses. After the first fetch of a scan, a batch of trials costs
 
 from __future__ import annotations
 
+import os
+
 from functools import cached_property
 
 import duckdb
@@ -163,16 +165,16 @@ class ScanReader:
 
     def responses(self, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
         """Rows of the response matrix, from its file (or from SQL for scans ingested
-        before response matrices existed); (n, N, F) for a dynamic scan, read from its
-        time-major matrix: only the window's bytes."""
+        before response matrices existed). For a dynamic scan, (n, N, F) read from its
+        time-major matrix, only the window's bytes: a transposed view of an (n, F, N)
+        buffer, so the source layout's shape without a second, transposing copy (its
+        strides are time-major; ``np.ascontiguousarray`` gives a C-ordered copy)."""
         if self.kind == "dynamic":
             if isinstance(frames, slice):
                 window = self._matrix[trial_ids, frames, :]
             else:  # one window per row, each a slice of consecutive frames: (n, F, N)
-                window = np.empty((len(trial_ids), frames.shape[1], self.n_neurons), np.float32)
-                for row, (trial, first) in enumerate(zip(np.asarray(trial_ids).tolist(), frames[:, 0].tolist())):
-                    window[row] = self._matrix[trial, first:first + frames.shape[1]]
-            return np.ascontiguousarray(window.transpose(0, 2, 1))
+                window = self._read_windows(np.asarray(trial_ids), frames[:, 0], frames.shape[1])
+            return window.transpose(0, 2, 1)
         if self._matrix is not None:
             return self._matrix[trial_ids]
         conn = self.database.conn
@@ -188,6 +190,30 @@ class ScanReader:
         values = column.values.to_numpy(zero_copy_only=False).astype(np.float32)
         return values.reshape(len(column), self.n_neurons).copy()
 
+    def _read_windows(self, trial_ids: np.ndarray, firsts: np.ndarray, width: int) -> np.ndarray:
+        """(n, F, N) windows of the time-major matrix, each one read call into its rows
+        (faster than copying out of the memory map, whose pages each cost a fault)."""
+        window = np.empty((len(trial_ids), width, self.n_neurons), np.float32)
+        if self._matrix is None or not len(window):
+            return window
+        if "_matrix_file" not in self.__dict__:  # a matrix held in memory, not mapped
+            for row, (trial, first) in enumerate(zip(trial_ids.tolist(), firsts.tolist())):
+                window[row] = self._matrix[trial, first:first + width]
+            return window
+        path, offset = self._matrix_file
+        frame_bytes = self.n_neurons * 4
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for row, (trial, first) in enumerate(zip(trial_ids.tolist(), firsts.tolist())):
+                buffer = memoryview(window[row]).cast("B")
+                at = offset + (trial * self.frames + first) * frame_bytes
+                if os.preadv(fd, [buffer], at) != len(buffer):
+                    raise DatabaseError(f"{path}: response matrix of scan {self.scan} is shorter than its "
+                                        f"shape; run 'scandb verify'")
+        finally:
+            os.close(fd)
+        return window
+
     @cached_property
     def _matrix(self) -> np.ndarray | None:
         """The (n_trials, n_neurons) matrix, memory-mapped read-only, or None."""
@@ -199,7 +225,9 @@ class ScanReader:
             return None
         path = self.database.path.parent / row[0]
         try:
-            matrix = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+            matrix = np.asarray(mapped)
+            self._matrix_file = (path, mapped.offset)
         except OSError as exc:
             raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable "
                                 f"({exc.strerror or exc}); run 'scandb verify'") from None
