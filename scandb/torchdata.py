@@ -176,8 +176,8 @@ class ScanDataset(torch.utils.data.Dataset):
         if self.dynamic:
             windows = [self._window(int(i)) for i in indexes]
             if len({stop - start for start, stop in windows}) > 1:
-                return [self._video_items([int(i)], [w])[0] for i, w in zip(indexes, windows)]
-            return self._video_items([int(i) for i in indexes], windows)
+                return [self._items(np.array([i], np.int64), [w])[0] for i, w in zip(indexes, windows)]
+            return self._items(np.asarray(indexes, dtype=np.int64), windows)
         return self._items(np.asarray(indexes, dtype=np.int64))
 
     def _window(self, row: int) -> tuple[int, int]:
@@ -189,12 +189,8 @@ class ScanDataset(torch.utils.data.Dataset):
         start = int(torch.randint(0, length - self.frames + 1, ()).item())
         return start, start + self.frames
 
-    def _video_items(self, rows: list[int], windows: list[tuple[int, int]]) -> list:
-        """Items of these rows, one read with a window per row (windows of one length)."""
-        return self._items(np.asarray(rows, dtype=np.int64), windows)
-
     def _items(self, rows: np.ndarray, windows: list[tuple[int, int]] | None = None) -> list:
-        """Items of these rows, read from the store's files only."""
+        """Items of these rows, read from the store's files only (``windows``: one per row, of one length)."""
         batch = pa.table({"scan_key": pa.array(self.scan_keys[rows].tolist(), pa.string()),
                           "trial_id": pa.array(self.trial_ids[rows], pa.int64())})
         data_keys = [k for k in self.keys if k in DATA_KEYS + VIDEO_DATA_KEYS]

@@ -12,7 +12,7 @@ Create Date: 2026-11-25
 
 from alembic import op
 
-from scandb.catalog.views import create_responses_long
+from scandb.catalog.views import create_responses_long, create_trials_full
 
 revision = "0002"
 down_revision = "0001"
@@ -21,16 +21,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.execute("""
-        CREATE VIEW trials_full AS
-        SELECT t.scan_key, t.trial_id, t.tier, t.image_id, t.image_class, t.trial_idx, t.trial_hash,
-               t."timestamp", b.pupil_dilation, b.pupil_dilation_derivative, b.running_speed,
-               b.pupil_x, b.pupil_y, t.image_hash, i.path AS image_path, i.shape AS image_shape,
-               i.dtype AS image_dtype, t.extra
-        FROM trials t
-        JOIN behavior b USING (scan_key, trial_id)
-        JOIN images i USING (image_hash)
-    """)
+    op.execute(create_trials_full("0002"))
     op.execute("""
         CREATE VIEW scan_images AS
         SELECT DISTINCT t.scan_key, t.image_id, i.image_hash, i.path, i.shape, i.dtype

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from scandb.catalog.views import create_responses_long
-from scandb.maintenance.digests import database_folder, record_scan_digests
+from scandb.maintenance.digests import record_all_digests
 
 revision = "0005"
 down_revision = "0004"
@@ -35,10 +35,7 @@ def upgrade() -> None:
         sa.Column("n_rows", sa.BigInteger, nullable=False),
     )
     op.execute(create_responses_long("0005"))
-    conn = op.get_bind().connection.driver_connection
-    folder = database_folder(conn)
-    for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():
-        record_scan_digests(conn, scan_key, folder)
+    record_all_digests(op.get_bind().connection.driver_connection)
 
 
 def downgrade() -> None:

@@ -19,34 +19,13 @@ Create Date: 2026-11-26
 import sqlalchemy as sa
 from alembic import op
 
-from scandb.maintenance.digests import database_folder, record_scan_digests
+from scandb.catalog.views import create_trials_full
+from scandb.maintenance.digests import record_all_digests
 
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
-
-TRIALS_FULL_0002 = """
-    CREATE OR REPLACE VIEW trials_full AS
-    SELECT t.scan_key, t.trial_id, t.tier, t.image_id, t.image_class, t.trial_idx, t.trial_hash,
-           t."timestamp", b.pupil_dilation, b.pupil_dilation_derivative, b.running_speed,
-           b.pupil_x, b.pupil_y, t.image_hash, i.path AS image_path, i.shape AS image_shape,
-           i.dtype AS image_dtype, t.extra
-    FROM trials t
-    JOIN behavior b USING (scan_key, trial_id)
-    JOIN images i USING (image_hash)
-"""
-
-TRIALS_FULL = """
-    CREATE OR REPLACE VIEW trials_full AS
-    SELECT t.scan_key, t.trial_id, t.tier, t.image_id, t.image_class, t.trial_idx, t.trial_hash,
-           t."timestamp", b.pupil_dilation, b.pupil_dilation_derivative, b.running_speed,
-           b.pupil_x, b.pupil_y, t.image_hash, i.path AS image_path, i.shape AS image_shape,
-           i.dtype AS image_dtype, t.extra, t.n_frames, t.responses_withheld, t.behavior_withheld
-    FROM trials t
-    LEFT JOIN behavior b USING (scan_key, trial_id)
-    JOIN images i USING (image_hash)
-"""
 
 BACKFILL = """
     UPDATE trials t SET
@@ -85,11 +64,8 @@ def upgrade() -> None:
         sa.Column("response_sum", sa.ARRAY(sa.Double), nullable=False),
     )
     op.execute(BACKFILL)
-    op.execute(TRIALS_FULL)
-    conn = op.get_bind().connection.driver_connection
-    folder = database_folder(conn)
-    for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():
-        record_scan_digests(conn, scan_key, folder)
+    op.execute(create_trials_full("0006"))
+    record_all_digests(op.get_bind().connection.driver_connection)
 
 
 def downgrade() -> None:
@@ -99,8 +75,5 @@ def downgrade() -> None:
     op.drop_column("trials", "behavior_withheld")
     op.drop_column("trials", "responses_withheld")
     op.drop_column("trials", "n_frames")
-    op.execute(TRIALS_FULL_0002)
-    conn = op.get_bind().connection.driver_connection
-    folder = database_folder(conn)
-    for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():
-        record_scan_digests(conn, scan_key, folder)
+    op.execute(create_trials_full("0002"))
+    record_all_digests(op.get_bind().connection.driver_connection)

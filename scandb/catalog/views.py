@@ -1,4 +1,5 @@
-"""The ``responses_long`` view, each definition written once, by the revision that made it.
+"""The ``responses_long`` and ``trials_full`` views, each definition written once, by the
+revision that made it.
 
 Migrations create the definition of their own revision (and their downgrades restore the
 one before), so old revisions keep doing exactly what they did; the newest entry is the
@@ -43,3 +44,32 @@ RESPONSES_LONG = {
 def create_responses_long(revision: str) -> str:
     """The statement that (re)defines ``responses_long`` as of ``revision``."""
     return f"CREATE OR REPLACE VIEW responses_long AS {RESPONSES_LONG[revision]}"
+
+
+TRIALS_FULL = {
+    # trials with behavior, pupil position and the image's path and shape.
+    "0002": """
+        SELECT t.scan_key, t.trial_id, t.tier, t.image_id, t.image_class, t.trial_idx, t.trial_hash,
+               t."timestamp", b.pupil_dilation, b.pupil_dilation_derivative, b.running_speed,
+               b.pupil_x, b.pupil_y, t.image_hash, i.path AS image_path, i.shape AS image_shape,
+               i.dtype AS image_dtype, t.extra
+        FROM trials t
+        JOIN behavior b USING (scan_key, trial_id)
+        JOIN images i USING (image_hash)
+    """,
+    # Keeps trials without a behavior row (dynamic ones) and shows the dynamic columns.
+    "0006": """
+        SELECT t.scan_key, t.trial_id, t.tier, t.image_id, t.image_class, t.trial_idx, t.trial_hash,
+               t."timestamp", b.pupil_dilation, b.pupil_dilation_derivative, b.running_speed,
+               b.pupil_x, b.pupil_y, t.image_hash, i.path AS image_path, i.shape AS image_shape,
+               i.dtype AS image_dtype, t.extra, t.n_frames, t.responses_withheld, t.behavior_withheld
+        FROM trials t
+        LEFT JOIN behavior b USING (scan_key, trial_id)
+        JOIN images i USING (image_hash)
+    """,
+}
+
+
+def create_trials_full(revision: str) -> str:
+    """The statement that (re)defines ``trials_full`` as of ``revision``."""
+    return f"CREATE OR REPLACE VIEW trials_full AS {TRIALS_FULL[revision]}"

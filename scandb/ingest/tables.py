@@ -231,13 +231,8 @@ def area_frame_table(key: str, chunk: TrialChunk, groups: NeuronGroups) -> pa.Ta
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     values = np.concatenate([chunk.area_sums[t, j, :chunk.n_frames[t]] for t in range(n) for j in range(g)]) \
         if n * g else np.empty(0)
-    return pa.table({
-        "scan_key": pa.array([key] * (n * g)),
-        "trial_id": pa.array(np.repeat(chunk.trials, g)),
-        "area": pa.array([area for _ in range(n) for (area, _), _ in groups], pa.string()),
-        "layer": pa.array([layer for _ in range(n) for (_, layer), _ in groups], pa.string()),
-        "n_neurons": pa.array(np.tile([len(idx) for _, idx in groups], n).astype(np.int32)),
-        "response_sum": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float64()))})
+    return pa.table({**_area_group_columns(key, chunk, groups),
+                     "response_sum": pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(values, pa.float64()))})
 
 
 def image_table(new_images: list[StoredImage]) -> pa.Table:
@@ -260,14 +255,17 @@ def response_table(key: str, chunk: TrialChunk, trial_image_ids: np.ndarray) -> 
 
 
 def area_response_table(key: str, chunk: TrialChunk, groups: NeuronGroups) -> pa.Table:
+    return pa.table({**_area_group_columns(key, chunk, groups), "response_sum": pa.array(chunk.area_sums.ravel())})
+
+
+def _area_group_columns(key: str, chunk: TrialChunk, groups: NeuronGroups) -> dict[str, pa.Array]:
+    """The key columns of one row per (trial, area, layer) group of a chunk."""
     n, g = len(chunk.trials), len(groups)
-    return pa.table({
-        "scan_key": pa.array([key] * (n * g)),
-        "trial_id": pa.array(np.repeat(chunk.trials, g)),
-        "area": pa.array([area for _ in range(n) for (area, _), _ in groups], pa.string()),
-        "layer": pa.array([layer for _ in range(n) for (_, layer), _ in groups], pa.string()),
-        "n_neurons": pa.array(np.tile([len(idx) for _, idx in groups], n).astype(np.int32)),
-        "response_sum": pa.array(chunk.area_sums.ravel())})
+    return {"scan_key": pa.array([key] * (n * g)),
+            "trial_id": pa.array(np.repeat(chunk.trials, g)),
+            "area": pa.array([area for _ in range(n) for (area, _), _ in groups], pa.string()),
+            "layer": pa.array([layer for _ in range(n) for (_, layer), _ in groups], pa.string()),
+            "n_neurons": pa.array(np.tile([len(idx) for _, idx in groups], n).astype(np.int32))}
 
 
 def behavior_table(key: str, chunk: TrialChunk) -> pa.Table:

@@ -117,6 +117,13 @@ def record_scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: 
                      [[scan_key, d.part, d.method, d.digest, d.n_rows] for d in digests.values()])
 
 
+def record_all_digests(conn: duckdb.DuckDBPyConnection) -> None:
+    """Store the digests of every scan as it is now (migrations that add or change rows)."""
+    folder = database_folder(conn)
+    for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():
+        record_scan_digests(conn, scan_key, folder)
+
+
 def record_digests(db, scan_key: str) -> None:
     """Store the digests of a scan just written; ingest calls this just before its commit."""
     record_scan_digests(db.conn, scan_key, db.path.parent)
