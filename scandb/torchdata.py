@@ -191,6 +191,8 @@ class ScanDataset(torch.utils.data.Dataset):
 
     def _items(self, rows: np.ndarray, windows: list[tuple[int, int]] | None = None) -> list:
         """Items of these rows, read from the store's files only (``windows``: one per row, of one length)."""
+        if not self._reading_rows and torch.utils.data.get_worker_info() is not None:
+            self._read_rows_in_worker()
         batch = pa.table({"scan_key": pa.array(self.scan_keys[rows].tolist(), pa.string()),
                           "trial_id": pa.array(self.trial_ids[rows], pa.int64())})
         data_keys = [k for k in self.keys if k in DATA_KEYS + VIDEO_DATA_KEYS]
@@ -200,6 +202,16 @@ class ScanDataset(torch.utils.data.Dataset):
         if "videos" in arrays:  # (n, H, W, F) -> (n, 1, F, H, W), time first as the 2023 loader yields
             arrays["videos"] = np.ascontiguousarray(np.moveaxis(arrays["videos"], -1, 1)[:, None])
         return [self.point(*(arrays[k][i] for k in self.keys)) for i in range(len(rows))]
+
+    _reading_rows = False
+
+    def _read_rows_in_worker(self) -> None:
+        """In a DataLoader worker, read static response rows with ``preadv`` rather than from
+        the memory map: the matrix's pages then stay in the shared page cache instead of
+        counting again in each worker's memory (BENCHMARKS.md, "DataLoader epochs")."""
+        for reader in self._readers._readers.values():
+            reader.read_rows = True
+        self._reading_rows = True
 
 
 class _FilesOnly:

@@ -5,13 +5,13 @@ header an image file carries, and a damaged file must be named, never returned."
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
 
 import scandb
 from scandb.errors import DatabaseError
-from scandb.query.reader import ROWS_READ
 from scandb.synthetic import generate, write_zip
 
 from .scans import spec_for
@@ -77,29 +77,18 @@ def test_a_missing_image_file_is_an_error_naming_it(tmp_path, db_path):
 
 @pytest.fixture(scope="module")
 def wide_scan(tmp_path_factory):
-    """A scan with more trials than ROWS_READ, and its source responses."""
+    """A scan whose response matrix spans many pages, and its source responses."""
     folder = tmp_path_factory.mktemp("wide")
-    scan = generate(spec_for("common", n_trials=ROWS_READ + 40, n_neurons=40, image_shape=(1, 4, 6)))
+    scan = generate(spec_for("common", n_trials=300, n_neurons=60, image_shape=(1, 4, 6)))
     ingested(folder / "lab.duckdb", scan, folder / "scan.zip")
-    responses = np.stack([scan.arrays[f"data/responses/{i}.npy"] for i in range(ROWS_READ + 40)])
+    responses = np.stack([scan.arrays[f"data/responses/{i}.npy"] for i in range(300)])
     return folder / "lab.duckdb", responses
 
 
-@pytest.mark.parametrize("size", [1, 128, ROWS_READ, ROWS_READ + 1, ROWS_READ + 40])
-def test_response_rows_of_any_selection_size_are_the_source_rows(wide_scan, size):
-    db_path, responses = wide_scan
-    order = np.random.default_rng(size).permutation(len(responses))[:size]
-    order[-1] = order[0]  # a trial asked for twice
-    with scandb.connect(db_path) as db:
-        fetched = db.responses(order, scan=SCAN)
-    assert fetched.dtype == np.float32 and fetched.shape == (size, 40)
-    np.testing.assert_array_equal(fetched, responses[order])
-
-
-def mapped_bytes(path) -> int:
-    """Resident bytes of this process's mappings of ``path`` (/proc/self/smaps)."""
+def mapped_bytes(pid: int, path) -> int:
+    """Resident bytes of a process's mappings of ``path`` (/proc/<pid>/smaps)."""
     total, inside = 0, False
-    with open("/proc/self/smaps") as f:
+    with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             fields = line.split()
             if "-" in fields[0] and not fields[0].endswith(":"):
@@ -109,17 +98,37 @@ def mapped_bytes(path) -> int:
     return total
 
 
-def test_training_batches_leave_the_response_matrix_unmapped(wide_scan):
-    """A DataLoader worker's memory then holds its batches, not the pages of every row it read."""
+@pytest.mark.parametrize("workers", [0, 2])
+def test_dataloader_batches_hold_the_source_rows_in_the_selection_order(wide_scan, workers):
+    """In workers the rows are read with preadv, in the main process from the memory map."""
     torch = pytest.importorskip("torch")
     from scandb.torchdata import ScanDataset
 
     db_path, responses = wide_scan
-    dataset = ScanDataset(db_path, "SELECT scan_key, trial_id FROM trials", ("responses",), normalize=False)
+    order = np.random.default_rng(workers).permutation(len(responses))
+    order[-1] = order[0]  # a trial asked for twice
+    dataset = ScanDataset(db_path, [(SCAN, int(t)) for t in order], ("responses",), normalize=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, num_workers=workers)
+    fetched = np.concatenate([batch[0].numpy() for batch in loader])
+    assert fetched.dtype == np.float32
+    np.testing.assert_array_equal(fetched, responses[order])
+
+
+def test_dataloader_workers_leave_the_response_matrix_unmapped(wide_scan):
+    """Each worker's memory holds its batches, not the pages of every row it has read; the
+    rows stay in the page cache, which the workers share."""
+    torch = pytest.importorskip("torch")
+    from bench.loaders import children
+    from scandb.torchdata import ScanDataset
+
+    db_path, responses = wide_scan
     with scandb.connect(db_path) as db:
         matrix = (db_path.parent / db.sql("SELECT path FROM response_matrices").fetchone()[0]).resolve()
-    seen = np.concatenate([batch[0].numpy() for batch in
-                           torch.utils.data.DataLoader(dataset, batch_size=128, shuffle=True)])
+    dataset = ScanDataset(db_path, "SELECT scan_key, trial_id FROM trials", ("responses",), normalize=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=True, num_workers=1, persistent_workers=True)
+    seen = np.concatenate([batch[0].numpy() for batch in loader])
     assert sorted(map(bytes, seen)) == sorted(map(bytes, responses))
-    assert responses.nbytes > 8 * 4096
-    assert mapped_bytes(matrix) <= 4096
+    workers = children(os.getpid())
+    assert len(workers) == 1
+    assert responses.nbytes > 16 * 4096 and mapped_bytes(workers[0], matrix) <= 4096
+    del loader

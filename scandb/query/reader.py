@@ -22,10 +22,6 @@ from ..source.npyfile import MAX_HEADER, NpyError, parse_header
 from ..source.npyfile import load as load_npy
 from .normalize import NEEDED, normalize
 
-ROWS_READ = 1024
-"""Selections of at most this many static trials (a batch) read their response rows with
-``preadv``; larger ones gather from the memory map, faster per row (BENCHMARKS.md)."""
-
 
 def read_statistic(conn: duckdb.DuckDBPyConnection, scan: str, variable: str, stat: str,
                    source: str = "all") -> np.ndarray | None:
@@ -55,6 +51,10 @@ class ScanReader:
         self.image_dtype = np.dtype(image_dtype)
         self.dtypes = {"behavior": np.dtype(behavior_dtype), "pupil_center": np.dtype(pupil_dtype)}
         self._statistics: dict[str, dict[str, np.ndarray]] = {}
+        self.read_rows = False
+        """Read static response rows with ``preadv`` instead of from the memory map (slower per
+        row, but the file's pages are never mapped into this process): set in DataLoader
+        workers, where every worker would otherwise count each page it touched."""
 
     @classmethod
     def open(cls, database: Database, scan: str) -> "ScanReader | None":
@@ -240,7 +240,7 @@ class ScanReader:
                 window = self._read_windows(np.asarray(trial_ids), frames[:, 0], frames.shape[1])
             return window.transpose(0, 2, 1)
         if self._matrix is not None:
-            if "_matrix_file" in self.__dict__ and len(trial_ids) <= ROWS_READ:
+            if self.read_rows and "_matrix_file" in self.__dict__:
                 return self._read_rows(np.asarray(trial_ids))
             return self._matrix[trial_ids]
         conn = self.database.conn
@@ -257,9 +257,8 @@ class ScanReader:
         return values.reshape(len(column), self.n_neurons).copy()
 
     def _read_rows(self, trial_ids: np.ndarray) -> np.ndarray:
-        """Rows of the static response matrix, one ``preadv`` each into a fresh buffer: a
-        batch comes from the page cache without mapping the file's pages into this process,
-        so DataLoader workers do not each count the matrix in their memory."""
+        """Rows of the static response matrix, one ``preadv`` each into a fresh buffer: they
+        come from the page cache without the file's pages being mapped into this process."""
         path, offset = self._matrix_file
         out = np.empty((len(trial_ids), self.n_neurons), np.float32)
         rows = out.view(np.uint8)
