@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 
 BATCH = 128
-LOADERS = ("scandb", "filetree", "filetree-tuple-collate")
+LOADERS = ("scandb", "filetree", "filetree-tuple-collate", "scandb-cache-images")
 """scandb: ScanDataset(normalize=False, image_dtype=None), the same arrays FileTreeDataset
-yields; filetree: FileTreeDataset(root, *keys) with its defaults (use_cache=True), as a new
+yields; scandb-cache-images: the same with cache_images=True (opt-in: each process keeps the
+images it read); filetree: FileTreeDataset(root, *keys) with its defaults (use_cache=True), as a new
 user runs it; filetree-tuple-collate: the same dataset with a collate_fn that turns its
 DataPoint namedtuples into plain tuples, the workaround that lets it run with workers."""
 KEYS = ("images", "responses", "behavior", "pupil_center")
@@ -110,11 +111,12 @@ def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str, threa
     if threads > 0:
         torch.set_num_threads(threads)
     baseline = memory(os.getpid())
-    if loader == "scandb":
+    if loader.startswith("scandb"):
         from scandb.torchdata import ScanDataset
 
         dataset = ScanDataset(db_path, f"SELECT scan_key, trial_id FROM trials WHERE scan_key = '{scan}' "
-                              "AND tier = 'train' ORDER BY trial_id", KEYS, normalize=False, image_dtype=None)
+                              "AND tier = 'train' ORDER BY trial_id", KEYS, normalize=False, image_dtype=None,
+                              cache_images=loader == "scandb-cache-images")
         options = dict(shuffle=True)
     else:
         from neuralpredictors.data.datasets import FileTreeDataset
@@ -213,7 +215,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=Path("bench/data"), help="scans and scratch files")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, for the tests")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
-    parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS))
+    parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS[:3]),
+                        help="loaders to compare (default: the first three)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds before a configuration is killed")
     parser.add_argument("--repeat", type=int, default=1, help="rounds; each figure is the median round's")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -268,26 +271,30 @@ def targets(path: Path) -> str:
         rows.append(f"| {label} | {workers} | {sorted(ours)[len(ours) // 2]:.2f} | {sorted(theirs)[len(theirs) // 2]:.2f} "
                     f"| {median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}) | {target} | {'**yes**' if good(median) else '**no**'} |")
 
-    for workers in sorted({w for _, w in runs}):
-        theirs_name = "filetree" if workers == 0 else "filetree-tuple-collate"
-        ours, theirs = runs.get(("scandb", workers)), runs.get((theirs_name, workers))
-        if not ours or not theirs:
-            continue
-        row("epoch 1 (s)", workers, [r["epochs"][0] for r in ours], [r["epochs"][0] for r in theirs],
-            ">= 5x faster", lambda m: m >= 5)
-        row("epoch 2 (s)", workers, [r["epochs"][1] for r in ours], [r["epochs"][1] for r in theirs],
-            "<= 2x the cached loader's time", lambda m: m <= 2)
-        if workers == 4:
-            def total(r: dict, epoch: int) -> float:
-                return r["totals"][epoch]["pss"] / 1e6
-
-            row("total PSS after epoch 2 (MB)", workers, [total(r, 1) for r in ours], [total(r, 1) for r in theirs],
-                "<= 1/3 of the cached loader's", lambda m: m <= 1 / 3)
-            last = min(len(r["totals"]) for r in ours + theirs)
-            if last > 2:
-                row(f"total PSS after epoch {last} (MB)", workers, [total(r, last - 1) for r in ours],
-                    [total(r, last - 1) for r in theirs], "<= 1/3 of the cached loader's", lambda m: m <= 1 / 3)
+    for ours_name in ("scandb", "scandb-cache-images"):
+        for workers in sorted({w for _, w in runs}):
+            theirs_name = "filetree" if workers == 0 else "filetree-tuple-collate"
+            ours, theirs = runs.get((ours_name, workers)), runs.get((theirs_name, workers))
+            if ours and theirs:
+                _target_rows(row, "" if ours_name == "scandb" else f" [{ours_name}]", workers, ours, theirs)
     return "\n".join(rows)
+
+
+def _target_rows(row, note: str, workers: int, ours: list[dict], theirs: list[dict]) -> None:
+    row(f"epoch 1 (s){note}", workers, [r["epochs"][0] for r in ours], [r["epochs"][0] for r in theirs],
+        ">= 5x faster", lambda m: m >= 5)
+    row(f"epoch 2 (s){note}", workers, [r["epochs"][1] for r in ours], [r["epochs"][1] for r in theirs],
+        "<= 2x the cached loader's time", lambda m: m <= 2)
+    if workers == 4:
+        def total(r: dict, epoch: int) -> float:
+            return r["totals"][epoch]["pss"] / 1e6
+
+        row(f"total PSS after epoch 2 (MB){note}", workers, [total(r, 1) for r in ours], [total(r, 1) for r in theirs],
+            "<= 1/3 of the cached loader's", lambda m: m <= 1 / 3)
+        last = min(len(r["totals"]) for r in ours + theirs)
+        if last > 2:
+            row(f"total PSS after epoch {last} (MB){note}", workers, [total(r, last - 1) for r in ours],
+                [total(r, last - 1) for r in theirs], "<= 1/3 of the cached loader's", lambda m: m <= 1 / 3)
 
 
 if __name__ == "__main__":

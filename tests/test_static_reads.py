@@ -132,3 +132,27 @@ def test_dataloader_workers_leave_the_response_matrix_unmapped(wide_scan):
     assert len(workers) == 1
     assert responses.nbytes > 16 * 4096 and mapped_bytes(workers[0], matrix) <= 4096
     del loader
+
+
+@pytest.mark.parametrize("cache_images", [True, False])
+def test_cache_images_serves_later_epochs_from_memory(tmp_path, db_path, cache_images):
+    """With cache_images=True a second epoch reads no image file (here: they are gone);
+    by default every epoch reads them again."""
+    pytest.importorskip("torch")
+    from scandb.torchdata import ScanDataset
+
+    scan = generate(spec_for("common", n_trials=20))
+    ingested(db_path, scan, tmp_path / "scan.zip")
+    images = np.stack([scan.arrays[f"data/images/{i}.npy"] for i in range(20)])
+    dataset = ScanDataset(db_path, "SELECT scan_key, trial_id FROM trials ORDER BY trial_id", ("images",),
+                          normalize=False, image_dtype=None, cache_images=cache_images)
+    for item in dataset.__getitems__(list(range(20))):
+        item.images[...] = 0  # a caller changing its batch does not change the cache
+    for path in (db_path.parent / "lab.images").glob("??/*.npy"):
+        path.unlink()
+    if not cache_images:
+        with pytest.raises(DatabaseError, match="image file unreadable"):
+            dataset.__getitems__([3])
+        return
+    second = np.stack([item.images for item in dataset.__getitems__([19, 3, 3, 0])])
+    np.testing.assert_array_equal(second, images[[19, 3, 3, 0]])

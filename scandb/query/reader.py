@@ -51,6 +51,8 @@ class ScanReader:
         self.image_dtype = np.dtype(image_dtype)
         self.dtypes = {"behavior": np.dtype(behavior_dtype), "pupil_center": np.dtype(pupil_dtype)}
         self._statistics: dict[str, dict[str, np.ndarray]] = {}
+        self.image_cache: dict[str, np.ndarray] | None = None
+        """Static images already read, by path, when the caller asked to keep them in memory."""
         self.read_rows = False
         """Read static response rows with ``preadv`` instead of from the memory map (slower per
         row, but the file's pages are never mapped into this process): set in DataLoader
@@ -178,21 +180,31 @@ class ScanReader:
         header = self._usual_image_header(root + paths[0])
         rows = out.reshape(len(paths), -1).view(np.uint8)
         scratch, beyond = bytearray(len(header or b"")), bytearray(1)
-        expected = len(scratch) + rows.shape[1]
+        cache = self.image_cache
         for row, path in enumerate(paths):
-            if header is not None:
-                try:
-                    fd = os.open(root + path, os.O_RDONLY)
-                except OSError as exc:
-                    raise _unreadable(root + path, exc) from None
-                try:
-                    read = os.preadv(fd, [scratch, rows[row], beyond], 0)
-                finally:
-                    os.close(fd)
-                if read == expected and scratch == header:
-                    continue
-            out[row] = self._image_file(root + path)
+            if cache is not None and path in cache:
+                out[row] = cache[path]
+                continue
+            self._read_image(root + path, header, scratch, beyond, out, row, rows[row])
+            if cache is not None:
+                cache[path] = out[row].copy()  # a copy: callers may change the batch they get
         return out
+
+    def _read_image(self, path: str, header: bytes | None, scratch: bytearray, beyond: bytearray,
+                    out: np.ndarray, row: int, target: np.ndarray) -> None:
+        """One image file into ``out[row]``; ``target`` is that row as bytes."""
+        if header is not None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError as exc:
+                raise _unreadable(path, exc) from None
+            try:
+                read = os.preadv(fd, [scratch, target, beyond], 0)
+            finally:
+                os.close(fd)
+            if read == len(scratch) + len(target) and scratch == header:
+                return
+        out[row] = self._image_file(path)
 
     def _usual_image_header(self, path: str) -> bytes | None:
         """The header bytes of this scan's images, learnt from one file (None when that file is
