@@ -2,13 +2,16 @@
 neuralpredictors FileTreeDataset with its defaults (it caches every array it loads).
 
 Each configuration runs in its own process (a fresh page of memory, a fresh cache), bounded
-by a timeout; a loader that fails or hangs is reported with its error. After epoch 2 the
+by a timeout; a loader that fails or hangs is reported with its error. After every epoch the
 resident memory of the main process and of every worker is read from
 /proc/<pid>/smaps_rollup: PSS (shared pages split between the processes that map them; the
 sum over processes is the memory the run costs) and USS (pages only that process holds).
+The cached loader's per-worker caches grow for several epochs (each persistent worker
+caches the items it happened to load), so ``--epochs`` beyond 2 shows where they settle.
 
-    python -m bench.loaders --out bench/data            # full-size scan, 0/2/4 workers
-    python -m bench.loaders --out bench/data --tiny     # toy sizes (what the tests run)
+    python -m bench.loaders --out bench/data              # full-size scan, 0/2/4 workers
+    python -m bench.loaders --out bench/data --epochs 12  # and memory once the caches fill
+    python -m bench.loaders --out bench/data --tiny       # toy sizes (what the tests run)
 """
 
 from __future__ import annotations
@@ -23,9 +26,10 @@ import time
 from pathlib import Path
 
 BATCH = 128
-LOADERS = ("scandb", "filetree", "filetree-tuple-collate")
+LOADERS = ("scandb", "filetree", "filetree-tuple-collate", "scandb-cache-images")
 """scandb: ScanDataset(normalize=False, image_dtype=None), the same arrays FileTreeDataset
-yields; filetree: FileTreeDataset(root, *keys) with its defaults (use_cache=True), as a new
+yields; scandb-cache-images: the same with cache_images=True (opt-in: each process keeps the
+images it read); filetree: FileTreeDataset(root, *keys) with its defaults (use_cache=True), as a new
 user runs it; filetree-tuple-collate: the same dataset with a collate_fn that turns its
 DataPoint namedtuples into plain tuples, the workaround that lets it run with workers."""
 KEYS = ("images", "responses", "behavior", "pupil_center")
@@ -87,8 +91,9 @@ def tuple_collate(batch):
     return tuple(default_collate([tuple(item) for item in batch]))
 
 
-def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str, threads: int) -> dict:
-    """Two epochs over the train tier in this process; timings and memory as a dict.
+def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str, threads: int, n_epochs: int = 2) -> dict:
+    """``n_epochs`` epochs over the train tier in this process; timings and memory as a dict
+    (``processes``: each process after the last epoch; ``totals``: summed after each epoch).
 
     ``threads`` > 0 sets torch's intra-op threads of the main process (DataLoader workers
     use one thread each whatever it is): on a busy machine the default threads of
@@ -106,11 +111,12 @@ def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str, threa
     if threads > 0:
         torch.set_num_threads(threads)
     baseline = memory(os.getpid())
-    if loader == "scandb":
+    if loader.startswith("scandb"):
         from scandb.torchdata import ScanDataset
 
         dataset = ScanDataset(db_path, f"SELECT scan_key, trial_id FROM trials WHERE scan_key = '{scan}' "
-                              "AND tier = 'train' ORDER BY trial_id", KEYS, normalize=False, image_dtype=None)
+                              "AND tier = 'train' ORDER BY trial_id", KEYS, normalize=False, image_dtype=None,
+                              cache_images=loader == "scandb-cache-images")
         options = dict(shuffle=True)
     else:
         from neuralpredictors.data.datasets import FileTreeDataset
@@ -122,24 +128,25 @@ def child(loader: str, workers: int, db_path: Path, tree: Path, scan: str, threa
             options["collate_fn"] = tuple_collate
     data = torch.utils.data.DataLoader(dataset, batch_size=BATCH, num_workers=workers,
                                        persistent_workers=workers > 0, **options)
-    epochs, n_items = [], 0
-    for _ in range(2):
+    epochs, totals, n_items = [], [], 0
+    for _ in range(n_epochs):
         started = time.perf_counter()
         n_items = 0
         for batch in data:
             n_items += len(batch[0])
         epochs.append(time.perf_counter() - started)
-    processes = {"main": memory(os.getpid())}
-    for i, pid in enumerate(sorted(children(os.getpid()))):
-        processes[f"worker {i}"] = memory(pid)
-    return {"epochs": epochs, "items": n_items, "baseline": baseline, "processes": processes}
+        processes = {"main": memory(os.getpid())}
+        for i, pid in enumerate(sorted(children(os.getpid()))):
+            processes[f"worker {i}"] = memory(pid)
+        totals.append({field: sum(p[field] for p in processes.values()) for field in ("pss", "pss_anon", "pss_file")})
+    return {"epochs": epochs, "items": n_items, "baseline": baseline, "processes": processes, "totals": totals}
 
 
 def run_one(loader: str, workers: int, db_path: Path, tree: Path, scan: str, timeout: float,
-            threads: int = 0) -> dict:
+            threads: int = 0, epochs: int = 2) -> dict:
     """One configuration in a fresh process group, killed after ``timeout`` seconds."""
     command = [sys.executable, "-m", "bench.loaders", "--child", loader, str(workers), str(db_path), str(tree), scan,
-               str(threads)]
+               str(threads), str(epochs)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True, cwd=Path(__file__).resolve().parents[1])
     try:
@@ -163,21 +170,23 @@ def _error_line(stderr: str) -> str:
 
 def table(results: list[dict]) -> str:
     """The results as a Markdown table, times in seconds and memory in MB."""
-    rows = ["| loader | workers | epoch 1 | epoch 2 | total PSS | of it anonymous | of it file-backed | above imports "
-            "| worker USS (each) | note |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = ["| loader | workers | epoch 1 | epoch 2 | total PSS after epoch 2 | after the last epoch | of it anonymous "
+            "| of it file-backed | above imports | worker USS (each) | note |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         if "error" in r:
-            rows.append(f"| {r['loader']} | {r['workers']} | failed | failed |  |  |  |  |  | {r['error']} |")
+            rows.append(f"| {r['loader']} | {r['workers']} | failed | failed |  |  |  |  |  |  | {r['error']} |")
             continue
         procs = r["processes"]
         total = sum(p["pss"] for p in procs.values()) / 1e6
         workers = [p["uss"] / 1e6 for name, p in procs.items() if name != "main"]
         each = ", ".join(f"{w:.0f}" for w in workers) or "-"
         spread = _spread(r.get("all_epochs", [r["epochs"]]))
+        after_two = r["totals"][1]["pss"] / 1e6
         rows.append(f"| {r['loader']} | {r['workers']} | {r['epochs'][0]:.2f} s{spread[0]} | "
-                    f"{r['epochs'][1]:.2f} s{spread[1]} | "
-                    f"{total:.0f} MB | {_sum(procs, 'pss_anon'):.0f} MB | {_sum(procs, 'pss_file'):.0f} MB | "
+                    f"{r['epochs'][1]:.2f} s{spread[1]} | {after_two:.0f} MB | "
+                    f"{total:.0f} MB (epoch {len(r['epochs'])}) | {_sum(procs, 'pss_anon'):.0f} MB | "
+                    f"{_sum(procs, 'pss_file'):.0f} MB | "
                     f"{total - r['baseline']['pss'] / 1e6:.0f} MB | {each} | {r['items']} items/epoch |")
     return "\n".join(rows)
 
@@ -206,19 +215,24 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--out", type=Path, default=Path("bench/data"), help="scans and scratch files")
     parser.add_argument("--tiny", action="store_true", help="toy sizes, for the tests")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2, 4])
-    parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS))
+    parser.add_argument("--loaders", nargs="+", choices=LOADERS, default=list(LOADERS[:3]),
+                        help="loaders to compare (default: the first three)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds before a configuration is killed")
     parser.add_argument("--repeat", type=int, default=1, help="rounds; each figure is the median round's")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads in the main process (default: torch's own)")
-    parser.add_argument("--child", nargs=6, metavar=("LOADER", "WORKERS", "DB", "TREE", "SCAN", "THREADS"),
+    parser.add_argument("--epochs", type=int, default=2,
+                        help="epochs per configuration (at least 2); memory is read after each")
+    parser.add_argument("--child", nargs=7, metavar=("LOADER", "WORKERS", "DB", "TREE", "SCAN", "THREADS", "EPOCHS"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        loader, workers, db_path, tree, scan, threads = args.child
-        print(json.dumps(child(loader, int(workers), Path(db_path), Path(tree), scan, int(threads))))
+        loader, workers, db_path, tree, scan, threads, epochs = args.child
+        print(json.dumps(child(loader, int(workers), Path(db_path), Path(tree), scan, int(threads), int(epochs))))
         return []
+    if args.epochs < 2:
+        parser.error("--epochs: at least 2 (epoch 2 is one of the targets)")
     db_path, tree, scan = prepare(args.out, args.tiny)
     configs = [(loader, workers) for workers in args.workers for loader in args.loaders
                if not (loader == "filetree-tuple-collate" and workers == 0)]  # no workers: the same run as filetree
@@ -228,18 +242,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if runs[(loader, workers)] and "error" in runs[(loader, workers)][-1]:
                 continue  # a configuration that failed once is reported as failed
             runs[(loader, workers)].append(run_one(loader, workers, db_path, tree, scan, args.timeout,
-                                                                args.threads))
+                                                   args.threads, args.epochs))
             print(json.dumps(runs[(loader, workers)][-1]), file=sys.stderr, flush=True)
     results = [_median_run(runs[c]) for c in configs]
     print(table(results))
     if args.json:
-        args.json.write_text(json.dumps({"load_average": os.getloadavg(), "threads": args.threads,
+        args.json.write_text(json.dumps({"load_average": os.getloadavg(), "threads": args.threads, "epochs": args.epochs,
                                          "runs": [r for c in configs for r in runs[c]], "results": results}, indent=1))
+        print(targets(args.json))
     return results
 
 
-if __name__ == "__main__":
-    main()
 
 
 def targets(path: Path) -> str:
@@ -258,17 +271,31 @@ def targets(path: Path) -> str:
         rows.append(f"| {label} | {workers} | {sorted(ours)[len(ours) // 2]:.2f} | {sorted(theirs)[len(theirs) // 2]:.2f} "
                     f"| {median:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}) | {target} | {'**yes**' if good(median) else '**no**'} |")
 
-    for workers in sorted({w for _, w in runs}):
-        theirs_name = "filetree" if workers == 0 else "filetree-tuple-collate"
-        ours, theirs = runs.get(("scandb", workers)), runs.get((theirs_name, workers))
-        if not ours or not theirs:
-            continue
-        row("epoch 1 (s)", workers, [r["epochs"][0] for r in ours], [r["epochs"][0] for r in theirs],
-            ">= 5x faster", lambda m: m >= 5)
-        row("epoch 2 (s)", workers, [r["epochs"][1] for r in ours], [r["epochs"][1] for r in theirs],
-            "<= 2x the cached loader's time", lambda m: m <= 2)
-        if workers == 4:
-            total = [lambda r: sum(p["pss"] for p in r["processes"].values()) / 1e6][0]
-            row("total PSS after epoch 2 (MB)", workers, [total(r) for r in ours], [total(r) for r in theirs],
-                "<= 1/3 of the cached loader's", lambda m: m <= 1 / 3)
+    for ours_name in ("scandb", "scandb-cache-images"):
+        for workers in sorted({w for _, w in runs}):
+            theirs_name = "filetree" if workers == 0 else "filetree-tuple-collate"
+            ours, theirs = runs.get((ours_name, workers)), runs.get((theirs_name, workers))
+            if ours and theirs:
+                _target_rows(row, "" if ours_name == "scandb" else f" [{ours_name}]", workers, ours, theirs)
     return "\n".join(rows)
+
+
+def _target_rows(row, note: str, workers: int, ours: list[dict], theirs: list[dict]) -> None:
+    row(f"epoch 1 (s){note}", workers, [r["epochs"][0] for r in ours], [r["epochs"][0] for r in theirs],
+        ">= 5x faster", lambda m: m >= 5)
+    row(f"epoch 2 (s){note}", workers, [r["epochs"][1] for r in ours], [r["epochs"][1] for r in theirs],
+        "<= 2x the cached loader's time", lambda m: m <= 2)
+    if workers == 4:
+        def total(r: dict, epoch: int) -> float:
+            return r["totals"][epoch]["pss"] / 1e6
+
+        row(f"total PSS after epoch 2 (MB){note}", workers, [total(r, 1) for r in ours], [total(r, 1) for r in theirs],
+            "<= 1/3 of the cached loader's", lambda m: m <= 1 / 3)
+        last = min(len(r["totals"]) for r in ours + theirs)
+        if last > 2:
+            row(f"total PSS after epoch {last} (MB){note}", workers, [total(r, last - 1) for r in ours],
+                [total(r, last - 1) for r in theirs], "<= 1/3 of the cached loader's", lambda m: m <= 1 / 3)
+
+
+if __name__ == "__main__":
+    main()

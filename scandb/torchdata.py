@@ -60,18 +60,25 @@ class ScanDataset(torch.utils.data.Dataset):
     length for train trials, or the whole valid length otherwise (and when ``frames`` is None).
     Trials whose responses or behavior are withheld (zero-filled test tiers) are refused when
     the dataset is made, unless ``normalize=False``.
+
+    Nothing is cached by default: every epoch reads the image files and response rows again
+    (from the page cache, shared by every process). ``cache_images=True`` keeps each static
+    image once read in the memory of the process that read it, as neuralpredictors' cache
+    does: later epochs read no image files, at ~37 kB per 144x256 uint8 image per process,
+    so up to a whole tier (~160 MB for 4,400 trials) in each ``DataLoader`` worker.
     """
 
     def __init__(self, db_path: str | Path, selection: Selection, keys: Sequence[str] | None = None, *,
                  normalize: bool = True, neurons: Neurons | None = None, image_dtype: str = "float32",
                  scan: str | None = None, params: Sequence | None = None, wait: float = 0.0,
-                 frames: int | None = None):
+                 frames: int | None = None, cache_images: bool = False):
         self.db_path = str(db_path)
         self.frames = frames
         self.normalize = normalize
         self.neurons = neurons
         self.image_dtype = image_dtype
         self.wait = wait
+        self.cache_images = cache_images
         with connect(self.db_path, wait=wait) as db, db.database.lease():
             selected = db.select(selection, params=params, scan=scan)
             info = db.fetch(selected, "tier", "n_frames", "responses_withheld", "behavior_withheld")
@@ -161,6 +168,8 @@ class ScanDataset(torch.utils.data.Dataset):
                     reader._statistics_of(key)
             if reader.kind == "dynamic":
                 reader._withheld  # noqa: B018  (read now: the withheld flags normalisation checks)
+            elif self.cache_images:
+                reader.image_cache = {}
             reader.database = readers.database
             readers._readers[scan] = reader
         columns = {key: fetching.trial_column(db.conn, selected, key) for key in self.keys if key not in DATA_KEYS + VIDEO_DATA_KEYS}
@@ -191,6 +200,8 @@ class ScanDataset(torch.utils.data.Dataset):
 
     def _items(self, rows: np.ndarray, windows: list[tuple[int, int]] | None = None) -> list:
         """Items of these rows, read from the store's files only (``windows``: one per row, of one length)."""
+        if not self._reading_rows and torch.utils.data.get_worker_info() is not None:
+            self._read_rows_in_worker()
         batch = pa.table({"scan_key": pa.array(self.scan_keys[rows].tolist(), pa.string()),
                           "trial_id": pa.array(self.trial_ids[rows], pa.int64())})
         data_keys = [k for k in self.keys if k in DATA_KEYS + VIDEO_DATA_KEYS]
@@ -200,6 +211,16 @@ class ScanDataset(torch.utils.data.Dataset):
         if "videos" in arrays:  # (n, H, W, F) -> (n, 1, F, H, W), time first as the 2023 loader yields
             arrays["videos"] = np.ascontiguousarray(np.moveaxis(arrays["videos"], -1, 1)[:, None])
         return [self.point(*(arrays[k][i] for k in self.keys)) for i in range(len(rows))]
+
+    _reading_rows = False
+
+    def _read_rows_in_worker(self) -> None:
+        """In a DataLoader worker, read static response rows with ``preadv`` rather than from
+        the memory map: the matrix's pages then stay in the shared page cache instead of
+        counting again in each worker's memory (BENCHMARKS.md, "DataLoader epochs")."""
+        for reader in self._readers._readers.values():
+            reader.read_rows = True
+        self._reading_rows = True
 
 
 class _FilesOnly:

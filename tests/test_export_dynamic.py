@@ -93,3 +93,26 @@ def test_numbers_of_dynamic_figures_match_the_source(video):
     keep = ~np.isnan(a[:, 0])
     expected = [np.corrcoef(a[keep, k], b[keep, k])[0, 1] for k in range(SPEC.n_neurons)]
     np.testing.assert_allclose(oracle, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_withheld_tiers_are_named_and_left_out_of_the_response_numbers(video):
+    """Zero-filled test responses are not data: the report names their tiers instead of
+    drawing them as silent neurons or counting their zeros."""
+    db_path, arrays = video
+    tiers, areas = arrays["meta/trials/tiers.npy"], arrays["meta/neurons/area.npy"]
+    responses = [arrays[f"data/responses/{i}.npy"] for i in range(SPEC.n_trials)]
+    zero_filled = {t for t in np.unique(tiers)
+                   if all(np.nan_to_num(r).max() == 0 == np.nan_to_num(r).min() for r, tt in zip(responses, tiers) if tt == t)}
+    assert zero_filled  # the generated scan ships withheld test tiers, as competition releases do
+    with scandb.connect(db_path) as db:
+        withheld = numbers.withheld_tiers(db, SPEC.key)
+        means = numbers.mean_response_by_tier(db, SPEC.key)
+        distribution = numbers.response_distribution(db, SPEC.key, areas)
+    assert withheld == sorted(zero_filled)
+    assert {tier for _, tier in means} == set(np.unique(tiers)) - zero_filled
+    released = [r for r, t in zip(responses, tiers) if t not in zero_filled]
+    assert distribution.n_trials == len(released)
+    for area in np.unique(areas):
+        values = np.concatenate([r[areas == area].ravel() for r in released])
+        values = values[~np.isnan(values)]
+        assert distribution.zero_fraction[area] == pytest.approx((values == 0).mean())

@@ -90,7 +90,7 @@ def test_counts_behind_the_bar_charts(lab, files):
 def test_positions_and_response_distribution_come_from_the_source(lab, files):
     with connect(lab) as db:
         cells = numbers.neurons(db, RESPONSIVE.key)
-        distribution = numbers.response_distribution(db, RESPONSIVE.key, cells.area, RESPONSIVE.n_trials)
+        distribution = numbers.response_distribution(db, RESPONSIVE.key, cells.area)
         means = numbers.mean_response_by_tier(db, RESPONSIVE.key)
     coords = files["meta/neurons/cell_motor_coordinates.npy"]
     np.testing.assert_array_equal(np.column_stack([cells.x, cells.y, cells.z]), coords)
@@ -109,7 +109,7 @@ def test_positions_and_response_distribution_come_from_the_source(lab, files):
 def test_response_distribution_samples_large_scans_evenly(lab):
     with connect(lab) as db:
         cells = numbers.neurons(db, RESPONSIVE.key)
-        sampled = numbers.response_distribution(db, RESPONSIVE.key, cells.area, RESPONSIVE.n_trials, sample=50)
+        sampled = numbers.response_distribution(db, RESPONSIVE.key, cells.area, sample=50)
     assert sampled.n_trials == 50
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 from ..catalog.database import Database
 from ..errors import DatabaseError, UsageError
 from ..keys import ARROW_BATCH, BEHAVIOR_COLUMNS, PUPIL_COLUMNS, STIMULUS_KEY
+from ..source.npyfile import MAX_HEADER, NpyError, parse_header
 from ..source.npyfile import load as load_npy
 from .normalize import NEEDED, normalize
 
@@ -50,6 +51,12 @@ class ScanReader:
         self.image_dtype = np.dtype(image_dtype)
         self.dtypes = {"behavior": np.dtype(behavior_dtype), "pupil_center": np.dtype(pupil_dtype)}
         self._statistics: dict[str, dict[str, np.ndarray]] = {}
+        self.image_cache: dict[str, np.ndarray] | None = None
+        """Static images already read, by path, when the caller asked to keep them in memory."""
+        self.read_rows = False
+        """Read static response rows with ``preadv`` instead of from the memory map (slower per
+        row, but the file's pages are never mapped into this process): set in DataLoader
+        workers, where every worker would otherwise count each page it touched."""
 
     @classmethod
     def open(cls, database: Database, scan: str) -> "ScanReader | None":
@@ -140,26 +147,95 @@ class ScanReader:
         return np.ascontiguousarray(take_frames(rows, frames)) if self.kind == "dynamic" else rows
 
     def images(self, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
-        """The trials' images (or videos, ``frames`` of them), each distinct file read once,
-        in the stored dtype."""
+        """The trials' images (or videos, ``frames`` of them), each distinct video file read
+        once, in the stored dtype."""
         paths = self._trials["image_paths"][trial_ids].tolist()
+        if self.kind == "static":
+            return self._static_images(paths)
         root = self.database.path.parent
-        if self.kind == "dynamic" and not isinstance(frames, slice):
+        if not isinstance(frames, slice):
             videos = {p: np.load(root / p, mmap_mode="r", allow_pickle=False) for p in dict.fromkeys(paths)}
             if not paths:
                 return np.empty((0, *self.image_shape[:-1], frames.shape[1]), self.image_dtype)
             width = frames.shape[1]  # windows are consecutive frames: slices read faster than an index
             return np.stack([videos[p][..., row[0]:row[0] + width] for p, row in zip(paths, frames)])
-        if self.kind == "dynamic":
-            loaded = {p: np.load(root / p, mmap_mode="r", allow_pickle=False)[..., frames]
-                      for p in dict.fromkeys(paths)}
-        else:
-            loaded = {p: load_npy((root / p).read_bytes()) for p in dict.fromkeys(paths)}
+        loaded = {p: np.load(root / p, mmap_mode="r", allow_pickle=False)[..., frames] for p in dict.fromkeys(paths)}
         if not paths:
-            shape = self.image_shape[:-1] + (len(range(self.frames)[frames]),) if self.kind == "dynamic" \
-                else self.image_shape
-            return np.empty((0, *shape), self.image_dtype)
+            return np.empty((0, *self.image_shape[:-1], len(range(self.frames)[frames])), self.image_dtype)
         return np.stack([loaded[p] for p in paths])
+
+    def _static_images(self, paths: list[str]) -> np.ndarray:
+        """Static images, each file read by one ``preadv`` straight into its row of the batch.
+
+        The header goes to a scratch buffer and is compared with the scan's usual header
+        (its files normally share one byte for byte); a file with any other header, or of
+        another length, is parsed in full. Opening files by string and skipping numpy's
+        parser is what makes re-reading a train tier each epoch cheap (BENCHMARKS.md), and
+        nothing is memory-mapped, so a DataLoader worker holds only its batch.
+        """
+        out = np.empty((len(paths), *self.image_shape), self.image_dtype)
+        if not paths:
+            return out
+        root = f"{self.database.path.parent}{os.sep}"
+        header = self._usual_image_header(root + paths[0])
+        rows = out.reshape(len(paths), -1).view(np.uint8)
+        scratch, beyond = bytearray(len(header or b"")), bytearray(1)
+        cache = self.image_cache
+        for row, path in enumerate(paths):
+            if cache is not None and path in cache:
+                out[row] = cache[path]
+                continue
+            self._read_image(root + path, header, scratch, beyond, out, row, rows[row])
+            if cache is not None:
+                cache[path] = out[row].copy()  # a copy: callers may change the batch they get
+        return out
+
+    def _read_image(self, path: str, header: bytes | None, scratch: bytearray, beyond: bytearray,
+                    out: np.ndarray, row: int, target: np.ndarray) -> None:
+        """One image file into ``out[row]``; ``target`` is that row as bytes."""
+        if header is not None:
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError as exc:
+                raise _unreadable(path, exc) from None
+            try:
+                read = os.preadv(fd, [scratch, target, beyond], 0)
+            finally:
+                os.close(fd)
+            if read == len(scratch) + len(target) and scratch == header:
+                return
+        out[row] = self._image_file(path)
+
+    def _usual_image_header(self, path: str) -> bytes | None:
+        """The header bytes of this scan's images, learnt from one file (None when that file is
+        not a C-ordered array of the scan's image shape and dtype: every file is then parsed)."""
+        if "_image_header" not in self.__dict__:
+            try:
+                with open(path, "rb") as f:
+                    prefix = f.read(MAX_HEADER + 12)
+                found = parse_header(prefix)
+            except OSError as exc:
+                raise _unreadable(path, exc) from None
+            except NpyError:
+                found = None
+            usual = found is not None and not found.fortran_order and found.shape == self.image_shape \
+                and found.dtype == self.image_dtype
+            self._image_header = prefix[:found.data_offset] if usual else None
+        return self._image_header
+
+    def _image_file(self, path: str) -> np.ndarray:
+        """One image file parsed in full, checked against the scan's image shape."""
+        try:
+            with open(path, "rb") as f:
+                image = load_npy(f.read())
+        except OSError as exc:
+            raise _unreadable(path, exc) from None
+        except NpyError as exc:
+            raise DatabaseError(f"{path}: image file is not the stored image ({exc}); run 'scandb verify'") from None
+        if image.shape != self.image_shape:
+            raise DatabaseError(f"{path}: image file holds shape {image.shape}, the scan's images are "
+                                f"{self.image_shape}; run 'scandb verify'")
+        return image
 
     # -- responses ------------------------------------------------------------------------
 
@@ -176,6 +252,8 @@ class ScanReader:
                 window = self._read_windows(np.asarray(trial_ids), frames[:, 0], frames.shape[1])
             return window.transpose(0, 2, 1)
         if self._matrix is not None:
+            if self.read_rows and "_matrix_file" in self.__dict__:
+                return self._read_rows(np.asarray(trial_ids))
             return self._matrix[trial_ids]
         conn = self.database.conn
         conn.register("_wanted", pa.table({"trial_id": pa.array(trial_ids, pa.int64()),
@@ -189,6 +267,27 @@ class ScanReader:
         column = table["response"].combine_chunks()
         values = column.values.to_numpy(zero_copy_only=False).astype(np.float32)
         return values.reshape(len(column), self.n_neurons).copy()
+
+    def _read_rows(self, trial_ids: np.ndarray) -> np.ndarray:
+        """Rows of the static response matrix, one ``preadv`` each into a fresh buffer: they
+        come from the page cache without the file's pages being mapped into this process."""
+        path, offset = self._matrix_file
+        out = np.empty((len(trial_ids), self.n_neurons), np.float32)
+        rows = out.view(np.uint8)
+        row_bytes = rows.shape[1]
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError as exc:
+            raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable "
+                                f"({exc.strerror or exc}); run 'scandb verify'") from None
+        try:
+            for row, trial in enumerate(trial_ids.tolist()):
+                if os.preadv(fd, [rows[row]], offset + trial * row_bytes) != row_bytes:
+                    raise DatabaseError(f"{path}: response matrix of scan {self.scan} is shorter than its "
+                                        "shape; run 'scandb verify'")
+        finally:
+            os.close(fd)
+        return out
 
     def _read_windows(self, trial_ids: np.ndarray, firsts: np.ndarray, width: int) -> np.ndarray:
         """(n, F, N) windows of the time-major matrix, each one read call into its rows
@@ -279,6 +378,10 @@ class ScanReader:
                                  "did not ship; pass normalize=False or ingest the scan with its statistics")
             self._statistics[key] = found
         return self._statistics[key]
+
+
+def _unreadable(path: str, exc: OSError) -> DatabaseError:
+    return DatabaseError(f"{path}: image file unreadable ({exc.strerror or exc}); run 'scandb verify'")
 
 
 def take_frames(rows: np.ndarray, frames) -> np.ndarray:

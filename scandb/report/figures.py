@@ -59,22 +59,28 @@ def neuron_positions(neurons: numbers.Neurons, scan: str):
 
 def trials_per_tier(counts: dict[str, int], scan: str):
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(counts)), 3.5))
     bars = ax.bar(list(counts), list(counts.values()), color="steelblue")
     ax.bar_label(bars)
+    ax.margins(y=0.12)  # room for the counts above the tallest bar
     ax.set(xlabel="tier", ylabel="trials", title=f"{scan}: trials per tier")
+    if len(counts) > 4:  # dynamic scans' six tiers: long names side by side overlap
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     fig.tight_layout()
     return fig
 
 
-def responses_per_area(distribution: numbers.ResponseDistribution, means: dict[tuple[str, str], float], scan: str):
+def responses_per_area(distribution: numbers.ResponseDistribution, means: dict[tuple[str, str], float], scan: str,
+                       withheld: list[str] = ()):
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [1, 1.15]})
     colors = _colors(distribution.histograms)
     centres = np.sqrt(numbers.LOG_BINS[:-1] * numbers.LOG_BINS[1:])
     for area, counts in distribution.histograms.items():
         total = counts.sum()
-        share = counts / total if total else counts
+        share = np.where(counts > 0, counts / max(total, 1), np.nan)  # empty bins: no line down to zero
         left.plot(centres, share, color=colors[area],
                   label=f"{area} ({distribution.zero_fraction[area]:.0%} exactly 0)")
     left.set_xscale("log")
@@ -88,7 +94,10 @@ def responses_per_area(distribution: numbers.ResponseDistribution, means: dict[t
         right.bar(np.arange(len(areas)) + i * width, [means.get((a, tier), np.nan) for a in areas], width, label=tier)
     right.set_xticks(np.arange(len(areas)) + width * (len(tiers) - 1) / 2, areas)
     right.set(xlabel="area", ylabel="mean response", title="mean response by tier")
-    right.legend(title="tier", fontsize=8, loc="lower right", framealpha=0.9)
+    right.legend(title="tier", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside, never on, the bars
+    if withheld:
+        right.text(1.01, 0.0, "withheld\n(zero-filled):\n" + "\n".join(withheld), transform=right.transAxes,
+                   fontsize=8, va="bottom", color="dimgrey")
     fig.suptitle(f"{scan}: responses per area")
     fig.tight_layout()
     return fig
@@ -107,17 +116,18 @@ def behavior_over_order(behavior: numbers.BehaviorOverOrder, scan: str):
     return fig
 
 
-def oracle_per_area(oracle: np.ndarray, areas: np.ndarray, tier: str, scan: str):
+def oracle_per_area(oracle: np.ndarray, areas: np.ndarray, tier: str, scan: str, stimuli: str = "images"):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     bins = np.linspace(-0.2, 1.0, 49)
     for area, color in _colors(areas).items():
         values = oracle[(areas == area) & ~np.isnan(oracle)]
         if values.size:
-            ax.hist(values, bins, histtype="step", lw=1.5, color=color,
-                    label=f"{area}: median {np.median(values):.2f} (n={values.size})")
-    ax.set(xlabel="oracle correlation (repeat vs. mean of the other repeats)", ylabel="neurons",
-           title=f"{scan}: repeat reliability per area ({tier} images)")
+            median = f"{np.median(values):.2f}".replace("-0.00", "0.00")
+            ax.hist(np.clip(values, bins[0], bins[-1]), bins, histtype="step", lw=1.5, color=color,
+                    label=f"{area}: median {median} (n={values.size})")
+    ax.set(xlabel="oracle correlation (repeat vs. mean of the other repeats; below -0.2 counted at -0.2)",
+           ylabel="neurons", title=f"{scan}: repeat reliability per area ({tier} {stimuli})")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -57,14 +57,15 @@ def kind(db, scan: str) -> str:
 MEAN_BY_TIER = {
     "static": """SELECT coalesce(a.area, '?'), t.tier, sum(a.response_sum) / sum(a.n_neurons)
                  FROM area_responses a JOIN trials t USING (scan_key, trial_id)
-                 WHERE a.scan_key = ? GROUP BY ALL ORDER BY ALL""",
+                 WHERE a.scan_key = ? AND NOT coalesce(t.responses_withheld, false) GROUP BY ALL ORDER BY ALL""",
     "dynamic": """SELECT coalesce(a.area, '?'), t.tier,
                          sum(list_sum(a.response_sum)) / sum(a.n_neurons * len(a.response_sum))
                   FROM area_frame_responses a JOIN trials t USING (scan_key, trial_id)
-                  WHERE a.scan_key = ? GROUP BY ALL ORDER BY ALL""",
+                  WHERE a.scan_key = ? AND NOT coalesce(t.responses_withheld, false) GROUP BY ALL ORDER BY ALL""",
 }
 """Mean response per (area, tier) from the per-area sums stored at ingest (per trial for
-static scans, per valid frame for dynamic ones)."""
+static scans, per valid frame for dynamic ones), over trials whose responses were released:
+zeros standing in for withheld responses would read as silent neurons."""
 
 
 def mean_response_by_tier(db, scan: str) -> dict[tuple[str, str], float]:
@@ -81,10 +82,24 @@ class ResponseDistribution:
     zero_fraction: dict[str, float]
 
 
-def response_distribution(db, scan: str, areas: np.ndarray, n_trials: int,
-                          sample: int = RESPONSE_SAMPLE) -> ResponseDistribution:
-    """Over every trial, or an evenly spaced ``sample`` of them in larger scans."""
-    ids = np.unique(np.linspace(0, n_trials - 1, min(sample, n_trials)).round().astype(np.int64))
+def withheld_tiers(db, scan: str) -> list[str]:
+    """Tiers whose every trial has withheld (zero-filled) responses, as competition scans ship them."""
+    return [row[0] for row in db.conn.execute(
+        "SELECT tier FROM trials WHERE scan_key = ? GROUP BY tier HAVING bool_and(coalesce(responses_withheld, false)) "
+        "ORDER BY tier", [scan]).fetchall()]
+
+
+def released_trials(db, scan: str) -> np.ndarray:
+    """Trial ids whose responses were released (not withheld as zeros), in trial order."""
+    return db.conn.execute("SELECT trial_id FROM trials WHERE scan_key = ? AND NOT coalesce(responses_withheld, false) "
+                           "ORDER BY trial_id", [scan]).fetchnumpy()["trial_id"].astype(np.int64)
+
+
+def response_distribution(db, scan: str, areas: np.ndarray, sample: int = RESPONSE_SAMPLE) -> ResponseDistribution:
+    """Over every trial with released responses, or an evenly spaced ``sample`` of them in
+    larger scans (withheld trials' zeros would inflate the share of exact zeros)."""
+    released = released_trials(db, scan)
+    ids = released[np.unique(np.linspace(0, len(released) - 1, min(sample, len(released))).round().astype(np.int64))]
     values = db.responses(ids, scan=scan)
     values = values.reshape(len(ids), values.shape[1], -1)  # dynamic scans: (trials, neurons, frames)
     histograms, zeros = {}, {}

@@ -16,7 +16,8 @@ CAPTIONS = {
     "neuron_positions": "Neuron positions from cell_motor_coordinates: x, y coloured by area; depth (z) histogram.",
     "trials_per_tier": "Trials per tier.",
     "responses_per_area": "Distribution of positive responses per area (log scale), with the share of exact "
-                          "zeros; mean response per area and tier.",
+                          "zeros; mean response per area and tier. Trials whose responses were withheld "
+                          "(zero-filled test tiers) are left out of both.",
     "behavior_over_order": "Pupil dilation, its derivative, running speed and pupil position in presentation order.",
     "oracle_per_area": "Repeat reliability: per-neuron correlation of each repeat with the mean of the other "
                        "repeats of its image, pooled over images (db.oracle).",
@@ -26,7 +27,7 @@ CAPTIONS = {
 
 def draw_all(db, scan: str, out: Path) -> dict[str, Path]:
     """Compute, draw and save each figure; returns {name: PNG path}, in reading order."""
-    kind, n_trials = db.conn.execute("SELECT kind, n_trials FROM scans WHERE scan_key = ?", [scan]).fetchone()
+    kind, = db.conn.execute("SELECT kind FROM scans WHERE scan_key = ?", [scan]).fetchone()
     cells = numbers.neurons(db, scan)
     tier = numbers.repeat_tier(db, scan)
     drawn = {
@@ -34,10 +35,11 @@ def draw_all(db, scan: str, out: Path) -> dict[str, Path]:
         "neuron_positions": figures.neuron_positions(cells, scan),
         "trials_per_tier": figures.trials_per_tier(numbers.trials_per_tier(db, scan), scan),
         "responses_per_area": figures.responses_per_area(
-            numbers.response_distribution(db, scan, cells.area, n_trials), numbers.mean_response_by_tier(db, scan),
-            scan),
+            numbers.response_distribution(db, scan, cells.area), numbers.mean_response_by_tier(db, scan), scan,
+            numbers.withheld_tiers(db, scan)),
         "behavior_over_order": figures.behavior_over_order(numbers.behavior_over_order(db, scan), scan),
-        "oracle_per_area": figures.oracle_per_area(numbers.oracle(db, scan, tier), cells.area, tier, scan),
+        "oracle_per_area": figures.oracle_per_area(numbers.oracle(db, scan, tier), cells.area, tier, scan,
+                                                   "videos" if kind == "dynamic" else "images"),
     }
     if kind == "dynamic":
         drawn["mean_response_over_frames"] = figures.mean_response_over_frames(
