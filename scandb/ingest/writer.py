@@ -27,6 +27,7 @@ from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
 from ..source.scan import Scan, open_scan
 from ..store.base import collect_garbage
+from ..store.frames import FrameStore
 from ..store.images import ImageStore, discard
 from ..store.matrices import MatrixStore, MatrixWriter
 from . import prefetch, tables
@@ -195,10 +196,12 @@ class _ScanWriter:
             self._collect_replaced_files()
 
     def _collect_replaced_files(self) -> None:
-        """The replaced scan's images and matrix, which no row references any more."""
+        """The replaced scan's images, their time-major copies and its matrix, which no row
+        references any more."""
         images = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         matrices = {r[0] for r in self.conn.execute("SELECT path FROM response_matrices").fetchall()}
-        collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices)])
+        collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices),
+                         (FrameStore(self.store.root), images)])
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)

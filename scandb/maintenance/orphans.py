@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..catalog.database import Database
 from ..store.base import Store, collect_garbage
+from ..store.frames import FrameStore
 from ..store.images import ImageStore
 from ..store.matrices import MatrixStore
 
@@ -21,8 +22,10 @@ def referenced_matrices(db: Database) -> set[str]:
 
 def stores_and_references(db: Database) -> list[tuple[Store, set[str]]]:
     """Each store beside the database, with the keys its rows reference."""
-    return [(ImageStore(db.image_dir), referenced_images(db)),
-            (MatrixStore(db.image_dir), referenced_matrices(db))]
+    images = referenced_images(db)
+    return [(ImageStore(db.image_dir), images),
+            (MatrixStore(db.image_dir), referenced_matrices(db)),
+            (FrameStore(db.image_dir), images)]
 
 
 def orphan_files(db: Database) -> list[Path]:

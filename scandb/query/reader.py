@@ -19,6 +19,7 @@ from ..catalog.database import Database
 from ..errors import DatabaseError, UsageError
 from ..keys import ARROW_BATCH, BEHAVIOR_COLUMNS, PUPIL_COLUMNS, STIMULUS_KEY
 from ..source.npyfile import load as load_npy
+from ..store.frames import FrameStore, read_windows
 from .normalize import NEEDED, normalize
 
 
@@ -86,12 +87,15 @@ class ScanReader:
     def _dynamic_trials(self) -> dict[str, np.ndarray]:
         """Behavior and pupil position (n_trials, 2, T) from frame_behavior, video paths, valid lengths."""
         table = self.database.conn.execute("""
-            SELECT t.trial_id, t.n_frames, b.pupil_dilation, b.running_speed, b.pupil_x, b.pupil_y, i.path
+            SELECT t.trial_id, t.n_frames, b.pupil_dilation, b.running_speed, b.pupil_x, b.pupil_y, i.path,
+                   t.image_hash
             FROM trials t JOIN frame_behavior b USING (scan_key, trial_id) JOIN images i USING (image_hash)
             WHERE t.scan_key = ? ORDER BY t.trial_id""", [self.scan]).to_arrow_reader(ARROW_BATCH).read_all()
         if not np.array_equal(table["trial_id"].to_numpy(), np.arange(self.n_trials)):
             raise DatabaseError(f"scan {self.scan}: trials, frame_behavior or images rows are incomplete; "
                                 "run 'scandb verify'")
+
+        copies = FrameStore(self.database.image_dir)
 
         def frames(column: str) -> np.ndarray:
             values = table[column].combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -102,6 +106,7 @@ class ScanReader:
                 "pupil_center": np.stack([frames("pupil_x"), frames("pupil_y")], axis=1)
                 .astype(self.dtypes["pupil_center"]),
                 "image_paths": np.asarray(table["path"].to_pylist(), dtype=object),
+                "copy_paths": np.asarray([str(copies.file(h)) for h in table["image_hash"].to_pylist()], dtype=object),
                 "n_frames": table["n_frames"].to_numpy()}
 
     @cached_property
@@ -136,30 +141,52 @@ class ScanReader:
     def rows(self, key: str, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
         """behavior or pupil_center rows of these trials, in the stored dtype ((n, 2, F) for a
         dynamic scan: ``frames`` picks the window)."""
-        rows = self._trials[key][trial_ids]
-        return np.ascontiguousarray(take_frames(rows, frames)) if self.kind == "dynamic" else rows
+        rows = self._trials[key]
+        if self.kind != "dynamic":
+            return rows[trial_ids]
+        if isinstance(frames, slice):
+            return np.ascontiguousarray(rows[trial_ids][..., frames])
+        firsts, width = frames[:, 0].tolist(), frames.shape[1]
+        out = np.empty((len(trial_ids), *rows.shape[1:-1], width), rows.dtype)
+        for row, (trial, first) in enumerate(zip(np.asarray(trial_ids).tolist(), firsts)):
+            out[row] = rows[trial, ..., first:first + width]
+        return out
 
     def images(self, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
         """The trials' images (or videos, ``frames`` of them), each distinct file read once,
         in the stored dtype."""
+        if self.kind == "dynamic":
+            return self._videos(np.asarray(trial_ids), frames)
         paths = self._trials["image_paths"][trial_ids].tolist()
         root = self.database.path.parent
-        if self.kind == "dynamic" and not isinstance(frames, slice):
-            videos = {p: np.load(root / p, mmap_mode="r", allow_pickle=False) for p in dict.fromkeys(paths)}
-            if not paths:
-                return np.empty((0, *self.image_shape[:-1], frames.shape[1]), self.image_dtype)
-            width = frames.shape[1]  # windows are consecutive frames: slices read faster than an index
-            return np.stack([videos[p][..., row[0]:row[0] + width] for p, row in zip(paths, frames)])
-        if self.kind == "dynamic":
-            loaded = {p: np.load(root / p, mmap_mode="r", allow_pickle=False)[..., frames]
-                      for p in dict.fromkeys(paths)}
-        else:
-            loaded = {p: load_npy((root / p).read_bytes()) for p in dict.fromkeys(paths)}
+        loaded = {p: load_npy((root / p).read_bytes()) for p in dict.fromkeys(paths)}
         if not paths:
-            shape = self.image_shape[:-1] + (len(range(self.frames)[frames]),) if self.kind == "dynamic" \
-                else self.image_shape
-            return np.empty((0, *shape), self.image_dtype)
+            return np.empty((0, *self.image_shape), self.image_dtype)
         return np.stack([loaded[p] for p in paths])
+
+    def _videos(self, trial_ids: np.ndarray, frames) -> np.ndarray:
+        """(n, H, W, F) video windows, each read with one ``preadv`` from its video's
+        time-major copy into an (n, F, H, W) buffer, returned as a view in the source layout
+        (time-major strides, as responses). A video without a copy is cut from its source file."""
+        if isinstance(frames, slice):
+            first, stop, _ = frames.indices(self.frames)
+            firsts, width = [first] * len(trial_ids), stop - first
+        else:
+            firsts, width = frames[:, 0].tolist(), frames.shape[1]
+        out = np.empty((len(trial_ids), width, *self.image_shape[:-1]), self.image_dtype)
+        copies = self._trials["copy_paths"][trial_ids].tolist()
+        try:
+            missing = read_windows(copies, firsts, out, self.frames)
+        except OSError as exc:
+            raise DatabaseError(f"{exc.filename}: time-major video copy of scan {self.scan} unreadable "
+                                f"({exc.strerror or exc}); run 'scandb verify'") from None
+        if missing:
+            root = self.database.path.parent
+            paths = self._trials["image_paths"][trial_ids]
+            for row in missing:
+                video = np.load(root / paths[row], mmap_mode="r", allow_pickle=False)
+                out[row] = np.moveaxis(video[..., firsts[row]:firsts[row] + width], -1, 0)
+        return out.transpose(0, 2, 3, 1)
 
     # -- responses ------------------------------------------------------------------------
 
@@ -279,14 +306,6 @@ class ScanReader:
                                  "did not ship; pass normalize=False or ingest the scan with its statistics")
             self._statistics[key] = found
         return self._statistics[key]
-
-
-def take_frames(rows: np.ndarray, frames) -> np.ndarray:
-    """Per-trial arrays (time last) at a window: a slice, or an (n, F) index array, one row each."""
-    if isinstance(frames, slice):
-        return rows[..., frames]
-    index = frames.reshape(len(frames), *([1] * (rows.ndim - 2)), frames.shape[1])
-    return np.take_along_axis(rows, index, axis=-1)
 
 
 def _few(values, limit: int = 5) -> str:
