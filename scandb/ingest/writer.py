@@ -25,11 +25,13 @@ from ..catalog.schema import delete_scan_rows
 from ..catalog.transaction import transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
+from ..maintenance.orphans import referenced_meta_files
 from ..source.scan import Scan, open_scan
 from ..store.base import collect_garbage
 from ..store.frames import FrameStore
 from ..store.images import ImageStore, discard
 from ..store.matrices import MatrixStore, MatrixWriter
+from ..store.meta import MetaStore
 from . import prefetch, tables
 from .tables import Source
 
@@ -134,6 +136,7 @@ class _ScanWriter:
                  workers: int):
         self.db, self.conn, self.path, self.scan = db, db.conn, path, scan
         self.store = ImageStore(db.image_dir)
+        self.meta = MetaStore(db.image_dir)
         self.progress = progress or (lambda done, total: None)
         self.notes: list[str] = []
         self.groups = tables.neuron_groups(scan)
@@ -166,10 +169,11 @@ class _ScanWriter:
                 if replaced:
                     delete_scan_rows(self.conn, s.key)
                 self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
-                statistics = tables.statistics_table(s)
+                stored = {rel: self.meta.put(s.files[rel], rel) for rel in tables.kept_as_files(s)}
+                statistics = tables.statistics_table(s, stored)
                 if statistics is not None:
                     self._insert("statistics", statistics)
-                self._insert("scan_files", tables.file_table(s))
+                self._insert("scan_files", tables.file_table(s, stored))
                 if self.response_matrix or s.kind == "dynamic":
                     self.matrix = MatrixStore(self.store.root).writer(source.sha256, s.n_trials,
                                                                       *matrix_row_shape(s))
@@ -186,6 +190,7 @@ class _ScanWriter:
                 record_digests(self.db, s.key)
         except BaseException as exc:
             discard(self.created, self.store.root)
+            discard(self.meta.created, self.store.root)
             if self.matrix is not None:
                 self.matrix.discard()
             if isinstance(exc, ScandbError) or not isinstance(exc, Exception):
@@ -196,12 +201,12 @@ class _ScanWriter:
             self._collect_replaced_files()
 
     def _collect_replaced_files(self) -> None:
-        """The replaced scan's images, their time-major copies and its matrix, which no row
-        references any more."""
+        """The replaced scan's images, their time-major copies, its matrix and meta files,
+        which no row references any more."""
         images = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         matrices = {r[0] for r in self.conn.execute("SELECT path FROM response_matrices").fetchall()}
         collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices),
-                         (FrameStore(self.store.root), images)])
+                         (FrameStore(self.store.root), images), (self.meta, referenced_meta_files(self.conn))])
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)

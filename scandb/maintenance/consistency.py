@@ -12,6 +12,7 @@ from ..catalog.schema import SCAN_TABLES
 from ..source import npyfile
 from ..store.frames import FrameStore
 from ..store.images import image_hash
+from ..store.meta import intact
 from .orphans import orphan_files
 from .report import Kind, Problem, plural
 
@@ -25,6 +26,7 @@ IMAGE_DAMAGED = Kind("image file", "damaged or unreadable")
 IMAGE_CHANGED = Kind("image file", "changed on disk")
 ORPHANS = Kind("orphan file", "in the store")
 FRAME_COPY_CHANGED = Kind("time-major video copy", "differing from its video")
+META_FILE_PROBLEMS = Kind("meta file", "missing or changed on disk")
 MATRIX_PROBLEMS = Kind("response matrix", "unreadable or disagreeing with the responses table")
 
 COMPARED_PER_BATCH = 256
@@ -140,6 +142,25 @@ def _check_image_file(path: Path, digest: str, shape: tuple[int, ...], dtype: st
     if image_hash(header, raw) != digest:
         return IMAGE_CHANGED, "content does not match its hash (changed or damaged on disk)"
     return None
+
+
+def meta_file_problems(db: Database) -> list[Problem]:
+    """Each member kept as a file (``scan_files.stored_as``) exists and its bytes still hash
+    to its name; a row holds its content or names a file."""
+    problems = []
+    rows = db.conn.execute("SELECT scan_key, path, stored_as FROM scan_files "
+                           "WHERE stored_as IS NOT NULL OR content IS NULL ORDER BY ALL").fetchall()
+    for scan, member, stored_as in rows:
+        if stored_as is None:
+            problems.append(Problem(META_FILE_PROBLEMS, f"scan {scan}: {member} has neither content nor a file"))
+            continue
+        path = db.path.parent / stored_as
+        if not path.is_file():
+            problems.append(Problem(META_FILE_PROBLEMS, f"meta file {stored_as} ({member} of scan {scan}): missing"))
+        elif not intact(path):
+            problems.append(Problem(META_FILE_PROBLEMS, f"meta file {stored_as} ({member} of scan {scan}): content "
+                                                        "does not match its hash (changed or damaged on disk)"))
+    return problems
 
 
 def matrix_problems(db: Database) -> list[Problem]:

@@ -14,7 +14,8 @@ from ..store.frames import FrameStore
 from ..store.images import ImageStore
 from ..store.base import collect_garbage
 from ..store.matrices import MatrixStore
-from .orphans import collect_orphans, referenced_images, referenced_matrices
+from ..store.meta import MetaStore
+from .orphans import collect_orphans, referenced_images, referenced_matrices, referenced_meta_files
 from .report import plural
 
 
@@ -47,7 +48,8 @@ def remove_scan(db: Database, scan_key: str) -> RemoveResult:
     try:
         files_removed = ImageStore(db.image_dir).remove(unused)
         collect_garbage([(MatrixStore(db.image_dir), referenced_matrices(db)),
-                         (FrameStore(db.image_dir), referenced_images(db))])
+                         (FrameStore(db.image_dir), referenced_images(db)),
+                         (MetaStore(db.image_dir), referenced_meta_files(db.conn))])
     except OSError as exc:
         raise DatabaseError(f"{db.path}: removed {scan_key}, but could not delete its image files "
                             f"({exc.strerror or exc}); the next ingest deletes them") from None

@@ -26,6 +26,7 @@ def verify(db: Database) -> VerifyReport:
     report.add(file_problems)
     report.add(consistency.orphan_file_problems(db))
     report.add(consistency.matrix_problems(db))
+    report.add(consistency.meta_file_problems(db))
     report.add(digest_problems(db, report.notes))
     return report
 

@@ -8,8 +8,8 @@ its normalisation uses. After the first fetch of a scan, a batch of trials costs
 from __future__ import annotations
 
 import os
-
 from functools import cached_property
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -18,20 +18,39 @@ import pyarrow as pa
 from ..catalog.database import Database
 from ..errors import DatabaseError, UsageError
 from ..keys import ARROW_BATCH, BEHAVIOR_COLUMNS, PUPIL_COLUMNS, STIMULUS_KEY
-from ..source.npyfile import load as load_npy
+from ..maintenance.digests import database_folder
+from ..source.npyfile import NpyError, load as load_npy
 from ..store.frames import FrameStore, read_windows
+from ..store.meta import stored_content
 from .normalize import NEEDED, normalize
 
 
 def read_statistic(conn: duckdb.DuckDBPyConnection, scan: str, variable: str, stat: str,
-                   source: str = "all") -> np.ndarray | None:
-    """One meta/statistics array with its stored dtype and shape, or None when not stored."""
-    row = conn.execute("SELECT dtype, shape, data FROM statistics WHERE scan_key = ? AND variable = ? "
-                       "AND source = ? AND stat = ?", [scan, variable, source, stat]).fetchone()
+                   source: str = "all", folder: Path | None = None) -> np.ndarray | None:
+    """One meta/statistics array with its stored dtype and shape, or None when not stored;
+    from its row, or from its file in the store (``folder``: the database's folder)."""
+    row = conn.execute("""
+        SELECT s.dtype, s.shape, s.data, f.stored_as FROM statistics s
+        LEFT JOIN scan_files f ON f.scan_key = s.scan_key
+             AND f.path = 'meta/statistics/' || s.variable || '/' || s.source || '/' || s.stat || '.npy'
+        WHERE s.scan_key = ? AND s.variable = ? AND s.source = ? AND s.stat = ?""",
+                       [scan, variable, source, stat]).fetchone()
     if row is None:
         return None
-    dtype, shape, data = row
-    return np.array(data, dtype=np.float64).astype(dtype).reshape(shape)
+    dtype, shape, data, stored_as = row
+    if data is not None:
+        return np.array(data, dtype=np.float64).astype(dtype).reshape(shape)
+    array = None
+    if stored_as is not None:
+        try:
+            array = load_npy(stored_content(folder or database_folder(conn), stored_as))
+        except NpyError as exc:
+            raise DatabaseError(f"{stored_as}: statistic {variable}/{source}/{stat} of scan {scan} unreadable "
+                                f"({exc}); run 'scandb verify'") from None
+    if array is None or array.dtype.str != dtype or list(array.shape) != list(shape):
+        raise DatabaseError(f"scan {scan}: statistic {variable}/{source}/{stat} has no values or a file of "
+                            f"another shape ({stored_as}); run 'scandb verify'")
+    return array.copy()
 
 
 class ScanReader:
@@ -299,7 +318,8 @@ class ScanReader:
 
     def _statistics_of(self, key: str) -> dict[str, np.ndarray]:
         if key not in self._statistics:
-            found = {stat: read_statistic(self.database.conn, self.scan, key, stat) for stat in NEEDED[key]}
+            found = {stat: read_statistic(self.database.conn, self.scan, key, stat, folder=self.database.path.parent)
+                     for stat in NEEDED[key]}
             missing = [f"meta/statistics/{key}/all/{stat}.npy" for stat, value in found.items() if value is None]
             if missing:
                 raise UsageError(f"scan {self.scan}: normalize=True needs {' and '.join(missing)}, which the scan "
