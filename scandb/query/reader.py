@@ -22,6 +22,7 @@ from ..maintenance.digests import database_folder
 from ..source.npyfile import NpyError, load as load_npy
 from ..store.frames import FrameStore, read_windows
 from ..store.meta import stored_content
+from ..store.reads import read_ranges
 from .normalize import NEEDED, normalize
 
 
@@ -237,8 +238,8 @@ class ScanReader:
         return values.reshape(len(column), self.n_neurons).copy()
 
     def _read_windows(self, trial_ids: np.ndarray, firsts: np.ndarray, width: int) -> np.ndarray:
-        """(n, F, N) windows of the time-major matrix, each one read call into its rows
-        (faster than copying out of the memory map, whose pages each cost a fault)."""
+        """(n, F, N) windows of the time-major matrix, each one read into its rows, several
+        at once (faster cold than copying out of the memory map, whose pages each cost a fault)."""
         window = np.empty((len(trial_ids), width, self.n_neurons), np.float32)
         if self._matrix is None or not len(window):
             return window
@@ -250,12 +251,11 @@ class ScanReader:
         frame_bytes = self.n_neurons * 4
         fd = os.open(path, os.O_RDONLY)
         try:
-            for row, (trial, first) in enumerate(zip(trial_ids.tolist(), firsts.tolist())):
-                buffer = memoryview(window[row]).cast("B")
-                at = offset + (trial * self.frames + first) * frame_bytes
-                if os.preadv(fd, [buffer], at) != len(buffer):
-                    raise DatabaseError(f"{path}: response matrix of scan {self.scan} is shorter than its "
-                                        f"shape; run 'scandb verify'")
+            jobs = [(fd, memoryview(window[row]).cast("B"), offset + (trial * self.frames + first) * frame_bytes)
+                    for row, (trial, first) in enumerate(zip(trial_ids.tolist(), firsts.tolist()))]
+            if any(got != len(buffer) for got, (_, buffer, _) in zip(read_ranges(jobs), jobs)):
+                raise DatabaseError(f"{path}: response matrix of scan {self.scan} is shorter than its "
+                                    f"shape; run 'scandb verify'")
         finally:
             os.close(fd)
         return window

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..source import npyfile
 from .base import TEMPORARY_SUFFIX, Store, remove_if_empty, write_then_rename
+from .reads import read_ranges
 
 FOLDER = "frames"
 FANOUT = 2
@@ -86,22 +87,25 @@ class FrameStore(Store):
 
 def read_windows(paths: list[Path], firsts: list[int], out: np.ndarray, frames: int) -> list[int]:
     """Frames ``first:first + F`` of each copy (``frames`` frames long) read into ``out[row]``
-    (``out`` is ``(n, F, H, W)``), one ``preadv`` per row. Returns the rows whose copy does
-    not exist (left untouched); a copy shorter than its shape is an OSError naming it."""
+    (``out`` is ``(n, F, H, W)``), one read per row. Returns the rows whose copy does not
+    exist (left untouched); a copy shorter than its shape is an OSError naming it."""
     frame_shape, dtype = out.shape[2:], out.dtype
     frame_bytes = math.prod(frame_shape) * dtype.itemsize
     data_offset = len(header_bytes((frames, *frame_shape), dtype))
-    missing = []
-    for row, (path, first) in enumerate(zip(paths, firsts)):
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            missing.append(row)
-            continue
-        try:
-            buffer = memoryview(out[row]).cast("B")
-            if os.preadv(fd, [buffer], data_offset + first * frame_bytes) != len(buffer):
-                raise OSError(errno.EIO, "shorter than its shape", str(path))
-        finally:
+    missing, opened = [], []
+    try:
+        for row, (path, first) in enumerate(zip(paths, firsts)):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                missing.append(row)
+                continue
+            opened.append((row, fd, memoryview(out[row]).cast("B"), data_offset + first * frame_bytes))
+        got = read_ranges([(fd, buffer, offset) for _, fd, buffer, offset in opened])
+        for (row, _, buffer, _), count in zip(opened, got):
+            if count != len(buffer):
+                raise OSError(errno.EIO, "shorter than its shape", str(paths[row]))
+    finally:
+        for _, fd, _, _ in opened:
             os.close(fd)
     return missing
