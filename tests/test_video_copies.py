@@ -118,3 +118,28 @@ def test_removing_the_scan_removes_its_copies_and_a_stray_copy_is_an_orphan(copi
     with scandb.connect(db_path, read_only=False) as db:
         db.remove(spec.key)
     assert copies_in(db_path) == []
+
+
+def test_reader_processes_write_the_same_matrix_copies_and_rows_as_one_process(tmp_path, monkeypatch):
+    from scandb.ingest import prefetch
+    monkeypatch.setattr(prefetch, "CHUNK_TRIALS", 5)  # several chunks, spread over both readers
+    spec = VideoSpec(animal_id=29518, seed=8)
+    path = write_zip(generate_dynamic(spec), tmp_path / f"{spec.name}.zip")
+    contents = []
+    for workers in (0, 2):
+        db_path = tmp_path / f"w{workers}" / "lab.duckdb"
+        db_path.parent.mkdir()
+        with Database(db_path, read_only=False) as db:
+            db.ensure_schema()
+            assert ingest(db, path, workers=workers).status == "ingested"
+            rows = {table: db.conn.execute(f"SELECT * EXCLUDE (scan_key) FROM {table} ORDER BY ALL").fetchall()
+                    for table in ("trials", "frame_behavior", "area_frame_responses")}
+            matrix = db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
+        files = {p.relative_to(db_path.parent).as_posix(): p.read_bytes()
+                 for p in (db_path.parent / "lab.images").rglob("*") if p.is_file()}
+        contents.append((rows, files, matrix))
+    assert repr(contents[0]) == repr(contents[1])  # repr: NaN padding compares equal
+    matrix = np.load(tmp_path / "w2" / contents[1][2])
+    source = generate_dynamic(spec).arrays
+    expected = np.stack([source[f"data/responses/{i}.npy"].T for i in range(spec.n_trials)]).astype(np.float32)
+    assert np.array_equal(bits(matrix), bits(expected))

@@ -37,6 +37,7 @@ from ..source.archive import ZipArchive
 from ..source.scan import Scan
 from ..store.frames import FrameStore
 from ..store.images import ImageStore, discard
+from ..store.matrices import RowSink
 from .tables import NeuronGroups, TrialChunk, all_zero, test_tiers, valid_lengths
 
 CHUNK_TRIALS = 256
@@ -57,14 +58,19 @@ processes and their pipes cost more than they save on a small scan."""
 
 
 def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.ndarray,
-               frames: FrameStore | None = None) -> TrialChunk:
+               frames: FrameStore | None = None, matrix: RowSink | None = None) -> TrialChunk:
     """These trials read, checked, hashed, and their images stored (and, given ``frames``,
-    the time-major copies of their videos); a chunk that fails removes the files it wrote
-    before raising."""
+    the time-major copies of their videos; given ``matrix``, a dynamic scan's time-major
+    response rows, which the chunk then does not carry); a chunk that fails removes the
+    files it wrote before raising."""
     created_before = len(store.created)
     frames_before = len(frames.created) if frames is not None else 0
     try:
-        return _read_chunk(scan, store, groups, trials, created_before, frames, frames_before)
+        chunk = _read_chunk(scan, store, groups, trials, created_before, frames, frames_before)
+        if matrix is not None and chunk.n_frames is not None:
+            matrix.write(chunk.trials, chunk.responses.transpose(0, 2, 1))
+            chunk.responses = None
+        return chunk
     except BaseException:
         discard(store.created[created_before:], store.root)
         del store.created[created_before:]
@@ -153,22 +159,25 @@ class Prefetcher:
     ``close`` waits for the workers, so no file is written after it returns.
     """
 
-    def __init__(self, path: Path, scan: Scan, store: ImageStore, groups: NeuronGroups, workers: int):
+    def __init__(self, path: Path, scan: Scan, store: ImageStore, groups: NeuronGroups, workers: int,
+                 matrix: RowSink | None = None):
         self.scan, self.store, self.groups = scan, store, groups
         self.frames = FrameStore(store.root) if scan.kind == "dynamic" else None
+        self.matrix = matrix if scan.kind == "dynamic" else None
+        """Where a dynamic scan's response rows go, written by whoever reads them."""
         self.created: list[str] = []
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[Future] = deque()
         if workers:
             self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                              initializer=_start_worker,
-                                             initargs=(path, scan, store.root, groups, os.getpid()))
+                                             initargs=(path, scan, store.root, groups, os.getpid(), self.matrix))
 
     def chunks(self, order: np.ndarray) -> Iterator[TrialChunk]:
         todo = iter(chunks_in(order, chunk_trials(self.scan)))
         if self._pool is None:
             for trials in todo:
-                yield self._keep(read_chunk(self.scan, self.store, self.groups, trials, self.frames))
+                yield self._keep(read_chunk(self.scan, self.store, self.groups, trials, self.frames, self.matrix))
             return
         for trials in todo:
             self._pending.append(self._pool.submit(_worker_chunk, trials))
@@ -215,7 +224,8 @@ class _Refused:
 _worker: dict = {}
 
 
-def _start_worker(path: Path, scan: Scan, store_root: Path, groups: NeuronGroups, parent: int) -> None:
+def _start_worker(path: Path, scan: Scan, store_root: Path, groups: NeuronGroups, parent: int,
+                  matrix: RowSink | None) -> None:
     """Runs first in each forked worker: the scan, already validated by the parent, gets its
     own open archive (a zip's file offset must not be shared between processes)."""
     _die_with_parent(parent)
@@ -224,11 +234,13 @@ def _start_worker(path: Path, scan: Scan, store_root: Path, groups: NeuronGroups
     _worker["store"] = ImageStore(store_root)
     _worker["groups"] = groups
     _worker["frames"] = FrameStore(store_root) if scan.kind == "dynamic" else None
+    _worker["matrix"] = matrix
 
 
 def _worker_chunk(trials: np.ndarray) -> TrialChunk | _Refused:
     try:
-        return read_chunk(_worker["scan"], _worker["store"], _worker["groups"], trials, _worker["frames"])
+        return read_chunk(_worker["scan"], _worker["store"], _worker["groups"], trials, _worker["frames"],
+                          _worker["matrix"])
     except BadScanError as exc:
         return _Refused(exc.scan, exc.member, exc.problem)
 

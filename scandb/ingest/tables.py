@@ -49,8 +49,9 @@ class TrialChunk:
     trials: np.ndarray
     """trial ids (int32), in the order read"""
     images: list[StoredImage]
-    responses: np.ndarray
-    """(len(trials), n_neurons) float32"""
+    responses: np.ndarray | None
+    """(len(trials), n_neurons) float32; None for a dynamic chunk whose reader wrote its
+    rows into the response matrix itself"""
     behavior: np.ndarray
     """(len(trials), 3) float64"""
     pupil: np.ndarray

@@ -226,7 +226,8 @@ class _ScanWriter:
         known = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         trial_image_ids = tables.image_ids(s)
         non_finite = lossy = 0
-        reader = prefetch.Prefetcher(self.path, s, self.store, self.groups, self.workers)
+        sink = self.matrix.sink() if self.matrix is not None and s.kind == "dynamic" else None
+        reader = prefetch.Prefetcher(self.path, s, self.store, self.groups, self.workers, sink)
         try:
             for chunk in reader.chunks(tables.image_order(s)):
                 self.created = reader.created
@@ -242,9 +243,10 @@ class _ScanWriter:
                 lossy += chunk.lossy
                 if new_images:
                     self._insert("images", tables.image_table(new_images))
-                if self.matrix is not None:
-                    rows = chunk.responses.transpose(0, 2, 1) if s.kind == "dynamic" else chunk.responses
-                    self.matrix.write(chunk.trials, rows)
+                if chunk.responses is None:  # a dynamic chunk's rows, written by its reader
+                    self.matrix.count(len(chunk.trials))
+                elif self.matrix is not None:
+                    self.matrix.write(chunk.trials, chunk.responses)
                 if s.kind == "dynamic":
                     self._insert("frame_behavior", tables.frame_behavior_table(s.key, chunk))
                     self._insert("area_frame_responses", tables.area_frame_table(s.key, chunk, self.groups))
