@@ -143,3 +143,27 @@ def test_reader_processes_write_the_same_matrix_copies_and_rows_as_one_process(t
     source = generate_dynamic(spec).arrays
     expected = np.stack([source[f"data/responses/{i}.npy"].T for i in range(spec.n_trials)]).astype(np.float32)
     assert np.array_equal(bits(matrix), bits(expected))
+
+
+def test_the_matrix_digest_made_from_rows_at_ingest_is_what_verify_reads_and_catches_a_change(copied):
+    import hashlib
+    db_path, spec, _ = copied
+    with scandb.connect(db_path) as db:
+        method, recorded = db.sql("SELECT method, digest FROM scan_digests WHERE part = 'response matrix'").fetchone()
+        matrix = db_path.parent / db.sql("SELECT path FROM response_matrices").fetchone()[0]
+        assert db.verify().ok
+    raw = matrix.read_bytes()
+    header = len(raw) - spec.n_trials * spec.n_frames * spec.n_neurons * 4
+    rows = [raw[header + i * (len(raw) - header) // spec.n_trials:header + (i + 1) * (len(raw) - header) // spec.n_trials]
+            for i in range(spec.n_trials)]
+    expected = hashlib.sha256(raw[:header])
+    for row in rows:
+        expected.update(hashlib.sha256(row).digest())
+    expected.update(hashlib.sha256(b"").digest())
+    assert (method, recorded) == ("sha256 of row sha256s", expected.hexdigest())
+    changed = bytearray(raw)
+    changed[header + 5] ^= 1
+    matrix.write_bytes(bytes(changed))
+    with scandb.connect(db_path) as db:
+        report = db.verify()
+    assert f"scan {spec.key}: response matrix file changed since ingest" in report.text()

@@ -68,7 +68,7 @@ def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.n
     try:
         chunk = _read_chunk(scan, store, groups, trials, created_before, frames, frames_before)
         if matrix is not None and chunk.n_frames is not None:
-            matrix.write(chunk.trials, chunk.responses.transpose(0, 2, 1))
+            chunk.row_digests = matrix.write(chunk.trials, chunk.responses.transpose(0, 2, 1))
             chunk.responses = None
         return chunk
     except BaseException:

@@ -71,6 +71,8 @@ class TrialChunk:
     n_frames: np.ndarray | None = None
     """dynamic scans: (len(trials),) int32 valid lengths. responses are then (n, N, T),
     behavior and pupil (n, 2, T), area_sums (n, n_groups, T)"""
+    row_digests: list[bytes] | None = None
+    """sha256 of each trial's response matrix row, when the reader wrote the rows"""
 
 
 @dataclass

@@ -145,6 +145,8 @@ class _ScanWriter:
         self.response_matrix = response_matrix
         self.created: list[str] = []
         """Image files this ingest wrote, from every reader: removed if it rolls back."""
+        self.row_digests: dict[int, bytes] = {}
+        """sha256 of each response matrix row its reader wrote, by trial id."""
 
     def write(self, source: Source, replaced: bool) -> None:
         previous = self.conn.execute("SELECT current_setting('threads'), "
@@ -187,7 +189,8 @@ class _ScanWriter:
                     self._insert("response_matrices", tables.response_matrix_row(s.key, key, s.n_trials, s.n_neurons))
                 if replaced:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
-                record_digests(self.db, s.key)
+                rows_hashed = self.row_digests and len(self.row_digests) == s.n_trials
+                record_digests(self.db, s.key, [self.row_digests[t] for t in range(s.n_trials)] if rows_hashed else None)
         except BaseException as exc:
             discard(self.created, self.store.root)
             discard(self.meta.created, self.store.root)
@@ -245,6 +248,8 @@ class _ScanWriter:
                     self._insert("images", tables.image_table(new_images))
                 if chunk.responses is None:  # a dynamic chunk's rows, written by its reader
                     self.matrix.count(len(chunk.trials))
+                    for trial, digest in zip(chunk.trials.tolist(), chunk.row_digests):
+                        self.row_digests[trial] = digest
                 elif self.matrix is not None:
                     self.matrix.write(chunk.trials, chunk.responses)
                 if s.kind == "dynamic":

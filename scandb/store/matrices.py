@@ -10,6 +10,7 @@ before the commit, removed on rollback.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -110,11 +111,16 @@ class RowSink:
     def __init__(self, path: Path, data_offset: int, row_bytes: int):
         self.path, self.data_offset, self.row_bytes = path, data_offset, row_bytes
 
-    def write(self, trials: np.ndarray, rows: np.ndarray) -> None:
+    def write(self, trials: np.ndarray, rows: np.ndarray) -> list[bytes]:
+        """Write the rows of these trials; returns the sha256 of each row's bytes (the
+        matrix's digest is made of them, see ``maintenance/digests.py``)."""
         rows = np.ascontiguousarray(rows, dtype=np.float32)
+        digests = []
         fd = os.open(self.path, os.O_WRONLY)
         try:
             for trial, row in zip(trials.tolist(), rows):
                 os.pwrite(fd, row.data, self.data_offset + trial * self.row_bytes)
+                digests.append(hashlib.sha256(row.data).digest())
         finally:
             os.close(fd)
+        return digests
