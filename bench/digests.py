@@ -54,9 +54,9 @@ def run(out: Path, tiny: bool) -> dict:
     recording = []
     record = writer.record_digests
 
-    def timed_record(db, scan_key):
+    def timed_record(db, scan_key, matrix_rows=None):
         started = time.perf_counter()
-        record(db, scan_key)
+        record(db, scan_key, matrix_rows)
         recording.append(time.perf_counter() - started)
 
     writer.record_digests = timed_record

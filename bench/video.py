@@ -10,10 +10,11 @@ release) and reused. Then, in one run so both sides see the same machine load:
 1. ``unzip`` into a fresh folder, then ``scandb ingest`` into a fresh database: wall, CPU,
    peak memory of the ingest's process tree (PSS);
 2. a batch of 32 random 50-frame windows (videos, responses, behavior, pupil_center),
-   through ``ScanDB.fetch(frames=...)`` against per-file loading as neuralpredictors'
-   ``MovieFileTreeDataset`` does it (``np.load`` of each trial's four files, then the
-   slice), alternating, best of ``--rounds``: warm (files in the page cache), then cold
-   (both sides' files evicted with ``posix_fadvise(DONTNEED)`` before each batch);
+   through ``ScanDB.fetch(frames=...)`` and through ``ScanDataset(frames=50)`` against
+   per-file loading as neuralpredictors' ``MovieFileTreeDataset`` does it (``np.load`` of
+   each trial's four files, then the slice), alternating, best and median of ``--rounds``:
+   warm (files in the page cache), then cold (every side's files evicted with
+   ``posix_fadvise(DONTNEED)`` before each batch); and the bytes each side must read;
 3. database + store size against the zip; the README's video SQL, timed.
 """
 
@@ -127,39 +128,78 @@ def evict(*folders: Path) -> None:
                     os.close(fd)
 
 
+def dataset_batch(dataset, rows: list[int], seed: int) -> None:
+    """One batch as a training loop reads it: ``ScanDataset.__getitems__`` (no database; the
+    random windows drawn from torch's generator, seeded so a warm repeat reads the same)."""
+    import torch
+    torch.manual_seed(seed)
+    dataset.__getitems__(rows)
+
+
+def batch_bytes(folder: Path, batch: list[tuple[int, int]], neurons: int, video_frame_bytes: int) -> dict:
+    """Bytes each side must read for a batch: every file of each trial for per-file loading,
+    the window's frames for scandb (responses and the video's time-major copy; behavior and
+    pupil position are held in memory)."""
+    per_file = sum((folder / "data" / name / f"{trial}.npy").stat().st_size
+                   for trial, _ in batch for name in ("videos", "responses", "behavior", "pupil_center"))
+    scandb_side = len(batch) * WINDOW * (neurons * 4 + video_frame_bytes)
+    return {"per_file_mb": round(per_file / 1e6, 1), "scandb_mb": round(scandb_side / 1e6, 1),
+            "ratio": round(per_file / scandb_side, 1)}
+
+
+def spread(times: list[float]) -> dict:
+    return {"best": round(min(times), 4), "median": round(statistics.median(times), 4)}
+
+
 def compare_windows(db_path: Path, key: str, folder: Path, rounds: int, cold: bool) -> dict:
-    """scandb against per-file loading, alternating, best of ``rounds``. Warm: each batch
-    is read once untimed, then timed. Cold: before each
-    timed batch a fresh connection reads one window of a trial outside the batch (statistics,
-    SQL, the matrix's map), then the files of both sides are evicted from the page cache."""
+    """scandb against per-file loading, alternating, ``rounds`` batches each: ``db.fetch``
+    (one API call: it opens the database file, reads, closes it) and ``ScanDataset`` (what a
+    training loop calls: store files only). Warm: each batch is read once untimed, then
+    timed. Cold: before each timed batch the files of every side are evicted from the page
+    cache (``db.fetch`` first reads one window of a trial outside the batch on a fresh
+    connection: statistics, SQL, the matrix's header)."""
     import scandb
+    from scandb.torchdata import ScanDataset
     rng = np.random.default_rng(1 if cold else 0)
-    ours, theirs = [], []
+    times: dict[str, list[float]] = {"db_fetch": [], "dataset": [], "per_file": []}
     with scandb.connect(db_path) as db:
         info = db.sql("SELECT n_frames, tier FROM trials ORDER BY trial_id").fetchnumpy()
     lengths, train = info["n_frames"], np.flatnonzero(info["tier"] == "train")
+    dataset = ScanDataset(db_path, f"SELECT scan_key, trial_id FROM trials WHERE tier = 'train' "
+                                   f"AND n_frames >= {WINDOW} ORDER BY trial_id", frames=WINDOW,
+                           normalize=False)  # the per-file side reads the arrays as stored
+    store = db_path.with_suffix(".images")
     db = scandb.connect(db_path)
     scandb_batch(db, key, windows(rng, lengths, train))  # first use: statistics, memory maps
-    for _ in range(rounds):
+    dataset_batch(dataset, list(range(BATCH)), 0)
+    for round_ in range(rounds):
         batch = windows(rng, lengths, train)
         if cold:
             db.close(); del db; gc.collect()
             db = scandb.connect(db_path)
             outside = next(int(t) for t in train if int(t) not in {b for b, _ in batch})
             scandb_batch(db, key, [(outside, 0)])
-            evict(db_path.with_suffix(".images"), folder)
+            evict(store, folder)
         else:
             scandb_batch(db, key, batch)  # warm: this batch's pages read once before timing
-        t = time.perf_counter(); scandb_batch(db, key, batch); ours.append(time.perf_counter() - t)
+        t = time.perf_counter(); scandb_batch(db, key, batch); times["db_fetch"].append(time.perf_counter() - t)
+        rows = rng.choice(len(dataset), BATCH, replace=False).tolist()
+        if cold:
+            evict(store, folder)
+        else:
+            dataset_batch(dataset, rows, round_)
+        t = time.perf_counter(); dataset_batch(dataset, rows, round_); times["dataset"].append(time.perf_counter() - t)
         batch = windows(rng, lengths, train)
         if cold:
-            evict(db_path.with_suffix(".images"), folder)
+            evict(store, folder)
         else:
             per_file_batch(folder, batch)
-        t = time.perf_counter(); per_file_batch(folder, batch); theirs.append(time.perf_counter() - t)
+        t = time.perf_counter(); per_file_batch(folder, batch); times["per_file"].append(time.perf_counter() - t)
     db.close()
-    return {"scandb": round(min(ours), 4), "per_file": round(min(theirs), 4),
-            "speedup": round(min(theirs) / min(ours), 1)}
+    out = {side: spread(values) for side, values in times.items()}
+    for side in ("db_fetch", "dataset"):
+        out[f"{side}_speedup"] = {stat: round(out["per_file"][stat] / out[side][stat], 1) for stat in ("best", "median")}
+    return out
 
 
 def size(path: Path) -> int:
@@ -168,10 +208,10 @@ def size(path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=700)
-    parser.add_argument("--neurons", type=int, default=8000)
-    parser.add_argument("--frames", type=int, default=315)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=700, help="trials of the generated scan")
+    parser.add_argument("--neurons", type=int, default=8000, help="neurons of the generated scan")
+    parser.add_argument("--frames", type=int, default=315, help="padded frames T of every trial")
+    parser.add_argument("--rounds", type=int, default=5, help="batches timed per side and cache state")
     parser.add_argument("--keep", action="store_true",
                         help="keep the unzipped scan and the database under bench/data/video/ for --reuse")
     parser.add_argument("--reuse", action="store_true",
@@ -197,6 +237,9 @@ def main(argv: list[str] | None = None) -> dict:
     out["db_plus_store_bytes"] = size(work / "lab.duckdb") + size(work / "lab.images")
     out["db_plus_store_over_zip"] = round(out["db_plus_store_bytes"] / out["zip_bytes"], 2)
     folder = work / "unzipped" / spec.name
+    h, w = spec.video_shape
+    out["batch_32_windows_bytes"] = batch_bytes(folder, windows(np.random.default_rng(2), np.full(spec.n_trials, WINDOW),
+                                                                np.arange(spec.n_trials)), spec.n_neurons, h * w * 4)
     out["batch_32_windows_s"] = {
         "warm": compare_windows(work / "lab.duckdb", spec.key, folder, args.rounds, cold=False),
         "cold": compare_windows(work / "lab.duckdb", spec.key, folder, args.rounds, cold=True)}

@@ -31,6 +31,7 @@ from .query.neurons import Neurons
 from .query.reader import Readers, read_statistic
 from .query.selection import Selection
 from .source.npyfile import load as load_npy
+from .store.meta import stored_content
 
 if TYPE_CHECKING:
     import pandas
@@ -178,7 +179,7 @@ class ScanDB:
     def statistic(self, scan: str, variable: str, stat: str, source: str = "all") -> np.ndarray:
         """One meta/statistics array, with its stored dtype and shape."""
         self._readers.get(scan)
-        found = read_statistic(self.conn, scan, variable, stat, source)
+        found = read_statistic(self.conn, scan, variable, stat, source, folder=self.database.path.parent)
         if found is None:
             raise UsageError(f"no statistic {variable}/{source}/{stat} for scan {scan!r}")
         return found
@@ -186,12 +187,13 @@ class ScanDB:
     @holding
     def file(self, scan: str, path: str) -> np.ndarray | bytes:
         """A file the scan shipped outside data/ (meta arrays, config.json), as it was."""
-        row = self.conn.execute("SELECT content FROM scan_files WHERE scan_key = ? AND path = ?",
+        row = self.conn.execute("SELECT content, stored_as FROM scan_files WHERE scan_key = ? AND path = ?",
                                 [scan, path]).fetchone()
         if row is None:
             self._readers.get(scan)
             raise UsageError(f"scan {scan!r} has no file {path!r}")
-        return load_npy(row[0]).copy() if path.endswith(".npy") else row[0]
+        content = row[0] if row[1] is None else stored_content(self.database.path.parent, row[1])
+        return load_npy(content).copy() if path.endswith(".npy") else content
 
     # -- arrays ---------------------------------------------------------------------------
 

@@ -16,7 +16,8 @@ import pytest
 
 from scandb.source import npyfile
 from scandb.store.base import Store, collect_garbage, temporary_for
-from scandb.store.images import ImageStore
+from scandb.store.frames import FrameStore, read_windows
+from scandb.store.images import ImageStore, image_hash
 from scandb.store.matrices import MatrixStore
 
 
@@ -158,3 +159,28 @@ def test_one_collector_cleans_several_stores(tmp_path):
     assert collect_garbage([(images, set()), (matrices, set())]) == 2
     assert images.files() == {} and matrices.files() == {}
     assert os.listdir(tmp_path / "lab.images") in ([], ["responses"])
+
+
+class TestFrameStore(StoreContract):
+    def make(self, folder: Path) -> Store:
+        return FrameStore(folder)
+
+    def add(self, store: FrameStore, seed: int) -> tuple[str, bytes]:
+        video = np.random.default_rng(seed).normal(size=(3, 4, 5)).astype(np.float32)
+        raw = npy_bytes(video)
+        digest = image_hash(npyfile.parse_header(raw), raw)
+        store.put(digest, raw)
+        return digest, npy_bytes(np.ascontiguousarray(np.moveaxis(video, -1, 0)))
+
+
+def test_a_video_copy_is_written_once_and_read_back_window_by_window(tmp_path):
+    store = FrameStore(tmp_path / "lab.images")
+    video = np.arange(2 * 3 * 6, dtype=np.float64).reshape(2, 3, 6)
+    raw = npy_bytes(video)
+    store.put("cd" * 32, raw)
+    store.put("cd" * 32, raw)
+    assert store.created == [store.file("cd" * 32)]
+    out = np.empty((2, 4, 2, 3), np.float64)
+    missing = read_windows([store.file("cd" * 32), tmp_path / "absent.npy"], [1, 0], out, frames=6)
+    assert missing == [1]
+    assert np.array_equal(out[0], np.moveaxis(video[..., 1:5], -1, 0))

@@ -136,7 +136,8 @@ statistics = sa.Table(
     sa.Column("stat", sa.String, primary_key=True),
     sa.Column("dtype", sa.String, nullable=False),
     sa.Column("shape", sa.ARRAY(sa.Integer), nullable=False),
-    sa.Column("data", sa.ARRAY(sa.Double), nullable=False, comment="values, flattened in C order"),
+    sa.Column("data", sa.ARRAY(sa.Double),
+              comment="values, flattened in C order; NULL when the member is kept as a file (scan_files.stored_as)"),
 )
 
 scan_files = sa.Table(
@@ -145,7 +146,10 @@ scan_files = sa.Table(
     sa.Column("path", sa.String, primary_key=True, comment="relative to the scan root, e.g. meta/trials/tiers.npy"),
     sa.Column("dtype", sa.String, comment="for .npy files"),
     sa.Column("shape", sa.ARRAY(sa.Integer), comment="for .npy files"),
-    sa.Column("content", sa.LargeBinary, nullable=False, comment="the file, byte for byte"),
+    sa.Column("content", sa.LargeBinary, comment="the file, byte for byte; NULL when kept as a file (stored_as)"),
+    sa.Column("stored_as", sa.String,
+              comment="the file in the store, relative to the database's folder, named by the sha256 of its bytes "
+                      "(a dynamic scan's time-resolved statistics); NULL when content holds it"),
 )
 
 response_matrices = sa.Table(

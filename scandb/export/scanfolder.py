@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..keys import STIMULUS_KEY
 from ..source.npyfile import dumps, load
+from ..store.meta import stored_content
 
 SOURCE_TRIAL_FILE = "meta/trials/source_trial_id.npy"
 """The source scan's trial id (its file number) of each exported trial."""
@@ -66,9 +67,11 @@ def write_scan(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray | N
 def _write_files(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray | None, n_neurons: int,
                  folder: Path) -> None:
     """Everything outside data/: meta arrays taken for the selection, the rest verbatim."""
-    rows = db.conn.execute("SELECT path, content FROM scan_files WHERE scan_key = ? ORDER BY path",
+    rows = db.conn.execute("SELECT path, content, stored_as FROM scan_files WHERE scan_key = ? ORDER BY path",
                            [scan_key]).fetchall()
-    for path, content in rows:
+    for path, content, stored_as in rows:
+        if stored_as is not None:
+            content = stored_content(db.database.path.parent, stored_as)
         target = folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_taken(path, content, trial_ids, neurons, n_neurons))

@@ -35,7 +35,9 @@ from ..errors import BadScanError
 from ..source import npyfile
 from ..source.archive import ZipArchive
 from ..source.scan import Scan
+from ..store.frames import FrameStore
 from ..store.images import ImageStore, discard
+from ..store.matrices import RowSink
 from .tables import NeuronGroups, TrialChunk, all_zero, test_tiers, valid_lengths
 
 CHUNK_TRIALS = 256
@@ -55,20 +57,31 @@ MIN_BYTES_FOR_WORKERS = 64 << 20
 processes and their pipes cost more than they save on a small scan."""
 
 
-def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.ndarray) -> TrialChunk:
-    """These trials read, checked, hashed, and their images stored; a chunk that fails
-    removes the image files it wrote before raising."""
+def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.ndarray,
+               frames: FrameStore | None = None, matrix: RowSink | None = None) -> TrialChunk:
+    """These trials read, checked, hashed, and their images stored (and, given ``frames``,
+    the time-major copies of their videos; given ``matrix``, a dynamic scan's time-major
+    response rows, which the chunk then does not carry); a chunk that fails removes the
+    files it wrote before raising."""
     created_before = len(store.created)
+    frames_before = len(frames.created) if frames is not None else 0
     try:
-        return _read_chunk(scan, store, groups, trials, created_before)
+        chunk = _read_chunk(scan, store, groups, trials, created_before, frames, frames_before)
+        if matrix is not None and chunk.n_frames is not None:
+            chunk.row_digests = matrix.write(chunk.trials, chunk.responses.transpose(0, 2, 1))
+            chunk.responses = None
+        return chunk
     except BaseException:
         discard(store.created[created_before:], store.root)
         del store.created[created_before:]
+        if frames is not None:
+            discard(frames.created[frames_before:], store.root)
+            del frames.created[frames_before:]
         raise
 
 
 def _read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.ndarray,
-                created_before: int) -> TrialChunk:
+                created_before: int, frames: FrameStore | None, frames_before: int) -> TrialChunk:
     n = len(trials)
     digests: dict[str, str] = {}
     images = []
@@ -77,6 +90,8 @@ def _read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.
         raw = scan.read_trial_bytes(stimulus, trial)
         digests[f"data/{stimulus}/{trial}.npy"] = hashlib.sha256(raw).hexdigest()
         images.append(store.put(npyfile.parse_header(raw), raw))
+        if frames is not None:
+            frames.put(images[-1].image_hash, raw)
     responses = _read_key(scan, "responses", trials, digests)
     as_float32 = responses.astype(np.float32, copy=False)
     lossy = 0
@@ -84,6 +99,8 @@ def _read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.
         lossy = int(np.count_nonzero(as_float32.astype(responses.dtype) != responses))
     non_finite = int(np.count_nonzero(~np.isfinite(as_float32)))
     created = [str(p) for p in store.created[created_before:]]
+    if frames is not None:
+        created += [str(p) for p in frames.created[frames_before:]]
     responses_withheld = all_zero(as_float32) & test_tiers(scan.trials["tiers"][trials])
     if scan.kind == "dynamic":
         behavior = _read_key(scan, "behavior", trials, digests).astype(np.float64)
@@ -142,21 +159,25 @@ class Prefetcher:
     ``close`` waits for the workers, so no file is written after it returns.
     """
 
-    def __init__(self, path: Path, scan: Scan, store: ImageStore, groups: NeuronGroups, workers: int):
+    def __init__(self, path: Path, scan: Scan, store: ImageStore, groups: NeuronGroups, workers: int,
+                 matrix: RowSink | None = None):
         self.scan, self.store, self.groups = scan, store, groups
+        self.frames = FrameStore(store.root) if scan.kind == "dynamic" else None
+        self.matrix = matrix if scan.kind == "dynamic" else None
+        """Where a dynamic scan's response rows go, written by whoever reads them."""
         self.created: list[str] = []
         self._pool: ProcessPoolExecutor | None = None
         self._pending: deque[Future] = deque()
         if workers:
             self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                              initializer=_start_worker,
-                                             initargs=(path, scan, store.root, groups, os.getpid()))
+                                             initargs=(path, scan, store.root, groups, os.getpid(), self.matrix))
 
     def chunks(self, order: np.ndarray) -> Iterator[TrialChunk]:
         todo = iter(chunks_in(order, chunk_trials(self.scan)))
         if self._pool is None:
             for trials in todo:
-                yield self._keep(read_chunk(self.scan, self.store, self.groups, trials))
+                yield self._keep(read_chunk(self.scan, self.store, self.groups, trials, self.frames, self.matrix))
             return
         for trials in todo:
             self._pending.append(self._pool.submit(_worker_chunk, trials))
@@ -203,7 +224,8 @@ class _Refused:
 _worker: dict = {}
 
 
-def _start_worker(path: Path, scan: Scan, store_root: Path, groups: NeuronGroups, parent: int) -> None:
+def _start_worker(path: Path, scan: Scan, store_root: Path, groups: NeuronGroups, parent: int,
+                  matrix: RowSink | None) -> None:
     """Runs first in each forked worker: the scan, already validated by the parent, gets its
     own open archive (a zip's file offset must not be shared between processes)."""
     _die_with_parent(parent)
@@ -211,11 +233,14 @@ def _start_worker(path: Path, scan: Scan, store_root: Path, groups: NeuronGroups
     _worker["scan"] = scan
     _worker["store"] = ImageStore(store_root)
     _worker["groups"] = groups
+    _worker["frames"] = FrameStore(store_root) if scan.kind == "dynamic" else None
+    _worker["matrix"] = matrix
 
 
 def _worker_chunk(trials: np.ndarray) -> TrialChunk | _Refused:
     try:
-        return read_chunk(_worker["scan"], _worker["store"], _worker["groups"], trials)
+        return read_chunk(_worker["scan"], _worker["store"], _worker["groups"], trials, _worker["frames"],
+                          _worker["matrix"])
     except BadScanError as exc:
         return _Refused(exc.scan, exc.member, exc.problem)
 

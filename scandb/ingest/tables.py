@@ -49,8 +49,9 @@ class TrialChunk:
     trials: np.ndarray
     """trial ids (int32), in the order read"""
     images: list[StoredImage]
-    responses: np.ndarray
-    """(len(trials), n_neurons) float32"""
+    responses: np.ndarray | None
+    """(len(trials), n_neurons) float32; None for a dynamic chunk whose reader wrote its
+    rows into the response matrix itself"""
     behavior: np.ndarray
     """(len(trials), 3) float64"""
     pupil: np.ndarray
@@ -70,6 +71,8 @@ class TrialChunk:
     n_frames: np.ndarray | None = None
     """dynamic scans: (len(trials),) int32 valid lengths. responses are then (n, N, T),
     behavior and pupil (n, 2, T), area_sums (n, n_groups, T)"""
+    row_digests: list[bytes] | None = None
+    """sha256 of each trial's response matrix row, when the reader wrote the rows"""
 
 
 @dataclass
@@ -150,10 +153,32 @@ def neuron_table(scan: Scan) -> pa.Table:
     return pa.table(columns)
 
 
-def statistics_table(scan: Scan) -> pa.Table | None:
+def kept_as_files(scan: Scan) -> list[str]:
+    """Members outside data/ kept as files in the store rather than as rows: a dynamic scan's
+    time-resolved statistics (16 M values for a full-size mouse, which an open transaction
+    would hold in memory; store/meta.py)."""
+    if scan.kind != "dynamic":
+        return []
+    return sorted(rel for rel in scan.files if rel.startswith("meta/statistics/") and rel.endswith(".npy"))
+
+
+def statistic_member(variable: str, source: str, stat: str) -> str:
+    return f"meta/statistics/{variable}/{source}/{stat}.npy"
+
+
+def statistics_table(scan: Scan, stored: dict[str, str] | None = None) -> pa.Table | None:
+    """One row per statistic; ``stored``: members kept as files (by member path), whose
+    values are then NULL here."""
     stats = scan.statistics
     if not stats:
         return None
+    stored = stored or {}
+
+    def values(st) -> np.ndarray | None:
+        if statistic_member(st.variable, st.source, st.stat) in stored:
+            return None
+        return st.array.astype(np.float64).ravel()
+
     return pa.table({
         "scan_key": [scan.key] * len(stats),
         "variable": [st.variable for st in stats],
@@ -161,12 +186,14 @@ def statistics_table(scan: Scan) -> pa.Table | None:
         "stat": [st.stat for st in stats],
         "dtype": [st.array.dtype.str for st in stats],
         "shape": pa.array([list(st.array.shape) for st in stats], pa.list_(pa.int32())),
-        "data": pa.array([st.array.astype(np.float64).ravel() for st in stats], pa.list_(pa.float64())),
+        "data": pa.array([values(st) for st in stats], pa.list_(pa.float64())),
     })
 
 
-def file_table(scan: Scan) -> pa.Table:
-    """Every member outside data/, verbatim, with dtype and shape for `.npy` files."""
+def file_table(scan: Scan, stored: dict[str, str] | None = None) -> pa.Table:
+    """Every member outside data/, verbatim, with dtype and shape for `.npy` files;
+    ``stored``: members kept as files, by member path, whose rows name the file instead."""
+    stored = stored or {}
     paths, dtypes, shapes, contents = [], [], [], []
     for rel, raw in sorted(scan.files.items()):
         dtype = shape = None
@@ -176,10 +203,12 @@ def file_table(scan: Scan) -> pa.Table:
             except npyfile.NpyError as exc:
                 raise BadScanError(scan.label, scan.root + rel, str(exc)) from None
             dtype, shape = header.dtype.str, list(header.shape)
-        paths.append(rel), dtypes.append(dtype), shapes.append(shape), contents.append(raw)
+        paths.append(rel), dtypes.append(dtype), shapes.append(shape)
+        contents.append(None if rel in stored else raw)
     return pa.table({
         "scan_key": [scan.key] * len(paths), "path": paths, "dtype": pa.array(dtypes, pa.string()),
         "shape": pa.array(shapes, pa.list_(pa.int32())), "content": pa.array(contents, pa.binary()),
+        "stored_as": pa.array([stored.get(rel) for rel in paths], pa.string()),
     })
 
 

@@ -25,10 +25,13 @@ from ..catalog.schema import delete_scan_rows
 from ..catalog.transaction import transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
+from ..maintenance.orphans import referenced_meta_files
 from ..source.scan import Scan, open_scan
 from ..store.base import collect_garbage
+from ..store.frames import FrameStore
 from ..store.images import ImageStore, discard
 from ..store.matrices import MatrixStore, MatrixWriter
+from ..store.meta import MetaStore
 from . import prefetch, tables
 from .tables import Source
 
@@ -133,6 +136,7 @@ class _ScanWriter:
                  workers: int):
         self.db, self.conn, self.path, self.scan = db, db.conn, path, scan
         self.store = ImageStore(db.image_dir)
+        self.meta = MetaStore(db.image_dir)
         self.progress = progress or (lambda done, total: None)
         self.notes: list[str] = []
         self.groups = tables.neuron_groups(scan)
@@ -141,6 +145,8 @@ class _ScanWriter:
         self.response_matrix = response_matrix
         self.created: list[str] = []
         """Image files this ingest wrote, from every reader: removed if it rolls back."""
+        self.row_digests: dict[int, bytes] = {}
+        """sha256 of each response matrix row its reader wrote, by trial id."""
 
     def write(self, source: Source, replaced: bool) -> None:
         previous = self.conn.execute("SELECT current_setting('threads'), "
@@ -165,10 +171,11 @@ class _ScanWriter:
                 if replaced:
                     delete_scan_rows(self.conn, s.key)
                 self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
-                statistics = tables.statistics_table(s)
+                stored = {rel: self.meta.put(s.files[rel], rel) for rel in tables.kept_as_files(s)}
+                statistics = tables.statistics_table(s, stored)
                 if statistics is not None:
                     self._insert("statistics", statistics)
-                self._insert("scan_files", tables.file_table(s))
+                self._insert("scan_files", tables.file_table(s, stored))
                 if self.response_matrix or s.kind == "dynamic":
                     self.matrix = MatrixStore(self.store.root).writer(source.sha256, s.n_trials,
                                                                       *matrix_row_shape(s))
@@ -182,9 +189,11 @@ class _ScanWriter:
                     self._insert("response_matrices", tables.response_matrix_row(s.key, key, s.n_trials, s.n_neurons))
                 if replaced:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
-                record_digests(self.db, s.key)
+                rows_hashed = self.row_digests and len(self.row_digests) == s.n_trials
+                record_digests(self.db, s.key, [self.row_digests[t] for t in range(s.n_trials)] if rows_hashed else None)
         except BaseException as exc:
             discard(self.created, self.store.root)
+            discard(self.meta.created, self.store.root)
             if self.matrix is not None:
                 self.matrix.discard()
             if isinstance(exc, ScandbError) or not isinstance(exc, Exception):
@@ -195,10 +204,12 @@ class _ScanWriter:
             self._collect_replaced_files()
 
     def _collect_replaced_files(self) -> None:
-        """The replaced scan's images and matrix, which no row references any more."""
+        """The replaced scan's images, their time-major copies, its matrix and meta files,
+        which no row references any more."""
         images = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         matrices = {r[0] for r in self.conn.execute("SELECT path FROM response_matrices").fetchall()}
-        collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices)])
+        collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices),
+                         (FrameStore(self.store.root), images), (self.meta, referenced_meta_files(self.conn))])
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)
@@ -218,7 +229,8 @@ class _ScanWriter:
         known = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         trial_image_ids = tables.image_ids(s)
         non_finite = lossy = 0
-        reader = prefetch.Prefetcher(self.path, s, self.store, self.groups, self.workers)
+        sink = self.matrix.sink() if self.matrix is not None and s.kind == "dynamic" else None
+        reader = prefetch.Prefetcher(self.path, s, self.store, self.groups, self.workers, sink)
         try:
             for chunk in reader.chunks(tables.image_order(s)):
                 self.created = reader.created
@@ -234,9 +246,12 @@ class _ScanWriter:
                 lossy += chunk.lossy
                 if new_images:
                     self._insert("images", tables.image_table(new_images))
-                if self.matrix is not None:
-                    rows = chunk.responses.transpose(0, 2, 1) if s.kind == "dynamic" else chunk.responses
-                    self.matrix.write(chunk.trials, rows)
+                if chunk.responses is None:  # a dynamic chunk's rows, written by its reader
+                    self.matrix.count(len(chunk.trials))
+                    for trial, digest in zip(chunk.trials.tolist(), chunk.row_digests):
+                        self.row_digests[trial] = digest
+                elif self.matrix is not None:
+                    self.matrix.write(chunk.trials, chunk.responses)
                 if s.kind == "dynamic":
                     self._insert("frame_behavior", tables.frame_behavior_table(s.key, chunk))
                     self._insert("area_frame_responses", tables.area_frame_table(s.key, chunk, self.groups))

@@ -10,7 +10,9 @@ import numpy as np
 from ..catalog.database import Database
 from ..catalog.schema import SCAN_TABLES
 from ..source import npyfile
+from ..store.frames import FrameStore
 from ..store.images import image_hash
+from ..store.meta import intact
 from .orphans import orphan_files
 from .report import Kind, Problem, plural
 
@@ -23,6 +25,8 @@ IMAGE_MISSING = Kind("image file", "missing")
 IMAGE_DAMAGED = Kind("image file", "damaged or unreadable")
 IMAGE_CHANGED = Kind("image file", "changed on disk")
 ORPHANS = Kind("orphan file", "in the store")
+FRAME_COPY_CHANGED = Kind("time-major video copy", "differing from its video")
+META_FILE_PROBLEMS = Kind("meta file", "missing or changed on disk")
 MATRIX_PROBLEMS = Kind("response matrix", "unreadable or disagreeing with the responses table")
 
 COMPARED_PER_BATCH = 256
@@ -91,13 +95,34 @@ def image_file_problems(db: Database) -> tuple[list[Problem], int]:
     """Every referenced image file exists and its content hashes to its name (the digest
     ingest recorded for it); returns the problems and the number of files checked."""
     problems = []
+    copies = FrameStore(db.image_dir)
     rows = db.conn.execute("SELECT image_hash, path, shape, dtype FROM images ORDER BY 1").fetchall()
     for digest, path, shape, dtype in rows:
         problem = _check_image_file(db.path.parent / path, digest, tuple(shape), dtype)
         if problem:
             kind, text = problem
             problems.append(Problem(kind, f"image file {path}: {text}"))
+        elif copies.file(digest).exists():
+            text = _check_frame_copy(copies.file(digest), db.path.parent / path)
+            if text:
+                where = copies.file(digest).relative_to(db.path.parent).as_posix()
+                problems.append(Problem(FRAME_COPY_CHANGED, f"video copy {where}: {text}"))
     return problems, len(rows)
+
+
+def _check_frame_copy(copy: Path, video: Path) -> str | None:
+    """A time-major copy holds its (checked) video's values, bit for bit, time first."""
+    try:
+        frames = npyfile.load(copy.read_bytes())
+    except (OSError, npyfile.NpyError) as exc:
+        return f"unreadable ({exc}); delete it and reads fall back to the video"
+    source = npyfile.load(video.read_bytes())
+    expected = np.moveaxis(source, -1, 0)
+    if (frames.shape != expected.shape or frames.dtype != expected.dtype
+            or not np.array_equal(frames.view(np.uint8), np.ascontiguousarray(expected).view(np.uint8))):
+        return (f"not the values of {video.name} time first (changed or damaged on disk); delete it and "
+                "reads fall back to the video")
+    return None
 
 
 def _check_image_file(path: Path, digest: str, shape: tuple[int, ...], dtype: str) -> tuple[Kind, str] | None:
@@ -117,6 +142,25 @@ def _check_image_file(path: Path, digest: str, shape: tuple[int, ...], dtype: st
     if image_hash(header, raw) != digest:
         return IMAGE_CHANGED, "content does not match its hash (changed or damaged on disk)"
     return None
+
+
+def meta_file_problems(db: Database) -> list[Problem]:
+    """Each member kept as a file (``scan_files.stored_as``) exists and its bytes still hash
+    to its name; a row holds its content or names a file."""
+    problems = []
+    rows = db.conn.execute("SELECT scan_key, path, stored_as FROM scan_files "
+                           "WHERE stored_as IS NOT NULL OR content IS NULL ORDER BY ALL").fetchall()
+    for scan, member, stored_as in rows:
+        if stored_as is None:
+            problems.append(Problem(META_FILE_PROBLEMS, f"scan {scan}: {member} has neither content nor a file"))
+            continue
+        path = db.path.parent / stored_as
+        if not path.is_file():
+            problems.append(Problem(META_FILE_PROBLEMS, f"meta file {stored_as} ({member} of scan {scan}): missing"))
+        elif not intact(path):
+            problems.append(Problem(META_FILE_PROBLEMS, f"meta file {stored_as} ({member} of scan {scan}): content "
+                                                        "does not match its hash (changed or damaged on disk)"))
+    return problems
 
 
 def matrix_problems(db: Database) -> list[Problem]:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from ..catalog.database import Database
 from ..store.base import Store, collect_garbage
+from ..store.frames import FrameStore
 from ..store.images import ImageStore
 from ..store.matrices import MatrixStore
+from ..store.meta import MetaStore
 
 
 def referenced_images(db: Database) -> set[str]:
@@ -19,10 +21,18 @@ def referenced_matrices(db: Database) -> set[str]:
     return {row[0] for row in db.conn.execute("SELECT path FROM response_matrices").fetchall()}
 
 
+def referenced_meta_files(conn) -> set[str]:
+    """The meta files ``scan_files`` rows name."""
+    return {r[0] for r in conn.execute("SELECT stored_as FROM scan_files WHERE stored_as IS NOT NULL").fetchall()}
+
+
 def stores_and_references(db: Database) -> list[tuple[Store, set[str]]]:
     """Each store beside the database, with the keys its rows reference."""
-    return [(ImageStore(db.image_dir), referenced_images(db)),
-            (MatrixStore(db.image_dir), referenced_matrices(db))]
+    images = referenced_images(db)
+    return [(ImageStore(db.image_dir), images),
+            (MatrixStore(db.image_dir), referenced_matrices(db)),
+            (FrameStore(db.image_dir), images),
+            (MetaStore(db.image_dir), referenced_meta_files(db.conn))]
 
 
 def orphan_files(db: Database) -> list[Path]:

@@ -10,10 +10,12 @@ from ..catalog.database import Database
 from ..catalog.schema import delete_scan_rows
 from ..catalog.transaction import explain, transaction
 from ..errors import DatabaseError, UsageError
+from ..store.frames import FrameStore
 from ..store.images import ImageStore
 from ..store.base import collect_garbage
 from ..store.matrices import MatrixStore
-from .orphans import collect_orphans, referenced_matrices
+from ..store.meta import MetaStore
+from .orphans import collect_orphans, referenced_images, referenced_matrices, referenced_meta_files
 from .report import plural
 
 
@@ -45,7 +47,9 @@ def remove_scan(db: Database, scan_key: str) -> RemoveResult:
     unused = delete_scan(db, scan_key)
     try:
         files_removed = ImageStore(db.image_dir).remove(unused)
-        collect_garbage([(MatrixStore(db.image_dir), referenced_matrices(db))])
+        collect_garbage([(MatrixStore(db.image_dir), referenced_matrices(db)),
+                         (FrameStore(db.image_dir), referenced_images(db)),
+                         (MetaStore(db.image_dir), referenced_meta_files(db.conn))])
     except OSError as exc:
         raise DatabaseError(f"{db.path}: removed {scan_key}, but could not delete its image files "
                             f"({exc.strerror or exc}); the next ingest deletes them") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..catalog.database import Database
 from . import consistency
-from .digests import FILE_METHOD, MATRIX_PART, Digest, recorded_digests, scan_digests, table_method
+from .digests import FILE_METHOD, MATRIX_PART, ROWS_METHOD, Digest, recorded_digests, scan_digests, table_method
 from .report import Kind, Problem, VerifyReport
 
 TABLE_CHANGED = Kind("scan table", "changed since ingest")
@@ -26,6 +26,7 @@ def verify(db: Database) -> VerifyReport:
     report.add(file_problems)
     report.add(consistency.orphan_file_problems(db))
     report.add(consistency.matrix_problems(db))
+    report.add(consistency.meta_file_problems(db))
     report.add(digest_problems(db, report.notes))
     return report
 
@@ -44,7 +45,7 @@ def digest_problems(db: Database, notes: list[str]) -> list[Problem]:
             continue
         now = scan_digests(db.conn, scan, db.path.parent, method, response_values="responses" in then)
         for part in sorted(then.keys() | now.keys()):
-            if part in then and then[part].method not in (method, FILE_METHOD):
+            if part in then and then[part].method not in (method, FILE_METHOD, ROWS_METHOD):
                 incomparable += 1
                 continue
             problem = _compare(scan, part, then.get(part), now.get(part))

@@ -50,10 +50,17 @@ Frames = "slice | np.ndarray"
 
 
 def cut_frames(values: np.ndarray, frames) -> np.ndarray:
-    """``values`` (time last) at these frames; an (n, F) index array gives (n, ..., F)."""
+    """``values`` (time last) at these frames; an (n, F) array of consecutive frames per row
+    gives (n, ..., F), each row one contiguous block of a time-major copy, returned with the
+    time-major strides of the windows it scales (a gather along the last axis was 5x slower)."""
     if isinstance(frames, slice):
         return values if frames == slice(None) else values[..., frames]
-    return np.moveaxis(values[..., frames], -2, 0)
+    width = frames.shape[1]
+    time_major = np.ascontiguousarray(np.moveaxis(values, -1, 0))
+    blocks = np.empty((len(frames), width, *values.shape[:-1]), values.dtype)
+    for row, first in enumerate(frames[:, 0].tolist()):
+        blocks[row] = time_major[first:first + width]
+    return np.moveaxis(blocks, 1, -1)
 
 
 def normalize(key: str, x: np.ndarray, stats: Mapping[str, np.ndarray],
@@ -63,12 +70,13 @@ def normalize(key: str, x: np.ndarray, stats: Mapping[str, np.ndarray],
     ``x`` holds of a dynamic scan (factors are computed on the whole statistics first, so
     the 1% threshold is the same for every window)."""
     if key in ("images", "videos"):
-        return ((x - cut_frames(stats["mean"], frames)) / cut_frames(stats["std"], frames)).astype(np.float32)
+        return ((x - cut_frames(stats["mean"], frames)) / cut_frames(stats["std"], frames)).astype(np.float32,
+                                                                                                 copy=False)
     if key == "responses":
         precision = response_precision(stats["std"])
         if neurons is not None:
             precision = precision[neurons]
-        return (x * cut_frames(precision, frames)).astype(np.float32)
+        return (x * cut_frames(precision, frames)).astype(np.float32, copy=False)
     if key == "behavior":
         return (x * cut_frames(1 / _per_row(stats["std"]), frames)).astype(np.float32)
     if key == "pupil_center":

@@ -8,8 +8,8 @@ its normalisation uses. After the first fetch of a scan, a batch of trials costs
 from __future__ import annotations
 
 import os
-
 from functools import cached_property
+from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -18,20 +18,41 @@ import pyarrow as pa
 from ..catalog.database import Database
 from ..errors import DatabaseError, UsageError
 from ..keys import ARROW_BATCH, BEHAVIOR_COLUMNS, PUPIL_COLUMNS, STIMULUS_KEY
+from ..maintenance.digests import database_folder
 from ..source.npyfile import MAX_HEADER, NpyError, parse_header
 from ..source.npyfile import load as load_npy
+from ..store.frames import FrameStore, read_windows
+from ..store.meta import stored_content
+from ..store.reads import read_ranges
 from .normalize import NEEDED, normalize
 
 
 def read_statistic(conn: duckdb.DuckDBPyConnection, scan: str, variable: str, stat: str,
-                   source: str = "all") -> np.ndarray | None:
-    """One meta/statistics array with its stored dtype and shape, or None when not stored."""
-    row = conn.execute("SELECT dtype, shape, data FROM statistics WHERE scan_key = ? AND variable = ? "
-                       "AND source = ? AND stat = ?", [scan, variable, source, stat]).fetchone()
+                   source: str = "all", folder: Path | None = None) -> np.ndarray | None:
+    """One meta/statistics array with its stored dtype and shape, or None when not stored;
+    from its row, or from its file in the store (``folder``: the database's folder)."""
+    row = conn.execute("""
+        SELECT s.dtype, s.shape, s.data, f.stored_as FROM statistics s
+        LEFT JOIN scan_files f ON f.scan_key = s.scan_key
+             AND f.path = 'meta/statistics/' || s.variable || '/' || s.source || '/' || s.stat || '.npy'
+        WHERE s.scan_key = ? AND s.variable = ? AND s.source = ? AND s.stat = ?""",
+                       [scan, variable, source, stat]).fetchone()
     if row is None:
         return None
-    dtype, shape, data = row
-    return np.array(data, dtype=np.float64).astype(dtype).reshape(shape)
+    dtype, shape, data, stored_as = row
+    if data is not None:
+        return np.array(data, dtype=np.float64).astype(dtype).reshape(shape)
+    array = None
+    if stored_as is not None:
+        try:
+            array = load_npy(stored_content(folder or database_folder(conn), stored_as))
+        except NpyError as exc:
+            raise DatabaseError(f"{stored_as}: statistic {variable}/{source}/{stat} of scan {scan} unreadable "
+                                f"({exc}); run 'scandb verify'") from None
+    if array is None or array.dtype.str != dtype or list(array.shape) != list(shape):
+        raise DatabaseError(f"scan {scan}: statistic {variable}/{source}/{stat} has no values or a file of "
+                            f"another shape ({stored_as}); run 'scandb verify'")
+    return array.copy()
 
 
 class ScanReader:
@@ -93,12 +114,15 @@ class ScanReader:
     def _dynamic_trials(self) -> dict[str, np.ndarray]:
         """Behavior and pupil position (n_trials, 2, T) from frame_behavior, video paths, valid lengths."""
         table = self.database.conn.execute("""
-            SELECT t.trial_id, t.n_frames, b.pupil_dilation, b.running_speed, b.pupil_x, b.pupil_y, i.path
+            SELECT t.trial_id, t.n_frames, b.pupil_dilation, b.running_speed, b.pupil_x, b.pupil_y, i.path,
+                   t.image_hash
             FROM trials t JOIN frame_behavior b USING (scan_key, trial_id) JOIN images i USING (image_hash)
             WHERE t.scan_key = ? ORDER BY t.trial_id""", [self.scan]).to_arrow_reader(ARROW_BATCH).read_all()
         if not np.array_equal(table["trial_id"].to_numpy(), np.arange(self.n_trials)):
             raise DatabaseError(f"scan {self.scan}: trials, frame_behavior or images rows are incomplete; "
                                 "run 'scandb verify'")
+
+        copies = FrameStore(self.database.image_dir)
 
         def frames(column: str) -> np.ndarray:
             values = table[column].combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -109,6 +133,7 @@ class ScanReader:
                 "pupil_center": np.stack([frames("pupil_x"), frames("pupil_y")], axis=1)
                 .astype(self.dtypes["pupil_center"]),
                 "image_paths": np.asarray(table["path"].to_pylist(), dtype=object),
+                "copy_paths": np.asarray([str(copies.file(h)) for h in table["image_hash"].to_pylist()], dtype=object),
                 "n_frames": table["n_frames"].to_numpy()}
 
     @cached_property
@@ -143,26 +168,23 @@ class ScanReader:
     def rows(self, key: str, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
         """behavior or pupil_center rows of these trials, in the stored dtype ((n, 2, F) for a
         dynamic scan: ``frames`` picks the window)."""
-        rows = self._trials[key][trial_ids]
-        return np.ascontiguousarray(take_frames(rows, frames)) if self.kind == "dynamic" else rows
+        rows = self._trials[key]
+        if self.kind != "dynamic":
+            return rows[trial_ids]
+        if isinstance(frames, slice):
+            return np.ascontiguousarray(rows[trial_ids][..., frames])
+        firsts, width = frames[:, 0].tolist(), frames.shape[1]
+        out = np.empty((len(trial_ids), *rows.shape[1:-1], width), rows.dtype)
+        for row, (trial, first) in enumerate(zip(np.asarray(trial_ids).tolist(), firsts)):
+            out[row] = rows[trial, ..., first:first + width]
+        return out
 
     def images(self, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
-        """The trials' images (or videos, ``frames`` of them), each distinct video file read
-        once, in the stored dtype."""
-        paths = self._trials["image_paths"][trial_ids].tolist()
-        if self.kind == "static":
-            return self._static_images(paths)
-        root = self.database.path.parent
-        if not isinstance(frames, slice):
-            videos = {p: np.load(root / p, mmap_mode="r", allow_pickle=False) for p in dict.fromkeys(paths)}
-            if not paths:
-                return np.empty((0, *self.image_shape[:-1], frames.shape[1]), self.image_dtype)
-            width = frames.shape[1]  # windows are consecutive frames: slices read faster than an index
-            return np.stack([videos[p][..., row[0]:row[0] + width] for p, row in zip(paths, frames)])
-        loaded = {p: np.load(root / p, mmap_mode="r", allow_pickle=False)[..., frames] for p in dict.fromkeys(paths)}
-        if not paths:
-            return np.empty((0, *self.image_shape[:-1], len(range(self.frames)[frames])), self.image_dtype)
-        return np.stack([loaded[p] for p in paths])
+        """The trials' images (or videos, ``frames`` of them), each distinct file read once,
+        in the stored dtype."""
+        if self.kind == "dynamic":
+            return self._videos(np.asarray(trial_ids), frames)
+        return self._static_images(self._trials["image_paths"][trial_ids].tolist())
 
     def _static_images(self, paths: list[str]) -> np.ndarray:
         """Static images, each file read by one ``preadv`` straight into its row of the batch.
@@ -237,6 +259,30 @@ class ScanReader:
                                 f"{self.image_shape}; run 'scandb verify'")
         return image
 
+    def _videos(self, trial_ids: np.ndarray, frames) -> np.ndarray:
+        """(n, H, W, F) video windows, each read with one ``preadv`` from its video's
+        time-major copy into an (n, F, H, W) buffer, returned as a view in the source layout
+        (time-major strides, as responses). A video without a copy is cut from its source file."""
+        if isinstance(frames, slice):
+            first, stop, _ = frames.indices(self.frames)
+            firsts, width = [first] * len(trial_ids), stop - first
+        else:
+            firsts, width = frames[:, 0].tolist(), frames.shape[1]
+        out = np.empty((len(trial_ids), width, *self.image_shape[:-1]), self.image_dtype)
+        copies = self._trials["copy_paths"][trial_ids].tolist()
+        try:
+            missing = read_windows(copies, firsts, out, self.frames)
+        except OSError as exc:
+            raise DatabaseError(f"{exc.filename}: time-major video copy of scan {self.scan} unreadable "
+                                f"({exc.strerror or exc}); run 'scandb verify'") from None
+        if missing:
+            root = self.database.path.parent
+            paths = self._trials["image_paths"][trial_ids]
+            for row in missing:
+                video = np.load(root / paths[row], mmap_mode="r", allow_pickle=False)
+                out[row] = np.moveaxis(video[..., firsts[row]:firsts[row] + width], -1, 0)
+        return out.transpose(0, 2, 3, 1)
+
     # -- responses ------------------------------------------------------------------------
 
     def responses(self, trial_ids: np.ndarray, frames: slice = slice(None)) -> np.ndarray:
@@ -290,8 +336,8 @@ class ScanReader:
         return out
 
     def _read_windows(self, trial_ids: np.ndarray, firsts: np.ndarray, width: int) -> np.ndarray:
-        """(n, F, N) windows of the time-major matrix, each one read call into its rows
-        (faster than copying out of the memory map, whose pages each cost a fault)."""
+        """(n, F, N) windows of the time-major matrix, each one read into its rows, several
+        at once (faster cold than copying out of the memory map, whose pages each cost a fault)."""
         window = np.empty((len(trial_ids), width, self.n_neurons), np.float32)
         if self._matrix is None or not len(window):
             return window
@@ -303,12 +349,11 @@ class ScanReader:
         frame_bytes = self.n_neurons * 4
         fd = os.open(path, os.O_RDONLY)
         try:
-            for row, (trial, first) in enumerate(zip(trial_ids.tolist(), firsts.tolist())):
-                buffer = memoryview(window[row]).cast("B")
-                at = offset + (trial * self.frames + first) * frame_bytes
-                if os.preadv(fd, [buffer], at) != len(buffer):
-                    raise DatabaseError(f"{path}: response matrix of scan {self.scan} is shorter than its "
-                                        f"shape; run 'scandb verify'")
+            jobs = [(fd, memoryview(window[row]).cast("B"), offset + (trial * self.frames + first) * frame_bytes)
+                    for row, (trial, first) in enumerate(zip(trial_ids.tolist(), firsts.tolist()))]
+            if any(got != len(buffer) for got, (_, buffer, _) in zip(read_ranges(jobs), jobs)):
+                raise DatabaseError(f"{path}: response matrix of scan {self.scan} is shorter than its "
+                                    f"shape; run 'scandb verify'")
         finally:
             os.close(fd)
         return window
@@ -371,7 +416,8 @@ class ScanReader:
 
     def _statistics_of(self, key: str) -> dict[str, np.ndarray]:
         if key not in self._statistics:
-            found = {stat: read_statistic(self.database.conn, self.scan, key, stat) for stat in NEEDED[key]}
+            found = {stat: read_statistic(self.database.conn, self.scan, key, stat, folder=self.database.path.parent)
+                     for stat in NEEDED[key]}
             missing = [f"meta/statistics/{key}/all/{stat}.npy" for stat, value in found.items() if value is None]
             if missing:
                 raise UsageError(f"scan {self.scan}: normalize=True needs {' and '.join(missing)}, which the scan "
@@ -382,14 +428,6 @@ class ScanReader:
 
 def _unreadable(path: str, exc: OSError) -> DatabaseError:
     return DatabaseError(f"{path}: image file unreadable ({exc.strerror or exc}); run 'scandb verify'")
-
-
-def take_frames(rows: np.ndarray, frames) -> np.ndarray:
-    """Per-trial arrays (time last) at a window: a slice, or an (n, F) index array, one row each."""
-    if isinstance(frames, slice):
-        return rows[..., frames]
-    index = frames.reshape(len(frames), *([1] * (rows.ndim - 2)), frames.shape[1])
-    return np.take_along_axis(rows, index, axis=-1)
 
 
 def _few(values, limit: int = 5) -> str:

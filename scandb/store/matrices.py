@@ -10,6 +10,7 @@ before the commit, removed on rollback.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -78,6 +79,15 @@ class MatrixWriter:
             os.pwrite(fd, row.data, self._data_offset + trial * self._row_bytes)
         self.rows_written += len(trials)
 
+    def sink(self) -> "RowSink":
+        """Where reader processes write rows themselves (``RowSink``), sparing the rows a
+        trip through a pipe; the rows they write are counted with ``count``."""
+        return RowSink(self.temporary, self._data_offset, self._row_bytes)
+
+    def count(self, n: int) -> None:
+        """``n`` rows were written through a ``RowSink``."""
+        self.rows_written += n
+
     def finish(self) -> str:
         """Put the matrix in place; returns its key, the path relative to the database's folder."""
         if self.rows_written != self.shape[0]:
@@ -91,3 +101,26 @@ class MatrixWriter:
         self.temporary.unlink(missing_ok=True)
         self.final.unlink(missing_ok=True)
 
+
+
+class RowSink:
+    """Writes rows of a matrix being written into its temporary file, from any process:
+    each chunk of rows opens the file, writes each row where it belongs and closes it. Rows
+    of different chunks never overlap, so processes write side by side."""
+
+    def __init__(self, path: Path, data_offset: int, row_bytes: int):
+        self.path, self.data_offset, self.row_bytes = path, data_offset, row_bytes
+
+    def write(self, trials: np.ndarray, rows: np.ndarray) -> list[bytes]:
+        """Write the rows of these trials; returns the sha256 of each row's bytes (the
+        matrix's digest is made of them, see ``maintenance/digests.py``)."""
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        digests = []
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for trial, row in zip(trials.tolist(), rows):
+                os.pwrite(fd, row.data, self.data_offset + trial * self.row_bytes)
+                digests.append(hashlib.sha256(row.data).digest())
+        finally:
+            os.close(fd)
+        return digests

@@ -1,0 +1,111 @@
+"""Time-major copies of videos: each video once more as a ``(T, H, W)`` `.npy`.
+
+A source video is ``(H, W, T)``, time last, so a window of 50 of its 315 frames is 200 B
+out of every 1,260 B and touches every page of the file. Its time-major copy holds the
+same values with time first: a window is one contiguous read of ``F * H * W`` values
+(BENCHMARKS.md, dynamic scans). The copy is named like the video, by its hash, under
+``<image store>/frames/``; the source file stays what export and verify read. A video
+without a copy (a database ingested before copies existed) is read from its source file.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import math
+import os
+import threading
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..source import npyfile
+from .base import TEMPORARY_SUFFIX, Store, remove_if_empty, write_then_rename
+from .reads import read_ranges
+
+FOLDER = "frames"
+FANOUT = 2
+"""Hex digits of the hash used as a sub-folder, as in the image store."""
+
+
+@lru_cache(maxsize=64)
+def header_bytes(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
+    """The `.npy` header a copy of this shape and dtype starts with (its length is where the
+    frames begin)."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                                  "fortran_order": False, "shape": tuple(shape)})
+    return buffer.getvalue()
+
+
+def time_major_shape(video_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``(H, W, T)`` -> ``(T, H, W)``."""
+    return (video_shape[-1], *video_shape[:-1])
+
+
+class FrameStore(Store):
+    """Time-major video copies by video hash: ``<store>/frames/<first hex digits>/<hash>.npy``."""
+
+    def __init__(self, store_root: Path):
+        self.store_root = Path(store_root)
+        self.root = self.store_root / FOLDER
+        self.created: list[Path] = []
+        """Copies this object wrote: removed again if the ingest rolls back."""
+        self._lock = threading.Lock()
+        self._claimed: set[str] = set()
+
+    def file(self, digest: str) -> Path:
+        return self.root / digest[:FANOUT] / f"{digest}.npy"
+
+    def put(self, digest: str, raw: bytes) -> None:
+        """Write the time-major copy of the video whose source `.npy` bytes (``(H, W, T)``)
+        are ``raw`` and whose hash is ``digest``, unless there is one."""
+        target = self.file(digest)
+        with self._lock:
+            mine = digest not in self._claimed
+            self._claimed.add(digest)
+        if not mine or target.exists():
+            return
+        frames = np.ascontiguousarray(np.moveaxis(npyfile.load(raw), -1, 0))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_then_rename(target, header_bytes(frames.shape, frames.dtype) + frames.tobytes())
+        except BaseException:
+            remove_if_empty(target.parent, self.root)
+            raise
+        self.created.append(target)
+
+    def files(self) -> dict[str, Path]:
+        if not self.root.is_dir():
+            return {}
+        return {p.stem: p for p in self.root.glob(f"{'?' * FANOUT}/*.npy")}
+
+    def temporaries(self) -> list[Path]:
+        return list(self.root.glob(f"{'?' * FANOUT}/.*{TEMPORARY_SUFFIX}")) if self.root.is_dir() else []
+
+
+def read_windows(paths: list[Path], firsts: list[int], out: np.ndarray, frames: int) -> list[int]:
+    """Frames ``first:first + F`` of each copy (``frames`` frames long) read into ``out[row]``
+    (``out`` is ``(n, F, H, W)``), one read per row. Returns the rows whose copy does not
+    exist (left untouched); a copy shorter than its shape is an OSError naming it."""
+    frame_shape, dtype = out.shape[2:], out.dtype
+    frame_bytes = math.prod(frame_shape) * dtype.itemsize
+    data_offset = len(header_bytes((frames, *frame_shape), dtype))
+    missing, opened = [], []
+    try:
+        for row, (path, first) in enumerate(zip(paths, firsts)):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                missing.append(row)
+                continue
+            opened.append((row, fd, memoryview(out[row]).cast("B"), data_offset + first * frame_bytes))
+        got = read_ranges([(fd, buffer, offset) for _, fd, buffer, offset in opened])
+        for (row, _, buffer, _), count in zip(opened, got):
+            if count != len(buffer):
+                raise OSError(errno.EIO, "shorter than its shape", str(paths[row]))
+    finally:
+        for _, fd, _, _ in opened:
+            os.close(fd)
+    return missing
