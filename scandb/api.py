@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from .report import ReportResult
 
 
-def connect(path: str | Path | None = None, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
+def connect(path: str | Path | None = None, read_only: bool = True, wait: float = 0.0,
+            data_path: str | Path | None = None) -> "ScanDB":
     """Open a scandb database; read-only by default so many processes can read one file.
 
     The file is open only while a call runs, so a connection left idle (a notebook) never
@@ -52,8 +53,14 @@ def connect(path: str | Path | None = None, read_only: bool = True, wait: float 
     and ``migrate`` (creating the file when there is none). ``wait`` is how many seconds
     each call waits for a writer in another process to finish (saying so on the
     ``scandb`` logger) before it fails. Without ``path``: ``$SCANDB_DB``, else ``scandb.duckdb``.
+
+    ``path`` may also be a DuckLake, ``ducklake:sqlite:<file>`` or ``ducklake:postgres:<conninfo>``,
+    where readers and writers never block each other. ``data_path`` is the folder for its
+    files, stored when the lake is created; given later, it overrides the stored one for this
+    connection (a machine that mounts the shared folder elsewhere).
     """
-    db = Database(default_db() if path is None else path, read_only=read_only, wait=wait, held=False)
+    db = Database(default_db() if path is None else path, read_only=read_only, wait=wait, held=False,
+                  data_path=data_path)
     try:
         if read_only:
             db.check_revision()
@@ -323,15 +330,17 @@ class ScanDB:
 
         self._require_writable("ingest")
         with self.database.lease():
-            self.database.ensure_schema()
+            self.database.retrying(self.database.ensure_schema, f"{self.database.name}: creating the schema")
             collect_orphans(self.database)
         results = []
         for path in [paths] if isinstance(paths, (str, Path)) else list(paths):
             path = Path(path)
             try:
                 with self.database.lease():  # released between scans: readers get in between
-                    result = ingest_one(self.database, path, replace=replace, response_matrix=response_matrix,
-                                        progress=progress(path) if progress else None)
+                    result = self.database.retrying(
+                        lambda: ingest_one(self.database, path, replace=replace, response_matrix=response_matrix,
+                                           progress=progress(path) if progress else None),
+                        f"{path}: ingest")
             except BadScanError as exc:
                 if not keep_going:
                     raise
@@ -349,7 +358,7 @@ class ScanDB:
 
         self._require_writable("remove")
         self.database.check_revision()
-        result = remove_scan(self.database, scan)
+        result = self.database.retrying(lambda: remove_scan(self.database, scan), f"removing {scan}")
         self._readers.clear()
         return result
 
@@ -371,11 +380,11 @@ class ScanDB:
     def migrate(self, target: str = "head") -> tuple[str | None, str]:
         """Create the schema, or upgrade it to this scandb's revision; returns (before, after)."""
         self._require_writable("migrate")
-        return self.database.upgrade(target)
+        return self.database.retrying(lambda: self.database.upgrade(target), f"{self.database.name}: migrating")
 
     def _require_writable(self, action: str) -> None:
         if self.database.read_only:
-            raise UsageError(f"{self.database.path}: opened read-only; to {action}, open it with "
+            raise UsageError(f"{self.database.name}: opened read-only; to {action}, open it with "
                              "scandb.connect(path, read_only=False)")
 
     # -- lifetime -------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def _write_trials(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray 
         (folder / "data" / key).mkdir(parents=True, exist_ok=True)
     image_paths = dict(db.conn.execute(
         "SELECT trial_id, image_path FROM trials_full WHERE scan_key = ?", [scan_key]).fetchall())
-    root = db.database.path.parent
+    root = db.database.root
     for start in range(0, len(trial_ids), CHUNK):
         ids = trial_ids[start:start + CHUNK]
         chunk = pa.table({"scan_key": pa.array([scan_key] * len(ids), pa.string()), "trial_id": pa.array(ids)})

@@ -162,6 +162,7 @@ class _ScanWriter:
         s = self.scan
         try:
             with transaction(self.conn):
+                self.db.claim_writes()
                 if replaced:
                     delete_scan_rows(self.conn, s.key)
                 self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
@@ -198,7 +199,7 @@ class _ScanWriter:
         """The replaced scan's images and matrix, which no row references any more."""
         images = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         matrices = {r[0] for r in self.conn.execute("SELECT path FROM response_matrices").fetchall()}
-        collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices)])
+        collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices)], self.db.garbage_age)
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)
@@ -278,5 +279,5 @@ def _explain(db: Database, scan: Scan, exc: Exception) -> ScandbError:
                              f"({exc.strerror or message}); {kept}")
     cause = write_failure(message)
     if cause:
-        return DatabaseError(f"{scan.label}: cannot write {db.path} ({cause}); {kept}")
+        return DatabaseError(f"{scan.label}: cannot write {db.name} ({cause}); {kept}")
     return DatabaseError(f"{scan.label}: ingest failed and was rolled back ({type(exc).__name__}: {message})")

@@ -93,7 +93,7 @@ def image_file_problems(db: Database) -> tuple[list[Problem], int]:
     problems = []
     rows = db.conn.execute("SELECT image_hash, path, shape, dtype FROM images ORDER BY 1").fetchall()
     for digest, path, shape, dtype in rows:
-        problem = _check_image_file(db.path.parent / path, digest, tuple(shape), dtype)
+        problem = _check_image_file(db.root / path, digest, tuple(shape), dtype)
         if problem:
             kind, text = problem
             problems.append(Problem(kind, f"image file {path}: {text}"))
@@ -133,7 +133,7 @@ def matrix_problems(db: Database) -> list[Problem]:
             continue  # a static scan ingested without a response matrix: read from SQL
         where = f"response matrix {path} of scan {scan}"
         try:
-            matrix = np.load(db.path.parent / path, mmap_mode="r", allow_pickle=False)
+            matrix = np.load(db.root / path, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
             problems.append(Problem(MATRIX_PROBLEMS, f"{where}: missing"))
             continue
@@ -176,5 +176,5 @@ def trials_differing(db: Database, scan: str, matrix: np.ndarray) -> list[int]:
 
 
 def orphan_file_problems(db: Database) -> list[Problem]:
-    return [Problem(ORPHANS, f"image file {path.relative_to(db.path.parent).as_posix()}: orphan (no row "
+    return [Problem(ORPHANS, f"image file {path.relative_to(db.root).as_posix()}: orphan (no row "
                              "references it; the next 'scandb ingest' removes it)") for path in orphan_files(db)]

@@ -143,7 +143,7 @@ class ScanReader:
         """The trials' images (or videos, ``frames`` of them), each distinct file read once,
         in the stored dtype."""
         paths = self._trials["image_paths"][trial_ids].tolist()
-        root = self.database.path.parent
+        root = self.database.root
         if self.kind == "dynamic" and not isinstance(frames, slice):
             videos = {p: np.load(root / p, mmap_mode="r", allow_pickle=False) for p in dict.fromkeys(paths)}
             if not paths:
@@ -223,7 +223,7 @@ class ScanReader:
         row = self._matrix_row
         if row is None:
             return None
-        path = self.database.path.parent / row[0]
+        path = self.database.root / row[0]
         try:
             mapped = np.load(path, mmap_mode="r", allow_pickle=False)
             matrix = np.asarray(mapped)
