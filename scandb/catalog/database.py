@@ -298,6 +298,13 @@ class Database:
         return lakes.retry_conflicts(action, doing)
 
     @property
+    def shared_store(self) -> bool:
+        """Whether other processes may write the store while this one does (a lake): a file a
+        failed write created may then be one another writer also created and will commit
+        (files are named by content), so it is left to the garbage collector."""
+        return self.lake is not None
+
+    @property
     def garbage_age(self) -> float:
         """Seconds a store file no row references must have existed before it is garbage: 0
         for a file (one writer at a time); on a lake another process's ingest may be writing

@@ -185,9 +185,10 @@ class _ScanWriter:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
                 record_digests(self.db, s.key)
         except BaseException as exc:
-            discard(self.created, self.store.root)
+            if not self.db.shared_store:
+                discard(self.created, self.store.root)
             if self.matrix is not None:
-                self.matrix.discard()
+                self.matrix.discard(final=not self.db.shared_store)
             if isinstance(exc, ScandbError) or not isinstance(exc, Exception):
                 raise
             raise _explain(self.db, s, exc) from exc
