@@ -67,7 +67,8 @@ def connect(path: str | Path | None = None, read_only: bool = True, wait: float 
     except BaseException:
         db.close()
         raise
-    db.release()
+    if not db.held:  # a file; a lake stays attached (attaching again would cost as much again)
+        db.release()
     return ScanDB(db)
 
 

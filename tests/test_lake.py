@@ -194,3 +194,27 @@ def test_the_duckdb_shell_opens_a_lake_with_its_extensions_loaded_and_the_lake_i
     assert "read-only" in refused.stderr.lower() or "read only" in refused.stderr.lower(), refused
     with Database(lake.url) as db:
         assert db.conn.execute("SELECT count(*) FROM trials").fetchone()[0] == n
+
+
+def test_the_lake_benchmark_runs_end_to_end_on_toy_scans(tmp_path, capsys):
+    from bench import lake as bench_lake
+
+    bench_lake.main(["--trials", "200", "--neurons", "40", "--repeat", "1", "--idle-seconds", "0.2",
+                     "--catalogs", "sqlite", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "lake, SQLite catalog" in out and "x file (best)" in out
+    assert "the two ingests took" in out
+    assert [p.name for p in tmp_path.iterdir()] == ["200x40"]  # the scans are kept, the databases are not
+
+
+def test_scandb_db_and_scandb_data_path_name_the_lake_for_every_command_and_connect(lake, three_scans, monkeypatch):
+    monkeypatch.setenv("SCANDB_DB", lake.url)
+    monkeypatch.setenv("SCANDB_DATA_PATH", str(lake.data))
+    spec, path = three_scans[0]
+    run = run_scandb("ingest", str(path))
+    assert run.code == 0, run
+    assert spec.key in run_scandb("scans").out
+    monkeypatch.delenv("SCANDB_DATA_PATH")
+    with scandb.connect() as db:
+        assert list(db.scans()["scan_key"]) == [spec.key]
+        assert db.database.root == lake.data
