@@ -330,14 +330,15 @@ class ScanDB:
         from .maintenance.orphans import collect_orphans
 
         self._require_writable("ingest")
-        with self.database.lease():
+        with self.database.lease(), self.database.writer_lock():
             self.database.retrying(self.database.ensure_schema, f"{self.database.name}: creating the schema")
             collect_orphans(self.database)
         results = []
         for path in [paths] if isinstance(paths, (str, Path)) else list(paths):
             path = Path(path)
             try:
-                with self.database.lease():  # released between scans: readers get in between
+                # released between scans: readers (and, on a lake, other writers) get in between
+                with self.database.lease(), self.database.writer_lock():
                     result = self.database.retrying(
                         lambda: ingest_one(self.database, path, replace=replace, response_matrix=response_matrix,
                                            progress=progress(path) if progress else None),
@@ -359,7 +360,8 @@ class ScanDB:
 
         self._require_writable("remove")
         self.database.check_revision()
-        result = self.database.retrying(lambda: remove_scan(self.database, scan), f"removing {scan}")
+        with self.database.writer_lock():
+            result = self.database.retrying(lambda: remove_scan(self.database, scan), f"removing {scan}")
         self._readers.clear()
         return result
 

@@ -44,6 +44,7 @@ def db_option(command):
                            help="A lake's folder for its files: stored when the lake is created; later it "
                                 "overrides the stored one (a machine mounting the share elsewhere).")(command)
     return click.option("--db", "db_path", type=DatabaseTarget(), default=DEFAULT_DB, show_default=True,
+                        metavar="FILE|ducklake:...",
                         envvar=DB_VARIABLE, show_envvar=True,
                         help="Database file, or a DuckLake: ducklake:sqlite:<file> (one machine) or "
                              "ducklake:postgres:<conninfo> (many machines).")(command)

@@ -5,6 +5,8 @@ files are collected. On a SQLite and on a PostgreSQL catalog (tests/lakes.py).
 
 An ingest is paused inside its transaction (all its rows written, just before its digests
 and commit) by wrapping ``record_digests``, so the overlap is certain, not a matter of timing.
+Writers on a lake take a lock file in the data path, so a second one waits; the tests of
+the conflict itself switch that lock off, as a share whose locks do not work would.
 """
 
 from __future__ import annotations
@@ -31,9 +33,14 @@ SECOND = ScanSpec(animal_id=52002, seed=6, n_trials=40, n_neurons=25)
 """Two scans of different animals; they share the test images (as Sensorium scans do)."""
 
 PAUSED_INGEST = """
+import contextlib
 import sys
 import scandb.ingest.writer as writer
+from scandb.catalog.database import Database
 from scandb.cli import main
+
+if sys.argv.pop(1) == "without-lock":  # a share whose file locks do not work
+    Database.writer_lock = lambda self: contextlib.nullcontext()
 
 record = writer.record_digests
 paused = False
@@ -55,8 +62,9 @@ main()
 class PausedIngest:
     """``scandb ingest ARGS`` in a subprocess that stops inside its transaction until released."""
 
-    def __init__(self, *args):
-        self.process = subprocess.Popen([sys.executable, "-c", PAUSED_INGEST, *map(str, args)],
+    def __init__(self, *args, lock: bool = True):
+        self.process = subprocess.Popen([sys.executable, "-c", PAUSED_INGEST, "with-lock" if lock else "without-lock",
+                                         *map(str, args)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True)
 
@@ -165,9 +173,23 @@ def test_readers_run_while_an_ingest_is_inside_its_transaction(lake_with_first, 
     assert_consistent(lake.url, sorted([FIRST.key, SECOND.key]))
 
 
+def test_a_second_ingest_waits_for_the_first_and_both_commit(lake, scans):
+    assert run_scandb("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
+    first = PausedIngest(scans[FIRST.key], "--db", lake.url).inside()
+    second = subprocess.Popen(scandb_command("ingest", scans[SECOND.key], "--db", lake.url),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert second.stderr.readline().strip() == \
+        f"scandb: {lakes.parse(lake.url).name}: another process is writing to the lake; waiting for it"
+    first.release()
+    runs = [first.finish(), Run(second.wait(timeout=180), second.stdout.read(), second.stderr.read().splitlines())]
+    assert [r.code for r in runs] == [0, 0], runs
+    assert not any("retrying" in line for r in runs for line in r.err_lines), runs
+    assert_consistent(lake.url, sorted([FIRST.key, SECOND.key]))
+
+
 def test_two_ingests_of_different_scans_at_once_both_commit(lake, scans):
     assert run_scandb("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
-    ingests = [PausedIngest(scans[key], "--db", lake.url) for key in (FIRST.key, SECOND.key)]
+    ingests = [PausedIngest(scans[key], "--db", lake.url, lock=False) for key in (FIRST.key, SECOND.key)]
     for ingest in ingests:
         ingest.inside()
     for ingest in ingests:  # both commit at the same moment: one conflicts and retries
@@ -186,7 +208,7 @@ def test_two_ingests_of_different_scans_at_once_both_commit(lake, scans):
 
 def test_the_same_scan_from_two_processes_goes_in_once(lake, scans):
     assert run_scandb("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
-    ingests = [PausedIngest(scans[FIRST.key], "--db", lake.url) for _ in range(2)]
+    ingests = [PausedIngest(scans[FIRST.key], "--db", lake.url, lock=False) for _ in range(2)]
     for ingest in ingests:
         ingest.inside()
     for ingest in ingests:

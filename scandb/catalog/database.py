@@ -291,6 +291,15 @@ class Database:
         if self.lake is not None:
             lakes.claim_writes(self.conn)
 
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """On a lake, one write at a time (see ``lake.LOCK_FILE``); a file needs none."""
+        if self.lake is None:
+            yield
+            return
+        with lakes.writer_lock(self.root, self.name):
+            yield
+
     def retrying(self, action, doing: str):
         """``action()``, run again when another process's commit on a lake made it fail."""
         if self.lake is None:

@@ -10,6 +10,7 @@ file path: ``INSTALL`` downloads, which fails offline. Without the wheels DuckDB
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -246,3 +247,39 @@ def retry_conflicts(action, doing: str, *, attempts: int = RETRIES):
             log.warning("%s: another process committed first; retrying in %.1f s (attempt %d of %d)",
                         doing, pause, attempt + 1, attempts)
             time.sleep(pause)
+
+
+LOCK_FILE = "scandb.lock"
+"""In the data path: held (flock) by each write for its whole length, so a second writer
+waits instead of doing its work in parallel and redoing it after losing the commit. Only an
+economy: where the file system's locks do not work, the claim above still keeps writes apart."""
+
+
+@contextmanager
+def writer_lock(data_path: Path, name: str):
+    """Hold the lake's writer lock (waiting for another writer, and saying so)."""
+    import fcntl
+    import logging
+
+    path = data_path / LOCK_FILE
+    try:
+        data_path.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")
+    except OSError:
+        yield  # a read-only or odd share: the claim alone keeps writes apart
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.getLogger("scandb").info("%s: another process is writing to the lake; waiting for it", name)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            pass  # no locks on this file system
+        try:
+            yield
+        finally:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            except OSError:
+                pass
