@@ -383,7 +383,8 @@ class ScanDB:
     def migrate(self, target: str = "head") -> tuple[str | None, str]:
         """Create the schema, or upgrade it to this scandb's revision; returns (before, after)."""
         self._require_writable("migrate")
-        return self.database.retrying(lambda: self.database.upgrade(target), f"{self.database.name}: migrating")
+        with self.database.writer_lock():
+            return self.database.retrying(lambda: self.database.upgrade(target), f"{self.database.name}: migrating")
 
     def _require_writable(self, action: str) -> None:
         if self.database.read_only:
