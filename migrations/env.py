@@ -12,6 +12,8 @@ class DuckDBImpl(DefaultImpl):
 
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=None)
+# A lake refuses PRIMARY KEY (scandb.catalog.constraints leaves them out of its tables).
+context.configure(connection=connection, target_metadata=None,
+                  version_table_pk=not context.config.attributes.get("lake", False))
 with context.begin_transaction():
     context.run_migrations()

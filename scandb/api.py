@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from .report import ReportResult
 
 
-def connect(path: str | Path | None = None, read_only: bool = True, wait: float = 0.0) -> "ScanDB":
+def connect(path: str | Path | None = None, read_only: bool = True, wait: float = 0.0,
+            data_path: str | Path | None = None) -> "ScanDB":
     """Open a scandb database; read-only by default so many processes can read one file.
 
     The file is open only while a call runs, so a connection left idle (a notebook) never
@@ -53,15 +54,22 @@ def connect(path: str | Path | None = None, read_only: bool = True, wait: float 
     and ``migrate`` (creating the file when there is none). ``wait`` is how many seconds
     each call waits for a writer in another process to finish (saying so on the
     ``scandb`` logger) before it fails. Without ``path``: ``$SCANDB_DB``, else ``scandb.duckdb``.
+
+    ``path`` may also be a DuckLake, ``ducklake:sqlite:<file>`` or ``ducklake:postgres:<conninfo>``,
+    where readers and writers never block each other. ``data_path`` is the folder for its
+    files, stored when the lake is created; given later, it overrides the stored one for this
+    connection (a machine that mounts the shared folder elsewhere).
     """
-    db = Database(default_db() if path is None else path, read_only=read_only, wait=wait, held=False)
+    db = Database(default_db() if path is None else path, read_only=read_only, wait=wait, held=False,
+                  data_path=data_path)
     try:
         if read_only:
             db.check_revision()
     except BaseException:
         db.close()
         raise
-    db.release()
+    if not db.held:  # a file; a lake stays attached (attaching again would cost as much again)
+        db.release()
     return ScanDB(db)
 
 
@@ -179,7 +187,7 @@ class ScanDB:
     def statistic(self, scan: str, variable: str, stat: str, source: str = "all") -> np.ndarray:
         """One meta/statistics array, with its stored dtype and shape."""
         self._readers.get(scan)
-        found = read_statistic(self.conn, scan, variable, stat, source, folder=self.database.path.parent)
+        found = read_statistic(self.conn, scan, variable, stat, source, folder=self.database.root)
         if found is None:
             raise UsageError(f"no statistic {variable}/{source}/{stat} for scan {scan!r}")
         return found
@@ -192,7 +200,7 @@ class ScanDB:
         if row is None:
             self._readers.get(scan)
             raise UsageError(f"scan {scan!r} has no file {path!r}")
-        content = row[0] if row[1] is None else stored_content(self.database.path.parent, row[1])
+        content = row[0] if row[1] is None else stored_content(self.database.root, row[1])
         return load_npy(content).copy() if path.endswith(".npy") else content
 
     # -- arrays ---------------------------------------------------------------------------
@@ -324,16 +332,19 @@ class ScanDB:
         from .maintenance.orphans import collect_orphans
 
         self._require_writable("ingest")
-        with self.database.lease():
-            self.database.ensure_schema()
+        with self.database.lease(), self.database.writer_lock():
+            self.database.retrying(self.database.ensure_schema, f"{self.database.name}: creating the schema")
             collect_orphans(self.database)
         results = []
         for path in [paths] if isinstance(paths, (str, Path)) else list(paths):
             path = Path(path)
             try:
-                with self.database.lease():  # released between scans: readers get in between
-                    result = ingest_one(self.database, path, replace=replace, response_matrix=response_matrix,
-                                        progress=progress(path) if progress else None)
+                # released between scans: readers (and, on a lake, other writers) get in between
+                with self.database.lease(), self.database.writer_lock():
+                    result = self.database.retrying(
+                        lambda: ingest_one(self.database, path, replace=replace, response_matrix=response_matrix,
+                                           progress=progress(path) if progress else None),
+                        f"{path}: ingest")
             except BadScanError as exc:
                 if not keep_going:
                     raise
@@ -351,7 +362,8 @@ class ScanDB:
 
         self._require_writable("remove")
         self.database.check_revision()
-        result = remove_scan(self.database, scan)
+        with self.database.writer_lock():
+            result = self.database.retrying(lambda: remove_scan(self.database, scan), f"removing {scan}")
         self._readers.clear()
         return result
 
@@ -373,11 +385,12 @@ class ScanDB:
     def migrate(self, target: str = "head") -> tuple[str | None, str]:
         """Create the schema, or upgrade it to this scandb's revision; returns (before, after)."""
         self._require_writable("migrate")
-        return self.database.upgrade(target)
+        with self.database.writer_lock():
+            return self.database.retrying(lambda: self.database.upgrade(target), f"{self.database.name}: migrating")
 
     def _require_writable(self, action: str) -> None:
         if self.database.read_only:
-            raise UsageError(f"{self.database.path}: opened read-only; to {action}, open it with "
+            raise UsageError(f"{self.database.name}: opened read-only; to {action}, open it with "
                              "scandb.connect(path, read_only=False)")
 
     # -- lifetime -------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .catalog import DB_VARIABLE, DEFAULT_DB
+from .catalog import DB_VARIABLE, DEFAULT_DB, is_lake
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, DatabaseError, ScandbError, UsageError
 
 PRINTED_STATEMENTS = ("SELECT", "EXPLAIN", "CALL", "PRAGMA")
@@ -19,20 +19,55 @@ EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 b
 invalid, the summary says which and why); 4 database problem (in use, read-only, wrong
 schema revision, disk full); 5 damage found by verify."""
 
-db_option = click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path),
-                         default=DEFAULT_DB, show_default=True, envvar=DB_VARIABLE, show_envvar=True,
-                         help="Database file.")
+class DatabaseTarget(click.ParamType):
+    """A database file (a Path), or a DuckLake attach string kept as it is."""
+
+    name = "FILE|ducklake:..."
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path) or is_lake(value):
+            return value
+        return click.Path(dir_okay=False, path_type=Path).convert(value, param, ctx)
+
+
+def _remember_data_path(ctx: click.Context, param, value):
+    if value is not None:
+        ctx.meta[DATA_PATH_KEY] = value
+    return value
+
+
+def db_option(command):
+    """--db, and --data-path for a lake (read by ``connect`` through the click context)."""
+    command = click.option("--data-path", type=click.Path(file_okay=False, path_type=Path), default=None,
+                           envvar=DATA_PATH_VARIABLE, show_envvar=True, expose_value=False,
+                           callback=_remember_data_path, metavar="DIR",
+                           help="A lake's folder for its files: stored when the lake is created; later it "
+                                "overrides the stored one (a machine mounting the share elsewhere).")(command)
+    return click.option("--db", "db_path", type=DatabaseTarget(), default=DEFAULT_DB, show_default=True,
+                        metavar="FILE|ducklake:...",
+                        envvar=DB_VARIABLE, show_envvar=True,
+                        help="Database file, or a DuckLake: ducklake:sqlite:<file> (one machine) or "
+                             "ducklake:postgres:<conninfo> (many machines).")(command)
 wait_option = click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
                            metavar="SECONDS",
                            help="How long to wait for another process that holds the database "
                                 "(says so on stderr when it waits).")
 
 
-def connect(db_path: Path, wait: float, read_only: bool = True):
+DATA_PATH_KEY = "scandb.data_path"
+DATA_PATH_VARIABLE = "SCANDB_DATA_PATH"
+
+
+def data_path() -> Path | None:
+    """--data-path of the running command, if given."""
+    return click.get_current_context().meta.get(DATA_PATH_KEY)
+
+
+def connect(db_path: Path | str, wait: float, read_only: bool = True):
     """The public API, imported only by the commands that need it (it brings pandas)."""
     from .api import connect as open_database
 
-    return open_database(db_path, read_only=read_only, wait=wait)
+    return open_database(db_path, read_only=read_only, wait=wait, data_path=data_path())
 
 
 def fail(message: str, code: int) -> None:
@@ -69,7 +104,7 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
         failed = result.status == "failed"
         click.echo(("scandb: " if failed else "") + result.summary(), err=failed)
 
-    new_file = not db_path.exists()
+    new_file = not is_lake(db_path) and not db_path.exists()
     db = connect(db_path, wait=wait, read_only=False)
     try:
         results = db.ingest(paths, replace=replace, response_matrix=response_matrix, keep_going=True,
@@ -195,18 +230,22 @@ def _statements(query: str) -> list:
 @click.option("--write", is_flag=True,
               help="Open for writing, with scandb's small row groups (default: read-only, safe beside "
                    "other readers).")
-def shell(db_path: Path, write: bool) -> None:
+def shell(db_path: Path | str, write: bool) -> None:
     """Open the DuckDB shell on the database.
 
     Read-only by default. With --write the file is attached as scandb attaches it when it
-    writes (ROW_GROUP_SIZE 2048), so tables created in the shell stay small.
+    writes (ROW_GROUP_SIZE 2048), so tables created in the shell stay small. A lake is
+    attached (its extensions loaded from the lake extra's wheels) and used; on a lake the
+    shell never blocks other readers or writers.
     """
     from .catalog.database import refuse_foreign_file
-    from .shell import find_duckdb_shell, shell_arguments
+    from .shell import find_duckdb_shell, lake_shell_arguments, shell_arguments
 
     binary = find_duckdb_shell()
     if binary is None:
         raise DatabaseError("the DuckDB shell is not installed; install it with: pip install duckdb-cli")
+    if is_lake(db_path):
+        os.execv(binary, lake_shell_arguments(binary, db_path, data_path(), write=write))
     if not db_path.exists():
         raise DatabaseError(f"{db_path}: no database there (create one with 'scandb ingest')")
     refuse_foreign_file(db_path)

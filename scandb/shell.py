@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from .catalog import lake as lakes
 from .catalog.database import attach_statement
 
 
@@ -18,11 +19,26 @@ def find_duckdb_shell() -> str | None:
     return shutil.which("duckdb")
 
 
+OFFLINE = ["-cmd", "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false"]
+
+
 def shell_arguments(binary: str, db_path: Path, *, write: bool) -> list[str]:
     """The shell's argv: read-only by default; for writing, the file attached with scandb's
     row-group size (an ATTACH option the file does not remember: opened plainly, the shell
     writes 122,880-row groups and one CREATE TABLE grew a database by 118 MB)."""
-    offline = ["-cmd", "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false"]
     if not write:
-        return [binary, "-readonly", *offline, str(db_path)]
-    return [binary, *offline, "-cmd", attach_statement(db_path.absolute()), "-cmd", "USE scandb"]
+        return [binary, "-readonly", *OFFLINE, str(db_path)]
+    return [binary, *OFFLINE, "-cmd", attach_statement(db_path.absolute()), "-cmd", "USE scandb"]
+
+
+def lake_shell_arguments(binary: str, target: str, data_path: Path | None, *, write: bool) -> list[str]:
+    """The shell's argv for a lake: its extensions loaded by path, the lake attached as
+    ``scandb`` (read-only unless ``write``) and used. The shell must be the DuckDB release
+    the extension wheels were built for (duckdb-cli 1.5.5 with the 1.5.5 wheels)."""
+    lake = lakes.parse(target, data_path)
+    if lake.exists() is False:
+        from .errors import DatabaseError
+
+        raise DatabaseError(f"{lake.name}: no lake there (create one with 'scandb ingest')")
+    statements = lakes.open_statements(lake, read_only=not write)
+    return [binary, *OFFLINE, "-cmd", "; ".join(statements)]

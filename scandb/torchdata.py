@@ -157,7 +157,7 @@ class ScanDataset(torch.utils.data.Dataset):
         scans = list(dict.fromkeys(selected["scan_key"].to_pylist()))
         picked = neuron_choice.picks(db._readers, scans, self.neurons)
         self.neurons = None if picked is None else {scan: picked[scan] for scan in scans}
-        readers = Readers(_FilesOnly(db.database.path))
+        readers = Readers(_FilesOnly(db.database.root))
         for scan in scans:
             reader = db._readers.get(scan)
             reader._trials  # noqa: B018  (read now: behavior, pupil position, image paths)
@@ -226,8 +226,8 @@ class ScanDataset(torch.utils.data.Dataset):
 class _FilesOnly:
     """Stands in for the database in a dataset's readers, which read only the store's files."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, root: Path):
+        self.root = root
 
     @property
     def conn(self):

@@ -75,3 +75,6 @@ def digest_database(path: Path) -> dict[str, str]:
     files = sorted(p.relative_to(store).as_posix() for p in store.rglob("*")) if store.exists() else []
     out["<image store>"] = hashlib.sha256(repr(files).encode()).hexdigest()
     return out
+
+
+from .lakes import lake, pg_server  # noqa: E402,F401  (fixtures of the lake tests)

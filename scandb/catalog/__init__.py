@@ -12,3 +12,12 @@ def default_db() -> str:
     import os
 
     return os.environ.get(DB_VARIABLE) or DEFAULT_DB
+
+
+LAKE_PREFIX = "ducklake:"
+"""A database named by a DuckLake attach string rather than a file (see catalog/lake.py)."""
+
+
+def is_lake(target) -> bool:
+    """True for ``ducklake:sqlite:<file>`` and ``ducklake:postgres:<conninfo>`` (any ``ducklake:``)."""
+    return isinstance(target, str) and target.startswith(LAKE_PREFIX)

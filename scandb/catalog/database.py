@@ -21,6 +21,7 @@ import duckdb
 
 from ..errors import DatabaseError, first_line
 from . import DEFAULT_DB  # noqa: F401  (re-exported: callers open DEFAULT_DB by default)
+from . import lake as lakes
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -174,26 +175,38 @@ def known_revisions() -> set[str]:
 
 
 class Database:
-    """A scandb database file and its image store.
+    """A scandb database (a file, or a DuckLake) and its image store.
 
-    By default the file stays open until ``close()``. With ``held=False`` it is open only
+    By default a file stays open until ``close()``. With ``held=False`` it is open only
     inside ``lease()`` (DuckDB lets no process write a file another process has open, so a
     connection kept by an idle reader would block every ingest); ``conn`` outside a lease
-    opens the file until the next lease ends or ``release()``.
+    opens the file until the next lease ends or ``release()``. A lake is always held: its
+    readers never block its writers, and attaching one costs up to a third of a second.
     """
 
-    def __init__(self, path: str | Path, *, read_only: bool = True, wait: float = 0.0, held: bool = True):
-        self.path = Path(path).absolute()
-        if read_only and not self.path.exists():
-            raise _missing(self.path)
-        if not read_only and not self.path.parent.is_dir():
-            raise DatabaseError(f"{self.path}: folder {self.path.parent} does not exist")
+    def __init__(self, path: str | Path, *, read_only: bool = True, wait: float = 0.0, held: bool = True,
+                 data_path: str | Path | None = None):
+        self.lake = lakes.parse(path, data_path) if lakes.is_lake(path) else None
+        if self.lake is None:
+            self.path: Path | None = Path(path).absolute()
+            if read_only and not self.path.exists():
+                raise _missing(self.path)
+            if not read_only and not self.path.parent.is_dir():
+                raise DatabaseError(f"{self.path}: folder {self.path.parent} does not exist")
+            self.name = str(self.path)
+            """How messages name the database."""
+        else:
+            self.path = None
+            self.name = self.lake.name
+            held = True
         self.read_only = read_only
         self.wait = wait
         self.held = held
         self._leases = 0
         self._closed = False
-        self._conn: duckdb.DuckDBPyConnection | None = _connect(self.path, read_only, wait)
+        self.root: Path = Path()
+        """The folder the store's paths in rows are relative to: the file's, or the lake's data path."""
+        self._conn: duckdb.DuckDBPyConnection | None = self._open()
         self._engine: "sa.Engine | None" = None
         self.opened = 1
         """How many times the file was opened: a new connection may see other processes' writes."""
@@ -202,10 +215,20 @@ class Database:
     def conn(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:
             if self._closed:
-                raise DatabaseError(f"{self.path}: the database was closed; connect again")
-            self._conn = _connect(self.path, self.read_only, self.wait)
+                raise DatabaseError(f"{self.name}: the database was closed; connect again")
+            self._conn = self._open()
             self.opened += 1
         return self._conn
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        if self.lake is None:
+            conn = _connect(self.path, self.read_only, self.wait)
+            self.root = self.path.parent
+        else:
+            conn = lakes.open_lake(self.lake, OFFLINE, read_only=self.read_only)
+            self.root = self.lake.data_path or lakes.data_path(conn)
+        conn.execute(f"SET VARIABLE scandb_root = {lakes.quote(str(self.root))}")  # a parameter imports pandas
+        return conn
 
     @contextmanager
     def lease(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -235,9 +258,12 @@ class Database:
             import sqlalchemy as sa
             from duckdb_engine import ConnectionWrapper
 
+            from .constraints import LAKE_FLAG
+
             conn = self.conn
             self._engine = sa.create_engine("duckdb://", creator=lambda: ConnectionWrapper(conn),
                                             poolclass=sa.pool.StaticPool)
+            setattr(self._engine.dialect, LAKE_FLAG, self.lake is not None)
         return self._engine
 
     def stamp(self) -> tuple:
@@ -249,11 +275,50 @@ class Database:
             except OSError:
                 return None
             return found.st_mtime_ns, found.st_size
+        if self.lake is not None:
+            return (lakes.current_snapshot(self.conn),)
         return state(self.path), state(self.path.with_name(self.path.name + ".wal"))
 
     @property
     def image_dir(self) -> Path:
-        return image_dir_for(self.path)
+        return self.root / lakes.STORE_FOLDER if self.lake is not None else image_dir_for(self.path)
+
+    # -- writing beside other processes (a lake) --------------------------------------------
+
+    def claim_writes(self) -> None:
+        """Inside a write transaction: make it conflict with any other write on a lake (see
+        ``lake.CLAIM``). A file needs nothing: DuckDB lets one process write it."""
+        if self.lake is not None:
+            lakes.claim_writes(self.conn)
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """On a lake, one write at a time (see ``lake.LOCK_FILE``); a file needs none."""
+        if self.lake is None:
+            yield
+            return
+        with lakes.writer_lock(self.root, self.name):
+            yield
+
+    def retrying(self, action, doing: str):
+        """``action()``, run again when another process's commit on a lake made it fail."""
+        if self.lake is None:
+            return action()
+        return lakes.retry_conflicts(action, doing)
+
+    @property
+    def shared_store(self) -> bool:
+        """Whether other processes may write the store while this one does (a lake): a file a
+        failed write created may then be one another writer also created and will commit
+        (files are named by content), so it is left to the garbage collector."""
+        return self.lake is not None
+
+    @property
+    def garbage_age(self) -> float:
+        """Seconds a store file no row references must have existed before it is garbage: 0
+        for a file (one writer at a time); on a lake another process's ingest may be writing
+        files its rows will reference when it commits."""
+        return lakes.IN_FLIGHT_S if self.lake is not None else 0.0
 
     # -- schema revision ------------------------------------------------------------------
 
@@ -279,33 +344,34 @@ class Database:
             return
         if current is None:
             if self.data_tables():
-                raise DatabaseError(f"{self.path}: not a scandb database (it has tables but no schema revision)")
-            raise DatabaseError(f"{self.path}: empty database; create its schema with "
+                raise DatabaseError(f"{self.name}: not a scandb database (it has tables but no schema revision)")
+            raise DatabaseError(f"{self.name}: empty database; create its schema with "
                                 f"scandb.connect(path, read_only=False).migrate()",
-                                cli_message=f"{self.path}: empty database; create it with "
-                                            f"'scandb migrate --db {self.path}'")
+                                cli_message=f"{self.name}: empty database; create it with "
+                                            f"'scandb migrate --db {self.name}'")
         if current not in known_revisions():
-            raise DatabaseError(f"{self.path}: schema revision {current} is newer than this scandb knows "
+            raise DatabaseError(f"{self.name}: schema revision {current} is newer than this scandb knows "
                                 f"(latest {head}); upgrade scandb (pip install -U scandb)")
-        older = f"{self.path}: schema revision {current} is older than this scandb's {head}"
+        older = f"{self.name}: schema revision {current} is older than this scandb's {head}"
         raise DatabaseError(f"{older}; upgrade it with scandb.connect(path, read_only=False).migrate() "
-                            f"(or 'scandb migrate --db {self.path}')",
-                            cli_message=f"{older}; run 'scandb migrate --db {self.path}'")
+                            f"(or 'scandb migrate --db {self.name}')",
+                            cli_message=f"{older}; run 'scandb migrate --db {self.name}'")
 
     def upgrade(self, target: str = "head") -> tuple[str | None, str]:
         """Migrate to the newest revision (or ``target``); returns (before, after)."""
         before = self.revision()
         if before is None and self.data_tables():
-            raise DatabaseError(f"{self.path}: not a scandb database (it has tables but no schema revision)")
+            raise DatabaseError(f"{self.name}: not a scandb database (it has tables but no schema revision)")
         if before is not None and before not in known_revisions():
             self.check_revision()
         if self.read_only:
-            raise DatabaseError(f"{self.path}: opened read-only; cannot migrate")
+            raise DatabaseError(f"{self.name}: opened read-only; cannot migrate")
         from alembic import command
 
         config = _alembic_config()
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
+            config.attributes["lake"] = self.lake is not None
             command.upgrade(config, target)
         return before, self.revision()
 

@@ -168,6 +168,7 @@ class _ScanWriter:
         s = self.scan
         try:
             with transaction(self.conn):
+                self.db.claim_writes()
                 if replaced:
                     delete_scan_rows(self.conn, s.key)
                 self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
@@ -192,10 +193,11 @@ class _ScanWriter:
                 rows_hashed = self.row_digests and len(self.row_digests) == s.n_trials
                 record_digests(self.db, s.key, [self.row_digests[t] for t in range(s.n_trials)] if rows_hashed else None)
         except BaseException as exc:
-            discard(self.created, self.store.root)
-            discard(self.meta.created, self.store.root)
+            if not self.db.shared_store:
+                discard(self.created, self.store.root)
+                discard(self.meta.created, self.store.root)
             if self.matrix is not None:
-                self.matrix.discard()
+                self.matrix.discard(final=not self.db.shared_store)
             if isinstance(exc, ScandbError) or not isinstance(exc, Exception):
                 raise
             raise _explain(self.db, s, exc) from exc
@@ -209,7 +211,8 @@ class _ScanWriter:
         images = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         matrices = {r[0] for r in self.conn.execute("SELECT path FROM response_matrices").fetchall()}
         collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices),
-                         (FrameStore(self.store.root), images), (self.meta, referenced_meta_files(self.conn))])
+                         (FrameStore(self.store.root), images), (self.meta, referenced_meta_files(self.conn))],
+                        self.db.garbage_age)
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)
@@ -293,5 +296,5 @@ def _explain(db: Database, scan: Scan, exc: Exception) -> ScandbError:
                              f"({exc.strerror or message}); {kept}")
     cause = write_failure(message)
     if cause:
-        return DatabaseError(f"{scan.label}: cannot write {db.path} ({cause}); {kept}")
+        return DatabaseError(f"{scan.label}: cannot write {db.name} ({cause}); {kept}")
     return DatabaseError(f"{scan.label}: ingest failed and was rolled back ({type(exc).__name__}: {message})")

@@ -98,14 +98,14 @@ def image_file_problems(db: Database) -> tuple[list[Problem], int]:
     copies = FrameStore(db.image_dir)
     rows = db.conn.execute("SELECT image_hash, path, shape, dtype FROM images ORDER BY 1").fetchall()
     for digest, path, shape, dtype in rows:
-        problem = _check_image_file(db.path.parent / path, digest, tuple(shape), dtype)
+        problem = _check_image_file(db.root / path, digest, tuple(shape), dtype)
         if problem:
             kind, text = problem
             problems.append(Problem(kind, f"image file {path}: {text}"))
         elif copies.file(digest).exists():
-            text = _check_frame_copy(copies.file(digest), db.path.parent / path)
+            text = _check_frame_copy(copies.file(digest), db.root / path)
             if text:
-                where = copies.file(digest).relative_to(db.path.parent).as_posix()
+                where = copies.file(digest).relative_to(db.root).as_posix()
                 problems.append(Problem(FRAME_COPY_CHANGED, f"video copy {where}: {text}"))
     return problems, len(rows)
 
@@ -154,7 +154,7 @@ def meta_file_problems(db: Database) -> list[Problem]:
         if stored_as is None:
             problems.append(Problem(META_FILE_PROBLEMS, f"scan {scan}: {member} has neither content nor a file"))
             continue
-        path = db.path.parent / stored_as
+        path = db.root / stored_as
         if not path.is_file():
             problems.append(Problem(META_FILE_PROBLEMS, f"meta file {stored_as} ({member} of scan {scan}): missing"))
         elif not intact(path):
@@ -177,7 +177,7 @@ def matrix_problems(db: Database) -> list[Problem]:
             continue  # a static scan ingested without a response matrix: read from SQL
         where = f"response matrix {path} of scan {scan}"
         try:
-            matrix = np.load(db.path.parent / path, mmap_mode="r", allow_pickle=False)
+            matrix = np.load(db.root / path, mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
             problems.append(Problem(MATRIX_PROBLEMS, f"{where}: missing"))
             continue
@@ -220,5 +220,5 @@ def trials_differing(db: Database, scan: str, matrix: np.ndarray) -> list[int]:
 
 
 def orphan_file_problems(db: Database) -> list[Problem]:
-    return [Problem(ORPHANS, f"image file {path.relative_to(db.path.parent).as_posix()}: orphan (no row "
+    return [Problem(ORPHANS, f"image file {path.relative_to(db.root).as_posix()}: orphan (no row "
                              "references it; the next 'scandb ingest' removes it)") for path in orphan_files(db)]

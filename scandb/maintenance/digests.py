@@ -68,9 +68,9 @@ def table_method(conn: duckdb.DuckDBPyConnection) -> str:
 
 
 def database_folder(conn: duckdb.DuckDBPyConnection) -> Path:
-    """The folder file paths in the tables are relative to: the open database file's."""
-    path = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0]
-    return Path(path).absolute().parent
+    """The folder file paths in the tables are relative to (the file's folder, or a lake's
+    data path), which scandb sets on every connection it opens."""
+    return Path(conn.execute("SELECT getvariable('scandb_root')").fetchone()[0])
 
 
 def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
@@ -164,7 +164,7 @@ def record_all_digests(conn: duckdb.DuckDBPyConnection) -> None:
 
 def record_digests(db, scan_key: str, matrix_rows: list[bytes] | None = None) -> None:
     """Store the digests of a scan just written; ingest calls this just before its commit."""
-    record_scan_digests(db.conn, scan_key, db.path.parent, matrix_rows)
+    record_scan_digests(db.conn, scan_key, db.root, matrix_rows)
 
 
 def recorded_digests(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Digest]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..catalog.database import Database
-from ..store.base import Store, collect_garbage
+from ..store.base import Store, collect_garbage, unreferenced
 from ..store.frames import FrameStore
 from ..store.images import ImageStore
 from ..store.matrices import MatrixStore
@@ -39,11 +39,11 @@ def orphan_files(db: Database) -> list[Path]:
     """Files of any store no row references, and half-written temporaries."""
     orphans = []
     for store, referenced in stores_and_references(db):
-        orphans += sorted(path for key, path in store.files().items() if key not in referenced)
-        orphans += sorted(store.temporaries())
+        orphans += sorted(unreferenced(store, referenced, db.garbage_age))
     return orphans
 
 
 def collect_orphans(db: Database) -> int:
-    """Remove files no row references (left by a writer that was killed)."""
-    return collect_garbage(stores_and_references(db))
+    """Remove files no row references (left by a writer that was killed); on a lake only
+    those old enough not to be another ingest's files in flight (``Database.garbage_age``)."""
+    return collect_garbage(stores_and_references(db), db.garbage_age)

@@ -42,16 +42,19 @@ def remove_scan(db: Database, scan_key: str) -> RemoveResult:
     found = db.conn.execute("SELECT n_trials FROM scans WHERE scan_key = ?", [scan_key]).fetchone()
     if found is None:
         known = [r[0] for r in db.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
-        raise UsageError(f"{db.path}: no scan {scan_key!r} (it holds: {', '.join(known) or 'nothing'})")
+        raise UsageError(f"{db.name}: no scan {scan_key!r} (it holds: {', '.join(known) or 'nothing'})")
     collect_orphans(db)
+    matrices = {r[0] for r in db.conn.execute("SELECT path FROM response_matrices WHERE scan_key = ?",
+                                              [scan_key]).fetchall()}
     unused = delete_scan(db, scan_key)
     try:
         files_removed = ImageStore(db.image_dir).remove(unused)
+        MatrixStore(db.image_dir).remove(matrices)
         collect_garbage([(MatrixStore(db.image_dir), referenced_matrices(db)),
                          (FrameStore(db.image_dir), referenced_images(db)),
-                         (MetaStore(db.image_dir), referenced_meta_files(db.conn))])
+                         (MetaStore(db.image_dir), referenced_meta_files(db.conn))], db.garbage_age)
     except OSError as exc:
-        raise DatabaseError(f"{db.path}: removed {scan_key}, but could not delete its image files "
+        raise DatabaseError(f"{db.name}: removed {scan_key}, but could not delete its image files "
                             f"({exc.strerror or exc}); the next ingest deletes them") from None
     return RemoveResult(scan_key, found[0], files_removed)
 
@@ -61,10 +64,11 @@ def delete_scan(db: Database, scan_key: str) -> set[str]:
     returns the hashes of those images (their files are still on disk)."""
     try:
         with transaction(db.conn):
+            db.claim_writes()
             delete_scan_rows(db.conn, scan_key)
-            unused = {r[0] for r in db.conn.execute(
-                "DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials) "
-                "RETURNING image_hash").fetchall()}
+            unused_rows = "FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)"
+            unused = {r[0] for r in db.conn.execute(f"SELECT image_hash {unused_rows}").fetchall()}
+            db.conn.execute(f"DELETE {unused_rows}")
     except duckdb.Error as exc:
-        raise explain(exc, f"{db.path}: removing {scan_key}", rolled_back=True) from None
+        raise explain(exc, f"{db.name}: removing {scan_key}", rolled_back=True) from None
     return unused

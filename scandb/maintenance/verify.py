@@ -15,7 +15,7 @@ DIGESTS_MISSING = Kind("scan", "without recorded digests")
 def verify(db: Database) -> VerifyReport:
     """Check the schema revision, the recorded digests, and that rows and files agree."""
     db.check_revision()  # a database at another revision is a DatabaseError (exit 4), not damage
-    report = VerifyReport(str(db.path))
+    report = VerifyReport(db.name)
     report.n_scans, report.n_trials = db.conn.execute(
         "SELECT count(*), coalesce(sum(n_trials), 0) FROM scans").fetchone()
     report.add(consistency.rows_without_a_scan(db))
@@ -43,7 +43,7 @@ def digest_problems(db: Database, notes: list[str]) -> list[Problem]:
             problems.append(Problem(DIGESTS_MISSING, f"scan {scan}: no digests in scan_digests "
                                                      "(deleted, or written around scandb)"))
             continue
-        now = scan_digests(db.conn, scan, db.path.parent, method, response_values="responses" in then)
+        now = scan_digests(db.conn, scan, db.root, method, response_values="responses" in then)
         for part in sorted(then.keys() | now.keys()):
             if part in then and then[part].method not in (method, FILE_METHOD, ROWS_METHOD):
                 incomparable += 1

@@ -198,7 +198,7 @@ class ScanReader:
         out = np.empty((len(paths), *self.image_shape), self.image_dtype)
         if not paths:
             return out
-        root = f"{self.database.path.parent}{os.sep}"
+        root = f"{self.database.root}{os.sep}"
         header = self._usual_image_header(root + paths[0])
         rows = out.reshape(len(paths), -1).view(np.uint8)
         scratch, beyond = bytearray(len(header or b"")), bytearray(1)
@@ -276,7 +276,7 @@ class ScanReader:
             raise DatabaseError(f"{exc.filename}: time-major video copy of scan {self.scan} unreadable "
                                 f"({exc.strerror or exc}); run 'scandb verify'") from None
         if missing:
-            root = self.database.path.parent
+            root = self.database.root
             paths = self._trials["image_paths"][trial_ids]
             for row in missing:
                 video = np.load(root / paths[row], mmap_mode="r", allow_pickle=False)
@@ -367,7 +367,7 @@ class ScanReader:
         row = self._matrix_row
         if row is None:
             return None
-        path = self.database.path.parent / row[0]
+        path = self.database.root / row[0]
         try:
             mapped = np.load(path, mmap_mode="r", allow_pickle=False)
             matrix = np.asarray(mapped)
@@ -416,7 +416,7 @@ class ScanReader:
 
     def _statistics_of(self, key: str) -> dict[str, np.ndarray]:
         if key not in self._statistics:
-            found = {stat: read_statistic(self.database.conn, self.scan, key, stat, folder=self.database.path.parent)
+            found = {stat: read_statistic(self.database.conn, self.scan, key, stat, folder=self.database.root)
                      for stat in NEEDED[key]}
             missing = [f"meta/statistics/{key}/all/{stat}.npy" for stat, value in found.items() if value is None]
             if missing:

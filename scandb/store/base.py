@@ -11,6 +11,7 @@ are garbage: ``collect_garbage`` removes both, for any store. A store on another
 from __future__ import annotations
 
 import os
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from pathlib import Path
@@ -50,14 +51,15 @@ class Store(ABC):
         return collect_garbage([(self, referenced)])
 
 
-def collect_garbage(stores: Iterable[tuple[Store, set[str]]]) -> int:
+def collect_garbage(stores: Iterable[tuple[Store, set[str]]], min_age: float = 0.0) -> int:
     """The one garbage collector: for each store, remove every file whose key is not in the
     referenced set, every temporary, and empty sub-folders (a writer killed between
-    creating a folder and its first file leaves one); returns the files removed."""
+    creating a folder and its first file leaves one); returns the files removed. With
+    ``min_age``, only files modified at least that many seconds ago (other writers' files
+    in flight are younger)."""
     removed = 0
     for store, referenced in stores:
-        stale = [path for key, path in store.files().items() if key not in referenced]
-        for path in [*stale, *store.temporaries()]:
+        for path in unreferenced(store, referenced, min_age):
             path.unlink(missing_ok=True)
             remove_if_empty(path.parent, store.root)
             removed += 1
@@ -66,6 +68,23 @@ def collect_garbage(stores: Iterable[tuple[Store, set[str]]]) -> int:
                 if folder.is_dir():
                     remove_if_empty(folder, store.root)
     return removed
+
+
+def unreferenced(store: Store, referenced: set[str], min_age: float = 0.0) -> list[Path]:
+    """The store's files no key in ``referenced`` names, and its temporaries, at least
+    ``min_age`` seconds old."""
+    found = [path for key, path in store.files().items() if key not in referenced] + store.temporaries()
+    if min_age <= 0:
+        return found
+    cutoff = time.time() - min_age
+    return [path for path in found if _modified(path) <= cutoff]
+
+
+def _modified(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return float("inf")  # gone already
 
 
 def temporary_for(target: Path) -> Path:

@@ -96,10 +96,13 @@ class MatrixWriter:
         os.replace(self.temporary, self.final)
         return self.key
 
-    def discard(self) -> None:
+    def discard(self, final: bool = True) -> None:
+        """Remove the temporary, and unless ``final`` is False the finished file (which, in a
+        store other processes write, another ingest of the same source may have written too)."""
         self._file.close()
         self.temporary.unlink(missing_ok=True)
-        self.final.unlink(missing_ok=True)
+        if final:
+            self.final.unlink(missing_ok=True)
 
 
 

@@ -1,0 +1,285 @@
+"""DuckLake targets: a ``ducklake:sqlite:<path>`` or ``ducklake:postgres:<conninfo>`` string
+turned into the statements that open it (LOAD the extensions, ATTACH, USE), for Python and
+the DuckDB shell alike.
+
+The extensions come from the ``duckdb-extension-*`` wheels (the ``lake`` extra), loaded by
+file path: ``INSTALL`` downloads, which fails offline. Without the wheels DuckDB's own
+``INSTALL``/``LOAD`` is tried, for a machine with the internet.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+from ..errors import DatabaseError, first_line
+from . import LAKE_PREFIX as PREFIX
+from . import is_lake  # noqa: F401  (re-exported)
+CATALOGS = {"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}
+"""Each catalog database DuckLake can use here, and the extension that reaches it."""
+
+ALIAS = "scandb"
+"""The attached lake's name, as a file is attached for writing: SQL says ``scandb.<table>``."""
+
+STORE_FOLDER = "scandb.images"
+"""The image store and response matrices, under the data path (DuckLake's Parquet files sit
+beside it, under ``main/``); rows hold paths relative to the data path."""
+
+SQLITE_BUSY_MS = 10_000
+"""How long a SQLite catalog waits for another process's write (measured: with SQLite's
+defaults any attached reader makes the writer fail with "database is locked")."""
+
+LAKE_EXTRA = "pip install 'scandb[lake]'"
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A DuckLake: where its catalog is, and the data path to use (None: the one stored)."""
+
+    catalog: str
+    """``sqlite`` or ``postgres``."""
+    location: str
+    """The SQLite file (absolute) or the libpq conninfo."""
+    data_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{PREFIX}{self.catalog}:{self.location}"
+
+    @property
+    def name(self) -> str:
+        """How messages name the lake (the attach string, without a password)."""
+        if self.catalog != "postgres":
+            return self.url
+        return PREFIX + "postgres:" + " ".join(part for part in self.location.split()
+                                               if not part.startswith("password="))
+
+    def exists(self) -> bool | None:
+        """Whether the catalog is there (a SQLite file); None when only attaching can tell."""
+        return Path(self.location).is_file() if self.catalog == "sqlite" else None
+
+
+def parse(target: str, data_path: str | Path | None = None) -> Lake:
+    """``ducklake:<catalog>:<where>`` as a ``Lake``; anything else is one clear error."""
+    rest = target[len(PREFIX):]
+    catalog, _, location = rest.partition(":")
+    if catalog not in CATALOGS or not location.strip():
+        raise DatabaseError(f"{target}: not a lake scandb can open; use ducklake:sqlite:<file> "
+                            f"or ducklake:postgres:<conninfo> (e.g. 'dbname=lab host=server')")
+    if catalog == "sqlite":
+        location = str(Path(location).expanduser().absolute())
+    folder = None if data_path is None else Path(data_path).expanduser().absolute()
+    return Lake(catalog, location, folder)
+
+
+def extension_file(name: str) -> Path | None:
+    """The extension's binary in its ``duckdb-extension-<name>`` wheel, for this DuckDB."""
+    try:
+        package = resources.files(f"duckdb_extension_{name}")
+    except ModuleNotFoundError:
+        return None
+    found = package.joinpath("extensions", f"v{duckdb.__version__}", f"{name}.duckdb_extension")
+    return Path(str(found)) if found.is_file() else None
+
+
+def load_statements(lake: Lake) -> list[str]:
+    """LOAD ducklake and the catalog's extension: by path from the wheels, else DuckDB's INSTALL."""
+    statements = []
+    for name in ("ducklake", CATALOGS[lake.catalog]):
+        found = extension_file(name)
+        statements += [f"LOAD {quote(str(found))}"] if found else [f"INSTALL {name}", f"LOAD {name}"]
+    return statements
+
+
+def attach_statement(lake: Lake, *, read_only: bool = False) -> str:
+    """ATTACH the lake as ``scandb``: a given data path is stored when the lake is created,
+    and overrides the stored one otherwise (a machine that mounts the share elsewhere)."""
+    options = []
+    if lake.data_path is not None:
+        options += [f"DATA_PATH {quote(str(lake.data_path).rstrip('/') + '/')}", "OVERRIDE_DATA_PATH true"]
+    if lake.catalog == "sqlite":
+        options += ["META_JOURNAL_MODE 'WAL'", f"META_BUSY_TIMEOUT {SQLITE_BUSY_MS}"]
+    if read_only:
+        options.append("READ_ONLY")
+    listed = f" ({', '.join(options)})" if options else ""
+    return f"ATTACH IF NOT EXISTS {quote(lake.url)} AS {ALIAS}{listed}"
+
+
+def open_statements(lake: Lake, *, read_only: bool = False) -> list[str]:
+    """Everything the DuckDB shell or Python runs to use the lake (after disabling autoinstall)."""
+    return [*load_statements(lake), attach_statement(lake, read_only=read_only), f"USE {ALIAS}"]
+
+
+def open_lake(lake: Lake, offline: dict, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection with the lake attached and used, or one line saying why not."""
+    if lake.exists() is False:
+        if read_only:
+            raise _missing(lake)
+        if lake.data_path is None:
+            raise _needs_data_path(lake)
+        if not Path(lake.location).parent.is_dir():
+            raise DatabaseError(f"{lake.name}: folder {Path(lake.location).parent} does not exist")
+    conn = duckdb.connect(config=offline)
+    try:
+        for statement in load_statements(lake):
+            try:
+                conn.execute(statement)
+            except duckdb.Error as exc:
+                raise DatabaseError(f"{lake.name}: cannot load DuckDB's {statement.split()[-1]} extension "
+                                    f"({first_line(str(exc))}); install it with {LAKE_EXTRA}") from None
+        _attach(conn, lake, read_only)
+        conn.execute(f"USE {ALIAS}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _attach(conn: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool) -> None:
+    """ATTACH, retrying briefly while another process holds a SQLite catalog being created."""
+    deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    while True:
+        try:
+            conn.execute(attach_statement(lake, read_only=read_only))
+            break
+        except duckdb.Error as exc:
+            message = first_line(str(exc))
+            if "locked" in message and time.monotonic() < deadline:
+                time.sleep(0.1)
+                continue
+            if "creating a new DuckLake is explicitly disabled" in message:
+                raise _missing(lake) from None
+            if "data_path is not set" in message:
+                raise _needs_data_path(lake) from None
+            raise DatabaseError(f"{lake.name}: cannot open lake ({message})") from None
+    if data_path(conn) is None:
+        conn.execute(f"DETACH {ALIAS}")
+        raise _needs_data_path(lake)
+
+
+def _missing(lake: Lake) -> DatabaseError:
+    target = lake.name if " " not in lake.name else f'"{lake.name}"'
+    return DatabaseError(f"{lake.name}: no lake there (create one with 'scandb ingest SCANS --db {target} "
+                         f"--data-path DIR')")
+
+
+def _needs_data_path(lake: Lake) -> DatabaseError:
+    return DatabaseError(f"{lake.name}: a new lake needs --data-path DIR (the shared folder for its files; "
+                         f"scandb.connect(..., data_path=DIR))")
+
+
+def data_path(conn: duckdb.DuckDBPyConnection) -> Path | None:
+    """The data path stored in the attached lake's catalog."""
+    row = conn.execute(f"SELECT value FROM ducklake_options({quote(ALIAS)}) WHERE option_name = 'data_path'"
+                       ).fetchone()
+    return Path(row[0]) if row and row[0] else None
+
+
+def current_snapshot(conn: duckdb.DuckDBPyConnection) -> int:
+    """The newest snapshot: what changes whenever any process commits to the lake."""
+    return conn.execute(f"SELECT id FROM {ALIAS}.current_snapshot()").fetchone()[0]
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A commit refused because another process committed first (DuckLake's transaction
+    conflict, or a SQLite catalog still locked after its busy timeout): worth retrying."""
+    text = str(exc)
+    return isinstance(exc, duckdb.Error) and ("conflict" in text.lower() or "database is locked" in text)
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+IN_FLIGHT_S = 6 * 3600.0
+"""On a lake, a store file no committed row references may belong to an ingest still running
+in another process (or on another machine): only files older than this are garbage."""
+
+CLAIM = "UPDATE alembic_version SET version_num = version_num"
+"""Run inside every write transaction on a lake. DuckLake merges concurrent inserts, so two
+ingests could each add a row for the same image (or the same scan: a lake has no PRIMARY
+KEY); but two snapshots that both delete from one table conflict, and an UPDATE deletes.
+Updating the one row every scandb lake has makes concurrent writes conflict at commit, so
+one commits and the other retries on top of it (``retry_conflicts``)."""
+
+RETRIES = 8
+BACKOFF_S = 0.2
+BACKOFF_CAP_S = 5.0
+
+
+def claim_writes(conn: duckdb.DuckDBPyConnection) -> None:
+    conn.execute(CLAIM)
+
+
+def conflict_in(exc: BaseException | None) -> bool:
+    """Whether a conflict (see ``is_conflict``) caused this exception, however it was wrapped."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if is_conflict(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def retry_conflicts(action, doing: str, *, attempts: int = RETRIES):
+    """Run ``action()``; when another process's commit made it fail, wait (exponential
+    backoff with jitter) and run it again, saying so on the ``scandb`` logger. The action
+    must roll back by itself (every scandb write is one transaction)."""
+    import logging
+    import random
+
+    log = logging.getLogger("scandb")
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except Exception as exc:
+            if not conflict_in(exc):
+                raise
+            if attempt == attempts:
+                raise DatabaseError(f"{doing}: another process kept committing first ({attempts} attempts); "
+                                    f"try again") from None
+            pause = min(BACKOFF_CAP_S, BACKOFF_S * 2 ** (attempt - 1)) * (0.5 + random.random())
+            log.warning("%s: another process committed first; retrying in %.1f s (attempt %d of %d)",
+                        doing, pause, attempt + 1, attempts)
+            time.sleep(pause)
+
+
+LOCK_FILE = "scandb.lock"
+"""In the data path: held (flock) by each write for its whole length, so a second writer
+waits instead of doing its work in parallel and redoing it after losing the commit. Only an
+economy: where the file system's locks do not work, the claim above still keeps writes apart."""
+
+
+@contextmanager
+def writer_lock(data_path: Path, name: str):
+    """Hold the lake's writer lock (waiting for another writer, and saying so)."""
+    import fcntl
+    import logging
+
+    path = data_path / LOCK_FILE
+    try:
+        data_path.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+b")
+    except OSError:
+        yield  # a read-only or odd share: the claim alone keeps writes apart
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logging.getLogger("scandb").info("%s: another process is writing to the lake; waiting for it", name)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError:
+            pass  # no locks on this file system
+        try:
+            yield
+        finally:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+            except OSError:
+                pass
