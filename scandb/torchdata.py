@@ -66,7 +66,7 @@ def _as_batch(array: np.ndarray, batch: Batch, field: int, collate_fn_map: dict 
     """A numeric batch array of per-item arrays as one tensor; any other field of the items
     (numbers, strings) as torch collates it."""
     if array.ndim >= 2 and array.dtype.kind in "biuf":
-        return torch.from_numpy(np.ascontiguousarray(array))
+        return torch.from_numpy(np.require(array, requirements=("C", "W")))  # a copy only if not so
     return collate(tuple(item[field] for item in batch), collate_fn_map=collate_fn_map)
 
 
