@@ -91,7 +91,8 @@ class ScanDataset(torch.utils.data.Dataset):
     (waiting up to ``wait`` seconds for a writer), and items come from the store's files,
     which no ingest of another scan changes. A training job therefore runs through ingests
     in other processes, across epochs, with any ``DataLoader`` workers, and sees the data it
-    started with. It is picklable; ``__getitems__`` reads a whole batch.
+    started with. It is picklable; ``__getitems__`` reads a whole batch, which the default
+    collate hands on as those arrays rather than stacking the items into a second copy.
 
     Dynamic (video) trials yield what the Sensorium 2023 loader yields: ``videos`` time-first
     ``(1, F, H, W)``, ``responses`` ``(N, F)``, ``behavior`` and ``pupil_center`` ``(2, F)``,
