@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import torch.utils.data
+from torch.utils.data._utils.collate import collate, default_collate_fn_map
 
 from .api import ScanDB, connect
 from .errors import UsageError
@@ -22,13 +23,51 @@ from .query.selection import Selection
 
 
 def point_class(keys: Sequence[str]) -> type:
-    """The named tuple type for these keys, defined at module level so workers can pickle it."""
+    """The named tuple type for these keys, defined at module level so workers can pickle it,
+    and registered with torch's ``default_collate`` (see ``collate_points``)."""
     name = "DataPoint" if tuple(keys) == DATA_KEYS else "DataPoint_" + "_".join(keys)
     if name not in globals():
         cls = namedtuple(name, keys)
         cls.__module__ = __name__
         globals()[name] = cls
+        default_collate_fn_map[cls] = collate_points
     return globals()[name]
+
+
+class Batch(list):
+    """The items of one ``__getitems__`` call, which also keeps the batch arrays they are rows of."""
+
+    def __init__(self, items: list, arrays: tuple[np.ndarray, ...]):
+        super().__init__(items)
+        self.items = tuple(items)
+        self.arrays = arrays
+
+    def __reduce__(self):
+        """Pickled (sent from a worker uncollated) as the plain list of items."""
+        return list, (list(self),)
+
+    def intact(self) -> bool:
+        """Still exactly the items made (a caller may have reordered, dropped or added some)."""
+        return len(self) == len(self.items) and all(a is b for a, b in zip(self, self.items))
+
+
+def collate_points(batch: list, *, collate_fn_map: dict | None = None):
+    """``default_collate`` of a dataset's items: the batch arrays ``__getitems__`` already
+    assembled become the batch's tensors without stacking the items again (the values,
+    dtypes and shapes ``torch.stack`` gives); any other list of items is collated field by
+    field as for any named tuple."""
+    if isinstance(batch, Batch) and batch.intact():
+        return type(batch[0])(*(_as_batch(array, batch, field, collate_fn_map)
+                                for field, array in enumerate(batch.arrays)))
+    return type(batch[0])(*(collate(samples, collate_fn_map=collate_fn_map) for samples in zip(*batch)))
+
+
+def _as_batch(array: np.ndarray, batch: Batch, field: int, collate_fn_map: dict | None):
+    """A numeric batch array of per-item arrays as one tensor; any other field of the items
+    (numbers, strings) as torch collates it."""
+    if array.ndim >= 2 and array.dtype.kind in "biuf":
+        return torch.from_numpy(np.require(array, requirements=("C", "W")))  # a copy only if not so
+    return collate(tuple(item[field] for item in batch), collate_fn_map=collate_fn_map)
 
 
 DataPoint = point_class(DATA_KEYS)
@@ -52,7 +91,8 @@ class ScanDataset(torch.utils.data.Dataset):
     (waiting up to ``wait`` seconds for a writer), and items come from the store's files,
     which no ingest of another scan changes. A training job therefore runs through ingests
     in other processes, across epochs, with any ``DataLoader`` workers, and sees the data it
-    started with. It is picklable; ``__getitems__`` reads a whole batch.
+    started with. It is picklable; ``__getitems__`` reads a whole batch, which the default
+    collate hands on as those arrays rather than stacking the items into a second copy.
 
     Dynamic (video) trials yield what the Sensorium 2023 loader yields: ``videos`` time-first
     ``(1, F, H, W)``, ``responses`` ``(N, F)``, ``behavior`` and ``pupil_center`` ``(2, F)``,
@@ -210,7 +250,8 @@ class ScanDataset(torch.utils.data.Dataset):
         arrays.update({key: values[rows] for key, values in self._columns.items()})
         if "videos" in arrays:  # (n, H, W, F) -> (n, 1, F, H, W), time first as the 2023 loader yields
             arrays["videos"] = np.ascontiguousarray(np.moveaxis(arrays["videos"], -1, 1)[:, None])
-        return [self.point(*(arrays[k][i] for k in self.keys)) for i in range(len(rows))]
+        columns = tuple(arrays[k] for k in self.keys)
+        return Batch([self.point(*fields) for fields in zip(*columns)], columns)
 
     _reading_rows = False
 
