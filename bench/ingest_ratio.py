@@ -54,11 +54,11 @@ def tree_pss_mb(pid: int) -> float:
     return total / 1024
 
 
-def timed(argv: list[str], env: dict | None = None) -> dict:
+def timed(argv: list[str], env: dict | None = None, cwd: Path | None = None) -> dict:
     """Wall, CPU (with children) and the peak summed PSS of a process tree."""
     before = os.times()
     started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=cwd)
     peak = 0.0
     while child.poll() is None:
         peak = max(peak, tree_pss_mb(child.pid))
@@ -99,7 +99,10 @@ def main(argv: list[str] | None = None) -> dict:
             os.sync()
             db = args.work / "previous.duckdb"
             env = {**os.environ, "PYTHONPATH": str(args.previous.resolve())}
-            row["ingest_previous"] = timed([sys.executable, "-c", INGEST, str(args.zip), str(db), "-1"], env)
+            # ``python -c`` puts the working directory first on sys.path: run in the earlier
+            # tree, or this tree's scandb is imported instead of it
+            row["ingest_previous"] = timed([sys.executable, "-c", INGEST, str(args.zip.resolve()), str(db.resolve()), "-1"],
+                                           env, cwd=args.previous.resolve())
             db.unlink()
             shutil.rmtree(db.with_suffix(".images"))
         rounds.append(row)

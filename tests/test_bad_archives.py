@@ -238,3 +238,27 @@ def test_random_damage_is_always_a_bad_scan_error(tmp_path):
             assert str(damaged) in str(exc) and "\n" not in str(exc)
             outcomes["refused"] += 1
     assert outcomes["refused"] > 100
+
+
+# -- deflate streams that disagree with their headers ----------------------------------------
+
+
+def test_a_deflate_stream_cut_short(tmp_path, bad_base, good_db, before):
+    """Headers consistent with the stored bytes, but the stream stops before its end marker."""
+    name = f"{bad_base.spec.name}/data/responses/2.npy"
+    members = scan_members(bad_base)
+    target = next(m for m in members if m.name == name)
+    target.stored = target.stored[: len(target.stored) // 2]
+    scan = write_raw_zip(tmp_path / "cut.zip", members)
+    assert_refused(good_db, scan, name, "cannot read member", before)
+
+
+def test_a_member_whose_compressed_size_no_deflate_could_produce(tmp_path, bad_base, good_db, before):
+    """A small member followed by 8 MiB it claims as compressed data: refused before that is read."""
+    name = f"{bad_base.spec.name}/meta/trials/tiers.npy"
+    members = scan_members(bad_base)
+    target = next(m for m in members if m.name == name)
+    target.stored += bytes(8 << 20)
+    scan = write_raw_zip(tmp_path / "padded.zip", members)
+    line = assert_refused(good_db, scan, name, "cannot read member", before)
+    assert "compressed size" in line
