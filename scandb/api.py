@@ -19,7 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .catalog import default_db
+from .catalog import snapshots as snapshot_ids
 from .catalog.database import OFFLINE, Database
+from .catalog.lake import MissingSnapshot
 from .catalog.transaction import explain
 from .errors import BadScanError, UsageError
 from .keys import ARROW_BATCH
@@ -38,6 +40,8 @@ if TYPE_CHECKING:
     from .export import ExportResult
     from .ingest import IngestResult
     from .ingest.writer import Progress
+    from .catalog.snapshots import Snapshot
+    from .maintenance.gc import GcResult
     from .maintenance.remove import RemoveResult
     from .maintenance.report import VerifyReport
     from .query.summary import ScanSummary
@@ -45,7 +49,7 @@ if TYPE_CHECKING:
 
 
 def connect(path: str | Path | None = None, read_only: bool = True, wait: float = 0.0,
-            data_path: str | Path | None = None) -> "ScanDB":
+            data_path: str | Path | None = None, snapshot: int | None = None) -> "ScanDB":
     """Open a scandb database; read-only by default so many processes can read one file.
 
     The file is open only while a call runs, so a connection left idle (a notebook) never
@@ -58,9 +62,21 @@ def connect(path: str | Path | None = None, read_only: bool = True, wait: float 
     where readers and writers never block each other. ``data_path`` is the folder for its
     files, stored when the lake is created; given later, it overrides the stored one for this
     connection (a machine that mounts the shared folder elsewhere).
+
+    ``snapshot`` (a lake's snapshot id, see ``snapshots()``) reads the lake as it was after
+    that commit, read-only; ``db.snapshot`` is the id a connection reads.
     """
-    db = Database(default_db() if path is None else path, read_only=read_only, wait=wait, held=False,
-                  data_path=data_path)
+    target = default_db() if path is None else path
+    if snapshot is not None:
+        snapshot = snapshot_ids.check_snapshot_id(snapshot)
+        if not read_only:
+            raise UsageError(f"{target}: a snapshot is the database as it was, read-only; connect without "
+                             "snapshot= to write")
+    try:
+        db = Database(target, read_only=read_only, wait=wait, held=False, data_path=data_path, snapshot=snapshot)
+    except MissingSnapshot:
+        with Database(target, data_path=data_path) as now:
+            raise snapshot_ids.no_such_snapshot(now.name, snapshot, snapshot_ids.snapshot_ids(now.conn)) from None
     try:
         if read_only:
             db.check_revision()
@@ -362,6 +378,40 @@ class ScanDB:
         self._readers.clear()
         return result
 
+    # -- snapshots (a lake) -----------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> int | None:
+        """The lake snapshot this connection reads: the one given to ``connect``, else the
+        newest at the time of the call; None for a database file (it has no snapshots)."""
+        if self.database.lake is None:
+            return None
+        with self.database.lease():
+            return snapshot_ids.current(self.conn)
+
+    @holding
+    def snapshots(self) -> list["Snapshot"]:
+        """Every snapshot of a lake, oldest first: id, time, author and what changed."""
+        if self.database.lake is None:
+            raise UsageError(f"{self.database.name}: {snapshot_ids.FILE_HAS_NO_SNAPSHOTS}")
+        return snapshot_ids.snapshots(self.conn)
+
+    @holding
+    def gc(self, older_than: float, *, dry_run: bool = False) -> "GcResult":
+        """Free the space of what no reader can reach: on a lake, expire the snapshots a newer
+        one replaced more than ``older_than`` days ago, then delete the store files no kept
+        snapshot references; in a file, delete the store files no scan references.
+        ``dry_run`` only says what would go."""
+        from .maintenance.gc import gc
+
+        if older_than < 0:
+            raise UsageError(f"older_than={older_than!r}: a number of days, 0 or more")
+        if not dry_run:
+            self._require_writable("collect garbage")
+        result = gc(self.database, older_than, dry_run=dry_run)
+        self._readers.clear()
+        return result
+
     @holding
     def verify(self) -> "VerifyReport":
         """Check the rows agree with each other and with the files on disk."""
@@ -383,6 +433,9 @@ class ScanDB:
         return self.database.retrying(lambda: self.database.upgrade(target), f"{self.database.name}: migrating")
 
     def _require_writable(self, action: str) -> None:
+        if self.database.snapshot is not None:
+            raise UsageError(f"{self.database.name}: opened at snapshot {self.database.snapshot}, which is "
+                             f"read-only; to {action}, connect without snapshot=")
         if self.database.read_only:
             raise UsageError(f"{self.database.name}: opened read-only; to {action}, open it with "
                              "scandb.connect(path, read_only=False)")

@@ -60,19 +60,24 @@ class ScanDataset(torch.utils.data.Dataset):
     length for train trials, or the whole valid length otherwise (and when ``frames`` is None).
     Trials whose responses or behavior are withheld (zero-filled test tiers) are refused when
     the dataset is made, unless ``normalize=False``.
+
+    On a lake, ``snapshot=N`` reads the lake as it was at snapshot N; without it the dataset
+    reads the newest snapshot, and ``dataset.snapshot`` says which, so the same dataset can
+    be made again later (until ``scandb gc`` expires that snapshot). None for a file.
     """
 
     def __init__(self, db_path: str | Path, selection: Selection, keys: Sequence[str] | None = None, *,
                  normalize: bool = True, neurons: Neurons | None = None, image_dtype: str = "float32",
                  scan: str | None = None, params: Sequence | None = None, wait: float = 0.0,
-                 frames: int | None = None):
+                 frames: int | None = None, snapshot: int | None = None):
         self.db_path = str(db_path)
         self.frames = frames
         self.normalize = normalize
         self.neurons = neurons
         self.image_dtype = image_dtype
         self.wait = wait
-        with connect(self.db_path, wait=wait) as db, db.database.lease():
+        with open_pinned(self.db_path, wait, snapshot) as db, db.database.lease():
+            self.snapshot = db.database.snapshot
             selected = db.select(selection, params=params, scan=scan)
             info = db.fetch(selected, "tier", "n_frames", "responses_withheld", "behavior_withheld")
             kinds = dict(db.sql("SELECT scan_key, kind FROM scans").fetchall())
@@ -107,8 +112,9 @@ class ScanDataset(torch.utils.data.Dataset):
         ``options`` are the constructor's; ``neurons=`` applies to each scan's dataset (a
         list picks the same positions in each).
         """
-        with connect(db_path, wait=options.get("wait", 0.0)) as db:
+        with open_pinned(db_path, options.get("wait", 0.0), options.get("snapshot")) as db:
             selected = db.select(selection, params=options.pop("params", None), scan=options.pop("scan", None))
+            options["snapshot"] = db.database.snapshot
         scans = dict.fromkeys(selected["scan_key"].to_pylist())
         scan_column = selected["scan_key"].to_numpy(zero_copy_only=False)
         return {scan: cls(db_path, selected.filter(pa.array(scan_column == scan)), keys, **options)
@@ -200,6 +206,17 @@ class ScanDataset(torch.utils.data.Dataset):
         if "videos" in arrays:  # (n, H, W, F) -> (n, 1, F, H, W), time first as the 2023 loader yields
             arrays["videos"] = np.ascontiguousarray(np.moveaxis(arrays["videos"], -1, 1)[:, None])
         return [self.point(*(arrays[k][i] for k in self.keys)) for i in range(len(rows))]
+
+
+def open_pinned(db_path: str | Path, wait: float, snapshot: int | None) -> ScanDB:
+    """The database read at one snapshot: ``snapshot``, else on a lake the newest one now, so
+    every query that makes a dataset sees the same commit whatever other processes write."""
+    db = connect(db_path, wait=wait, snapshot=snapshot)
+    if snapshot is not None or db.database.lake is None:
+        return db
+    newest = db.snapshot
+    db.close()
+    return connect(db_path, wait=wait, snapshot=newest)
 
 
 class _FilesOnly:

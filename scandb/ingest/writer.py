@@ -26,7 +26,7 @@ from ..catalog.transaction import transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
 from ..source.scan import Scan, open_scan
-from ..store.base import collect_garbage
+from ..catalog.snapshots import label_commit
 from ..store.images import ImageStore, discard
 from ..store.matrices import MatrixStore, MatrixWriter
 from . import prefetch, tables
@@ -163,6 +163,8 @@ class _ScanWriter:
         try:
             with transaction(self.conn):
                 self.db.claim_writes()
+                if self.db.lake is not None:
+                    label_commit(self.conn, f"{'replaced' if replaced else 'ingested'} {s.key}")
                 if replaced:
                     delete_scan_rows(self.conn, s.key)
                 self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
@@ -197,10 +199,11 @@ class _ScanWriter:
             self._collect_replaced_files()
 
     def _collect_replaced_files(self) -> None:
-        """The replaced scan's images and matrix, which no row references any more."""
-        images = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
-        matrices = {r[0] for r in self.conn.execute("SELECT path FROM response_matrices").fetchall()}
-        collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices)], self.db.garbage_age)
+        """The replaced scan's images and matrix, which no row references any more (on a lake,
+        none: older snapshots still reference them until ``gc``)."""
+        from ..maintenance.orphans import collect_orphans
+
+        collect_orphans(self.db)
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)

@@ -1,4 +1,8 @@
-"""Removing a scan: its rows in one transaction, then the files no other scan uses."""
+"""Removing a scan: its rows in one transaction, then (in a file) the files no other scan uses.
+
+On a lake the removed scan stays readable at older snapshots, so its files stay too, until
+``gc`` expires those snapshots.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,13 @@ import duckdb
 
 from ..catalog.database import Database
 from ..catalog.schema import delete_scan_rows
+from ..catalog.snapshots import label_commit
 from ..catalog.transaction import explain, transaction
 from ..errors import DatabaseError, UsageError
 from ..store.images import ImageStore
 from ..store.base import collect_garbage
 from ..store.matrices import MatrixStore
-from .orphans import collect_orphans, referenced_matrices
+from .orphans import collect_orphans, referenced
 from .report import plural
 
 
@@ -22,10 +27,15 @@ class RemoveResult:
     scan_key: str
     n_trials: int
     files_removed: int
+    kept_for_snapshots: bool = False
+    """On a lake: the files stay for the snapshots that still hold the scan."""
 
     def summary(self) -> str:
-        return (f"{self.scan_key}: removed {plural(self.n_trials, 'trial')} and "
-                f"{plural(self.files_removed, 'image file')} no other scan uses")
+        removed = f"{self.scan_key}: removed {plural(self.n_trials, 'trial')}"
+        if self.kept_for_snapshots:
+            return (f"{removed}; its files stay while older snapshots hold it "
+                    "('scandb gc --older-than DAYS' frees them)")
+        return f"{removed} and {plural(self.files_removed, 'image file')} no other scan uses"
 
 
 def remove_scan(db: Database, scan_key: str) -> RemoveResult:
@@ -45,10 +55,12 @@ def remove_scan(db: Database, scan_key: str) -> RemoveResult:
     matrices = {r[0] for r in db.conn.execute("SELECT path FROM response_matrices WHERE scan_key = ?",
                                               [scan_key]).fetchall()}
     unused = delete_scan(db, scan_key)
+    if db.lake is not None:
+        return RemoveResult(scan_key, found[0], 0, kept_for_snapshots=True)
     try:
         files_removed = ImageStore(db.image_dir).remove(unused)
         MatrixStore(db.image_dir).remove(matrices)
-        collect_garbage([(MatrixStore(db.image_dir), referenced_matrices(db))], db.garbage_age)
+        collect_garbage([(MatrixStore(db.image_dir), referenced(db, "matrices"))], db.garbage_age)
     except OSError as exc:
         raise DatabaseError(f"{db.name}: removed {scan_key}, but could not delete its image files "
                             f"({exc.strerror or exc}); the next ingest deletes them") from None
@@ -61,6 +73,8 @@ def delete_scan(db: Database, scan_key: str) -> set[str]:
     try:
         with transaction(db.conn):
             db.claim_writes()
+            if db.lake is not None:
+                label_commit(db.conn, f"removed {scan_key}")
             delete_scan_rows(db.conn, scan_key)
             unused_rows = "FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)"
             unused = {r[0] for r in db.conn.execute(f"SELECT image_hash {unused_rows}").fetchall()}

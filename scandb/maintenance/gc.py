@@ -1,0 +1,89 @@
+"""``gc``: expire a lake's old snapshots and delete the store files nothing references any more.
+
+A lake keeps every snapshot, and every file any of them references, until ``gc``: a model's
+dataset stays readable exactly as it was. ``older_than`` days is how far back a reader may
+still be: a snapshot expires only once a newer one replaced it more than that long ago, and
+a file goes only when no snapshot left references it (and, on a lake, it is older than an
+ingest in another process could still be writing; ``Database.garbage_age``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..catalog import snapshots
+from ..catalog.database import Database
+from ..store.base import collect_garbage, unreferenced
+from .orphans import stores_and_references
+from .report import plural
+
+DAY_S = 86_400.0
+
+
+@dataclass
+class GcResult:
+    database: str
+    dry_run: bool
+    expired: list[snapshots.Snapshot] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
+    """The snapshots left (a lake)."""
+    files: list[Path] = field(default_factory=list)
+    n_bytes: int = 0
+    root: Path = Path()
+    lake: bool = True
+    young: int = 0
+    """Files nothing references but too new to delete (another process's ingest may be writing them)."""
+
+    def summary(self) -> str:
+        verb = ("would expire", "would delete") if self.dry_run else ("expired", "deleted")
+        files = f"{plural(len(self.files), 'store file')} ({self.n_bytes / 1e6:.1f} MB)"
+        if not self.lake:
+            return f"{self.database}: {verb[1]} {files} no scan references"
+        expired = (f"{verb[0]} {plural(len(self.expired), 'snapshot')} "
+                   f"({snapshots.id_ranges([s.id for s in self.expired])})" if self.expired
+                   else "no snapshot old enough to expire")
+        line = (f"{self.database}: {expired}, kept {plural(len(self.kept), 'snapshot')} "
+                f"({snapshots.id_ranges(self.kept)}); {verb[1]} {files} no kept snapshot references")
+        if self.young:
+            line += f"; kept {plural(self.young, 'newer unreferenced file')} (an ingest may be writing them)"
+        return line
+
+    def text(self) -> str:
+        """The summary; a dry run also lists each snapshot and file that would go."""
+        lines = [self.summary()]
+        if self.dry_run:
+            lines += [f"  snapshot {s.id}  {s.when}  {s.change}" for s in self.expired]
+            lines += [f"  file {_relative(path, self.root)}" for path in self.files]
+        return "\n".join(lines)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def gc(db: Database, older_than_days: float, *, dry_run: bool = False) -> GcResult:
+    result = GcResult(db.name, dry_run, root=db.root, lake=db.lake is not None)
+    oldest = None
+    if db.lake is not None:
+        history = snapshots.snapshots(db.conn)
+        result.expired = snapshots.expiring(history, time.time() - older_than_days * DAY_S)
+        kept = history[len(result.expired):]
+        result.kept = [s.id for s in kept]
+        oldest = kept[0].id
+        if not dry_run:
+            ids = [s.id for s in result.expired]
+            db.retrying(lambda: snapshots.expire(db.conn, ids), f"{db.name}: expiring snapshots")
+    stores = stores_and_references(db, oldest)
+    for store, keys in stores:
+        going = sorted(path for path in unreferenced(store, keys, db.garbage_age) if path.exists())
+        result.young += len([path for path in unreferenced(store, keys) if path.exists()]) - len(going)
+        result.files += going
+    result.n_bytes = sum(path.stat().st_size for path in result.files if path.exists())
+    if not dry_run:
+        collect_garbage(stores, db.garbage_age)
+    return result
