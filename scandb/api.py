@@ -369,7 +369,8 @@ class ScanDB:
 
     @holding
     def remove(self, scan: str) -> "RemoveResult":
-        """Delete a scan: its rows in one transaction, then the files no other scan uses."""
+        """Delete a scan's rows in one transaction. Its files stay for readers that started
+        before (and, on a lake, for older snapshots) until ``gc``."""
         from .maintenance.remove import remove_scan
 
         self._require_writable("remove")
@@ -398,10 +399,11 @@ class ScanDB:
 
     @holding
     def gc(self, older_than: float, *, dry_run: bool = False) -> "GcResult":
-        """Free the space of what no reader can reach: on a lake, expire the snapshots a newer
-        one replaced more than ``older_than`` days ago, then delete the store files no kept
-        snapshot references; in a file, delete the store files no scan references.
-        ``dry_run`` only says what would go."""
+        """Free the space of removed and replaced scans once no reader can need it. On a lake:
+        expire the snapshots a newer one replaced more than ``older_than`` days ago, then
+        delete the store files no kept snapshot references. In a file: delete the files
+        released (by remove or replace) more than ``older_than`` days ago that no scan uses
+        again. ``dry_run`` only says what would go."""
         from .maintenance.gc import gc
 
         if older_than < 0:

@@ -291,7 +291,10 @@ def verify(db_path: Path, wait: float) -> None:
 @db_option
 @wait_option
 def remove(scan_key: str, db_path: Path, wait: float) -> None:
-    """Delete a scan: its rows, and the image files no other scan uses (all or nothing)."""
+    """Delete a scan's rows (all or nothing); its files stay until 'scandb gc'.
+
+    A training job that started before keeps reading them; 'scandb gc --older-than DAYS'
+    deletes files released more than DAYS ago (on a lake: once no kept snapshot holds them)."""
     with connect(db_path, wait=wait, read_only=False) as db:
         result = db.remove(scan_key)
     click.echo(result.summary())
@@ -323,19 +326,21 @@ def snapshots(db_path: Path | str, as_csv: bool, wait: float) -> None:
 @cli.command()
 @db_option
 @click.option("--older-than", "older_than", type=click.FloatRange(min=0), required=True, metavar="DAYS",
-              help="Keep every snapshot a reader could have read in the last DAYS days (a job that started "
-                   "then finds its data); expire the older ones. 0 keeps only the newest.")
+              help="Keep what a reader could have used in the last DAYS days (a job that started then finds "
+                   "its data): files released, and snapshots replaced, earlier go. 0 keeps only what the newest "
+                   "state uses.")
 @click.option("--dry-run", is_flag=True, help="Only list the snapshots that would expire and the files that would "
                                               "be deleted.")
 @wait_option
 def gc(db_path: Path | str, older_than: float, dry_run: bool, wait: float) -> None:
-    """Free space: expire old snapshots, delete store files nothing references any more.
+    """Free space: delete the files of removed and replaced scans, expire old snapshots.
 
-    On a lake, a removed or replaced scan stays readable at older snapshots, and its image
-    and response files stay with them: gc expires the snapshots replaced more than DAYS ago
-    and deletes the files (and DuckLake's Parquet files) no kept snapshot references. Files
-    younger than 6 hours stay (another machine's ingest may be writing them). In a database
-    file, gc deletes the store files no scan references.
+    remove and ingest --replace delete no file: a training job that started before keeps
+    reading them. In a database file, gc deletes the files released more than DAYS ago that
+    no scan uses. On a lake, a removed or replaced scan also stays readable at older
+    snapshots: gc expires the snapshots replaced more than DAYS ago and deletes the files
+    (and DuckLake's Parquet files) no kept snapshot references; unreferenced files younger
+    than 6 hours stay (another machine's ingest may be writing them).
     """
     if not is_lake(db_path) and not db_path.exists():
         raise DatabaseError(f"{db_path}: no database there")

@@ -148,6 +148,28 @@ def test_a_training_job_keeps_its_data_while_its_scan_is_replaced_and_removed(la
     assert_equals_source(epoch(loader), ORIGINAL)
 
 
+def test_in_a_database_file_too_a_training_job_keeps_its_data_until_gc(tmp_path, zips):
+    """A file has no snapshots, but replace and remove keep the files a running job reads;
+    gc --older-than 0 deletes them, after which only fresh datasets work."""
+    db_file = str(tmp_path / "lab.duckdb")
+    assert run_scandb("ingest", str(zips["original"]), "--db", db_file).code == 0
+    dataset = ScanDataset(db_file, selection(ORIGINAL), normalize=False)
+    assert dataset.snapshot is None
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, persistent_workers=False)
+    assert run_scandb("ingest", "--replace", str(zips["replacement"]), "--db", db_file).code == 0
+    assert_equals_source(epoch(loader), ORIGINAL)
+    removed = run_scandb("remove", ORIGINAL.key, "--db", db_file)
+    assert removed.code == 0 and "('scandb gc --older-than DAYS' frees them)" in removed.out
+    assert_equals_source(epoch(loader), ORIGINAL)
+
+    assert "deleted 0 store files" in run_scandb("gc", "--older-than", "1", "--db", db_file).out
+    assert_equals_source(epoch(loader), ORIGINAL)
+    collected = run_scandb("gc", "--older-than", "0", "--db", db_file)
+    assert collected.code == 0, collected
+    assert not list((tmp_path / "lab.images").rglob("*.npy"))  # neither version is in the database now
+    assert run_scandb("verify", "--db", db_file).code == 0
+
+
 def test_a_dataset_made_at_a_snapshot_after_its_scan_was_replaced_and_removed_is_the_original(lake, zips):
     first = ingest(lake, zips["original"])
     replaced = ingest(lake, zips["replacement"], replace=True)

@@ -25,6 +25,7 @@ from ..catalog.schema import delete_scan_rows
 from ..catalog.transaction import transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
+from ..maintenance.orphans import release_files_of
 from ..source.scan import Scan, open_scan
 from ..catalog.snapshots import label_commit
 from ..store.images import ImageStore, discard
@@ -166,6 +167,7 @@ class _ScanWriter:
                 if self.db.lake is not None:
                     label_commit(self.conn, f"{'replaced' if replaced else 'ingested'} {s.key}")
                 if replaced:
+                    release_files_of(self.db, s.key, f"replaced {s.key}")
                     delete_scan_rows(self.conn, s.key)
                 self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
                 statistics = tables.statistics_table(s)
@@ -195,15 +197,6 @@ class _ScanWriter:
                 raise
             raise _explain(self.db, s, exc) from exc
         self._note_missing_meta()
-        if replaced:
-            self._collect_replaced_files()
-
-    def _collect_replaced_files(self) -> None:
-        """The replaced scan's images and matrix, which no row references any more (on a lake,
-        none: older snapshots still reference them until ``gc``)."""
-        from ..maintenance.orphans import collect_orphans
-
-        collect_orphans(self.db)
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)

@@ -1,22 +1,28 @@
-"""``gc``: expire a lake's old snapshots and delete the store files nothing references any more.
+"""``gc``: delete the store files nothing references any more, expiring a lake's old snapshots.
 
-A lake keeps every snapshot, and every file any of them references, until ``gc``: a model's
-dataset stays readable exactly as it was. ``older_than`` days is how far back a reader may
-still be: a snapshot expires only once a newer one replaced it more than that long ago, and
-a file goes only when no snapshot left references it (and, on a lake, it is older than an
-ingest in another process could still be writing; ``Database.garbage_age``).
+Removal and replacement delete no file: a training job that started before still reads them.
+``older_than`` days is how far back such a reader may be. On a lake a snapshot expires once
+a newer one replaced it more than that long ago, and a file goes when no snapshot left
+references it (and it is older than an ingest in another process could still be writing;
+``Database.garbage_age``). In a database file a released file goes once it was released
+more than that long ago (``released_files``).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import duckdb
 
 from ..catalog import snapshots
 from ..catalog.database import Database
+from ..catalog.transaction import explain, transaction
+from ..errors import DatabaseError
 from ..store.base import collect_garbage, unreferenced
-from .orphans import stores_and_references
+from .orphans import forget_released, stores_and_references
 from .report import plural
 
 DAY_S = 86_400.0
@@ -38,7 +44,8 @@ class GcResult:
 
     def summary(self) -> str:
         verb = ("would expire", "would delete") if self.dry_run else ("expired", "deleted")
-        files = f"{plural(len(self.files), 'store file')} ({self.n_bytes / 1e6:.1f} MB)"
+        size = f"{self.n_bytes / 1e6:.1f} MB" if self.n_bytes >= 100_000 else f"{self.n_bytes / 1e3:.1f} kB"
+        files = f"{plural(len(self.files), 'store file')} ({size})"
         if not self.lake:
             return f"{self.database}: {verb[1]} {files} no scan references"
         expired = (f"{verb[0]} {plural(len(self.expired), 'snapshot')} "
@@ -68,8 +75,16 @@ def _relative(path: Path, root: Path) -> str:
 
 def gc(db: Database, older_than_days: float, *, dry_run: bool = False) -> GcResult:
     result = GcResult(db.name, dry_run, root=db.root, lake=db.lake is not None)
-    oldest = None
-    if db.lake is not None:
+    oldest = released_after = None
+    if db.lake is None:
+        released_after = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=older_than_days)
+        if not dry_run:
+            try:
+                with transaction(db.conn):
+                    forget_released(db, released_after)
+            except duckdb.Error as exc:
+                raise explain(exc, f"{db.name}: gc", rolled_back=True) from None
+    else:
         history = snapshots.snapshots(db.conn)
         result.expired = snapshots.expiring(history, time.time() - older_than_days * DAY_S)
         kept = history[len(result.expired):]
@@ -78,12 +93,16 @@ def gc(db: Database, older_than_days: float, *, dry_run: bool = False) -> GcResu
         if not dry_run:
             ids = [s.id for s in result.expired]
             db.retrying(lambda: snapshots.expire(db.conn, ids), f"{db.name}: expiring snapshots")
-    stores = stores_and_references(db, oldest)
+    stores = stores_and_references(db, oldest, released_after)
     for store, keys in stores:
         going = sorted(path for path in unreferenced(store, keys, db.garbage_age) if path.exists())
         result.young += len([path for path in unreferenced(store, keys) if path.exists()]) - len(going)
         result.files += going
     result.n_bytes = sum(path.stat().st_size for path in result.files if path.exists())
     if not dry_run:
-        collect_garbage(stores, db.garbage_age)
+        try:
+            collect_garbage(stores, db.garbage_age)
+        except OSError as exc:
+            raise DatabaseError(f"{db.name}: gc could not delete {exc.filename or 'a store file'} "
+                                f"({exc.strerror or exc}); 'scandb gc' again deletes it") from None
     return result

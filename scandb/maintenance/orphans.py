@@ -1,12 +1,14 @@
 """Which store files rows still reference, and collecting the rest: files left by a writer
 killed between its commit and deleting files, or half-written by one killed mid-ingest.
 
-On a lake a file is referenced while any unexpired snapshot references it: a removed or
-replaced scan stays readable at older snapshots, so its files stay until ``gc`` expires them.
+A removed or replaced scan's files stay for the readers that started before (a training
+job's workers map them) until ``gc``: on a lake, while any unexpired snapshot references
+them; in a database file, while ``released_files`` lists them.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..catalog import snapshots
@@ -19,12 +21,18 @@ REFERENCES = {"images": ("images", "image_hash"), "matrices": ("response_matrice
 """Each store's key column: the table and column whose values name its files."""
 
 
-def referenced(db: Database, store: str, oldest: int | None = None) -> set[str]:
-    """The keys of ``store`` rows reference: now in a file; in any snapshot from ``oldest``
-    (default: the oldest unexpired one) to the newest on a lake."""
+def referenced(db: Database, store: str, oldest: int | None = None, released_after: datetime | None = None
+               ) -> set[str]:
+    """The keys of ``store`` rows reference: in a file, now or as released files (those
+    released after ``released_after``, default all); on a lake, in any snapshot from
+    ``oldest`` (default: the oldest unexpired one) to the newest."""
     table, column = REFERENCES[store]
     if db.lake is None:
-        return {row[0] for row in db.conn.execute(f"SELECT {column} FROM {table}").fetchall()}
+        since = "" if released_after is None else " AND released_at >= ?"
+        rows = db.conn.execute(f"SELECT {column} FROM {table} UNION SELECT key FROM released_files "
+                               f"WHERE store = ?{since}",
+                               [store] + ([released_after] if released_after else [])).fetchall()
+        return {row[0] for row in rows}
     if oldest is None:
         oldest = snapshots.oldest_snapshot(db.conn)
     return snapshots.referenced_since(db.conn, table, column, oldest)
@@ -38,11 +46,35 @@ def referenced_matrices(db: Database) -> set[str]:
     return referenced(db, "matrices")
 
 
-def stores_and_references(db: Database, oldest: int | None = None) -> list[tuple[Store, set[str]]]:
-    """Each store beside the database, with the keys its rows reference (on a lake: in any
-    snapshot from ``oldest``, default the oldest unexpired one)."""
-    return [(ImageStore(db.image_dir), referenced(db, "images", oldest)),
-            (MatrixStore(db.image_dir), referenced(db, "matrices", oldest))]
+def stores_and_references(db: Database, oldest: int | None = None, released_after: datetime | None = None
+                          ) -> list[tuple[Store, set[str]]]:
+    """Each store beside the database, with the keys its rows reference (see ``referenced``)."""
+    return [(ImageStore(db.image_dir), referenced(db, "images", oldest, released_after)),
+            (MatrixStore(db.image_dir), referenced(db, "matrices", oldest, released_after))]
+
+
+def release_files_of(db: Database, scan_key: str, why: str) -> int:
+    """Inside the transaction that deletes a scan's rows, in a database file: list the files
+    only this scan uses in ``released_files``, so they stay until ``gc``; returns how many.
+    A lake keeps them through its snapshots instead."""
+    if db.lake is None:
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        db.conn.execute("""
+            INSERT INTO released_files
+            SELECT 'images', image_hash, ?, ? FROM (
+                SELECT DISTINCT image_hash FROM trials WHERE scan_key = ?
+                EXCEPT SELECT image_hash FROM trials WHERE scan_key <> ?)
+            UNION ALL
+            SELECT 'matrices', path, ?, ? FROM response_matrices WHERE scan_key = ?""",
+                        [why, now, scan_key, scan_key, why, now, scan_key])
+        return db.conn.execute("SELECT count(*) FROM released_files WHERE released_by = ? AND released_at = ?",
+                               [why, now]).fetchone()[0]
+    return 0
+
+
+def forget_released(db: Database, before: datetime) -> None:
+    """Drop the released files listed before ``before`` (their files are deleted next)."""
+    db.conn.execute("DELETE FROM released_files WHERE released_at < ?", [before])
 
 
 def orphan_files(db: Database) -> list[Path]:
