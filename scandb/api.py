@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .catalog import default_db
-from .catalog import snapshots as snapshot_ids
+from .catalog import snapshots as lake_snapshots
 from .catalog.database import OFFLINE, Database
 from .catalog.lake import MissingSnapshot
 from .catalog.transaction import explain
@@ -68,7 +68,7 @@ def connect(path: str | Path | None = None, read_only: bool = True, wait: float 
     """
     target = default_db() if path is None else path
     if snapshot is not None:
-        snapshot = snapshot_ids.check_snapshot_id(snapshot)
+        snapshot = lake_snapshots.check_snapshot_id(snapshot)
         if not read_only:
             raise UsageError(f"{target}: a snapshot is the database as it was, read-only; connect without "
                              "snapshot= to write")
@@ -76,7 +76,7 @@ def connect(path: str | Path | None = None, read_only: bool = True, wait: float 
         db = Database(target, read_only=read_only, wait=wait, held=False, data_path=data_path, snapshot=snapshot)
     except MissingSnapshot:
         with Database(target, data_path=data_path) as now:
-            raise snapshot_ids.no_such_snapshot(now.name, snapshot, snapshot_ids.snapshot_ids(now.conn)) from None
+            raise lake_snapshots.no_such_snapshot(now.name, snapshot, lake_snapshots.snapshot_ids(now.conn)) from None
     try:
         if read_only:
             db.check_revision()
@@ -388,14 +388,14 @@ class ScanDB:
         if self.database.lake is None:
             return None
         with self.database.lease():
-            return snapshot_ids.current(self.conn)
+            return lake_snapshots.current(self.conn)
 
     @holding
     def snapshots(self) -> list["Snapshot"]:
         """Every snapshot of a lake, oldest first: id, time, author and what changed."""
         if self.database.lake is None:
-            raise UsageError(f"{self.database.name}: {snapshot_ids.FILE_HAS_NO_SNAPSHOTS}")
-        return snapshot_ids.snapshots(self.conn)
+            raise UsageError(f"{self.database.name}: {lake_snapshots.FILE_HAS_NO_SNAPSHOTS}")
+        return lake_snapshots.snapshots(self.conn)
 
     @holding
     def gc(self, older_than: float, *, dry_run: bool = False) -> "GcResult":

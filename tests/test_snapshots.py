@@ -202,8 +202,7 @@ def test_a_snapshot_that_does_not_exist_is_one_line_naming_the_ids_there_are(lak
     with pytest.raises(UsageError) as refused:
         scandb.connect(lake.url, snapshot=last + 5)
     assert str(refused.value) == (f"{lake.url}: no snapshot {last + 5} (it has 0-{last}; "
-                                  "'scandb snapshots' lists them)") or lake.catalog == "postgres"
-    assert f"no snapshot {last + 5} (it has 0-{last};" in str(refused.value)
+                                  "'scandb snapshots' lists them)")
     run = run_scandb("sql", "SELECT 1", "--db", lake.url, "--snapshot", str(last + 5))
     assert run.code == 2
     assert f"no snapshot {last + 5} (it has 0-{last};" in run.error
