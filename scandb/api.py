@@ -408,7 +408,7 @@ class ScanDB:
 
         if older_than < 0:
             raise UsageError(f"older_than={older_than!r}: a number of days, 0 or more")
-        if not dry_run:
+        if not dry_run or self.database.snapshot is not None:  # a snapshot cannot see newer references
             self._require_writable("collect garbage")
         result = gc(self.database, older_than, dry_run=dry_run)
         self._readers.clear()
