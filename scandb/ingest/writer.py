@@ -22,12 +22,12 @@ import pyarrow as pa
 from .. import __version__
 from ..catalog.database import Database
 from ..catalog.schema import delete_scan_rows
+from ..catalog.snapshots import label_commit
 from ..catalog.transaction import transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
 from ..maintenance.orphans import release_files_of
 from ..source.scan import Scan, open_scan
-from ..catalog.snapshots import label_commit
 from ..store.images import ImageStore, discard
 from ..store.matrices import MatrixStore, MatrixWriter
 from . import prefetch, tables
