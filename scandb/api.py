@@ -19,7 +19,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from .catalog import default_db
+from .catalog import snapshots as lake_snapshots
 from .catalog.database import OFFLINE, Database
+from .catalog.lake import MissingSnapshot
 from .catalog.transaction import explain
 from .errors import BadScanError, UsageError
 from .keys import ARROW_BATCH
@@ -39,6 +41,8 @@ if TYPE_CHECKING:
     from .export import ExportResult
     from .ingest import IngestResult
     from .ingest.writer import Progress
+    from .catalog.snapshots import Snapshot
+    from .maintenance.gc import GcResult
     from .maintenance.remove import RemoveResult
     from .maintenance.report import VerifyReport
     from .query.summary import ScanSummary
@@ -46,7 +50,7 @@ if TYPE_CHECKING:
 
 
 def connect(path: str | Path | None = None, read_only: bool = True, wait: float = 0.0,
-            data_path: str | Path | None = None) -> "ScanDB":
+            data_path: str | Path | None = None, snapshot: int | None = None) -> "ScanDB":
     """Open a scandb database; read-only by default so many processes can read one file.
 
     The file is open only while a call runs, so a connection left idle (a notebook) never
@@ -59,9 +63,21 @@ def connect(path: str | Path | None = None, read_only: bool = True, wait: float 
     where readers and writers never block each other. ``data_path`` is the folder for its
     files, stored when the lake is created; given later, it overrides the stored one for this
     connection (a machine that mounts the shared folder elsewhere).
+
+    ``snapshot`` (a lake's snapshot id, see ``snapshots()``) reads the lake as it was after
+    that commit, read-only; ``db.snapshot`` is the id a connection reads.
     """
-    db = Database(default_db() if path is None else path, read_only=read_only, wait=wait, held=False,
-                  data_path=data_path)
+    target = default_db() if path is None else path
+    if snapshot is not None:
+        snapshot = lake_snapshots.check_snapshot_id(snapshot)
+        if not read_only:
+            raise UsageError(f"{target}: a snapshot is the database as it was, read-only; connect without "
+                             "snapshot= to write")
+    try:
+        db = Database(target, read_only=read_only, wait=wait, held=False, data_path=data_path, snapshot=snapshot)
+    except MissingSnapshot:
+        with Database(target, data_path=data_path) as now:
+            raise lake_snapshots.no_such_snapshot(now.name, snapshot, lake_snapshots.snapshot_ids(now.conn)) from None
     try:
         if read_only:
             db.check_revision()
@@ -357,13 +373,49 @@ class ScanDB:
 
     @holding
     def remove(self, scan: str) -> "RemoveResult":
-        """Delete a scan: its rows in one transaction, then the files no other scan uses."""
+        """Delete a scan's rows in one transaction. Its files stay for readers that started
+        before (and, on a lake, for older snapshots) until ``gc``."""
         from .maintenance.remove import remove_scan
 
         self._require_writable("remove")
         self.database.check_revision()
         with self.database.writer_lock():
             result = self.database.retrying(lambda: remove_scan(self.database, scan), f"removing {scan}")
+        self._readers.clear()
+        return result
+
+    # -- snapshots (a lake) -----------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> int | None:
+        """The lake snapshot this connection reads: the one given to ``connect``, else the
+        newest at the time of the call; None for a database file (it has no snapshots)."""
+        if self.database.lake is None:
+            return None
+        with self.database.lease():
+            return lake_snapshots.current(self.conn)
+
+    @holding
+    def snapshots(self) -> list["Snapshot"]:
+        """Every snapshot of a lake, oldest first: id, time, author and what changed."""
+        if self.database.lake is None:
+            raise UsageError(f"{self.database.name}: {lake_snapshots.FILE_HAS_NO_SNAPSHOTS}")
+        return lake_snapshots.snapshots(self.conn)
+
+    @holding
+    def gc(self, older_than: float, *, dry_run: bool = False) -> "GcResult":
+        """Free the space of removed and replaced scans once no reader can need it. On a lake:
+        expire the snapshots a newer one replaced more than ``older_than`` days ago, then
+        delete the store files no kept snapshot references. In a file: delete the files
+        released (by remove or replace) more than ``older_than`` days ago that no scan uses
+        again. ``dry_run`` only says what would go."""
+        from .maintenance.gc import gc
+
+        if older_than < 0:
+            raise UsageError(f"older_than={older_than!r}: a number of days, 0 or more")
+        if not dry_run or self.database.snapshot is not None:  # a snapshot cannot see newer references
+            self._require_writable("collect garbage")
+        result = gc(self.database, older_than, dry_run=dry_run)
         self._readers.clear()
         return result
 
@@ -389,6 +441,9 @@ class ScanDB:
             return self.database.retrying(lambda: self.database.upgrade(target), f"{self.database.name}: migrating")
 
     def _require_writable(self, action: str) -> None:
+        if self.database.snapshot is not None:
+            raise UsageError(f"{self.database.name}: opened at snapshot {self.database.snapshot}, which is "
+                             f"read-only; to {action}, connect without snapshot=")
         if self.database.read_only:
             raise UsageError(f"{self.database.name}: opened read-only; to {action}, open it with "
                              "scandb.connect(path, read_only=False)")

@@ -63,11 +63,16 @@ def data_path() -> Path | None:
     return click.get_current_context().meta.get(DATA_PATH_KEY)
 
 
-def connect(db_path: Path | str, wait: float, read_only: bool = True):
+def connect(db_path: Path | str, wait: float, read_only: bool = True, snapshot: int | None = None):
     """The public API, imported only by the commands that need it (it brings pandas)."""
     from .api import connect as open_database
 
-    return open_database(db_path, read_only=read_only, wait=wait, data_path=data_path())
+    return open_database(db_path, read_only=read_only, wait=wait, data_path=data_path(), snapshot=snapshot)
+
+
+snapshot_option = click.option("--snapshot", type=click.IntRange(min=0), default=None, metavar="ID",
+                               help="Read a lake as it was at this snapshot (ids: 'scandb snapshots'); "
+                                    "default: the newest.")
 
 
 def fail(message: str, code: int) -> None:
@@ -154,13 +159,14 @@ def _progress(path: Path):
 
 @cli.command()
 @db_option
+@snapshot_option
 @wait_option
-def scans(db_path: Path, wait: float) -> None:
+def scans(db_path: Path, snapshot: int | None, wait: float) -> None:
     """List the scans a database holds."""
     from .render import render
 
     columns = ["scan_key", "kind", "n_trials", "n_neurons", "image_shape", "source_name", "ingested_at"]
-    with connect(db_path, wait=wait) as db:
+    with connect(db_path, wait=wait, snapshot=snapshot) as db:
         table = db.scans()[columns]
     click.echo(render(columns, list(table.itertuples(index=False, name=None)), "table"))
 
@@ -183,8 +189,9 @@ def migrate(db_path: Path, wait: float) -> None:
 @db_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (values in full) instead of a table.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects per statement (values in full).")
+@snapshot_option
 @wait_option
-def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> None:
+def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, snapshot: int | None, wait: float) -> None:
     """Run SQL (read-only) and print each statement's result.
 
     Several statements separated by ';' run in order, and each result is printed as it
@@ -199,7 +206,7 @@ def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, wait: float) -> 
         raise click.UsageError("choose one of --csv and --json")
     statements = _statements(query)
     fmt = "csv" if as_csv else "json" if as_json else "table"
-    with connect(db_path, wait=wait) as db:
+    with connect(db_path, wait=wait, snapshot=snapshot) as db:
         printed = False
         for statement in statements:  # each result as soon as it is ready, as the DuckDB shell does
             columns, rows = db.run(statement.query)
@@ -255,10 +262,11 @@ def shell(db_path: Path | str, write: bool) -> None:
 @cli.command()
 @click.argument("scan")
 @db_option
+@snapshot_option
 @wait_option
-def info(scan: str, db_path: Path, wait: float) -> None:
+def info(scan: str, db_path: Path, snapshot: int | None, wait: float) -> None:
     """Summarise one scan: trials per tier, neurons per area and layer, images, statistics."""
-    with connect(db_path, wait=wait) as db:
+    with connect(db_path, wait=wait, snapshot=snapshot) as db:
         click.echo(db.summary(scan).text())
 
 
@@ -284,10 +292,62 @@ def verify(db_path: Path, wait: float) -> None:
 @db_option
 @wait_option
 def remove(scan_key: str, db_path: Path, wait: float) -> None:
-    """Delete a scan: its rows, and the image files no other scan uses (all or nothing)."""
+    """Delete a scan's rows (all or nothing); its files stay until 'scandb gc'.
+
+    A training job that started before keeps reading them; 'scandb gc --older-than DAYS'
+    deletes files released more than DAYS ago (on a lake: once no kept snapshot holds them)."""
     with connect(db_path, wait=wait, read_only=False) as db:
         result = db.remove(scan_key)
     click.echo(result.summary())
+
+
+@cli.command()
+@db_option
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (full timestamps in UTC) instead of a table.")
+@wait_option
+def snapshots(db_path: Path | str, as_csv: bool, wait: float) -> None:
+    """List a lake's snapshots: id, time (UTC), who committed, what changed.
+
+    Every change to a lake is a snapshot ("ingested 26872-17-20", "removed ..."); read one
+    with --snapshot ID on scans, sql, info and export, or scandb.connect(db, snapshot=ID).
+    A database file has no snapshots.
+    """
+    from .render import render
+
+    if not is_lake(db_path):
+        from .catalog.snapshots import FILE_HAS_NO_SNAPSHOTS
+
+        raise UsageError(f"{db_path}: {FILE_HAS_NO_SNAPSHOTS}")
+    with connect(db_path, wait=wait) as db:
+        history = db.snapshots()
+    rows = [(s.id, s.when, s.author or "", s.change) for s in history]
+    click.echo(render(["snapshot", "time_utc", "author", "change"], rows, "csv" if as_csv else "table"))
+
+
+@cli.command()
+@db_option
+@click.option("--older-than", "older_than", type=click.FloatRange(min=0), required=True, metavar="DAYS",
+              help="Keep what a reader could have used in the last DAYS days (a job that started then finds "
+                   "its data): files released, and snapshots replaced, earlier go. 0 keeps only what the newest "
+                   "state uses.")
+@click.option("--dry-run", is_flag=True, help="Only list the snapshots that would expire and the files that would "
+                                              "be deleted.")
+@wait_option
+def gc(db_path: Path | str, older_than: float, dry_run: bool, wait: float) -> None:
+    """Free space: delete the files of removed and replaced scans, expire old snapshots.
+
+    remove and ingest --replace delete no file: a training job that started before keeps
+    reading them. In a database file, gc deletes the files released more than DAYS ago that
+    no scan uses. On a lake, a removed or replaced scan also stays readable at older
+    snapshots: gc expires the snapshots replaced more than DAYS ago and deletes the files
+    (and DuckLake's Parquet files) no kept snapshot references; unreferenced files younger
+    than 6 hours stay (another machine's ingest may be writing them).
+    """
+    if not is_lake(db_path) and not db_path.exists():
+        raise DatabaseError(f"{db_path}: no database there")
+    with connect(db_path, wait=wait, read_only=dry_run) as db:
+        result = db.gc(older_than, dry_run=dry_run)
+    click.echo(result.text())
 
 
 @cli.command()
@@ -301,9 +361,10 @@ def remove(scan_key: str, db_path: Path, wait: float) -> None:
                    "selected rows of every table, partitioned by scan_key; npz: the aligned arrays in one file.")
 @click.option("--zip", "as_zip", is_flag=True, help="Write each scan as a zip (one top-level folder) instead of a folder.")
 @db_option
+@snapshot_option
 @wait_option
 def export(query: str, out: Path, neurons_query: str | None, fmt: str, as_zip: bool, db_path: Path,
-           wait: float) -> None:
+           snapshot: int | None, wait: float) -> None:
     """Export the trials a query selects (scan_key, trial_id) into the folder OUT.
 
     Trials are numbered 0..n-1 in the query's order; meta arrays are taken for the selected
@@ -313,7 +374,7 @@ def export(query: str, out: Path, neurons_query: str | None, fmt: str, as_zip: b
     Example: scandb export "SELECT scan_key, trial_id FROM trials_full WHERE running_speed > 1
     ORDER BY ALL" out/ --neurons "SELECT scan_key, neuron_idx FROM neurons WHERE area IN ('V1', 'LM')"
     """
-    with connect(db_path, wait=wait) as db:
+    with connect(db_path, wait=wait, snapshot=snapshot) as db:
         result = db.export(query, out, neurons_query, format=fmt, zip=as_zip)
     click.echo(result.summary())
 

@@ -106,12 +106,16 @@ class ScanDataset(torch.utils.data.Dataset):
     image once read in the memory of the process that read it, as neuralpredictors' cache
     does: later epochs read no image files, at ~37 kB per 144x256 uint8 image per process,
     so up to a whole tier (~160 MB for 4,400 trials) in each ``DataLoader`` worker.
+
+    On a lake, ``snapshot=N`` reads the lake as it was at snapshot N; without it the dataset
+    reads the newest snapshot, and ``dataset.snapshot`` says which, so the same dataset can
+    be made again later (until ``scandb gc`` expires that snapshot). None for a file.
     """
 
     def __init__(self, db_path: str | Path, selection: Selection, keys: Sequence[str] | None = None, *,
                  normalize: bool = True, neurons: Neurons | None = None, image_dtype: str = "float32",
                  scan: str | None = None, params: Sequence | None = None, wait: float = 0.0,
-                 frames: int | None = None, cache_images: bool = False):
+                 frames: int | None = None, cache_images: bool = False, snapshot: int | None = None):
         self.db_path = str(db_path)
         self.frames = frames
         self.normalize = normalize
@@ -119,7 +123,8 @@ class ScanDataset(torch.utils.data.Dataset):
         self.image_dtype = image_dtype
         self.wait = wait
         self.cache_images = cache_images
-        with connect(self.db_path, wait=wait) as db, db.database.lease():
+        with open_pinned(self.db_path, wait, snapshot) as db, db.database.lease():
+            self.snapshot = db.database.snapshot
             selected = db.select(selection, params=params, scan=scan)
             info = db.fetch(selected, "tier", "n_frames", "responses_withheld", "behavior_withheld")
             kinds = dict(db.sql("SELECT scan_key, kind FROM scans").fetchall())
@@ -154,8 +159,9 @@ class ScanDataset(torch.utils.data.Dataset):
         ``options`` are the constructor's; ``neurons=`` applies to each scan's dataset (a
         list picks the same positions in each).
         """
-        with connect(db_path, wait=options.get("wait", 0.0)) as db:
+        with open_pinned(db_path, options.get("wait", 0.0), options.get("snapshot")) as db:
             selected = db.select(selection, params=options.pop("params", None), scan=options.pop("scan", None))
+            options["snapshot"] = db.database.snapshot
         scans = dict.fromkeys(selected["scan_key"].to_pylist())
         scan_column = selected["scan_key"].to_numpy(zero_copy_only=False)
         return {scan: cls(db_path, selected.filter(pa.array(scan_column == scan)), keys, **options)
@@ -262,6 +268,17 @@ class ScanDataset(torch.utils.data.Dataset):
         for reader in self._readers._readers.values():
             reader.read_rows = True
         self._reading_rows = True
+
+
+def open_pinned(db_path: str | Path, wait: float, snapshot: int | None) -> ScanDB:
+    """The database read at one snapshot: ``snapshot``, else on a lake the newest one now, so
+    every query that makes a dataset sees the same commit whatever other processes write."""
+    db = connect(db_path, wait=wait, snapshot=snapshot)
+    if snapshot is not None or db.database.lake is None:
+        return db
+    newest = db.snapshot
+    db.close()
+    return connect(db_path, wait=wait, snapshot=newest)
 
 
 class _FilesOnly:

@@ -234,6 +234,7 @@ def test_removing_the_dynamic_scan_leaves_the_static_one_whole(mixed, tmp_path):
     shutil.copytree(db_path.parent, copy)
     with scandb.connect(copy / "lab.duckdb", read_only=False) as db:
         db.remove(video.key)
+        db.gc(older_than=0)
         assert [r[0] for r in db.sql("SELECT scan_key FROM scans").fetchall()] == [static.key]
         for table in ("frame_behavior", "area_frame_responses", "response_matrices", "trials"):
             assert db.sql(f"SELECT count(*) FROM {table} WHERE scan_key = ?", [video.key]).fetchone()[0] == 0

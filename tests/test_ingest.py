@@ -12,6 +12,7 @@ import scandb
 from scandb.catalog.database import Database
 from scandb.errors import BadScanError
 from scandb.ingest import ingest
+from scandb.maintenance.gc import gc
 from scandb.synthetic import generate, write_folder, write_zip
 
 from .conftest import digest_database
@@ -146,7 +147,7 @@ def test_a_different_file_for_the_same_scan_is_refused_without_replace(tmp_path,
     assert db.conn.execute("SELECT n_trials FROM scans").fetchall() == [(60,)]
 
 
-def test_replace_swaps_a_scan_and_drops_its_unused_images(tmp_path, open_db):
+def test_replace_swaps_a_scan_and_gc_drops_its_unused_images(tmp_path, open_db):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     first = make_scan(tmp_path / "a")
     second = make_scan(tmp_path / "b", seed=5, n_trials=30)
@@ -158,6 +159,9 @@ def test_replace_swaps_a_scan_and_drops_its_unused_images(tmp_path, open_db):
     for table in ("trials", "responses", "behavior"):
         assert db.conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 30
     referenced = {r[0] for r in db.conn.execute("SELECT DISTINCT image_hash FROM trials").fetchall()}
+    stored = {p.stem for p in db.image_dir.glob("??/*.npy")}
+    assert stored > referenced  # the replaced scan's images stay for readers that started before
+    gc(db, 0)
     stored = {p.stem for p in db.image_dir.glob("??/*.npy")}
     assert stored == referenced
     assert {r[0] for r in db.conn.execute("SELECT image_hash FROM images").fetchall()} == referenced

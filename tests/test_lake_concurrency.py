@@ -70,6 +70,8 @@ class PausedIngest:
 
     def inside(self) -> "PausedIngest":
         line = self.process.stdout.readline().strip()
+        if not line:  # stdout closed: the process is exiting; wait for it so its stderr shows below
+            self.process.wait(timeout=60)
         assert line == "inside", (line, self.process.stderr.read() if self.process.poll() is not None else "")
         return self
 

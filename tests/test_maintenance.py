@@ -269,15 +269,22 @@ def test_verify_on_a_missing_database_is_a_database_error(tmp_path):
 # -- remove -------------------------------------------------------------------------------
 
 
-def test_remove_is_the_exact_inverse_of_ingest(good_db, before, other_scan):
+def test_remove_then_gc_is_the_exact_inverse_of_ingest(good_db, before, other_scan):
     assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
     shared = hashes_of(good_db, GOOD_SPEC.key) & hashes_of(good_db, OTHER_SPEC.key)
     assert shared, "the two scans should share their test images"
+    only_other = hashes_of(good_db, OTHER_SPEC.key) - shared
 
     run = run_cli("remove", OTHER_SPEC.key, "--db", str(good_db))
 
     assert run.code == 0, run
-    assert run.out.startswith(f"{OTHER_SPEC.key}: removed {OTHER_SPEC.n_trials} trials and ")
+    assert run.out.startswith(f"{OTHER_SPEC.key}: removed {OTHER_SPEC.n_trials} trials; "
+                              f"{len(only_other) + 1} files no other scan uses stay for readers that started before")
+    assert {p.stem for p in image_files(good_db)} >= only_other | shared  # a running job may still read them
+    assert verify(good_db).code == 0
+    collected = run_cli("gc", "--older-than", "0", "--db", str(good_db))
+    assert collected.code == 0, collected
+    assert f"deleted {len(only_other) + 1} store files" in collected.out
     assert digest_database(good_db) == before
     assert {p.stem for p in image_files(good_db)} >= shared
     assert verify(good_db).code == 0
@@ -309,56 +316,36 @@ def test_remove_is_all_or_nothing_when_a_delete_fails(good_db, before, monkeypat
     assert digest_database(good_db) == before
 
 
-def test_a_removal_killed_before_deleting_files_is_finished_by_the_next_writer(good_db, before, other_scan):
-    """A kill -9 after the commit leaves only orphan files: verify lists them, the next run deletes them."""
+def test_gc_deletes_only_files_released_longer_ago_than_asked(good_db, before, other_scan):
+    """Removed just now: gc --older-than 1 (day) keeps the files; a dry run lists what 0 would delete."""
     assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
-    with Database(good_db, read_only=False) as db:
-        delete_scan(db, OTHER_SPEC.key)
+    only_other = hashes_of(good_db, OTHER_SPEC.key) - hashes_of(good_db, GOOD_SPEC.key)
+    assert run_cli("remove", OTHER_SPEC.key, "--db", str(good_db)).code == 0
+    files = {p.stem for p in image_files(good_db)}
 
-    run = verify(good_db)
-    assert run.code == 5
-    assert ": orphan (no row references it" in run.out
+    kept = run_cli("gc", "--older-than", "1", "--db", str(good_db))
+    assert kept.code == 0 and "deleted 0 store files" in kept.out, kept
+    dry = run_cli("gc", "--older-than", "0", "--dry-run", "--db", str(good_db))
+    assert dry.code == 0 and f"would delete {len(only_other) + 1} store files" in dry.out, dry
+    listed = [line.split("file ", 1)[1] for line in dry.out.splitlines() if line.startswith("  file ")]
+    assert {Path(f).stem for f in listed if "/responses/" not in f} == only_other
+    assert len([f for f in listed if "/responses/" in f]) == 1  # the scan's response matrix
+    assert {p.stem for p in image_files(good_db)} == files
 
-    assert run_cli("ingest", str(other_scan.parent / "missing.zip"), "--db", str(good_db)).code == 3
+    assert run_cli("gc", "--older-than", "0", "--db", str(good_db)).code == 0
     assert digest_database(good_db) == before
-    assert verify(good_db).code == 0
 
 
-def test_image_files_that_cannot_be_deleted_are_left_for_the_next_writer(good_db, before, other_scan):
-    """The rows are gone (committed); the files stay as orphans, named by verify, collected later."""
+def test_files_gc_cannot_delete_are_left_for_the_next_writer(good_db, before, other_scan):
+    """The released rows are gone (committed); the files stay as orphans, named by verify, collected later."""
     assert run_cli("ingest", str(other_scan), "--db", str(good_db)).code == 0
+    assert run_cli("remove", OTHER_SPEC.key, "--db", str(good_db)).code == 0
     store = good_db.with_suffix(".images")
     with immutable(*store.iterdir()):
-        run = run_cli("remove", OTHER_SPEC.key, "--db", str(good_db))
+        run = run_cli("gc", "--older-than", "0", "--db", str(good_db))
     assert run.code == 4
-    assert f"removed {OTHER_SPEC.key}, but could not delete its image files (Operation not permitted)" in run.error
+    assert "gc could not delete" in run.error and "(Operation not permitted); 'scandb gc' again deletes it" in run.error
     assert ": orphan (no row references it" in verify(good_db).out
 
     assert run_cli("ingest", str(other_scan.parent / "missing.zip"), "--db", str(good_db)).code == 3
     assert digest_database(good_db) == before
-
-
-def test_the_digest_benchmark_runs_on_a_toy_scan(tmp_path):
-    """bench/digests.py keeps working: it ingests, times record_digests, and verifies clean."""
-    from bench import digests as bench_digests
-
-    results = bench_digests.main(["--tiny", "--out", str(tmp_path)])
-    assert results["verify_ok"] is True
-    assert 0 < results["record_digests"] < results["ingest"]
-    assert set(results["parts"]) >= {"responses", "area_responses", "response matrix"}
-
-
-@pytest.mark.parametrize("options", [(), ("--no-response-matrix",)], ids=["matrix", "no-matrix"])
-def test_a_scan_with_nan_and_infinite_values_verifies_clean(tmp_path, options):
-    """NaN (either sign), infinities and -0.0 hash and compare the same every time."""
-    scan = generate(GOOD_SPEC)
-    odd = np.array([0x7FC00000, 0xFFC00000, 0x7F800000, 0xFF800000, 0x80000000], np.uint32).view(np.float32)
-    for trial in (0, 5, GOOD_SPEC.n_trials - 1):
-        response = scan.arrays[f"data/responses/{trial}.npy"].copy()
-        response[:len(odd)] = odd
-        scan.arrays[f"data/responses/{trial}.npy"] = response
-    scan.arrays["data/behavior/2.npy"] = np.array([np.nan, -0.0, np.inf], scan.arrays["data/behavior/2.npy"].dtype)
-    db = tmp_path / "odd.duckdb"
-    assert run_cli("ingest", *options, str(write_zip(scan, tmp_path / "odd.zip")), "--db", str(db)).code == 0
-    run = verify(db)
-    assert run.code == 0, run

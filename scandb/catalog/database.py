@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from ..errors import DatabaseError, first_line
+from ..errors import DatabaseError, UsageError, first_line
 from . import DEFAULT_DB  # noqa: F401  (re-exported: callers open DEFAULT_DB by default)
 from . import lake as lakes
 
@@ -185,9 +185,15 @@ class Database:
     """
 
     def __init__(self, path: str | Path, *, read_only: bool = True, wait: float = 0.0, held: bool = True,
-                 data_path: str | Path | None = None):
+                 data_path: str | Path | None = None, snapshot: int | None = None):
+        self.snapshot = snapshot
+        """The snapshot a lake is read at (None: the newest); see catalog/snapshots.py."""
         self.lake = lakes.parse(path, data_path) if lakes.is_lake(path) else None
         if self.lake is None:
+            if snapshot is not None:
+                from .snapshots import FILE_HAS_NO_SNAPSHOTS
+
+                raise UsageError(f"{path}: {FILE_HAS_NO_SNAPSHOTS}")
             self.path: Path | None = Path(path).absolute()
             if read_only and not self.path.exists():
                 raise _missing(self.path)
@@ -225,7 +231,7 @@ class Database:
             conn = _connect(self.path, self.read_only, self.wait)
             self.root = self.path.parent
         else:
-            conn = lakes.open_lake(self.lake, OFFLINE, read_only=self.read_only)
+            conn = lakes.open_lake(self.lake, OFFLINE, read_only=self.read_only, snapshot=self.snapshot)
             self.root = self.lake.data_path or lakes.data_path(conn)
         conn.execute(f"SET VARIABLE scandb_root = {lakes.quote(str(self.root))}")  # a parameter imports pandas
         return conn

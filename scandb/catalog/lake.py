@@ -96,9 +96,10 @@ def load_statements(lake: Lake) -> list[str]:
     return statements
 
 
-def attach_statement(lake: Lake, *, read_only: bool = False) -> str:
+def attach_statement(lake: Lake, *, read_only: bool = False, snapshot: int | None = None) -> str:
     """ATTACH the lake as ``scandb``: a given data path is stored when the lake is created,
-    and overrides the stored one otherwise (a machine that mounts the share elsewhere)."""
+    and overrides the stored one otherwise (a machine that mounts the share elsewhere);
+    ``snapshot`` attaches it as it was then (read-only)."""
     options = []
     if lake.data_path is not None:
         options += [f"DATA_PATH {quote(str(lake.data_path).rstrip('/') + '/')}", "OVERRIDE_DATA_PATH true"]
@@ -106,6 +107,8 @@ def attach_statement(lake: Lake, *, read_only: bool = False) -> str:
         options += ["META_JOURNAL_MODE 'WAL'", f"META_BUSY_TIMEOUT {SQLITE_BUSY_MS}"]
     if read_only:
         options.append("READ_ONLY")
+    if snapshot is not None:
+        options.append(f"SNAPSHOT_VERSION {int(snapshot)}")
     listed = f" ({', '.join(options)})" if options else ""
     return f"ATTACH IF NOT EXISTS {quote(lake.url)} AS {ALIAS}{listed}"
 
@@ -115,7 +118,8 @@ def open_statements(lake: Lake, *, read_only: bool = False) -> list[str]:
     return [*load_statements(lake), attach_statement(lake, read_only=read_only), f"USE {ALIAS}"]
 
 
-def open_lake(lake: Lake, offline: dict, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+def open_lake(lake: Lake, offline: dict, *, read_only: bool = False, snapshot: int | None = None
+              ) -> duckdb.DuckDBPyConnection:
     """A connection with the lake attached and used, or one line saying why not."""
     if lake.exists() is False:
         if read_only:
@@ -132,7 +136,7 @@ def open_lake(lake: Lake, offline: dict, *, read_only: bool = False) -> duckdb.D
             except duckdb.Error as exc:
                 raise DatabaseError(f"{lake.name}: cannot load DuckDB's {statement.split()[-1]} extension "
                                     f"({first_line(str(exc))}); install it with {LAKE_EXTRA}") from None
-        _attach(conn, lake, read_only)
+        _attach(conn, lake, read_only, snapshot)
         conn.execute(f"USE {ALIAS}")
     except BaseException:
         conn.close()
@@ -140,12 +144,12 @@ def open_lake(lake: Lake, offline: dict, *, read_only: bool = False) -> duckdb.D
     return conn
 
 
-def _attach(conn: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool) -> None:
+def _attach(conn: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, snapshot: int | None = None) -> None:
     """ATTACH, retrying briefly while another process holds a SQLite catalog being created."""
     deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
     while True:
         try:
-            conn.execute(attach_statement(lake, read_only=read_only))
+            conn.execute(attach_statement(lake, read_only=read_only, snapshot=snapshot))
             break
         except duckdb.Error as exc:
             message = first_line(str(exc))
@@ -154,12 +158,18 @@ def _attach(conn: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool) -> Non
                 continue
             if "creating a new DuckLake is explicitly disabled" in message:
                 raise _missing(lake) from None
+            if "No snapshot found" in message:
+                raise MissingSnapshot(f"{lake.name}: no snapshot {snapshot}") from None
             if "data_path is not set" in message:
                 raise _needs_data_path(lake) from None
             raise DatabaseError(f"{lake.name}: cannot open lake ({message})") from None
     if data_path(conn) is None:
         conn.execute(f"DETACH {ALIAS}")
         raise _needs_data_path(lake)
+
+
+class MissingSnapshot(DatabaseError):
+    """The snapshot asked for is not in the lake (never made, or expired)."""
 
 
 def _missing(lake: Lake) -> DatabaseError:

@@ -182,6 +182,17 @@ scan_digests = sa.Table(
     sa.Column("n_rows", sa.BigInteger, nullable=False),
 )
 
+released_files = sa.Table(
+    "released_files", metadata,
+    sa.Column("store", sa.String, nullable=False, comment="'images' or 'matrices'"),
+    sa.Column("key", sa.String, nullable=False, comment="an image's hash or a response matrix's path"),
+    sa.Column("released_by", sa.String, nullable=False, comment="'removed <scan>' or 'replaced <scan>'"),
+    sa.Column("released_at", sa.DateTime, nullable=False, comment="UTC; 'scandb gc --older-than DAYS' deletes "
+                                                                  "files released more than DAYS ago"),
+)
+"""Store files no scan uses any more, kept for readers that started before (a database file;
+a lake keeps them through its snapshots)."""
+
 SCAN_TABLES = (neurons, trials, behavior, responses, statistics, scan_files, response_matrices, area_responses,
                frame_behavior, area_frame_responses, scan_digests)
 """Tables holding one scan's rows, children of ``scans``."""

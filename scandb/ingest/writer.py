@@ -22,13 +22,12 @@ import pyarrow as pa
 from .. import __version__
 from ..catalog.database import Database
 from ..catalog.schema import delete_scan_rows
+from ..catalog.snapshots import label_commit
 from ..catalog.transaction import transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
-from ..maintenance.orphans import referenced_meta_files
+from ..maintenance.orphans import release_files_of
 from ..source.scan import Scan, open_scan
-from ..store.base import collect_garbage
-from ..store.frames import FrameStore
 from ..store.images import ImageStore, discard
 from ..store.matrices import MatrixStore, MatrixWriter
 from ..store.meta import MetaStore
@@ -169,7 +168,10 @@ class _ScanWriter:
         try:
             with transaction(self.conn):
                 self.db.claim_writes()
+                if self.db.lake is not None:
+                    label_commit(self.conn, f"{'replaced' if replaced else 'ingested'} {s.key}")
                 if replaced:
+                    release_files_of(self.db, s.key, f"replaced {s.key}")
                     delete_scan_rows(self.conn, s.key)
                 self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
                 stored = {rel: self.meta.put(s.files[rel], rel) for rel in tables.kept_as_files(s)}
@@ -202,17 +204,6 @@ class _ScanWriter:
                 raise
             raise _explain(self.db, s, exc) from exc
         self._note_missing_meta()
-        if replaced:
-            self._collect_replaced_files()
-
-    def _collect_replaced_files(self) -> None:
-        """The replaced scan's images, their time-major copies, its matrix and meta files,
-        which no row references any more."""
-        images = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
-        matrices = {r[0] for r in self.conn.execute("SELECT path FROM response_matrices").fetchall()}
-        collect_garbage([(self.store, images), (MatrixStore(self.store.root), matrices),
-                         (FrameStore(self.store.root), images), (self.meta, referenced_meta_files(self.conn))],
-                        self.db.garbage_age)
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)

@@ -1,6 +1,7 @@
 """Keeping a database and its store consistent.
 
-orphans: files no row references; remove: deleting a scan; digests: per-scan content
+orphans: which files rows (or a lake's snapshots, or released_files) reference;
+remove: deleting a scan's rows; gc: deleting what nothing references any more; digests: per-scan content
 digests recorded at ingest; consistency: checks that rows and files agree; report and
 verify: what ``scandb verify`` finds and prints.
 """

@@ -1,0 +1,108 @@
+"""``gc``: delete the store files nothing references any more, expiring a lake's old snapshots.
+
+Removal and replacement delete no file: a training job that started before still reads them.
+``older_than`` days is how far back such a reader may be. On a lake a snapshot expires once
+a newer one replaced it more than that long ago, and a file goes when no snapshot left
+references it (and it is older than an ingest in another process could still be writing;
+``Database.garbage_age``). In a database file a released file goes once it was released
+more than that long ago (``released_files``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import duckdb
+
+from ..catalog import snapshots
+from ..catalog.database import Database
+from ..catalog.transaction import explain, transaction
+from ..errors import DatabaseError
+from ..store.base import collect_garbage, unreferenced
+from .orphans import forget_released, stores_and_references
+from .report import plural
+
+DAY_S = 86_400.0
+
+
+@dataclass
+class GcResult:
+    database: str
+    dry_run: bool
+    expired: list[snapshots.Snapshot] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)
+    """The snapshots left (a lake)."""
+    files: list[Path] = field(default_factory=list)
+    n_bytes: int = 0
+    root: Path = Path()
+    lake: bool = True
+    young: int = 0
+    """Files nothing references but too new to delete (another process's ingest may be writing them)."""
+
+    def summary(self) -> str:
+        verb = ("would expire", "would delete") if self.dry_run else ("expired", "deleted")
+        size = f"{self.n_bytes / 1e6:.1f} MB" if self.n_bytes >= 100_000 else f"{self.n_bytes / 1e3:.1f} kB"
+        files = f"{plural(len(self.files), 'store file')} ({size})"
+        if not self.lake:
+            return f"{self.database}: {verb[1]} {files} no scan references"
+        expired = (f"{verb[0]} {plural(len(self.expired), 'snapshot')} "
+                   f"({snapshots.id_ranges([s.id for s in self.expired])})" if self.expired
+                   else "no snapshot old enough to expire")
+        line = (f"{self.database}: {expired}, kept {plural(len(self.kept), 'snapshot')} "
+                f"({snapshots.id_ranges(self.kept)}); {verb[1]} {files} no kept snapshot references")
+        if self.young:
+            line += f"; kept {plural(self.young, 'newer unreferenced file')} (an ingest may be writing them)"
+        return line
+
+    def text(self) -> str:
+        """The summary; a dry run also lists each snapshot and file that would go."""
+        lines = [self.summary()]
+        if self.dry_run:
+            lines += [f"  snapshot {s.id}  {s.when}  {s.change}" for s in self.expired]
+            lines += [f"  file {_relative(path, self.root)}" for path in self.files]
+        return "\n".join(lines)
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def gc(db: Database, older_than_days: float, *, dry_run: bool = False) -> GcResult:
+    result = GcResult(db.name, dry_run, root=db.root, lake=db.lake is not None)
+    oldest = released_after = None
+    if db.lake is None:
+        released_after = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=older_than_days)
+        if not dry_run:
+            try:
+                with transaction(db.conn):
+                    forget_released(db, released_after)
+            except duckdb.Error as exc:
+                raise explain(exc, f"{db.name}: gc", rolled_back=True) from None
+    else:
+        history = snapshots.snapshots(db.conn)
+        result.expired = snapshots.expiring(history, time.time() - older_than_days * DAY_S)
+        kept = history[len(result.expired):]
+        result.kept = [s.id for s in kept]
+        oldest = kept[0].id
+        if not dry_run:
+            ids = [s.id for s in result.expired]
+            db.retrying(lambda: snapshots.expire(db.conn, ids), f"{db.name}: expiring snapshots")
+    stores = stores_and_references(db, oldest, released_after)
+    for store, keys in stores:
+        going = sorted(path for path in unreferenced(store, keys, db.garbage_age) if path.exists())
+        result.young += len([path for path in unreferenced(store, keys) if path.exists()]) - len(going)
+        result.files += going
+    result.n_bytes = sum(path.stat().st_size for path in result.files if path.exists())
+    if not dry_run:
+        try:
+            collect_garbage(stores, db.garbage_age)
+        except OSError as exc:
+            raise DatabaseError(f"{db.name}: gc could not delete {exc.filename or 'a store file'} "
+                                f"({exc.strerror or exc}); 'scandb gc' again deletes it") from None
+    return result
