@@ -45,13 +45,13 @@ if sys.argv.pop(1) == "without-lock":  # a share whose file locks do not work
 record = writer.record_digests
 paused = False
 
-def pause_then_record(db, scan_key):
+def pause_then_record(db, scan_key, *rest):
     global paused
     if not paused:  # the first attempt only: a retried ingest goes straight through
         paused = True
         print("inside", flush=True)
         sys.stdin.readline()
-    return record(db, scan_key)
+    return record(db, scan_key, *rest)
 
 writer.record_digests = pause_then_record
 sys.argv = ["scandb", "ingest", *sys.argv[1:]]
