@@ -94,12 +94,18 @@ def test_verify_names_a_changed_or_missing_meta_file(copied):
     assert f"meta file {rows[1][3]} ({rows[1][1]} of scan {video.key}): missing" in text
 
 
-def test_removing_the_dynamic_scan_removes_its_meta_files(copied):
+def test_a_removed_dynamic_scans_meta_files_stay_until_gc(copied):
     db_path, video, static, _ = copied
+    meta = db_path.parent / "lab.images" / "meta"
+    kept = sorted(meta.rglob("*.npy"))
+    assert kept
     with scandb.connect(db_path, read_only=False) as db:
         db.remove(video.key)
         assert db.verify().ok
-    assert list((db_path.parent / "lab.images" / "meta").iterdir()) == []
+        assert sorted(meta.rglob("*.npy")) == kept  # a job that started before still reads them
+        db.gc(older_than=0)
+        assert db.verify().ok
+    assert list(meta.rglob("*.npy")) == []
 
 
 def migrate(db_path, target: str, direction) -> None:

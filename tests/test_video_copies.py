@@ -107,7 +107,7 @@ def test_a_truncated_copy_is_one_line_naming_it(copied):
     assert "\n" not in str(failed.value)
 
 
-def test_removing_the_scan_removes_its_copies_and_a_stray_copy_is_an_orphan(copied):
+def test_a_removed_scans_copies_stay_until_gc_and_a_stray_copy_is_an_orphan(copied):
     db_path, spec, _ = copied
     stray = db_path.parent / "lab.images" / "frames" / "ab" / ("ab" + "0" * 62 + ".npy")
     stray.parent.mkdir(exist_ok=True)
@@ -115,8 +115,12 @@ def test_removing_the_scan_removes_its_copies_and_a_stray_copy_is_an_orphan(copi
     with scandb.connect(db_path) as db:
         report = db.verify()
     assert f"image file lab.images/frames/ab/{stray.name}: orphan" in report.text()
+    copies = copies_in(db_path)
     with scandb.connect(db_path, read_only=False) as db:
         db.remove(spec.key)
+        assert stray not in copies_in(db_path)  # the next write collects orphans
+        assert set(copies_in(db_path)) == set(copies) - {stray}  # kept for readers that started before
+        db.gc(older_than=0)
     assert copies_in(db_path) == []
 
 
