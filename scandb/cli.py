@@ -96,14 +96,21 @@ def cli() -> None:
 @click.option("--replace", is_flag=True, help="Swap in a different file for a scan already in the database.")
 @click.option("--no-response-matrix", "response_matrix", flag_value=False, default=True,
               help="Keep responses only in the database: smaller on disk, slower Python fetches.")
+@click.option("--nice", type=click.IntRange(0, 19), default=10, show_default=True, metavar="N",
+              help="Run at this lower CPU priority (os.nice), so readers on the same machine "
+                   "(notebooks, training jobs) keep their speed while scans go in; 0 for full speed.")
 @wait_option
-def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matrix: bool, wait: float) -> None:
+def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matrix: bool, nice: int,
+           wait: float) -> None:
     """Load scans (zips or folders) into the database, one transaction each.
 
     Re-ingesting the same file does nothing; a different file for a scan already present
     is refused unless --replace. A bad scan is reported and skipped; the others go in.
     """
     from .catalog.database import discard_new_database
+
+    if nice:
+        os.nice(nice)  # inherited by the reader processes a big scan forks
 
     def report(result) -> None:
         failed = result.status == "failed"

@@ -341,3 +341,23 @@ def test_scans_lists_each_scan_with_its_image_shape_as_a_list(lab_db):
         line = next(line for line in lines if line.startswith(scan_key))
         assert "[" + ", ".join(map(str, shape)) + "]" in line
     assert lines[-1] == f"({len(expected)} rows)"
+
+
+NICENESS_AFTER_INGEST = """
+import os, sys
+from scandb.cli import main
+try:
+    main()
+finally:
+    print("niceness", os.nice(0), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(("option", "expected"), [((), 10), (("--nice", "0"), 0), (("--nice", "3"), 3)])
+def test_ingest_runs_at_lower_cpu_priority_so_readers_keep_their_speed(tmp_path, three_scans, option, expected):
+    start = os.nice(0)
+    result = subprocess.run([sys.executable, "-c", NICENESS_AFTER_INGEST, "ingest", *option,
+                             "--db", str(tmp_path / "lab.duckdb"), str(three_scans[0][1])],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"niceness {min(start + expected, 19)}" in result.stderr
