@@ -27,17 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .measure import timings
+
 BATCH = 128
-
-
-def timings(call, repeat: int) -> list[float]:
-    call()
-    out = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - started)
-    return out
 
 
 def percentile(values: list[float], q: float) -> float:

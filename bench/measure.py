@@ -58,6 +58,17 @@ def _run_and_report(argv: list[str]) -> None:
                       "returncode": os.waitstatus_to_exitcode(status)}))
 
 
+def timings(call: Callable[[], object], repeat: int) -> list[float]:
+    """Wall time of ``repeat`` calls after one untimed warm-up call."""
+    call()
+    out = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - started)
+    return out
+
+
 def best_of(fn: Callable[[], object], repeat: int = 3) -> tuple[float, float]:
     """(fastest, first) wall time of ``repeat`` calls: the first pays cold caches."""
     times = []

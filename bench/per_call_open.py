@@ -14,22 +14,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from .measure import timings
+
 BATCH = 128
-
-
-def timings(call, repeat: int) -> list[float]:
-    call()
-    out = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - started)
-    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -112,3 +112,13 @@ def remove_if_empty(folder: Path, root: Path) -> None:
         folder.rmdir()
     except OSError:
         pass
+
+
+def fanned_out_files(root: Path, fanout: int) -> dict[str, Path]:
+    """The ``.npy`` files of a store that fans files out into ``fanout``-character folders, by stem."""
+    return {p.stem: p for p in root.glob(f"{'?' * fanout}/*.npy")} if root.is_dir() else {}
+
+
+def fanned_out_temporaries(root: Path, fanout: int) -> list[Path]:
+    """Half-written files such a store left (a writer killed before its rename)."""
+    return list(root.glob(f"{'?' * fanout}/.*{TEMPORARY_SUFFIX}")) if root.is_dir() else []

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..source import npyfile
-from .base import TEMPORARY_SUFFIX, Store, remove_if_empty, write_then_rename
+from .base import Store, fanned_out_files, fanned_out_temporaries, remove_if_empty, write_then_rename
 from .reads import read_ranges
 
 FOLDER = "frames"
@@ -77,12 +77,10 @@ class FrameStore(Store):
         self.created.append(target)
 
     def files(self) -> dict[str, Path]:
-        if not self.root.is_dir():
-            return {}
-        return {p.stem: p for p in self.root.glob(f"{'?' * FANOUT}/*.npy")}
+        return fanned_out_files(self.root, FANOUT)
 
     def temporaries(self) -> list[Path]:
-        return list(self.root.glob(f"{'?' * FANOUT}/.*{TEMPORARY_SUFFIX}")) if self.root.is_dir() else []
+        return fanned_out_temporaries(self.root, FANOUT)
 
 
 def read_windows(paths: list[Path], firsts: list[int], out: np.ndarray, frames: int) -> list[int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..source.npyfile import NpyHeader
-from .base import TEMPORARY_SUFFIX, Store, remove_if_empty, write_then_rename
+from .base import Store, fanned_out_files, fanned_out_temporaries, remove_if_empty, write_then_rename
 
 FANOUT = 2
 """Hex digits of the hash used as a sub-folder, so no folder holds too many files."""
@@ -87,12 +87,10 @@ class ImageStore(Store):
 
     def files(self) -> dict[str, Path]:
         """Every image file in the store, by hash."""
-        if not self.root.is_dir():
-            return {}
-        return {p.stem: p for p in self.root.glob(f"{'?' * FANOUT}/*.npy")}
+        return fanned_out_files(self.root, FANOUT)
 
     def temporaries(self) -> list[Path]:
-        return list(self.root.glob(f"{'?' * FANOUT}/.*{TEMPORARY_SUFFIX}")) if self.root.is_dir() else []
+        return fanned_out_temporaries(self.root, FANOUT)
 
 
 def discard(paths, root: Path) -> None:
