@@ -95,7 +95,8 @@ def holding(method):
     @functools.wraps(method)
     def call(self, *args, **kwargs):
         with self.database.lease():
-            self._readers.follow(self.database.stamp())
+            if self.database.leases == 1:  # the outermost call: one look per call is enough
+                self._readers.follow(self.database.stamp())
             return method(self, *args, **kwargs)
     return call
 
@@ -230,7 +231,7 @@ class ScanDB:
         """
         if scan is not None:
             self._readers.get(scan)
-        selected = selecting.resolve(self.conn, selection, params, scan)
+        selected = selecting.resolve(self.database, selection, params, scan)
         selecting.check(selected, self._readers)
         return selected
 
@@ -256,7 +257,7 @@ class ScanDB:
         cuts every array to that window. A selection mixing static and dynamic scans needs
         ``per_scan=True``. Without ``keys``, the four data keys of the scans' kind.
         """
-        fetching.check_keys(self.conn, keys)
+        fetching.check_keys(self.database, keys)
         keys_given = bool(keys)
         selected = self.select(selection, params, scan)
         shape_scans = self._shape_scans(scan, neurons) if selected.num_rows == 0 else ()
@@ -269,9 +270,9 @@ class ScanDB:
             for scan_key in dict.fromkeys(selected["scan_key"].to_pylist()):
                 part = selected.filter(pc.equal(selected["scan_key"], scan_key))
                 part_keys = keys if keys_given else fetching.default_keys(self._readers, part, ())
-                out[scan_key] = fetching.fetch(self.conn, self._readers, part, part_keys, **options)
+                out[scan_key] = fetching.fetch(self._readers, part, part_keys, **options)
             return out
-        return fetching.fetch(self.conn, self._readers, selected, keys, **options)
+        return fetching.fetch(self._readers, selected, keys, **options)
 
     def responses(self, selection: Selection, neurons: Neurons | None = None, normalize: bool = False, *,
                   scan: str | None = None, params: Sequence | None = None) -> np.ndarray:

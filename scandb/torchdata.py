@@ -251,7 +251,7 @@ class ScanDataset(torch.utils.data.Dataset):
         batch = pa.table({"scan_key": pa.array(self.scan_keys[rows].tolist(), pa.string()),
                           "trial_id": pa.array(self.trial_ids[rows], pa.int64())})
         data_keys = [k for k in self.keys if k in DATA_KEYS + VIDEO_DATA_KEYS]
-        arrays = fetching.fetch(None, self._readers, batch, data_keys, normalize=self.normalize,
+        arrays = fetching.fetch(self._readers, batch, data_keys, normalize=self.normalize,
                                 neurons=self.neurons, image_dtype=self.image_dtype, frames=windows)
         arrays.update({key: values[rows] for key, values in self._columns.items()})
         if "videos" in arrays:  # (n, H, W, F) -> (n, 1, F, H, W), time first as the 2023 loader yields

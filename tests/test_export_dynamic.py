@@ -4,6 +4,8 @@ mean response over frames of the oracle videos."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,31 @@ def test_moviefiletreedataset_reads_exactly_the_source_arrays(video, tmp_path, n
     assert list(np.load(folder / "meta/trials/source_trial_id.npy")) == trials
     std = np.load(folder / "meta/statistics/responses/all/std.npy")
     assert std.tobytes() == arrays["meta/statistics/responses/all/std.npy"][NEURONS].tobytes()
+
+
+def test_parquet_holds_every_statistic_and_meta_file_of_a_dynamic_scan_itself(video, tmp_path):
+    """A dynamic scan keeps its time-resolved statistics as store files: the Parquet tables
+    hold their values and bytes all the same, and no path into the store."""
+    import pyarrow.dataset as ds
+
+    db_path, arrays = video
+    with scandb.connect(db_path) as db:
+        db.export([(SPEC.key, 0), (SPEC.key, 3)], tmp_path, format="parquet")
+    folder = tmp_path / "parquet"
+    statistics = ds.dataset(folder / "statistics", partitioning="hive").to_table().to_pylist()
+    files = ds.dataset(folder / "scan_files", partitioning="hive").to_table()
+    assert "stored_as" not in files.column_names
+    content = dict(zip(files["path"].to_pylist(), files["content"].to_pylist()))
+    expected = {path: value for path, value in arrays.items() if path.startswith("meta/statistics/")}
+    assert len(statistics) == len(expected) and len(expected) > 4
+    for row in statistics:
+        path = f"meta/statistics/{row['variable']}/{row['source']}/{row['stat']}.npy"
+        source = expected[path]
+        assert row["data"] is not None, path
+        np.testing.assert_array_equal(np.asarray(row["data"], np.float64).astype(source.dtype).reshape(source.shape),
+                                      source)
+        assert np.load(io.BytesIO(content[path]), allow_pickle=False).tobytes() == source.tobytes(), path
+    assert any(source.ndim == 2 for source in expected.values())  # some are time-resolved (neurons x frames)
 
 
 def test_every_figure_renders_with_the_frames_figure(video, tmp_path):

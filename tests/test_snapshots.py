@@ -271,6 +271,19 @@ def test_gc_keeps_what_unexpired_snapshots_reference_and_deletes_the_rest(lake, 
         assert_equals_source(db.fetch(selection(OTHER), *KEYS), OTHER)
 
 
+def test_a_connection_whose_snapshot_gc_expired_says_so_in_one_line(lake, zips):
+    first = ingest(lake, zips["original"])
+    with scandb.connect(lake.url, snapshot=first) as pinned:
+        assert list(pinned.scans()["scan_key"]) == [ORIGINAL.key]
+        ingest(lake, zips["replacement"], replace=True)
+        assert run_scandb("gc", "--older-than", "0", "--db", lake.url).code == 0
+        with pytest.raises(scandb.DatabaseError) as failed:
+            pinned.scans()
+    message = str(failed.value)
+    assert "\n" not in message
+    assert f"snapshot {first} no longer exists ('scandb gc' expired it after this connection opened it)" in message
+
+
 def test_gc_leaves_new_unreferenced_files_an_ingest_may_be_writing(lake, zips):
     ingest(lake, zips["original"])
     ingest(lake, zips["replacement"], replace=True)

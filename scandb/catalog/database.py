@@ -22,6 +22,7 @@ import duckdb
 from ..errors import DatabaseError, UsageError, first_line
 from . import DEFAULT_DB  # noqa: F401  (re-exported: callers open DEFAULT_DB by default)
 from . import lake as lakes
+from .newest import NewestSnapshot
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -212,6 +213,7 @@ class Database:
         self._closed = False
         self.root: Path = Path()
         """The folder the store's paths in rows are relative to: the file's, or the lake's data path."""
+        self._newest = NewestSnapshot(self.lake, OFFLINE) if self.lake is not None else None
         self._conn: duckdb.DuckDBPyConnection | None = self._open()
         self._engine: "sa.Engine | None" = None
         self.opened = 1
@@ -237,16 +239,24 @@ class Database:
         return conn
 
     @contextmanager
-    def lease(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """The open connection for the length of a call; the outermost lease of a database
-        made with ``held=False`` closes the file when it ends, so other processes may write."""
+    def lease(self) -> Iterator[None]:
+        """The length of a call: ``conn`` opens the file when the call first needs it (a fetch
+        from kept readers needs none), and the outermost lease of a database made with
+        ``held=False`` closes it when it ends, so other processes may write."""
+        if self._closed:
+            raise DatabaseError(f"{self.name}: the database was closed; connect again")
         self._leases += 1
         try:
-            yield self.conn
+            yield
         finally:
             self._leases -= 1
             if self._leases == 0 and not self.held:
                 self.release()
+
+    @property
+    def leases(self) -> int:
+        """How many calls are running now (nested calls count each)."""
+        return self._leases
 
     def release(self) -> None:
         """Close the file (it reopens on the next use); the database object stays usable."""
@@ -273,17 +283,21 @@ class Database:
         return self._engine
 
     def stamp(self) -> tuple:
-        """The file's and its write-ahead log's size and modification time: what changes when
-        any process writes, so what was read from an older stamp may be stale."""
+        """What changes when any process writes, so what was read at an older stamp may be
+        stale: a file's and its write-ahead log's size and modification time; a lake's newest
+        snapshot, read from its catalog directly (see catalog/newest.py)."""
         def state(path: Path) -> tuple[int, int] | None:
             try:
                 found = path.stat()
             except OSError:
                 return None
             return found.st_mtime_ns, found.st_size
-        if self.lake is not None:
-            return (lakes.current_snapshot(self.conn),)
-        return state(self.path), state(self.path.with_name(self.path.name + ".wal"))
+        if self.lake is None:
+            return state(self.path), state(self.path.with_name(self.path.name + ".wal"))
+        if self.snapshot is not None:
+            return (self.snapshot,)  # a lake as it was never changes
+        newest = self._newest.newest()
+        return (newest if newest is not None else lakes.current_snapshot(self.conn),)
 
     @property
     def image_dir(self) -> Path:
@@ -391,6 +405,8 @@ class Database:
 
     def close(self) -> None:
         self.release()
+        if self._newest is not None:
+            self._newest.close()
         self._closed = True
 
     def __enter__(self):

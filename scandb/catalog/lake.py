@@ -89,11 +89,12 @@ def extension_file(name: str) -> Path | None:
 
 def load_statements(lake: Lake) -> list[str]:
     """LOAD ducklake and the catalog's extension: by path from the wheels, else DuckDB's INSTALL."""
-    statements = []
-    for name in ("ducklake", CATALOGS[lake.catalog]):
-        found = extension_file(name)
-        statements += [f"LOAD {quote(str(found))}"] if found else [f"INSTALL {name}", f"LOAD {name}"]
-    return statements
+    return extension_statements("ducklake") + extension_statements(CATALOGS[lake.catalog])
+
+
+def extension_statements(name: str) -> list[str]:
+    found = extension_file(name)
+    return [f"LOAD {quote(str(found))}"] if found else [f"INSTALL {name}", f"LOAD {name}"]
 
 
 def attach_statement(lake: Lake, *, read_only: bool = False, snapshot: int | None = None) -> str:

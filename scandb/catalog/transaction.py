@@ -7,6 +7,7 @@ operating-system causes DuckDB reports only inside its text, by that cause).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,6 +23,9 @@ QUERY_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogEx
                 duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException,
                 duckdb.NotImplementedException, duckdb.TypeMismatchException)
 """Errors in what was asked (a typo, a wrong type), not in the database."""
+
+EXPIRED_SNAPSHOT = re.compile(r"No snapshot found at version (\d+)")
+"""DuckLake's words when a connection pinned to a snapshot queries after ``gc`` expired it."""
 
 
 @contextmanager
@@ -58,6 +62,11 @@ def explain(exc: BaseException, doing: str, *, users_sql: bool = False, rolled_b
     """
     if isinstance(exc, ScandbError):
         return exc
+    expired = EXPIRED_SNAPSHOT.search(str(exc))
+    if expired:
+        return DatabaseError(f"{doing} failed: snapshot {expired[1]} no longer exists ('scandb gc' expired it after "
+                             "this connection opened it); connect again, at a newer snapshot ('scandb snapshots' "
+                             "lists them)")
     if users_sql and isinstance(exc, QUERY_ERRORS):
         return UsageError(f"{doing} failed: {' '.join(str(exc).split())}")
     text = first_line(str(exc))

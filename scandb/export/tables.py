@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..catalog.transaction import explain
+from ..source.npyfile import load
 
 PARQUET_FOLDER = "parquet"
 NPZ_FILE = "selection.npz"
@@ -39,11 +40,16 @@ def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Pa
     conn.register("_export_trials", selected.append_column(
         "export_position", pa.array(np.arange(selected.num_rows, dtype=np.int64))))
     conn.register("_export_neurons", _neuron_table(db, scans, picked))
+    conn.register("_export_stored", _stored_meta_files(db, scans))
     queries = {
         "scans": "SELECT * FROM scans WHERE scan_key IN (SELECT scan_key FROM _export_trials)",
         "neurons": "SELECT n.*, e.export_position FROM neurons n JOIN _export_neurons e USING (scan_key, neuron_idx)",
-        "statistics": "SELECT * FROM statistics WHERE scan_key IN (SELECT scan_key FROM _export_trials)",
-        "scan_files": "SELECT * FROM scan_files WHERE scan_key IN (SELECT scan_key FROM _export_trials)",
+        "statistics": f"""SELECT s.* REPLACE (coalesce(s.data, v.data) AS data) FROM statistics s
+                          LEFT JOIN _export_stored v ON v.scan_key = s.scan_key AND v.path = {STATISTIC_PATH}
+                          WHERE s.scan_key IN (SELECT scan_key FROM _export_trials)""",
+        "scan_files": """SELECT f.* EXCLUDE (stored_as) REPLACE (coalesce(f.content, v.content) AS content)
+                         FROM scan_files f LEFT JOIN _export_stored v USING (scan_key, path)
+                         WHERE f.scan_key IN (SELECT scan_key FROM _export_trials)""",
         "responses": """SELECT r.scan_key, r.trial_id, e.export_position, r.image_id,
                                list_select(r.response, c.columns) AS response
                         FROM responses r JOIN _export_trials e USING (scan_key, trial_id)
@@ -68,7 +74,34 @@ def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Pa
     finally:
         conn.unregister("_export_trials")
         conn.unregister("_export_neurons")
+        conn.unregister("_export_stored")
     return target
+
+
+STATISTIC_PATH = "'meta/statistics/' || s.variable || '/' || s.source || '/' || s.stat || '.npy'"
+"""The meta file a ``statistics`` row came from."""
+
+
+def _stored_meta_files(db, scans: list[str]) -> pa.Table:
+    """(scan_key, path, content, data) of the meta files kept in the store rather than in
+    their rows (a dynamic scan's time-resolved statistics): the exported tables hold every
+    value themselves, the bytes in ``scan_files.content`` and a statistic's values in
+    ``statistics.data``, as for the files kept in rows."""
+    from ..store.meta import stored_content
+
+    rows = db.conn.execute(f"SELECT scan_key, path, stored_as FROM scan_files WHERE stored_as IS NOT NULL "
+                           f"AND scan_key IN ({', '.join('?' * len(scans))}) ORDER BY ALL", scans).fetchall() \
+        if scans else []
+    contents, values = [], []
+    for _, path, stored_as in rows:
+        raw = stored_content(db.database.root, stored_as)
+        contents.append(raw)
+        is_statistic = path.startswith("meta/statistics/")
+        values.append(load(raw).astype(np.float64).ravel() if is_statistic else None)
+    return pa.table({"scan_key": pa.array([r[0] for r in rows], pa.string()),
+                     "path": pa.array([r[1] for r in rows], pa.string()),
+                     "content": pa.array(contents, pa.binary()),
+                     "data": pa.array(values, pa.list_(pa.float64()))})
 
 
 def _neuron_table(db, scans: list[str], picked: dict[str, np.ndarray]) -> pa.Table:

@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from ..catalog.database import Database
 from ..errors import UsageError
 from ..keys import ARROW_BATCH, DATA_KEYS, STIMULUS_KEY, VIDEO_DATA_KEYS
 from . import neurons as neuron_choice
@@ -23,10 +24,11 @@ WIDTHS = {"behavior": 3, "pupil_center": 2}
 STIMULUS_KEYS = tuple(STIMULUS_KEY.values())
 
 
-def fetch(conn: duckdb.DuckDBPyConnection, readers: Readers, selected: pa.Table, keys: Sequence[str], *,
+def fetch(readers: Readers, selected: pa.Table, keys: Sequence[str], *,
           normalize: bool = False, neurons=None, image_dtype=None,
           shape_scans: Sequence[str] = (), frames: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
-    """``{key: array}`` for a selection already checked by ``selection.check``."""
+    """``{key: array}`` for a selection already checked by ``selection.check``. Data keys
+    come from the readers without SQL; a trials_full column is one query."""
     scans = selected["scan_key"].to_numpy(zero_copy_only=False).astype(object)
     trial_ids = selected["trial_id"].to_numpy()
     order = list(dict.fromkeys(scans.tolist()))
@@ -41,7 +43,7 @@ def fetch(conn: duckdb.DuckDBPyConnection, readers: Readers, selected: pa.Table,
         elif key in WIDTHS:
             out[key] = _per_trial(rows, key, normalize)
         else:
-            out[key] = trial_column(conn, selected, key)
+            out[key] = trial_column(readers.database.conn, selected, key)
     return out
 
 
@@ -228,11 +230,12 @@ def trial_columns(conn: duckdb.DuckDBPyConnection) -> set[str]:
         "SELECT column_name FROM duckdb_columns() WHERE table_name = 'trials_full'").fetchall()}
 
 
-def check_keys(conn: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> None:
-    """Every key is a data key or a trials_full column (checked before any array is read)."""
+def check_keys(database: Database, keys: Sequence[str]) -> None:
+    """Every key is a data key or a trials_full column (checked before any array is read;
+    only a column name opens the database)."""
     unknown = [k for k in keys if k not in DATA_KEYS and k not in VIDEO_DATA_KEYS]
     if unknown:
-        allowed = trial_columns(conn)
+        allowed = trial_columns(database.conn)
         bad = [k for k in unknown if k not in allowed]
         if bad:
             raise UsageError(f"unknown key {bad[0]!r}: use one of {', '.join(DATA_KEYS)} or a trials_full "

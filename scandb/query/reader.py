@@ -55,6 +55,11 @@ def read_statistic(conn: duckdb.DuckDBPyConnection, scan: str, variable: str, st
     return array.copy()
 
 
+IDENTITY = "ingested_at::VARCHAR || ' ' || source_sha256"
+"""What differs between two ingests of one scan key (a replace): a reader of the scan's
+older ingest is stale, one of the same ingest is not, whatever else was written since."""
+
+
 class ScanReader:
     """Fetches rows of one scan; everything is read on first use and kept."""
 
@@ -72,6 +77,8 @@ class ScanReader:
         self.image_dtype = np.dtype(image_dtype)
         self.dtypes = {"behavior": np.dtype(behavior_dtype), "pupil_center": np.dtype(pupil_dtype)}
         self._statistics: dict[str, dict[str, np.ndarray]] = {}
+        self.identity: str | None = None
+        """The scan's ingest this reader reads (see ``IDENTITY``)."""
         self.image_cache: dict[str, np.ndarray] | None = None
         """Static images already read, by path, when the caller asked to keep them in memory."""
         self.read_rows = False
@@ -83,12 +90,15 @@ class ScanReader:
     def open(cls, database: Database, scan: str) -> "ScanReader | None":
         """The reader of a scan, or None when the database holds no such scan."""
         found = database.conn.execute(
-            "SELECT n_trials, n_neurons, image_shape, image_dtype, behavior_dtype, pupil_center_dtype, kind "
-            "FROM scans WHERE scan_key = ?", [scan]).fetchone()
+            "SELECT n_trials, n_neurons, image_shape, image_dtype, behavior_dtype, pupil_center_dtype, kind, "
+            f"{IDENTITY} FROM scans WHERE scan_key = ?", [scan]).fetchone()
         if found is None:
             return None
-        n_trials, n_neurons, shape, image_dtype, behavior_dtype, pupil_dtype, kind = found
-        return cls(database, scan, n_trials, n_neurons, tuple(shape), image_dtype, behavior_dtype, pupil_dtype, kind)
+        n_trials, n_neurons, shape, image_dtype, behavior_dtype, pupil_dtype, kind, identity = found
+        reader = cls(database, scan, n_trials, n_neurons, tuple(shape), image_dtype, behavior_dtype, pupil_dtype,
+                     kind)
+        reader.identity = identity
+        return reader
 
     @property
     def stimulus(self) -> str:
@@ -442,6 +452,7 @@ class Readers:
     def __init__(self, database: Database):
         self.database = database
         self._readers: dict[str, ScanReader | None] = {}
+        self._stamp: tuple | None = None
 
     def get(self, scan: str) -> ScanReader:
         """The scan's reader; an unknown scan is a UsageError naming the scans there are."""
@@ -461,9 +472,17 @@ class Readers:
         self._readers.clear()
 
     def follow(self, stamp: tuple) -> None:
-        """Forget every reader when the database file changed since they were read (another
-        process wrote to it between two calls)."""
-        if stamp != getattr(self, "_stamp", None):
+        """When the database changed since the last call (another process wrote), forget the
+        readers of scans that were removed or replaced; the others stay valid."""
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        kept = [scan for scan, reader in self._readers.items() if reader is not None]
+        if not kept:
             self._readers.clear()
-            self._stamp = stamp
+            return
+        now = dict(self.database.conn.execute(f"SELECT scan_key, {IDENTITY} FROM scans WHERE scan_key IN "
+                                              f"({', '.join('?' * len(kept))})", kept).fetchall())
+        self._readers = {scan: reader for scan, reader in self._readers.items()
+                         if reader is not None and now.get(scan) == reader.identity}
 

@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from ..catalog.database import Database
 from ..catalog.transaction import explain
 from ..errors import UsageError
 from .frames import is_dataframe, is_series
@@ -29,12 +30,13 @@ Selection = ("str | duckdb.DuckDBPyRelation | pandas.DataFrame | pa.Table | pa.R
 SCHEMA = pa.schema([("scan_key", pa.string()), ("trial_id", pa.int64())])
 
 
-def resolve(conn: duckdb.DuckDBPyConnection, selection: Selection, params: Sequence | None = None,
+def resolve(database: Database, selection: Selection, params: Sequence | None = None,
             scan: str | None = None) -> pa.Table:
-    """The selection as a table of ``scan_key`` (string) and ``trial_id`` (int64), unchecked."""
+    """The selection as a table of ``scan_key`` (string) and ``trial_id`` (int64), unchecked;
+    only SQL opens the database."""
     if is_series(selection) or isinstance(selection, (np.ndarray, range)) or _is_id_list(selection):
         return _trial_ids(selection, scan)
-    table = _as_table(conn, selection, params)
+    table = _as_table(database, selection, params)
     if scan is not None and "scan_key" not in table.column_names and "trial_id" in table.column_names:
         table = table.append_column("scan_key", pa.array([scan] * table.num_rows, pa.string()))
     missing = [c for c in COLUMNS if c not in table.column_names]
@@ -64,12 +66,12 @@ def check(selected: pa.Table, readers: Readers) -> None:
                              f"the selection names {', '.join(map(str, outside[:3].tolist()))}{more}")
 
 
-def _as_table(conn: duckdb.DuckDBPyConnection, selection, params: Sequence | None) -> pa.Table:
+def _as_table(database: Database, selection, params: Sequence | None) -> pa.Table:
     if isinstance(selection, str):
         if not selection.strip():
             raise UsageError("the selection query is empty")
         try:
-            return conn.execute(selection, params or ()).to_arrow_reader(ARROW_BATCH).read_all()
+            return database.conn.execute(selection, params or ()).to_arrow_reader(ARROW_BATCH).read_all()
         except duckdb.Error as exc:
             raise explain(exc, "selection query", users_sql=True) from None
     if isinstance(selection, duckdb.DuckDBPyRelation):
