@@ -51,7 +51,11 @@ class NewestSnapshot:
             raise DatabaseError(f"{self.lake.name}: cannot read the catalog ({first_line(str(exc))})") from None
 
     def _read(self) -> int | None:
-        return self._conn.execute(NEWEST).fetchall()[0][0]
+        if self.lake.catalog == "sqlite":  # max() inside SQLite, on its key, not over every row scanned out
+            newest = self._conn.execute(f"SELECT * FROM sqlite_query('catalog', {quote(NEWEST)})").fetchall()[0][0]
+        else:
+            newest = self._conn.execute(NEWEST).fetchall()[0][0]
+        return None if newest is None else int(newest)
 
     def _connect(self):
         if self.lake.catalog == "sqlite":
@@ -82,7 +86,6 @@ class NewestSnapshot:
             for statement in extension_statements(CATALOGS[self.lake.catalog]):
                 conn.execute(statement)
             conn.execute(f"ATTACH {quote(self.lake.location)} AS catalog (TYPE sqlite, READ_ONLY)")
-            conn.execute("USE catalog")
         except duckdb.Error as exc:
             conn.close()
             raise DatabaseError(f"{self.lake.name}: cannot read the catalog ({first_line(str(exc))})") from None
