@@ -53,8 +53,8 @@ def connect(path: str | Path | None = None, read_only: bool = True, wait: float 
             data_path: str | Path | None = None, snapshot: int | None = None) -> "ScanDB":
     """Open a scandb database; read-only by default so many processes can read one file.
 
-    The file is open only while a call runs, so a connection left idle (a notebook) never
-    blocks an ingest in another process. ``read_only=False`` is for ``ingest``, ``remove``
+    The file is open only while a call runs SQL (a fetch of a scan already read runs none),
+    so a connection left idle (a notebook) never blocks an ingest in another process. ``read_only=False`` is for ``ingest``, ``remove``
     and ``migrate`` (creating the file when there is none). ``wait`` is how many seconds
     each call waits for a writer in another process to finish (saying so on the
     ``scandb`` logger) before it fails. Without ``path``: ``$SCANDB_DB``, else ``scandb.duckdb``.
@@ -104,8 +104,10 @@ def holding(method):
 class ScanDB:
     """A scandb database opened for queries (a context manager).
 
-    Each call opens the file and closes it when it returns (``conn`` opens it until the
-    next call returns). Use one ScanDB per thread or process.
+    A call that runs SQL opens the file and closes it when it returns (``conn`` opens it
+    until the next call returns). Each scan's reader is kept between calls; a call first
+    checks whether another process wrote since the last one, and drops the readers of
+    scans that were replaced or removed. Use one ScanDB per thread or process.
     """
 
     def __init__(self, db: Database):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,20 @@ def test_a_replaced_scan_is_read_again_on_the_next_call(target, tmp_path):
         assert not np.array_equal(after["responses"], before["responses"])
 
 
+def test_a_connection_left_idle_sees_a_replacement_on_its_next_call(target, tmp_path):
+    """Idle for over a second, a connection to a SQLite catalog trusts the catalog files'
+    stat (catalog/newest.py, QUIET_S) until they change: a commit must change it."""
+    url, options = target
+    with scandb.connect(url) as db:
+        db.fetch([0], scan=FIRST.key)
+        time.sleep(1.5)
+        db.fetch([1], scan=FIRST.key)  # asks the catalog, and finds its files quiet
+        db.fetch([2], scan=FIRST.key)
+        ingest(url, options, REPLACEMENT, tmp_path, "--replace")
+        np.testing.assert_array_equal(db.fetch(np.arange(FIRST.n_trials), "responses", scan=FIRST.key)["responses"],
+                                      source(REPLACEMENT, "responses"))
+
+
 def test_a_removed_scan_is_refused_on_the_next_call_naming_the_scans_there_are(target, tmp_path):
     url, options = target
     with scandb.connect(url) as db:
@@ -110,6 +125,7 @@ def test_fetches_from_kept_readers_do_not_open_a_database_file(tmp_path):
 
 WITHOUT_PSYCOPG = """
 import sys
+import time
 sys.modules["psycopg"] = None  # a machine without it: the newest snapshot comes through DuckLake
 import scandb
 db = scandb.connect(sys.argv[1])
