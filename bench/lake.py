@@ -8,7 +8,8 @@ a lake with a SQLite catalog, one with a PostgreSQL catalog: a private server st
 the tests start it) gets the first scan ingested (timed), then:
 
 - fetch: the first scan's whole train tier (responses) and a batch of 128 random trials
-  (all four keys), best and median of ``--repeat`` after a warm-up; ratio to the file;
+  (all four keys), best and median of ``--repeat`` after a warm-up and ``QUIET_S``, the
+  targets taking turns call by call; ratio to the file;
 - under load (lakes only: on a file an ingest cannot run beside a reader at all): batches
   of 128 read back to back by this process, idle and then while two other processes ingest
   the other two scans; p50/p99 and the ratio loaded/idle.
@@ -30,6 +31,11 @@ import numpy as np
 from .measure import timings
 
 BATCH = 128
+
+QUIET_S = 0.5
+"""Fetches are timed this long after the warm-up: a reader's state between commits (a
+SQLite catalog is asked again only once its files changed since a quiet moment,
+catalog/newest.py; the load phase below includes the calls right after commits)."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -61,16 +67,35 @@ def ingest_seconds(target: str, scan: Path, data_path: Path | None) -> float:
     return time.perf_counter() - started
 
 
-def fetch_timings(target: str, scan_key: str, repeat: int) -> dict[str, list[float]]:
+def fetch_rounds(targets: dict[str, str], scan_key: str, repeat: int) -> dict[str, dict[str, list[float]]]:
+    """Each call timed ``repeat`` times on every target, the targets taking turns (in
+    alternating order) so that all of them see the same machine, page cache and heap."""
     import scandb
 
-    with scandb.connect(target) as db:
+    dbs = {name: scandb.connect(target) for name, target in targets.items()}
+    try:
+        any_db = next(iter(dbs.values()))
+        n_trials = any_db.conn.execute("SELECT n_trials FROM scans WHERE scan_key = ?", [scan_key]).fetchone()[0]
         train = f"SELECT scan_key, trial_id FROM trials WHERE scan_key = '{scan_key}' AND tier = 'train' ORDER BY 2"
-        n_trials = db.conn.execute("SELECT n_trials FROM scans WHERE scan_key = ?", [scan_key]).fetchone()[0]
         rng = np.random.default_rng(0)
-        return {"train matrix": timings(lambda: db.fetch(train, "responses"), repeat),
-                "batch of 128": timings(lambda: db.fetch(np.sort(rng.choice(n_trials, BATCH, replace=False)),
-                                                         scan=scan_key), repeat)}
+        calls = {"train matrix": lambda db, rows: db.fetch(train, "responses"),
+                 "batch of 128": lambda db, rows: db.fetch(rows, scan=scan_key)}
+        out = {name: {call: [] for call in calls} for name in dbs}
+        for call, run in calls.items():
+            for db in dbs.values():  # warm-up
+                run(db, np.arange(BATCH))
+            time.sleep(QUIET_S)
+            for i in range(repeat):
+                rows = np.sort(rng.choice(n_trials, BATCH, replace=False))
+                order = list(dbs.items()) if i % 2 == 0 else list(dbs.items())[::-1]
+                for name, db in order:
+                    started = time.perf_counter()
+                    run(db, rows)
+                    out[name][call].append(time.perf_counter() - started)
+        return out
+    finally:
+        for db in dbs.values():
+            db.close()
 
 
 def batches_while(target: str, scan_key: str, running) -> list[float]:
@@ -158,10 +183,11 @@ def main(argv: list[str] | None = None) -> None:
 
             server = PostgresServer()
             targets["lake, PostgreSQL catalog"] = (f"ducklake:postgres:{server.database()}", work / "pg-data")
-        ingest, fetch, load, opening = {}, {}, {}, {}
+        ingest, load, opening = {}, {}, {}
         for name, (target, data_path) in targets.items():
             ingest[name] = ingest_seconds(target, scans[0], data_path)
-            fetch[name] = fetch_timings(target, first_key, args.repeat)
+        fetch = fetch_rounds({name: target for name, (target, _) in targets.items()}, first_key, args.repeat)
+        for name, (target, _) in targets.items():
             opening[name] = open_timings(target, args.repeat)
         for name, (target, _) in targets.items():
             if name != "file":

@@ -73,8 +73,8 @@ def test_a_replaced_scan_is_read_again_on_the_next_call(target, tmp_path):
 
 
 def test_a_connection_left_idle_sees_a_replacement_on_its_next_call(target, tmp_path):
-    """Idle for over a second, a connection to a SQLite catalog trusts the catalog files'
-    stat (catalog/newest.py, QUIET_S) until they change: a commit must change it."""
+    """Once the catalog's files have been quiet a moment, a connection to a SQLite catalog
+    trusts their stat (catalog/newest.py, QUIET_S) until it changes: a commit must change it."""
     url, options = target
     with scandb.connect(url) as db:
         db.fetch([0], scan=FIRST.key)

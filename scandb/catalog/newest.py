@@ -22,15 +22,21 @@ from .lake import CATALOGS, Lake, extension_statements, quote
 
 NEWEST = "SELECT max(snapshot_id) FROM ducklake_snapshot"
 
-QUIET_S = 1.0
+QUIET_S = 0.1
 """How long a SQLite catalog's files must have been unchanged for their stat to stand for
 their content. A commit within the same tick of the file system's clock as the last change
-could leave size and mtime as they were; one after a quiet second cannot."""
+(at most 10 ms on Linux) could leave size and mtime as they were; one after a quiet tenth
+of a second cannot."""
+
+COARSE_QUIET_S = 2.1
+"""The same on a file system that keeps whole seconds (or two) of mtime."""
 
 
 def _quiet(files: tuple) -> bool:
-    latest = max(f[2] for f in files if f is not None)
-    return time.time_ns() - latest > QUIET_S * 1e9
+    """Whether the files' newest change is older than the file system's clock can blur."""
+    mtimes = [f[2] for f in files if f is not None]
+    coarse = all(m % 1_000_000_000 == 0 for m in mtimes)
+    return time.time_ns() - max(mtimes) > (COARSE_QUIET_S if coarse else QUIET_S) * 1e9
 
 
 class NewestSnapshot:
