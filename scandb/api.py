@@ -96,7 +96,7 @@ def holding(method):
     def call(self, *args, **kwargs):
         with self.database.lease():
             if self.database.leases == 1:  # the outermost call: one look per call is enough
-                self._readers.follow(self.database.stamp())
+                self._readers.follow(self.database.stamp)
             return method(self, *args, **kwargs)
     return call
 

@@ -64,3 +64,17 @@ def test_revisions_read_without_alembic_match_alembic():
     scripts = ScriptDirectory.from_config(_alembic_config())
     assert head_revision() == scripts.get_current_head()
     assert known_revisions() == {rev.revision for rev in scripts.walk_revisions()}
+
+
+def test_a_short_command_on_a_postgres_lake_loads_no_psycopg(pg_server, tmp_path):
+    """psycopg asks a held connection's catalog whether anything changed (catalog/newest.py);
+    a command that keeps no scan's reader between calls has nothing to check."""
+    lake = f"ducklake:postgres:{pg_server.database()}"
+    assert subprocess.run([sys.executable, "-m", "scandb", "migrate", "--db", lake, "--data-path",
+                           str(tmp_path / "data")], capture_output=True, timeout=120).returncode == 0
+    heavy = (*HEAVY, "psycopg")
+    done = subprocess.run([sys.executable, "-c", RUN_AND_LIST, json.dumps(heavy), "sql", "SELECT count(*) FROM scans",
+                           "--db", lake], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split()[:3] == ["count_star()", "------------", "0"], (done.stdout, done.stderr)  # it ran
+    line = next(line for line in done.stdout.splitlines() if line.startswith("IMPORTED "))
+    assert "psycopg" not in json.loads(line.removeprefix("IMPORTED "))

@@ -8,6 +8,7 @@ its normalisation uses. After the first fetch of a scan, a batch of trials costs
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 
@@ -451,17 +452,21 @@ class Readers:
 
     def __init__(self, database: Database):
         self.database = database
-        self._readers: dict[str, ScanReader | None] = {}
+        self._readers: dict[str, ScanReader] = {}
         self._stamp: tuple | None = None
+        """The database's stamp taken before any kept reader was read (see ``follow``)."""
 
     def get(self, scan: str) -> ScanReader:
         """The scan's reader; an unknown scan is a UsageError naming the scans there are."""
-        if scan not in self._readers:
-            self._readers[scan] = ScanReader.open(self.database, scan)
-        reader = self._readers[scan]
+        reader = self._readers.get(scan)
         if reader is None:
-            del self._readers[scan]
-            raise UsageError(f"no scan {scan!r} in the database (it holds: {', '.join(self.known()) or 'nothing'})")
+            if not self._readers:  # what a later call compares with: taken before the reader reads
+                self._stamp = self.database.stamp()
+            reader = ScanReader.open(self.database, scan)
+            if reader is None:
+                raise UsageError(f"no scan {scan!r} in the database (it holds: "
+                                 f"{', '.join(self.known()) or 'nothing'})")
+            self._readers[scan] = reader
         return reader
 
     def known(self) -> list[str]:
@@ -471,18 +476,17 @@ class Readers:
         """Forget every reader: a write may have replaced a scan."""
         self._readers.clear()
 
-    def follow(self, stamp: tuple) -> None:
+    def follow(self, stamp_now: Callable[[], tuple]) -> None:
         """When the database changed since the last call (another process wrote), forget the
-        readers of scans that were removed or replaced; the others stay valid."""
+        readers of scans that were removed or replaced; the others stay valid. Without kept
+        readers there is nothing to check (a short command never asks for the stamp)."""
+        if not self._readers:
+            return
+        stamp = stamp_now()
         if stamp == self._stamp:
             return
         self._stamp = stamp
-        kept = [scan for scan, reader in self._readers.items() if reader is not None]
-        if not kept:
-            self._readers.clear()
-            return
+        kept = list(self._readers)
         now = dict(self.database.conn.execute(f"SELECT scan_key, {IDENTITY} FROM scans WHERE scan_key IN "
                                               f"({', '.join('?' * len(kept))})", kept).fetchall())
-        self._readers = {scan: reader for scan, reader in self._readers.items()
-                         if reader is not None and now.get(scan) == reader.identity}
-
+        self._readers = {scan: reader for scan, reader in self._readers.items() if now.get(scan) == reader.identity}
