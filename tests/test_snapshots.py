@@ -197,6 +197,18 @@ def test_db_snapshot_is_the_id_a_connection_reads(lake, zips):
     assert scans.code == 0 and ORIGINAL.key in scans.out and OTHER.key not in scans.out
 
 
+def test_verify_at_a_snapshot_does_not_count_newer_scans_files_as_orphans(lake, zips):
+    first = ingest(lake, zips["original"])
+    ingest(lake, zips["other"])
+    age_store(lake, HOURS_7)  # old enough to be garbage, if nothing referenced them
+    with scandb.connect(lake.url, snapshot=first) as pinned:
+        report = pinned.verify()
+    assert report.ok, report.text()
+    assert any("orphan" in note and "newest snapshot" in note for note in report.notes), report.notes
+    with scandb.connect(lake.url) as newest_db:
+        assert newest_db.verify().ok
+
+
 def test_a_snapshot_that_does_not_exist_is_one_line_naming_the_ids_there_are(lake, zips):
     last = ingest(lake, zips["original"])
     with pytest.raises(UsageError) as refused:
