@@ -89,9 +89,10 @@ def _stored_meta_files(db, scans: list[str]) -> pa.Table:
     ``statistics.data``, as for the files kept in rows."""
     from ..store.meta import stored_content
 
-    rows = db.conn.execute(f"SELECT scan_key, path, stored_as FROM scan_files WHERE stored_as IS NOT NULL "
-                           f"AND scan_key IN ({', '.join('?' * len(scans))}) ORDER BY ALL", scans).fetchall() \
-        if scans else []
+    rows = []
+    if scans:
+        rows = db.conn.execute(f"SELECT scan_key, path, stored_as FROM scan_files WHERE stored_as IS NOT NULL "
+                               f"AND scan_key IN ({', '.join('?' * len(scans))}) ORDER BY ALL", scans).fetchall()
     contents, values = [], []
     for _, path, stored_as in rows:
         raw = stored_content(db.database.root, stored_as)
