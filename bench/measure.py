@@ -60,13 +60,18 @@ def _run_and_report(argv: list[str]) -> None:
 
 def timings(call: Callable[[], object], repeat: int) -> list[float]:
     """Wall time of ``repeat`` calls after one untimed warm-up call."""
-    call()
+    return timings_and_result(call, repeat)[0]
+
+
+def timings_and_result(call: Callable[[], object], repeat: int) -> tuple[list[float], object]:
+    """``timings``, and what the warm-up call returned (for checking two ways agree)."""
+    result = call()
     out = []
     for _ in range(repeat):
         started = time.perf_counter()
         call()
         out.append(time.perf_counter() - started)
-    return out
+    return out, result
 
 
 def best_of(fn: Callable[[], object], repeat: int = 3) -> tuple[float, float]:

@@ -18,15 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def timings(call, repeat: int) -> tuple[list[float], object]:
-    result = call()
-    out = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - started)
-    return out, result
+from .measure import timings_and_result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -71,8 +63,8 @@ def main(argv: list[str] | None = None) -> None:
                         pass
                 return found
 
-            base, expected = timings(every_snapshot, args.repeat)
-            ours, got = timings(change_feed, args.repeat)
+            base, expected = timings_and_result(every_snapshot, args.repeat)
+            ours, got = timings_and_result(change_feed, args.repeat)
         assert got == expected, "the two ways disagree"
         print(f"lake: {args.scans} scans x {args.replaces + 1} versions, {len(ids)} snapshots, "
               f"{len(expected)} image hashes referenced (built in {built:.0f} s)")

@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 import zipfile
@@ -35,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from scandb.source.npyfile import dumps
-from scandb.synthetic import AREAS, LAYERS, ORACLE_REPEATS, VideoSpec, dynamic_tiers
+from scandb.synthetic import AREAS, LAYERS, VideoSpec, dynamic_tiers
 
 from .ingest_ratio import timed
 

@@ -10,12 +10,16 @@ scan. A Series named ``unit_id`` picks by unit id.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import UsageError
 from .frames import is_dataframe, is_series
 from .reader import Readers
+
+if TYPE_CHECKING:
+    import pandas
 
 Neurons = "pandas.DataFrame | Mapping[str, Sequence[int]] | Sequence[int] | np.ndarray | pandas.Series | range"
 """What ``neurons=`` takes (a type for annotations; pandas is imported only by callers that use it)."""
