@@ -5,7 +5,7 @@
         arrays = db.fetch("SELECT scan_key, trial_id FROM trials WHERE tier = 'test'")
 """
 
-from .errors import BadScanError, DatabaseError, ScandbError, UsageError
+from .errors import BadScanError, DamageError, DatabaseError, ScandbError, UsageError
 
 
 def __getattr__(name: str):
@@ -29,4 +29,4 @@ def _installed_version() -> str:
         return "0.0.0+unknown"
 
 
-__all__ = ["connect", "ScanDB", "ScandbError", "BadScanError", "DatabaseError", "UsageError", "__version__"]
+__all__ = ["connect", "ScanDB", "ScandbError", "BadScanError", "DatabaseError", "DamageError", "UsageError", "__version__"]

@@ -51,6 +51,13 @@ class DatabaseError(ScandbError):
     exit_code = EXIT_DATABASE
 
 
+class DamageError(DatabaseError):
+    """The database file itself is damaged (truncated, overwritten, zeros): restore it from a
+    backup. Exit 5, as for the damage ``verify`` finds."""
+
+    exit_code = EXIT_DAMAGE
+
+
 class UsageError(ScandbError):
     """A request that does not make sense (unknown scan, bad identifier, ...)."""
 

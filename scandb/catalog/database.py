@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from ..errors import DatabaseError, UsageError, first_line
+from ..errors import DamageError, DatabaseError, UsageError
 from . import DEFAULT_DB  # noqa: F401  (re-exported: callers open DEFAULT_DB by default)
 from . import lake as lakes
 from .newest import NewestSnapshot
+from .transaction import explain
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("scandb")
 
-DENIED = ("Read-only file system", "Permission denied", "Operation not permitted")
 LOCK_MESSAGE = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 
 
@@ -68,13 +68,9 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
                 raise _in_use(path, lock, wait) from None
             if "No such file" in message or "does not exist" in message:
                 raise _missing(path) from None
-            denied = next((c for c in DENIED if c in message), None)
-            if denied and not read_only:
-                raise DatabaseError(f"{path}: cannot open for writing ({denied}): "
-                                    f"make the file and its folder writable") from None
-            raise DatabaseError(f"{path}: cannot open database ({first_line(message)})") from None
+            raise explain(exc, str(path), opening="reading" if read_only else "writing") from None
         except duckdb.Error as exc:
-            raise DatabaseError(f"{path}: cannot open database ({first_line(str(exc))})") from None
+            raise explain(exc, str(path), opening="reading" if read_only else "writing") from None
 
 
 def _missing(path: Path) -> DatabaseError:
@@ -100,6 +96,8 @@ def refuse_foreign_file(path: Path) -> None:
         return
     except OSError:
         return  # DuckDB's own open reports it (permissions, a folder)
+    if header and not header.strip(b"\0"):
+        raise DamageError(f"{path}: the database file is damaged (its header is zeros); restore it from a backup")
     if header and header[8:12] != DUCKDB_MAGIC:
         kind = "a SQLite database" if header.startswith(b"SQLite forma") else "not a DuckDB file"
         raise DatabaseError(f"{path}: not a scandb database ({kind})")
@@ -211,12 +209,13 @@ class Database:
         self.held = held
         self._leases = 0
         self._closed = False
-        self.root: Path = Path()
+        self.root: Path = self.path.parent if self.path is not None else Path()
         """The folder the store's paths in rows are relative to: the file's, or the lake's data path."""
         self._newest = NewestSnapshot(self.lake, OFFLINE) if self.lake is not None else None
-        self._conn: duckdb.DuckDBPyConnection | None = self._open()
+        creating = self.path is not None and not self.path.exists()  # opened on first use: no empty file
+        self._conn: duckdb.DuckDBPyConnection | None = None if creating and not held else self._open()
         self._engine: "sa.Engine | None" = None
-        self.opened = 1
+        self.opened = 0 if self._conn is None else 1
         """How many times the file was opened: a new connection may see other processes' writes."""
 
     @property

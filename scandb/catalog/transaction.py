@@ -13,11 +13,17 @@ from contextlib import contextmanager
 
 import duckdb
 
-from ..errors import DatabaseError, ScandbError, UsageError, first_line
+from ..errors import DamageError, DatabaseError, ScandbError, UsageError, first_line
 
-WRITE_FAILURES = ("No space left on device", "Disk quota exceeded", "File too large",
-                  "Read-only file system", "Permission denied", "Operation not permitted")
+DENIED = ("Read-only file system", "Permission denied", "Operation not permitted")
+"""Operating-system causes of a file that may not be written."""
+
+WRITE_FAILURES = ("No space left on device", "Disk quota exceeded", "File too large", *DENIED)
 """Operating-system causes DuckDB reports inside its own error text."""
+
+DAMAGE = ("Corrupt database file", "Could not read enough bytes", "not a valid DuckDB database file",
+          "database file is corrupt")
+"""DuckDB's words for a database file whose bytes are not what it wrote (truncated, overwritten)."""
 
 QUERY_ERRORS = (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException,
                 duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException,
@@ -53,15 +59,32 @@ def write_failure(message: str) -> str | None:
     return next((cause for cause in WRITE_FAILURES if cause in message), None)
 
 
-def explain(exc: BaseException, doing: str, *, users_sql: bool = False, rolled_back: bool = False) -> ScandbError:
+def damage(message: str) -> str | None:
+    """DuckDB's words for a damaged database file, when its text has them."""
+    return next((cause for cause in DAMAGE if cause in message), None)
+
+
+def explain(exc: BaseException, doing: str, *, users_sql: bool = False, rolled_back: bool = False,
+            opening: str | None = None) -> ScandbError:
     """One line for a failure while ``doing`` something (e.g. "query", "removing 1-2-3").
 
     With ``users_sql`` (the SQL came from the user), errors in the request become a
-    ``UsageError`` that keeps DuckDB's hints such as "Candidate bindings"; everything else
-    is a ``DatabaseError``.
+    ``UsageError`` that keeps DuckDB's hints such as "Candidate bindings"; a damaged file
+    is a ``DamageError``; everything else is a ``DatabaseError``. With ``opening``
+    ("reading" or "writing"), ``doing`` is the database's name and the failure opened it.
     """
     if isinstance(exc, ScandbError):
         return exc
+    text = first_line(str(exc))
+    if damage(str(exc)):
+        where = doing if opening else f"{doing} failed"
+        return DamageError(f"{where}: the database file is damaged ({text}); restore it from a backup")
+    if opening:
+        denied = next((c for c in DENIED if c in text), None)
+        if denied and opening == "writing":
+            return DatabaseError(f"{doing}: cannot open for writing ({denied}): make the file and its folder "
+                                 "writable")
+        return DatabaseError(f"{doing}: cannot open database ({text})")
     expired = EXPIRED_SNAPSHOT.search(str(exc))
     if expired:
         return DatabaseError(f"{doing} failed: snapshot {expired[1]} no longer exists ('scandb gc' expired it after "
@@ -69,7 +92,6 @@ def explain(exc: BaseException, doing: str, *, users_sql: bool = False, rolled_b
                              "lists them)")
     if users_sql and isinstance(exc, QUERY_ERRORS):
         return UsageError(f"{doing} failed: {' '.join(str(exc).split())}")
-    text = first_line(str(exc))
     failed = "failed and was rolled back" if rolled_back else "failed"
     cause = write_failure(text)
     if cause:

@@ -23,7 +23,7 @@ from .. import __version__
 from ..catalog.database import Database
 from ..catalog.schema import delete_scan_rows
 from ..catalog.snapshots import label_commit
-from ..catalog.transaction import transaction, write_failure
+from ..catalog.transaction import damage, explain, transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
 from ..maintenance.orphans import release_files_of
@@ -285,6 +285,8 @@ def _explain(db: Database, scan: Scan, exc: Exception) -> ScandbError:
     if isinstance(exc, OSError):
         return DatabaseError(f"{scan.label}: cannot write {exc.filename or db.image_dir} "
                              f"({exc.strerror or message}); {kept}")
+    if damage(message):
+        return explain(exc, f"{scan.label}: ingest")
     cause = write_failure(message)
     if cause:
         return DatabaseError(f"{scan.label}: cannot write {db.name} ({cause}); {kept}")
