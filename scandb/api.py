@@ -9,7 +9,7 @@ Arrays come back row by row in the selection's order.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,13 +20,14 @@ import pyarrow.compute as pc
 
 from .catalog import default_db
 from .catalog import snapshots as lake_snapshots
-from .catalog.database import OFFLINE, Database
+from .catalog.database import OFFLINE, Database, discard_new_database
 from .catalog.lake import MissingSnapshot
 from .catalog.transaction import explain
-from .errors import BadScanError, UsageError
+from .errors import BadScanError, DatabaseError, UsageError
 from .keys import ARROW_BATCH
 from .query import fetch as fetching
 from .query import selection as selecting
+from .query import statements as script
 from .query.filters import check_known, filters, where as where_sql
 from .query.frames import is_dataframe
 from .query.neurons import Neurons
@@ -89,16 +90,28 @@ def connect(path: str | Path | None = None, read_only: bool = True, wait: float 
     return ScanDB(db)
 
 
-def holding(method):
+def holding(method, creates: bool = False):
     """Run a ``ScanDB`` method with the file open, closing it when the call returns; cached
-    per-scan readers are dropped when the file changed since they were read."""
+    per-scan readers are dropped when the file changed since they were read. Only a method
+    that ``creates`` the database may run where there is none (nothing else makes a file);
+    a DuckDB error escaping the method is one line (``catalog.transaction.explain``)."""
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        with self.database.lease():
-            if self.database.leases == 1:  # the outermost call: one look per call is enough
-                self._readers.follow(self.database.stamp)
-            return method(self, *args, **kwargs)
+        if not creates:
+            self._require_database()
+        try:
+            with self.database.lease():
+                if self.database.leases == 1:  # the outermost call: one look per call is enough
+                    self._readers.follow(self.database.stamp)
+                return method(self, *args, **kwargs)
+        except duckdb.Error as exc:
+            raise explain(exc, f"{self.database.name}: {method.__name__}") from None
     return call
+
+
+def creating(method):
+    """``holding`` for a method that makes the database when there is none (migrate)."""
+    return holding(method, creates=True)
 
 
 class ScanDB:
@@ -134,10 +147,13 @@ class ScanDB:
         The result is read when the call runs and kept in memory, so it stays usable after
         the file is closed (and whatever other processes write meanwhile).
         """
-        relation = self.conn.sql(query) if params is None else self.conn.sql(query, params=params)
-        if relation is None:
-            return None
-        result = relation.to_arrow_table(ARROW_BATCH)
+        try:
+            relation = self.conn.sql(query) if params is None else self.conn.sql(query, params=params)
+            if relation is None:
+                return None
+            result = relation.to_arrow_table(ARROW_BATCH)
+        except duckdb.Error as exc:
+            raise explain(exc, "query", users_sql=True) from None
         if self._results is None:
             self._results = duckdb.connect(config=OFFLINE)
         return self._results.from_arrow(result)
@@ -150,6 +166,17 @@ class ScanDB:
             return [d[0] for d in relation.description or ()], relation.fetchall()
         except duckdb.Error as exc:
             raise explain(exc, "query", users_sql=True) from None
+
+    def run_each(self, query: str) -> Iterator[tuple[list[str], list[tuple]] | None]:
+        """Each statement of ``query`` (several separated by ';'), run in order as the DuckDB
+        shell runs them: its columns and rows as soon as it ran, or None for a statement the
+        shell prints nothing for (SET and the like). An error stops the rest."""
+        statements = script.split(query)
+        self._require_database()
+        with self.database.lease():
+            for statement in statements:
+                columns, rows = self.run(statement.query)
+                yield (columns, rows) if script.prints(statement) else None
 
     @holding
     def _df(self, query: str, params: Sequence = (), doing: str = "query") -> pandas.DataFrame:
@@ -345,12 +372,30 @@ class ScanDB:
         Re-ingesting the same content does nothing; a different file for a scan already
         present raises ``BadScanError`` unless ``replace=True``. A bad scan raises
         ``BadScanError`` (the scans before it stay ingested); with ``keep_going=True`` it is
-        returned as a result with status ``'failed'`` and the remaining paths go in.
+        returned as a result with status ``'failed'`` and the remaining paths go in. A file
+        this call created is deleted again when no scan went in.
         """
+        self._require_writable("ingest")
+        new_file = self.database.path is not None and not self.database.path.exists()
+        try:
+            return self._ingest(paths, replace, response_matrix, keep_going, progress, on_result)
+        finally:
+            if new_file and self.database.path.exists() and self._holds_no_scans():  # nothing went in: leave no empty database behind
+                self.database.release()
+                discard_new_database(self.database.path)
+
+    def _holds_no_scans(self) -> bool:
+        """True only when the database is readable and has no scan (unknown counts as not empty)."""
+        try:
+            with self.database.lease():  # decided while holding the file
+                return self.conn.execute("SELECT count(*) FROM scans").fetchone()[0] == 0
+        except Exception:  # no schema, or a connection DuckDB invalidated (disk full): keep the file
+            return False
+
+    def _ingest(self, paths, replace, response_matrix, keep_going, progress, on_result) -> list["IngestResult"]:
         from .ingest import IngestResult, ingest as ingest_one
         from .maintenance.orphans import collect_orphans
 
-        self._require_writable("ingest")
         with self.database.lease(), self.database.writer_lock():
             self.database.retrying(self.database.ensure_schema, f"{self.database.name}: creating the schema")
             collect_orphans(self.database)
@@ -418,6 +463,7 @@ class ScanDB:
             raise UsageError(f"older_than={older_than!r}: a number of days, 0 or more")
         if not dry_run or self.database.snapshot is not None:  # a snapshot cannot see newer references
             self._require_writable("collect garbage")
+        self.database.check_revision()
         result = gc(self.database, older_than, dry_run=dry_run)
         self._readers.clear()
         return result
@@ -436,12 +482,20 @@ class ScanDB:
 
         return scan_summary(self.conn, scan)
 
-    @holding
+    @creating
     def migrate(self, target: str = "head") -> tuple[str | None, str]:
         """Create the schema, or upgrade it to this scandb's revision; returns (before, after)."""
         self._require_writable("migrate")
         with self.database.writer_lock():
             return self.database.retrying(lambda: self.database.upgrade(target), f"{self.database.name}: migrating")
+
+    def _require_database(self) -> None:
+        """A file that is not there (never created, or deleted since) is one line: only
+        ``ingest`` and ``migrate`` create one."""
+        path = self.database.path
+        if path is not None and not path.exists():
+            raise DatabaseError(f"{path}: no database there (create one with db.ingest(paths) or db.migrate())",
+                                cli_message=f"{path}: no database there (create one with 'scandb ingest')")
 
     def _require_writable(self, action: str) -> None:
         if self.database.snapshot is not None:

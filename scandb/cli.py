@@ -10,14 +10,11 @@ from pathlib import Path
 import click
 
 from .catalog import DB_VARIABLE, DEFAULT_DB, is_lake
-from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, DatabaseError, ScandbError, UsageError
-
-PRINTED_STATEMENTS = ("SELECT", "EXPLAIN", "CALL", "PRAGMA")
-"""Statement types whose result is printed; the DuckDB shell prints nothing for SET and the like."""
+from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, ScandbError
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 bad input (a scan is
 invalid, the summary says which and why); 4 database problem (in use, read-only, wrong
-schema revision, disk full); 5 damage found by verify."""
+schema revision, disk full); 5 damage: found by verify, or a damaged database file."""
 
 class DatabaseTarget(click.ParamType):
     """A database file (a Path), or a DuckLake attach string kept as it is."""
@@ -107,8 +104,6 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
     Re-ingesting the same file does nothing; a different file for a scan already present
     is refused unless --replace. A bad scan is reported and skipped; the others go in.
     """
-    from .catalog.database import discard_new_database
-
     if nice:
         os.nice(nice)  # inherited by the reader processes a big scan forks
 
@@ -116,16 +111,9 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
         failed = result.status == "failed"
         click.echo(("scandb: " if failed else "") + result.summary(), err=failed)
 
-    new_file = not is_lake(db_path) and not db_path.exists()
-    db = connect(db_path, wait=wait, read_only=False)
-    try:
+    with connect(db_path, wait=wait, read_only=False) as db:
         results = db.ingest(paths, replace=replace, response_matrix=response_matrix, keep_going=True,
                             progress=_progress, on_result=report)
-    finally:
-        discard = new_file and _holds_no_scans(db)
-        db.close()
-        if discard:  # nothing went in: leave no empty database behind
-            discard_new_database(db_path)
     failures = [f"{r.source} ({r.error.problem})" for r in results if r.status == "failed"]
     if len(paths) > 1:
         statuses = [r.status for r in results]
@@ -136,14 +124,6 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
             line += f"; {len(failures)} failed: {'; '.join(failures)}"
         click.echo(line, err=bool(failures))
     sys.exit(EXIT_BAD_INPUT if failures else EXIT_OK)
-
-
-def _holds_no_scans(db) -> bool:
-    """True only when the database is readable and has no scan (unknown counts as not empty)."""
-    try:
-        return db.scans().empty  # decided while holding the write lock
-    except Exception:  # no schema, or a connection DuckDB invalidated (disk full): keep the file
-        return False
 
 
 def _progress(path: Path):
@@ -211,32 +191,15 @@ def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, snapshot: int | 
 
     if as_csv and as_json:
         raise click.UsageError("choose one of --csv and --json")
-    statements = _statements(query)
     fmt = "csv" if as_csv else "json" if as_json else "table"
     with connect(db_path, wait=wait, snapshot=snapshot) as db:
         printed = False
-        for statement in statements:  # each result as soon as it is ready, as the DuckDB shell does
-            columns, rows = db.run(statement.query)
-            if statement.type.name in PRINTED_STATEMENTS:
+        for result in db.run_each(query):  # each result as soon as it is ready, as the DuckDB shell does
+            if result is not None:
                 if printed and fmt != "json":
                     click.echo()
-                click.echo(render(columns, rows, fmt))
+                click.echo(render(*result, fmt))
                 printed = True
-
-
-def _statements(query: str) -> list:
-    """The statements of a query string, split by DuckDB's own parser; none is a usage error."""
-    import duckdb
-
-    from .catalog.transaction import explain
-
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as exc:
-        raise explain(exc, "query", users_sql=True) from None
-    if not statements:
-        raise UsageError("no SQL statement given; for example: scandb sql \"SELECT * FROM scans\"")
-    return statements
 
 
 @cli.command()
@@ -252,18 +215,10 @@ def shell(db_path: Path | str, write: bool) -> None:
     attached (its extensions loaded from the lake extra's wheels) and used; on a lake the
     shell never blocks other readers or writers.
     """
-    from .catalog.database import refuse_foreign_file
-    from .shell import find_duckdb_shell, lake_shell_arguments, shell_arguments
+    from .shell import shell_command
 
-    binary = find_duckdb_shell()
-    if binary is None:
-        raise DatabaseError("the DuckDB shell is not installed; install it with: pip install duckdb-cli")
-    if is_lake(db_path):
-        os.execv(binary, lake_shell_arguments(binary, db_path, data_path(), write=write))
-    if not db_path.exists():
-        raise DatabaseError(f"{db_path}: no database there (create one with 'scandb ingest')")
-    refuse_foreign_file(db_path)
-    os.execv(binary, shell_arguments(binary, db_path, write=write))
+    command = shell_command(db_path, data_path(), write=write)
+    os.execv(command[0], command)
 
 
 @cli.command()
@@ -321,10 +276,6 @@ def snapshots(db_path: Path | str, as_csv: bool, wait: float) -> None:
     """
     from .render import render
 
-    if not is_lake(db_path):
-        from .catalog.snapshots import FILE_HAS_NO_SNAPSHOTS
-
-        raise UsageError(f"{db_path}: {FILE_HAS_NO_SNAPSHOTS}")
     with connect(db_path, wait=wait) as db:
         history = db.snapshots()
     rows = [(s.id, s.when, s.author or "", s.change) for s in history]
@@ -350,8 +301,6 @@ def gc(db_path: Path | str, older_than: float, dry_run: bool, wait: float) -> No
     (and DuckLake's Parquet files) no kept snapshot references; unreferenced files younger
     than 6 hours stay (another machine's ingest may be writing them).
     """
-    if not is_lake(db_path) and not db_path.exists():
-        raise DatabaseError(f"{db_path}: no database there")
     with connect(db_path, wait=wait, read_only=dry_run) as db:
         result = db.gc(older_than, dry_run=dry_run)
     click.echo(result.text())

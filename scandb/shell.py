@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from .catalog import lake as lakes
-from .catalog.database import attach_statement
+from .catalog.database import attach_statement, refuse_foreign_file
+from .errors import DatabaseError
 
 
 def find_duckdb_shell() -> str | None:
@@ -17,6 +18,21 @@ def find_duckdb_shell() -> str | None:
     if beside.is_file():
         return str(beside)
     return shutil.which("duckdb")
+
+
+def shell_command(target: Path | str, data_path: Path | None, *, write: bool) -> list[str]:
+    """The argv that opens ``target`` (a file or a lake) in the DuckDB shell, checked first:
+    the shell installed, the database there and a DuckDB file (the shell would create one)."""
+    binary = find_duckdb_shell()
+    if binary is None:
+        raise DatabaseError("the DuckDB shell is not installed; install it with: pip install duckdb-cli")
+    if lakes.is_lake(target):
+        return lake_shell_arguments(binary, target, data_path, write=write)
+    path = Path(target)
+    if not path.exists():
+        raise DatabaseError(f"{path}: no database there (create one with 'scandb ingest')")
+    refuse_foreign_file(path)
+    return shell_arguments(binary, path, write=write)
 
 
 OFFLINE = ["-cmd", "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false"]
@@ -37,8 +53,6 @@ def lake_shell_arguments(binary: str, target: str, data_path: Path | None, *, wr
     the extension wheels were built for (duckdb-cli 1.5.5 with the 1.5.5 wheels)."""
     lake = lakes.parse(target, data_path)
     if lake.exists() is False:
-        from .errors import DatabaseError
-
         raise DatabaseError(f"{lake.name}: no lake there (create one with 'scandb ingest')")
     statements = lakes.open_statements(lake, read_only=not write)
     return [binary, *OFFLINE, "-cmd", "; ".join(statements)]

@@ -149,7 +149,8 @@ def test_hostile_strings_are_bound_not_executed(db):
 
 
 def test_connect_is_read_only_by_default(db, lab_db):
-    with pytest.raises(Exception, match="read-only"):
+    with pytest.raises(UsageError, match=r'^query failed: Invalid Input Error: Cannot execute statement of type '
+                                         r'"DELETE" on database "\w+" which is attached in read-only mode!$'):
         db.sql("DELETE FROM trials")
     with scandb.connect(lab_db) as second:
         assert second.scans().shape[0] == 3
