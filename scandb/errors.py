@@ -8,7 +8,8 @@ EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_DATABASE = 4
 EXIT_DAMAGE = 5
-"""`verify` found damage: rows or files differ from what ingest recorded, or disagree."""
+"""Damage: `verify` found rows or files that differ from what ingest recorded, or disagree; or
+the database file itself is damaged (truncated, overwritten)."""
 
 
 class ScandbError(Exception):
