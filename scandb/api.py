@@ -97,7 +97,7 @@ def holding(method, creates: bool = False):
     a DuckDB error escaping the method is one line (``catalog.transaction.explain``)."""
     @functools.wraps(method)
     def call(self, *args, **kwargs):
-        if not creates:
+        if not creates and self.database.leases == 0:  # the outermost call looks once
             self._require_database()
         try:
             with self.database.lease():
