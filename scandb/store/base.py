@@ -57,6 +57,9 @@ def collect_garbage(stores: Iterable[tuple[Store, set[str]]], min_age: float = 0
     creating a folder and its first file leaves one); returns the files removed. With
     ``min_age``, only files modified at least that many seconds ago (other writers' files
     in flight are younger)."""
+    stores = list(stores)
+    for store, referenced in stores:
+        refuse_foreign(store, referenced)  # before any store loses a file
     removed = 0
     for store, referenced in stores:
         for path in unreferenced(store, referenced, min_age):
@@ -70,9 +73,21 @@ def collect_garbage(stores: Iterable[tuple[Store, set[str]]], min_age: float = 0
     return removed
 
 
+def refuse_foreign(store: Store, referenced: set[str]) -> None:
+    """Rows reference files, the store holds files, yet none of them is one the rows name:
+    the store is not this database's (renamed or moved apart), and collecting would delete
+    every file in it. Refuse, deleting nothing."""
+    found = store.files()
+    if referenced and found and not referenced & found.keys():
+        from ..errors import DatabaseError
+        raise DatabaseError(f"{store.root}: not this database's store (none of the {len(referenced)} files "
+                            f"its rows reference is there); nothing deleted")
+
+
 def unreferenced(store: Store, referenced: set[str], min_age: float = 0.0) -> list[Path]:
     """The store's files no key in ``referenced`` names, and its temporaries, at least
-    ``min_age`` seconds old."""
+    ``min_age`` seconds old; a store that is not the rows' (``refuse_foreign``) is refused."""
+    refuse_foreign(store, referenced)
     found = [path for key, path in store.files().items() if key not in referenced] + store.temporaries()
     if min_age <= 0:
         return found
