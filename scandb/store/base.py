@@ -23,6 +23,9 @@ class Store(ABC):
     root: Path
     """The store's folder, beside the database file."""
 
+    refuses_foreign = True
+    """Collecting refuses when none of the referenced keys is here (``refuse_foreign``)."""
+
     @abstractmethod
     def files(self) -> dict[str, Path]:
         """Every finished file in the store, by the key rows use to reference it."""
@@ -77,6 +80,9 @@ def refuse_foreign(store: Store, referenced: set[str]) -> None:
     """Rows reference files, the store holds files, yet none of them is one the rows name:
     the store is not this database's (renamed or moved apart), and collecting would delete
     every file in it. Refuse, deleting nothing."""
+    if not store.refuses_foreign:
+        return
+    referenced = referenced - {None}  # a member kept inline references no file
     found = store.files()
     if referenced and found and not referenced & found.keys():
         from ..errors import DatabaseError

@@ -47,6 +47,10 @@ def time_major_shape(video_shape: tuple[int, ...]) -> tuple[int, ...]:
 class FrameStore(Store):
     """Time-major video copies by video hash: ``<store>/frames/<first hex digits>/<hash>.npy``."""
 
+    refuses_foreign = False
+    """Its keys are checked against every image's hash (copies exist for videos only), so
+    finding none of them proves nothing; the copies can be made again from the videos."""
+
     def __init__(self, store_root: Path):
         self.store_root = Path(store_root)
         self.root = self.store_root / FOLDER
