@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scandb.catalog import registry
 from scandb.catalog.database import Database
 from scandb.ingest import writer
 from scandb.maintenance import consistency, digests
@@ -93,7 +94,8 @@ def _part_times(db: Database, scan_key: str) -> dict[str, float]:
         hashed = ", ".join(digests.quote_identifier(c) for c in columns)
         db.conn.execute(f"SELECT count(*), sum(hash({hashed})) FROM {table} WHERE {rows}", [scan_key]).fetchall()
 
-    for table, rows in digests.TABLE_ROWS.items():
+    for entry in registry.digested():
+        table, rows = entry.name, entry.rows
         columns = digests.table_columns(db.conn, table)
         times[table] = measure.best_of(lambda: hash_rows(table, rows, columns))[0]
         if table == "responses":

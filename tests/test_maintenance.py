@@ -7,12 +7,10 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
 import scandb
-from scandb.catalog import schema
+from scandb.catalog import registry
 from scandb.catalog.database import Database
-from scandb.catalog.schema import SCAN_TABLES
 from scandb.maintenance.remove import delete_scan
 from scandb.maintenance.report import SHOWN_PER_KIND
 from scandb.synthetic import generate, write_zip
@@ -308,8 +306,8 @@ def test_removing_an_unknown_scan_is_a_usage_error(good_db, before):
 
 def test_remove_is_all_or_nothing_when_a_delete_fails(good_db, before, monkeypatch):
     """A statement failing half-way through the deletes rolls all of them back; no file goes."""
-    broken = sa.Table("no_such_table", sa.MetaData(), sa.Column("scan_key", sa.String))
-    monkeypatch.setattr(schema, "SCAN_TABLES", (*SCAN_TABLES[:3], broken, *SCAN_TABLES[3:]))
+    broken = registry.ScanTable("no_such_table", "scan")
+    monkeypatch.setattr(registry, "TABLES", (*registry.TABLES[:3], broken, *registry.TABLES[3:]))
     run = run_cli("remove", GOOD_SPEC.key, "--db", str(good_db))
     assert run.code == 4
     assert f"removing {GOOD_SPEC.key} failed and was rolled back" in run.error

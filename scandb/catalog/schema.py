@@ -193,12 +193,9 @@ released_files = sa.Table(
 """Store files no scan uses any more, kept for readers that started before (a database file;
 a lake keeps them through its snapshots)."""
 
-SCAN_TABLES = (neurons, trials, behavior, responses, statistics, scan_files, response_matrices, area_responses,
-               frame_behavior, area_frame_responses, scan_digests)
-"""Tables holding one scan's rows, children of ``scans``."""
-
-
 def delete_scan_rows(conn, scan_key: str) -> None:
     """Delete every row of one scan, ``scans`` row included (inside the caller's transaction)."""
-    for table in (*SCAN_TABLES, scans):
-        conn.execute(f"DELETE FROM {table.name} WHERE scan_key = ?", [scan_key])
+    from . import registry
+
+    for table in (*registry.owned(), "scans"):
+        conn.execute(f"DELETE FROM {table} WHERE scan_key = ?", [scan_key])

@@ -1,9 +1,12 @@
 """A selection for tools outside the scan layout: Parquet tables, or one ``.npz`` of arrays.
 
-Parquet: the selected rows of every scan table, hive-partitioned by ``scan_key``
+Parquet: the selected rows of every scan table that has any (the registry in
+``catalog/registry.py`` says which and how), hive-partitioned by ``scan_key``
 (``trials/scan_key=.../*.parquet``), with ``export_position`` giving each trial's place in
 the selection (and, for neurons, in the neuron choice); responses are cut to the chosen
-neurons. ``images.parquet`` holds the images the trials show (pixels as the ``.npy`` bytes).
+neurons. ``images.parquet`` holds the images (and videos) the trials show (pixels as the
+``.npy`` bytes). A dynamic scan's response matrix is not a table: ``format="npz"`` or
+the scan layout carry its values.
 npz: ``images``, ``responses``, ``behavior``, ``pupil_center`` aligned with ``scan_key`` and
 ``trial_id``, as ``ScanDB.fetch`` returns them.
 """
@@ -16,18 +19,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from ..catalog import registry
 from ..catalog.transaction import explain
 from ..source.npyfile import load
 
 PARQUET_FOLDER = "parquet"
 NPZ_FILE = "selection.npz"
 
-TRIAL_TABLES = ("trials", "behavior", "area_responses")
-"""Tables with one row per trial (or per trial and area): taken for the selected trials."""
-
-
 def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Path) -> Path:
-    """``out/parquet/<table>/scan_key=<key>/*.parquet`` for every scan table; returns the folder."""
+    """``out/parquet/<table>/scan_key=<key>/*.parquet`` for every scan table with rows of the
+    selection (none is written empty); returns the folder."""
     import duckdb
 
     from . import reserve
@@ -42,7 +43,8 @@ def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Pa
     conn.register("_export_neurons", _neuron_table(db, scans, picked))
     conn.register("_export_stored", _stored_meta_files(db, scans))
     queries = {
-        "scans": "SELECT * FROM scans WHERE scan_key IN (SELECT scan_key FROM _export_trials)",
+        **{table: f"SELECT * FROM {table} WHERE scan_key IN (SELECT scan_key FROM _export_trials)"
+           for table in registry.exported("scans")},
         "neurons": "SELECT n.*, e.export_position FROM neurons n JOIN _export_neurons e USING (scan_key, neuron_idx)",
         "statistics": f"""SELECT s.* REPLACE (coalesce(s.data, v.data) AS data) FROM statistics s
                           LEFT JOIN _export_stored v ON v.scan_key = s.scan_key AND v.path = {STATISTIC_PATH}
@@ -56,12 +58,13 @@ def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Pa
                         JOIN (SELECT scan_key, list(neuron_idx + 1 ORDER BY export_position) AS columns
                               FROM _export_neurons GROUP BY scan_key) c USING (scan_key)""",
         **{table: f"SELECT t.*, e.export_position FROM {table} t JOIN _export_trials e USING (scan_key, trial_id)"
-           for table in TRIAL_TABLES},
+           for table in registry.exported("trials")},
     }
     try:
         for table, query in queries.items():
-            conn.execute(f"COPY ({query} ORDER BY ALL) TO '{_quoted(partial / table)}' "
-                         "(FORMAT parquet, PARTITION_BY (scan_key))")
+            if conn.execute(f"SELECT EXISTS ({query})").fetchone()[0]:
+                conn.execute(f"COPY ({query} ORDER BY ALL) TO '{_quoted(partial / table)}' "
+                             "(FORMAT parquet, PARTITION_BY (scan_key))")
         conn.execute(f"""COPY (SELECT DISTINCT i.* FROM images i JOIN trials t USING (image_hash)
                               JOIN _export_trials e USING (scan_key, trial_id) ORDER BY i.image_hash)
                          TO '{_quoted(partial / 'images.parquet')}' (FORMAT parquet)""")

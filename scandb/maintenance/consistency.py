@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..catalog.database import Database
-from ..catalog.schema import SCAN_TABLES
+from ..catalog import registry
 from ..source import npyfile
 from ..store.frames import FrameStore
 from ..store.images import image_hash
@@ -36,11 +36,11 @@ COMPARED_PER_BATCH = 256
 def rows_without_a_scan(db: Database) -> list[Problem]:
     """What foreign keys would refuse: rows naming a scan the scans table lacks."""
     problems = []
-    for table in SCAN_TABLES:
+    for table in registry.owned():
         rows = db.conn.execute(f"""
-            SELECT scan_key, count(*) FROM {table.name}
+            SELECT scan_key, count(*) FROM {table}
             WHERE scan_key NOT IN (SELECT scan_key FROM scans) GROUP BY 1 ORDER BY 1""").fetchall()
-        problems += [Problem(ROWS_WITHOUT_SCAN, f"{table.name}: {count} rows name scan {key}, "
+        problems += [Problem(ROWS_WITHOUT_SCAN, f"{table}: {count} rows name scan {key}, "
                                                 "which the scans table lacks") for key, count in rows]
     return problems
 

@@ -25,21 +25,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
-TABLE_ROWS = {
-    "scans": "scan_key = ?",
-    "neurons": "scan_key = ?",
-    "trials": "scan_key = ?",
-    "behavior": "scan_key = ?",
-    "responses": "scan_key = ?",
-    "statistics": "scan_key = ?",
-    "scan_files": "scan_key = ?",
-    "response_matrices": "scan_key = ?",
-    "area_responses": "scan_key = ?",
-    "frame_behavior": "scan_key = ?",
-    "area_frame_responses": "scan_key = ?",
-    "images": "image_hash IN (SELECT image_hash FROM trials WHERE scan_key = ?)",
-}
-"""Each digested table, and which of its rows belong to a scan."""
+from ..catalog import registry
 
 MATRIX_PART = "response matrix"
 RESPONSE_IDS_PART = "responses except values"
@@ -87,7 +73,8 @@ def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
     if response_values is None:
         response_values = matrix is None
     digests = {}
-    for table, rows in TABLE_ROWS.items():
+    for entry in registry.digested():
+        table, rows = entry.name, entry.rows
         columns = table_columns(conn, table)
         if not columns:
             continue  # a table of a later revision than the database's (migrations record digests too)
