@@ -346,8 +346,10 @@ class ScanDB:
     def report(self, scan: str, out: str | Path) -> "ReportResult":
         """PNG figures of one scan and an HTML page embedding them, written into ``out``
         (needs matplotlib: ``pip install "scandb[report]"``)."""
+        from .query.scan_names import resolve_scan
         from .report import write_report
 
+        scan = resolve_scan(self.conn, scan)
         self._readers.get(scan)
         return write_report(self, scan, Path(out))
 
@@ -477,10 +479,12 @@ class ScanDB:
 
     @holding
     def summary(self, scan: str) -> "ScanSummary":
-        """What one scan holds: trials per tier, neurons per area and layer, images, statistics."""
+        """What one scan holds: trials per tier, neurons per area and layer, images, statistics.
+        ``scan`` is its key, folder name or source file name."""
+        from .query.scan_names import resolve_scan
         from .query.summary import scan_summary
 
-        return scan_summary(self.conn, scan)
+        return scan_summary(self.conn, resolve_scan(self.conn, scan))
 
     @creating
     def migrate(self, target: str = "head") -> tuple[str | None, str]:

@@ -116,13 +116,8 @@ def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matri
                             progress=_progress, on_result=report)
     failures = [f"{r.source} ({r.error.problem})" for r in results if r.status == "failed"]
     if len(paths) > 1:
-        statuses = [r.status for r in results]
-        counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("ingested", "replaced", "unchanged")
-                           if statuses.count(s))
-        line = f"{len(paths)} scans: {counts or 'none ingested'}"
-        if failures:
-            line += f"; {len(failures)} failed: {'; '.join(failures)}"
-        click.echo(line, err=bool(failures))
+        from .ingest.batch import batch_line
+        click.echo(batch_line(results), err=bool(failures))
     sys.exit(EXIT_BAD_INPUT if failures else EXIT_OK)
 
 

@@ -405,6 +405,8 @@ class VideoSpec:
     zero_behavior: bool = False
     top_folder: bool = True
     junk: bool = False
+    scalar_video_statistics: bool = False
+    """Video statistics as scalars (shape ``()``), as some releases write them."""
     seed: int = 0
     compression: int = zipfile.ZIP_DEFLATED
 
@@ -502,7 +504,9 @@ def _add_frame_statistics(scan: GeneratedScan) -> None:
             for source in ("all", "stimulus_frame"):
                 for stat, fn in (("mean", np.nanmean), ("std", np.nanstd), ("min", np.nanmin),
                                  ("max", np.nanmax), ("median", np.nanmedian)):
-                    scan.arrays[f"meta/statistics/{key}/{source}/{stat}.npy"] = fn(stacked, axis=0).astype(np.float32)
+                    scalar = key == "videos" and scan.spec.scalar_video_statistics
+                    value = fn(stacked) if scalar else fn(stacked, axis=0)
+                    scan.arrays[f"meta/statistics/{key}/{source}/{stat}.npy"] = np.asarray(value, np.float32)
 
 
 def _quiet():

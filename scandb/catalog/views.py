@@ -38,6 +38,17 @@ RESPONSES_LONG = {
         JOIN trials t USING (scan_key, trial_id)
         JOIN neurons n USING (scan_key, neuron_idx)
     """,
+    # With the trial's withheld flags, so averages can skip the zeros a competition release
+    # put in place of withheld test responses (WHERE NOT responses_withheld).
+    "0010": """
+        SELECT r.scan_key, r.trial_id, n.neuron_idx, n.unit_id, n.area, n.layer, t.tier, r.image_id, r.response,
+               t.responses_withheld, t.behavior_withheld
+        FROM (SELECT scan_key, trial_id, image_id, unnest(response) AS response,
+                     generate_subscripts(response, 1) - 1 AS neuron_idx
+              FROM responses) r
+        JOIN trials t USING (scan_key, trial_id)
+        JOIN neurons n USING (scan_key, neuron_idx)
+    """,
 }
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from ..catalog import registry
 from ..catalog.transaction import explain
+from ..errors import UsageError
 from ..source.npyfile import load
 
 PARQUET_FOLDER = "parquet"
@@ -129,12 +130,19 @@ def _quoted(path: Path) -> str:
 
 
 def write_npz(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Path) -> Path:
-    """``out/selection.npz``: the fetched arrays plus ``scan_key`` and ``trial_id``; returns it."""
-    from . import reserve
+    """``out/selection.npz``: the fetched arrays plus ``scan_key`` and ``trial_id``; returns it.
+    The arrays are fetched before anything is written, so a selection they cannot hold
+    leaves no folder behind."""
+    from . import _refuse_existing, reserve
 
     target = out / NPZ_FILE
+    _refuse_existing(target)
+    try:
+        arrays = db.fetch(selected, neurons=picked or None)
+    except UsageError as exc:
+        raise _one_array_per_key(exc) from None
+    created = not out.exists()
     partial = reserve(target)
-    arrays = db.fetch(selected, neurons=picked or None)
     try:
         with open(partial, "wb") as f:
             np.savez(f, scan_key=np.asarray(selected["scan_key"].to_pylist(), dtype=str),
@@ -142,5 +150,21 @@ def write_npz(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Path) 
         partial.rename(target)
     except BaseException:
         partial.unlink(missing_ok=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
         raise
     return target
+
+
+def _one_array_per_key(exc: UsageError) -> UsageError:
+    """fetch's "pass per_scan=True" advice, which export has no option for, reworded for an npz."""
+    problem, advice = str(exc).partition("; pass per_scan=True")[::2]
+    if not advice and "per_scan=True" not in str(exc):
+        return exc
+    neurons = "neuron counts" in problem
+    python = ("export one scan at a time" + (", pass neurons= with as many neurons per scan" if neurons else "")
+              + ", or use format='scan' or 'parquet'")
+    cli = ("export one scan at a time" + (", pass --neurons with as many neurons per scan" if neurons else "")
+           + ", or use --format scan or parquet")
+    lead = f"{problem}; an npz holds one array per key:"
+    return UsageError(f"{lead} {python}", cli_message=f"{lead} {cli}")

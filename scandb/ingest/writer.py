@@ -119,8 +119,9 @@ def ingest(db: Database, path: str | Path, *, replace: bool = False, progress: P
         if existing and existing[1] and existing[1] == content_digest(scan):
             return IngestResult(str(path), scan.key, "unchanged")
         if existing and not replace:
+            from .differences import describe
             raise BadScanError(str(path), None, f"scan {scan.key} is already in the database with different "
-                                                "content; pass --replace to swap it")
+                                                f"content ({describe(db.conn, scan)}); pass --replace to swap it")
         source = Source(tables.source_name(scan), size, sha, None)
         n_workers = prefetch.use_workers(scan) if workers is None else workers
         writer = _ScanWriter(db, path, scan, progress, response_matrix, n_workers)

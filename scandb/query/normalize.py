@@ -11,6 +11,8 @@ Dynamic scans ship time-resolved statistics (responses (N, T), videos (H, W, T),
 and pupil_center (2, T)): the same rules then apply per frame, and the 1% threshold of
 responses is 1% of the mean over every (neuron, frame) std, as neuralpredictors computes it.
 
+Statistics written as scalars (shape ``()``) broadcast over every pixel and frame.
+
 Results are float32. Each key needs only its own statistics, so a scan that shipped some
 of them can still be normalised for those keys.
 """
@@ -52,7 +54,11 @@ Frames = "slice | np.ndarray"
 def cut_frames(values: np.ndarray, frames) -> np.ndarray:
     """``values`` (time last) at these frames; an (n, F) array of consecutive frames per row
     gives (n, ..., F), each row one contiguous block of a time-major copy, returned with the
-    time-major strides of the windows it scales (a gather along the last axis was 5x slower)."""
+    time-major strides of the windows it scales (a gather along the last axis was 5x slower).
+    A scalar (shape ``()``, as some releases write video statistics) has no frames: it
+    broadcasts over every frame as it is, as the Sensorium loaders use it."""
+    if values.ndim == 0:
+        return values
     if isinstance(frames, slice):
         return values if frames == slice(None) else values[..., frames]
     width = frames.shape[1]
@@ -74,7 +80,7 @@ def normalize(key: str, x: np.ndarray, stats: Mapping[str, np.ndarray],
                                                                                                  copy=False)
     if key == "responses":
         precision = response_precision(stats["std"])
-        if neurons is not None:
+        if neurons is not None and precision.ndim:
             precision = precision[neurons]
         return (x * cut_frames(precision, frames)).astype(np.float32, copy=False)
     if key == "behavior":

@@ -34,7 +34,7 @@ class ScanSummary:
     """dynamic scans: tier -> (shortest, longest, mean) valid length."""
     def text(self) -> str:
         tiers = ", ".join(f"{t} {c}" for t, c in self.trials_per_tier.items())
-        areas = ", ".join(f"{a or '?'} {l or '?'} {c}" for (a, l), c in self.neurons_per_area_layer.items())
+        areas = _areas_text(self.neurons_per_area_layer)
         stats = "; ".join(f"{v}/{s}: {', '.join(st)}" for (v, s), st in self.statistics.items())
         stimulus = "videos" if self.kind == "dynamic" else "images"
         lines = [
@@ -82,3 +82,14 @@ def scan_summary(conn: duckdb.DuckDBPyConnection, scan: str) -> ScanSummary:
                        {(v, s): list(st) for v, s, st in stats}, kind,
                        {t: {"responses": r, "behavior": b} for t, r, b in withheld},
                        {t: (low, high, mean) for t, low, high, mean in lengths})
+
+
+def _areas_text(counts: dict[tuple[str | None, str | None], int]) -> str:
+    """``V1 L2/3 120, ...``; neurons without area and layer said in words, not ``? ?``."""
+    parts = []
+    for (area, layer), count in counts.items():
+        if area is None and layer is None:
+            parts.append(f"no area/layer in the scan's meta: {count} neurons")
+        else:
+            parts.append(f"{area or 'no area'} {layer or 'no layer'} {count}")
+    return ", ".join(parts)

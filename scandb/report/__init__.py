@@ -33,8 +33,8 @@ def write_report(db, scan: str, out: Path) -> ReportResult:
         raise UsageError('the report needs matplotlib; install it with: pip install "scandb[report]"') from None
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
-    from .page import draw_all, write_page
+    from .page import draw_all, unavailable, write_page
 
     out.mkdir(parents=True, exist_ok=True)
     figures = draw_all(db, scan, out)
-    return ReportResult(scan, figures, write_page(scan, figures, out))
+    return ReportResult(scan, figures, write_page(scan, figures, out, unavailable(db, scan)))

@@ -38,9 +38,10 @@ def draw_all(db, scan: str, out: Path) -> dict[str, Path]:
             numbers.response_distribution(db, scan, cells.area), numbers.mean_response_by_tier(db, scan), scan,
             numbers.withheld_tiers(db, scan)),
         "behavior_over_order": figures.behavior_over_order(numbers.behavior_over_order(db, scan), scan),
-        "oracle_per_area": figures.oracle_per_area(numbers.oracle(db, scan, tier), cells.area, tier, scan,
-                                                   "videos" if kind == "dynamic" else "images"),
     }
+    if "oracle_per_area" not in unavailable(db, scan):
+        drawn["oracle_per_area"] = figures.oracle_per_area(numbers.oracle(db, scan, tier), cells.area, tier, scan,
+                                                           "videos" if kind == "dynamic" else "images")
     if kind == "dynamic":
         drawn["mean_response_over_frames"] = figures.mean_response_over_frames(
             _frame_traces(db, scan, cells.area, tier), tier, scan)
@@ -54,6 +55,16 @@ def draw_all(db, scan: str, out: Path) -> dict[str, Path]:
     return paths
 
 
+def unavailable(db, scan: str) -> dict[str, str]:
+    """Figures a scan cannot have, with why, said on the page in place of an empty plot."""
+    tier = numbers.repeat_tier(db, scan)
+    if tier in numbers.withheld_tiers(db, scan):
+        return {"oracle_per_area": f"No repeat reliability: the responses of the {tier} tier (the repeated "
+                                   "stimuli) are withheld in this scan (zero-filled, as competition releases "
+                                   "ship them), so there are no repeats to correlate."}
+    return {}
+
+
 def _frame_traces(db, scan: str, areas: np.ndarray, tier: str) -> dict[str, np.ndarray]:
     """Mean response per frame of each area over the trials of ``tier`` (NaN padding ignored)."""
     ids = np.concatenate(list(db.repeats(scan, tier).values()) or [np.array([], np.int64)])
@@ -63,10 +74,17 @@ def _frame_traces(db, scan: str, areas: np.ndarray, tier: str) -> dict[str, np.n
     return {area: np.nanmean(responses[:, areas == area], axis=(0, 1)) for area in sorted(set(areas.tolist()))}
 
 
-def write_page(scan: str, figures_: dict[str, Path], out: Path) -> Path:
-    """One HTML file that needs nothing beside it: every PNG inlined as base64."""
+def write_page(scan: str, figures_: dict[str, Path], out: Path, notes: dict[str, str] | None = None) -> Path:
+    """One HTML file that needs nothing beside it: every PNG inlined as base64; a figure the
+    scan cannot have is a paragraph saying why (``notes``), in its place."""
     sections = []
-    for name, path in figures_.items():
+    notes = notes or {}
+    for name in [n for n in CAPTIONS if n in figures_ or n in notes]:
+        if name not in figures_:
+            sections.append(f'<section><h2>{html.escape(name.replace("_", " "))}</h2>'
+                            f'<p class="unavailable">{html.escape(notes[name])}</p></section>')
+            continue
+        path = figures_[name]
         data = base64.b64encode(path.read_bytes()).decode()
         sections.append(f'<section><h2>{html.escape(name.replace("_", " "))}</h2>'
                         f'<p>{html.escape(CAPTIONS[name])}</p>'
