@@ -102,11 +102,11 @@ def _part_times(db: Database, scan_key: str) -> dict[str, float]:
             without = [c for c in columns if c != "response"]
             times[digests.RESPONSE_IDS_PART] = measure.best_of(lambda: hash_rows(table, rows, without))[0]
     times[digests.MATRIX_PART] = measure.best_of(
-        lambda: digests.matrix_digest(db.conn, scan_key, db.path.parent))[0]
+        lambda: digests.matrix_digest(db.conn, scan_key, db.store))[0]
     times["all parts as recorded"] = measure.best_of(
-        lambda: digests.scan_digests(db.conn, scan_key, db.path.parent, method))[0]
-    matrix_path = db.path.parent / db.conn.execute(
-        "SELECT path FROM response_matrices WHERE scan_key = ?", [scan_key]).fetchone()[0]
+        lambda: digests.scan_digests(db.conn, scan_key, db.store, method))[0]
+    matrix_path = db.store.path(db.conn.execute(
+        "SELECT path FROM response_matrices WHERE scan_key = ?", [scan_key]).fetchone()[0])
     matrix = np.load(matrix_path, mmap_mode="r")
     times["responses = matrix (verify)"] = measure.best_of(
         lambda: consistency.trials_differing(db, scan_key, matrix))[0]

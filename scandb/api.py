@@ -233,7 +233,7 @@ class ScanDB:
     def statistic(self, scan: str, variable: str, stat: str, source: str = "all") -> np.ndarray:
         """One meta/statistics array, with its stored dtype and shape."""
         self._readers.get(scan)
-        found = read_statistic(self.conn, scan, variable, stat, source, folder=self.database.root)
+        found = read_statistic(self.conn, scan, variable, stat, source, store=self.database.store)
         if found is None:
             raise UsageError(f"no statistic {variable}/{source}/{stat} for scan {scan!r}")
         return found
@@ -246,7 +246,7 @@ class ScanDB:
         if row is None:
             self._readers.get(scan)
             raise UsageError(f"scan {scan!r} has no file {path!r}")
-        content = row[0] if row[1] is None else stored_content(self.database.root, row[1])
+        content = row[0] if row[1] is None else stored_content(self.database.store, row[1])
         return load_npy(content).copy() if path.endswith(".npy") else content
 
     # -- arrays ---------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from .query.normalize import NEEDED
 from .query.reader import Readers
 from .query.neurons import Neurons
 from .query.selection import Selection
+from .store.folder import Folder
 
 
 def point_class(keys: Sequence[str]) -> type:
@@ -203,7 +204,7 @@ class ScanDataset(torch.utils.data.Dataset):
         scans = list(dict.fromkeys(selected["scan_key"].to_pylist()))
         picked = neuron_choice.picks(db._readers, scans, self.neurons)
         self.neurons = None if picked is None else {scan: picked[scan] for scan in scans}
-        readers = Readers(_FilesOnly(db.database.root))
+        readers = Readers(_FilesOnly(db.database.store))
         for scan in scans:
             reader = db._readers.get(scan)
             reader._trials  # noqa: B018  (read now: behavior, pupil position, image paths)
@@ -284,8 +285,8 @@ def open_pinned(db_path: str | Path, wait: float, snapshot: int | None) -> ScanD
 class _FilesOnly:
     """Stands in for the database in a dataset's readers, which read only the store's files."""
 
-    def __init__(self, root: Path):
-        self.root = root
+    def __init__(self, store: Folder):
+        self.store = store
 
     @property
     def conn(self):

@@ -39,7 +39,7 @@ def test_each_scan_has_a_matrix_equal_to_its_rows(lab_db, sources):
     with scandb.connect(lab_db) as db:
         for scan, arrays in sources.items():
             path, = db.sql("SELECT path FROM response_matrices WHERE scan_key = ?", [scan]).fetchone()
-            matrix = np.load(lab_db.parent / path)
+            matrix = np.load(lab_db.with_name("lab.images") / path)
             expected = np.stack([arrays[f"data/responses/{t}.npy"] for t in range(len(matrix))])
             assert matrix.dtype == np.float32
             np.testing.assert_array_equal(matrix, expected)
@@ -50,7 +50,7 @@ def test_a_missing_matrix_is_a_clear_error_and_verify_reports_it(tmp_path, open_
     ingest(db, make_scan(tmp_path, n_trials=20))
     path, = db.conn.execute("SELECT path FROM response_matrices").fetchone()
     db.close()
-    (tmp_path / path).unlink()
+    (tmp_path / "lab.images" / path).unlink()
     with scandb.connect(db.path) as reader, pytest.raises(DatabaseError, match="scandb verify"):
         reader.responses([("26872-17-20", 0)])
     report = run_cli("verify", "--db", str(db.path))

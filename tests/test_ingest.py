@@ -247,11 +247,11 @@ def test_reader_processes_ingest_the_same_rows_and_files(tmp_path):
             assert ingest(db, path, workers=workers).status == "ingested"
             rows = {table: db.conn.execute(f"SELECT * FROM {table} ORDER BY ALL").fetchall()
                     for table in ("trials", "responses", "area_responses", "behavior", "neurons")}
-            rows["images"] = db.conn.execute("SELECT * EXCLUDE (path) FROM images ORDER BY ALL").fetchall()
+            rows["images"] = db.conn.execute("SELECT * FROM images ORDER BY ALL").fetchall()  # keys too
             rows["content"] = db.conn.execute("SELECT content_sha256 FROM scans").fetchall()
             matrix = db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
             files = sorted(p.relative_to(db.image_dir).as_posix() for p in db.image_dir.rglob("*.npy"))
-            contents.append((rows, files, (tmp_path / matrix).read_bytes()))
+            contents.append((rows, files, (db.image_dir / matrix).read_bytes()))
     assert contents[0] == contents[1]
 
 

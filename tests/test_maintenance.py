@@ -194,7 +194,7 @@ def test_verify_reports_a_changed_byte_of_a_stored_file(good_db):
 
 def test_verify_reports_a_response_matrix_changed_on_disk(good_db):
     with Database(good_db) as db:
-        path = good_db.parent / db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
+        path = db.image_dir / db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
     matrix = np.load(path, mmap_mode="r+")
     matrix[GOOD_SPEC.n_trials // 2, 3] += 1  # neither the first nor the last trial
     matrix.flush()

@@ -57,9 +57,9 @@ def test_time_resolved_statistics_are_files_holding_the_shipped_bytes(lab):
     assert [path for _, path, _, _ in rows] == shipped and {key for key, *_ in rows} == {video.key}
     assert all(content_is_null for _, _, content_is_null, _ in rows)
     for _, path, _, stored_as in rows:
-        raw = (db_path.parent / stored_as).read_bytes()
-        assert np.array_equal(bits(np.load(db_path.parent / stored_as)), bits(sources[video.key][path]))
-        assert stored_as.startswith("lab.images/meta/") and len(raw) > 0
+        raw = (db_path.parent / "lab.images" / stored_as).read_bytes()
+        assert np.array_equal(bits(np.load(db_path.parent / "lab.images" / stored_as)), bits(sources[video.key][path]))
+        assert stored_as.startswith("meta/") and len(raw) > 0
     with scandb.connect(db_path) as db:
         assert db.sql("SELECT count(*) FROM statistics WHERE scan_key = ? AND data IS NOT NULL",
                       [video.key]).fetchone()[0] == 0
@@ -85,13 +85,13 @@ def test_statistics_and_files_read_back_bit_for_bit_from_either_kind_of_scan(lab
 def test_verify_names_a_changed_or_missing_meta_file(copied):
     db_path, video, _, _ = copied
     rows = stored_rows(db_path)
-    changed, missing = db_path.parent / rows[0][3], db_path.parent / rows[1][3]
+    changed, missing = db_path.parent / "lab.images" / rows[0][3], db_path.parent / "lab.images" / rows[1][3]
     changed.write_bytes(changed.read_bytes()[:-4] + b"\0\0\0\0")
     missing.unlink()
     with scandb.connect(db_path) as db:
         text = db.verify().text()
-    assert f"meta file {rows[0][3]} ({rows[0][1]} of scan {video.key}): content does not match its hash" in text
-    assert f"meta file {rows[1][3]} ({rows[1][1]} of scan {video.key}): missing" in text
+    assert f"meta file lab.images/{rows[0][3]} ({rows[0][1]} of scan {video.key}): content does not match its hash" in text
+    assert f"meta file lab.images/{rows[1][3]} ({rows[1][1]} of scan {video.key}): missing" in text
 
 
 def test_a_removed_dynamic_scans_meta_files_stay_until_gc(copied):

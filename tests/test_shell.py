@@ -71,9 +71,9 @@ def test_a_query_joining_across_scans_works_in_the_shell(lab_db, sources):
     assert any(scans == 3 for scans, _ in expected.values())
 
 
-def test_image_paths_resolve_from_the_database_folder(lab_db):
+def test_image_paths_resolve_from_the_store_folder(lab_db):
     rows = shell(lab_db, "SELECT DISTINCT image_path FROM trials_full;")
-    assert rows and all((lab_db.parent / r["image_path"]).is_file() for r in rows)
+    assert rows and all((lab_db.with_name("lab.images") / r["image_path"]).is_file() for r in rows)
 
 
 def test_scandb_shell_opens_the_database_read_only(lab_db):

@@ -86,7 +86,7 @@ def referenced_at(lake, snapshot: int) -> set[str]:
     """The store files rows name at a snapshot (relative to the store), read by SQL at that snapshot."""
     with scandb.connect(lake.url, snapshot=snapshot) as db:
         images = {f"{h[:2]}/{h}.npy" for (h,) in db.sql("SELECT image_hash FROM images").fetchall()}
-        matrices = {p.split("/", 1)[1] for (p,) in db.sql("SELECT path FROM response_matrices").fetchall()}
+        matrices = {p for (p,) in db.sql("SELECT path FROM response_matrices").fetchall()}
     return images | matrices
 
 

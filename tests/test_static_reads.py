@@ -58,7 +58,7 @@ def test_a_truncated_image_file_is_an_error_naming_it(tmp_path, db_path):
     with scandb.connect(db_path) as db:
         path, = db.sql("SELECT i.path FROM trials t JOIN images i USING (image_hash) "
                        "WHERE t.trial_id = 4").fetchone()
-        damaged = db_path.parent / path
+        damaged = db_path.parent / "lab.images" / path
         damaged.write_bytes(damaged.read_bytes()[:-100])
         db.images([0, 1], scan=SCAN)  # other trials still read
         with pytest.raises(DatabaseError, match=f"{damaged.name}.*truncated.*scandb verify"):
@@ -70,7 +70,7 @@ def test_a_missing_image_file_is_an_error_naming_it(tmp_path, db_path):
     with scandb.connect(db_path) as db:
         path, = db.sql("SELECT i.path FROM trials t JOIN images i USING (image_hash) "
                        "WHERE t.trial_id = 6").fetchone()
-        (db_path.parent / path).unlink()
+        (db_path.parent / "lab.images" / path).unlink()
         with pytest.raises(DatabaseError, match=f"{path.split('/')[-1]}: image file unreadable"):
             db.images([2, 6], scan=SCAN)
 

@@ -1,24 +1,31 @@
-"""The contract every store of files beside the catalog keeps, run against each store.
+"""The contract every store of files beside the catalog keeps, run against each store,
+and the contract of the medium they share (``Folder``), reads included.
 
 Each store class below supplies how to write one file into its store; the tests in
-``StoreContract`` are the same for all (zarr-python's ``StoreTests`` is the model). A new
-store (a shared folder, a lake's data path) subclasses ``StoreContract`` and passes them.
+``StoreContract`` are the same for all (zarr-python's ``StoreTests`` is the model).
+``MediumContract`` is what another medium (an object store) must pass to carry every
+store unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from scandb.errors import DatabaseError
 from scandb.source import npyfile
 from scandb.store.base import Store, collect_garbage, temporary_for
+from scandb.store.folder import Folder, key_of
 from scandb.store.frames import FrameStore, read_windows
 from scandb.store.images import ImageStore, image_hash
 from scandb.store.matrices import MatrixStore
+from scandb.store.meta import MetaStore, intact, stored_content
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -47,6 +54,25 @@ class StoreContract:
         assert set(store.files()) == {key}
         assert store.files()[key] == store.file(key)
         assert store.file(key).read_bytes() == data
+
+    def test_a_written_file_reads_back_whole_and_by_byte_ranges(self, store):
+        key, data = self.add(store, 1)
+        assert store.read(key) == data
+        stored = store.key(key)
+        head, tail = bytearray(10), bytearray(len(data) - 10)
+        assert store.folder.read_into(stored, [head, tail]) == len(data)
+        assert bytes(head + tail) == data
+        buffers = [memoryview(bytearray(7)) for _ in range(3)]
+        got = store.folder.read_ranges([(stored, offset, b) for offset, b in zip((0, 3, len(data) - 7), buffers)])
+        assert got == [7, 7, 7]
+        assert [bytes(b) for b in buffers] == [data[0:7], data[3:10], data[-7:]]
+
+    def test_its_keys_are_relative_to_the_store_folder_so_a_moved_store_still_has_them(self, store, tmp_path):
+        key, data = self.add(store, 1)
+        moved = tmp_path / "elsewhere.images"
+        store.folder.root.rename(moved)
+        again = type(store)(Folder(moved))
+        assert set(again.files()) == {key} and again.read(key) == data
 
     def test_an_empty_store_lists_nothing(self, store):
         assert store.files() == {}
@@ -132,13 +158,13 @@ def test_an_equal_image_is_stored_once(tmp_path):
     assert first == again and len(store.files()) == 1
 
 
-def test_a_matrix_key_is_the_path_the_query_layer_loads(tmp_path):
+def test_a_matrix_key_is_the_path_under_the_store_folder_the_query_layer_loads(tmp_path):
     store = MatrixStore(tmp_path / "lab.images")
     writer = store.writer("abc", 2, 2)
     writer.write(np.array([0, 1]), np.eye(2, dtype=np.float32))
     key = writer.finish()
-    assert key == "lab.images/responses/abc.npy"
-    np.testing.assert_array_equal(np.load(tmp_path / key, mmap_mode="r"), np.eye(2, dtype=np.float32))
+    assert key == "responses/abc.npy"
+    np.testing.assert_array_equal(np.load(tmp_path / "lab.images" / key, mmap_mode="r"), np.eye(2, dtype=np.float32))
 
 
 def test_a_discarded_matrix_leaves_no_file(tmp_path):
@@ -181,6 +207,95 @@ def test_a_video_copy_is_written_once_and_read_back_window_by_window(tmp_path):
     store.put("cd" * 32, raw)
     assert store.created == [store.file("cd" * 32)]
     out = np.empty((2, 4, 2, 3), np.float64)
-    missing = read_windows([store.file("cd" * 32), tmp_path / "absent.npy"], [1, 0], out, frames=6)
+    missing = read_windows(store.folder, [store.key("cd" * 32), "frames/ab/absent.npy"], [1, 0], out, frames=6)
     assert missing == [1]
     assert np.array_equal(out[0], np.moveaxis(video[..., 1:5], -1, 0))
+
+
+class TestMetaStore(StoreContract):
+    def make(self, folder: Path) -> Store:
+        return MetaStore(folder)
+
+    def add(self, store: MetaStore, seed: int) -> tuple[str, bytes]:
+        raw = npy_bytes(np.random.default_rng(seed).normal(size=(4, 3)))
+        return store.put(raw, "meta/statistics/responses/all/mean.npy"), raw
+
+
+def test_a_meta_file_is_named_by_its_sha256_and_checked_against_it(tmp_path):
+    store = MetaStore(tmp_path / "lab.images")
+    raw = npy_bytes(np.arange(6.0))
+    key = store.put(raw, "meta/statistics/responses/all/std.npy")
+    assert key == f"meta/{hashlib.sha256(raw).hexdigest()}.npy"
+    assert intact(store.folder, key) and stored_content(store.folder, key) == raw
+    store.file(key).write_bytes(raw[:-1] + b"x")
+    assert not intact(store.folder, key)
+
+
+def test_an_unreadable_meta_file_is_one_line_naming_it(tmp_path):
+    with pytest.raises(DatabaseError, match=r"meta/gone\.npy: meta file unreadable"):
+        stored_content(Folder(tmp_path / "lab.images"), "meta/gone.npy")
+
+
+class MediumContract:
+    """What the medium under every store does; subclasses implement ``make``."""
+
+    def make(self, tmp_path: Path) -> Folder:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def medium(self, tmp_path) -> Folder:
+        return self.make(tmp_path)
+
+    def test_put_then_read_whole(self, medium):
+        medium.put("ab/x.npy", b"0123456789")
+        assert medium.exists("ab/x.npy") and medium.read("ab/x.npy") == b"0123456789"
+        assert not medium.exists("ab/y.npy")
+
+    def test_reading_a_missing_key_is_file_not_found(self, medium):
+        with pytest.raises(FileNotFoundError):
+            medium.read("nothing/here.npy")
+        assert isinstance(medium.read_ranges([("nothing/here.npy", 0, memoryview(bytearray(1)))])[0],
+                          FileNotFoundError)
+
+    def test_byte_ranges_of_many_files_at_once_short_at_the_end(self, medium):
+        for i in range(6):
+            medium.put(f"r/{i}.bin", bytes(range(i * 10, i * 10 + 10)))
+        jobs = [(f"r/{i}.bin", i, memoryview(bytearray(4))) for i in range(6)] + [("r/0.bin", 8, memoryview(bytearray(4)))]
+        got = medium.read_ranges(jobs)
+        assert got == [4] * 6 + [2]
+        assert [bytes(b) for _, _, b in jobs[:6]] == [bytes(range(i * 10 + i, i * 10 + i + 4)) for i in range(6)]
+        assert bytes(jobs[6][2][:2]) == bytes([8, 9])
+        assert medium.read_ranges(jobs[:6], parallel=False) == [4] * 6
+
+    def test_listing_gives_keys_and_ages_and_no_temporaries(self, medium):
+        before = time.time()
+        medium.put("meta/a.npy", b"a")
+        medium.put("meta/b.npy", b"b")
+        medium.path("meta/.c.123.tmp").write_bytes(b"half")
+        listed = medium.list("meta/*")
+        assert set(listed) == {"meta/a.npy", "meta/b.npy"}
+        assert all(before - 2 <= modified <= time.time() + 2 for modified in listed.values())
+        assert set(medium.temporaries("meta")) == {"meta/.c.123.tmp"}
+        assert medium.list("other/*") == {}
+
+    def test_delete_removes_files_and_the_folders_they_empty(self, medium):
+        medium.put("ab/cd/x.npy", b"x")
+        assert medium.delete(["ab/cd/x.npy", "ab/cd/gone.npy"]) == 1
+        assert not medium.exists("ab/cd/x.npy") and not medium.path("ab").exists()
+
+    def test_a_failed_put_leaves_no_file_under_the_key(self, medium):
+        with pytest.raises(TypeError):  # the write fails after the temporary was created
+            medium.put("ab/full.npy", object())
+        assert not medium.exists("ab/full.npy") and medium.temporaries("ab") == {}
+
+
+class TestLocalFolder(MediumContract):
+    def make(self, tmp_path: Path) -> Folder:
+        return Folder(tmp_path / "lab.images")
+
+
+def test_keys_written_before_revision_0011_lose_the_store_folders_name():
+    assert key_of("lab.images/responses/abc.npy") == "responses/abc.npy"
+    assert key_of("x y.images/meta/abc.npy") == "meta/abc.npy"
+    assert key_of("responses/abc.npy") == "responses/abc.npy"
+    assert key_of("ab" * 32) == "ab" * 32

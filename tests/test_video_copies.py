@@ -143,7 +143,7 @@ def test_reader_processes_write_the_same_matrix_copies_and_rows_as_one_process(t
                  for p in (db_path.parent / "lab.images").rglob("*") if p.is_file()}
         contents.append((rows, files, matrix))
     assert repr(contents[0]) == repr(contents[1])  # repr: NaN padding compares equal
-    matrix = np.load(tmp_path / "w2" / contents[1][2])
+    matrix = np.load(tmp_path / "w2" / "lab.images" / contents[1][2])
     source = generate_dynamic(spec).arrays
     expected = np.stack([source[f"data/responses/{i}.npy"].T for i in range(spec.n_trials)]).astype(np.float32)
     assert np.array_equal(bits(matrix), bits(expected))
@@ -154,7 +154,7 @@ def test_the_matrix_digest_made_from_rows_at_ingest_is_what_verify_reads_and_cat
     db_path, spec, _ = copied
     with scandb.connect(db_path) as db:
         method, recorded = db.sql("SELECT method, digest FROM scan_digests WHERE part = 'response matrix'").fetchone()
-        matrix = db_path.parent / db.sql("SELECT path FROM response_matrices").fetchone()[0]
+        matrix = db_path.with_name("lab.images") / db.sql("SELECT path FROM response_matrices").fetchone()[0]
         assert db.verify().ok
     raw = matrix.read_bytes()
     header = len(raw) - spec.n_trials * spec.n_frames * spec.n_neurons * 4

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 
 from scandb.catalog.views import create_responses_long
-from scandb.maintenance.digests import record_all_digests
+from scandb.maintenance.digests import database_folder, record_all_digests
+from scandb.store.folder import Folder
 
 revision = "0005"
 down_revision = "0004"
@@ -35,9 +36,15 @@ def upgrade() -> None:
         sa.Column("n_rows", sa.BigInteger, nullable=False),
     )
     op.execute(create_responses_long("0005"))
-    record_all_digests(op.get_bind().connection.driver_connection)
+    record_all_digests(*_rows_and_files())
 
 
 def downgrade() -> None:
     op.execute(create_responses_long("0003"))
     op.drop_table("scan_digests")
+
+
+def _rows_and_files():
+    """The connection, and the folder this revision's store paths are relative to."""
+    conn = op.get_bind().connection.driver_connection
+    return conn, Folder(database_folder(conn))

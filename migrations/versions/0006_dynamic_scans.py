@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from alembic import op
 
 from scandb.catalog.views import create_trials_full
-from scandb.maintenance.digests import record_all_digests
+from scandb.maintenance.digests import database_folder, record_all_digests
+from scandb.store.folder import Folder
 
 revision = "0006"
 down_revision = "0005"
@@ -65,7 +66,7 @@ def upgrade() -> None:
     )
     op.execute(BACKFILL)
     op.execute(create_trials_full("0006"))
-    record_all_digests(op.get_bind().connection.driver_connection)
+    record_all_digests(*_rows_and_files())
 
 
 def downgrade() -> None:
@@ -76,4 +77,10 @@ def downgrade() -> None:
     op.drop_column("trials", "responses_withheld")
     op.drop_column("trials", "n_frames")
     op.execute(create_trials_full("0002"))
-    record_all_digests(op.get_bind().connection.driver_connection)
+    record_all_digests(*_rows_and_files())
+
+
+def _rows_and_files():
+    """The connection, and the folder this revision's store paths are relative to."""
+    conn = op.get_bind().connection.driver_connection
+    return conn, Folder(database_folder(conn))

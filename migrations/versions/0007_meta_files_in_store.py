@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from scandb.maintenance.digests import database_folder, record_all_digests
+from scandb.store.folder import Folder
 
 revision = "0007"
 down_revision = "0006"
@@ -34,7 +35,7 @@ def upgrade() -> None:
     op.execute("ALTER TABLE statistics ALTER COLUMN data DROP NOT NULL")
     op.execute("ALTER TABLE scan_files ALTER COLUMN content DROP NOT NULL")
     op.add_column("scan_files", sa.Column("stored_as", sa.String))
-    record_all_digests(op.get_bind().connection.driver_connection)
+    record_all_digests(*_rows_and_files())
 
 
 def downgrade() -> None:
@@ -71,7 +72,7 @@ def downgrade() -> None:
     for table in ("scan_files", "statistics"):
         op.drop_table(table)
         op.rename_table(f"{table}_0006", table)
-    record_all_digests(conn)
+    record_all_digests(conn, Folder(folder))
 
 
 def _scan_files_columns() -> list[sa.Column]:
@@ -90,3 +91,9 @@ def _statistics_columns() -> list[sa.Column]:
             sa.Column("dtype", sa.String, nullable=False),
             sa.Column("shape", sa.ARRAY(sa.Integer), nullable=False),
             sa.Column("data", sa.ARRAY(sa.Double), nullable=False)]
+
+
+def _rows_and_files():
+    """The connection, and the folder this revision's store paths are relative to."""
+    conn = op.get_bind().connection.driver_connection
+    return conn, Folder(database_folder(conn))

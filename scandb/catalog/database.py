@@ -22,6 +22,7 @@ import duckdb
 from ..errors import DamageError, DatabaseError, UsageError
 from . import DEFAULT_DB  # noqa: F401  (re-exported: callers open DEFAULT_DB by default)
 from . import lake as lakes
+from ..store.folder import Folder
 from .newest import NewestSnapshot
 from .transaction import explain
 
@@ -210,7 +211,7 @@ class Database:
         self._leases = 0
         self._closed = False
         self.root: Path = self.path.parent if self.path is not None else Path()
-        """The folder the store's paths in rows are relative to: the file's, or the lake's data path."""
+        """The file's folder, or the lake's data path: the store's folder is in it (``image_dir``)."""
         self._newest = NewestSnapshot(self.lake, OFFLINE) if self.lake is not None else None
         creating = self.path is not None and not self.path.exists()  # opened on first use: no empty file
         self._conn: duckdb.DuckDBPyConnection | None = None if creating and not held else self._open()
@@ -234,7 +235,9 @@ class Database:
         else:
             conn = lakes.open_lake(self.lake, OFFLINE, read_only=self.read_only, snapshot=self.snapshot)
             self.root = self.lake.data_path or lakes.data_path(conn)
-        conn.execute(f"SET VARIABLE scandb_root = {lakes.quote(str(self.root))}")  # a parameter imports pandas
+        # Where migrations and digests find files (a parameter would import pandas).
+        conn.execute(f"SET VARIABLE scandb_root = {lakes.quote(str(self.root))}")
+        conn.execute(f"SET VARIABLE scandb_store = {lakes.quote(str(self.image_dir))}")
         return conn
 
     @contextmanager
@@ -300,7 +303,13 @@ class Database:
 
     @property
     def image_dir(self) -> Path:
+        """The store's folder: keys in rows are relative to it."""
         return self.root / lakes.STORE_FOLDER if self.lake is not None else image_dir_for(self.path)
+
+    @property
+    def store(self) -> Folder:
+        """The medium of the store's files: every read and write of them goes through it."""
+        return Folder(self.image_dir)
 
     # -- writing beside other processes (a lake) --------------------------------------------
 

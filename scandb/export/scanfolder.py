@@ -71,7 +71,7 @@ def _write_files(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray |
                            [scan_key]).fetchall()
     for path, content, stored_as in rows:
         if stored_as is not None:
-            content = stored_content(db.database.root, stored_as)
+            content = stored_content(db.database.store, stored_as)
         target = folder / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(_taken(path, content, trial_ids, neurons, n_neurons))
@@ -103,7 +103,7 @@ def _write_trials(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray 
         (folder / "data" / key).mkdir(parents=True, exist_ok=True)
     image_paths = dict(db.conn.execute(
         "SELECT trial_id, image_path FROM trials_full WHERE scan_key = ?", [scan_key]).fetchall())
-    root = db.database.root
+    store = db.database.store
     for start in range(0, len(trial_ids), CHUNK):
         ids = trial_ids[start:start + CHUNK]
         chunk = pa.table({"scan_key": pa.array([scan_key] * len(ids), pa.string()), "trial_id": pa.array(ids)})
@@ -112,7 +112,7 @@ def _write_trials(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray 
         arrays = {key: arrays[key].astype(dtypes[key], copy=False) for key in arrays}
         for offset, trial_id in enumerate(ids.tolist()):
             i = start + offset
-            shutil.copyfile(root / image_paths[trial_id], folder / "data" / stimulus / f"{i}.npy")
+            (folder / "data" / stimulus / f"{i}.npy").write_bytes(store.read(image_paths[trial_id]))
             for key, array in arrays.items():
                 (folder / "data" / key / f"{i}.npy").write_bytes(dumps(array[offset]))
 

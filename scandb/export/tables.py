@@ -99,7 +99,7 @@ def _stored_meta_files(db, scans: list[str]) -> pa.Table:
                                f"AND scan_key IN ({', '.join('?' * len(scans))}) ORDER BY ALL", scans).fetchall()
     contents, values = [], []
     for _, path, stored_as in rows:
-        raw = stored_content(db.database.root, stored_as)
+        raw = stored_content(db.database.store, stored_as)
         contents.append(raw)
         is_statistic = path.startswith("meta/statistics/")
         values.append(load(raw).astype(np.float64).ravel() if is_statistic else None)

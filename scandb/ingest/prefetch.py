@@ -35,6 +35,7 @@ from ..errors import BadScanError
 from ..source import npyfile
 from ..source.archive import ZipArchive
 from ..source.scan import Scan
+from ..store.folder import Folder
 from ..store.frames import FrameStore
 from ..store.images import ImageStore, discard
 from ..store.matrices import RowSink
@@ -53,8 +54,8 @@ PARENT_POLL = 0.2
 """Seconds between a worker's checks that its parent is alive, where the kernel cannot
 kill it with its parent."""
 MIN_BYTES_FOR_WORKERS = 64 << 20
-"""Uncompressed trial data below which a scan is read in-process: a spawned worker costs
-processes and their pipes cost more than they save on a small scan."""
+"""Uncompressed trial data below which a scan is read in-process: forking the workers and
+passing chunks through their pipes costs more than it saves on a small scan."""
 
 
 def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.ndarray,
@@ -162,7 +163,7 @@ class Prefetcher:
     def __init__(self, path: Path, scan: Scan, store: ImageStore, groups: NeuronGroups, workers: int,
                  matrix: RowSink | None = None):
         self.scan, self.store, self.groups = scan, store, groups
-        self.frames = FrameStore(store.root) if scan.kind == "dynamic" else None
+        self.frames = FrameStore(store.folder) if scan.kind == "dynamic" else None
         self.matrix = matrix if scan.kind == "dynamic" else None
         """Where a dynamic scan's response rows go, written by whoever reads them."""
         self.created: list[str] = []
@@ -171,7 +172,7 @@ class Prefetcher:
         if workers:
             self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                              initializer=_start_worker,
-                                             initargs=(path, scan, store.root, groups, os.getpid(), self.matrix))
+                                             initargs=(path, scan, store.folder, groups, os.getpid(), self.matrix))
 
     def chunks(self, order: np.ndarray) -> Iterator[TrialChunk]:
         todo = iter(chunks_in(order, chunk_trials(self.scan)))
@@ -224,16 +225,16 @@ class _Refused:
 _worker: dict = {}
 
 
-def _start_worker(path: Path, scan: Scan, store_root: Path, groups: NeuronGroups, parent: int,
+def _start_worker(path: Path, scan: Scan, store: Folder, groups: NeuronGroups, parent: int,
                   matrix: RowSink | None) -> None:
     """Runs first in each forked worker: the scan, already validated by the parent, gets its
     own open archive (a zip's file offset must not be shared between processes)."""
     _die_with_parent(parent)
     _own_file_handle(scan.archive, path)
     _worker["scan"] = scan
-    _worker["store"] = ImageStore(store_root)
+    _worker["store"] = ImageStore(store)
     _worker["groups"] = groups
-    _worker["frames"] = FrameStore(store_root) if scan.kind == "dynamic" else None
+    _worker["frames"] = FrameStore(store) if scan.kind == "dynamic" else None
     _worker["matrix"] = matrix
 
 

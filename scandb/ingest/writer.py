@@ -135,8 +135,8 @@ class _ScanWriter:
     def __init__(self, db: Database, path: Path, scan: Scan, progress: Progress | None, response_matrix: bool,
                  workers: int):
         self.db, self.conn, self.path, self.scan = db, db.conn, path, scan
-        self.store = ImageStore(db.image_dir)
-        self.meta = MetaStore(db.image_dir)
+        self.store = ImageStore(db.store)
+        self.meta = MetaStore(db.store)
         self.progress = progress or (lambda done, total: None)
         self.notes: list[str] = []
         self.groups = tables.neuron_groups(scan)
@@ -181,7 +181,7 @@ class _ScanWriter:
                     self._insert("statistics", statistics)
                 self._insert("scan_files", tables.file_table(s, stored))
                 if self.response_matrix or s.kind == "dynamic":
-                    self.matrix = MatrixStore(self.store.root).writer(source.sha256, s.n_trials,
+                    self.matrix = MatrixStore(self.store.folder).writer(source.sha256, s.n_trials,
                                                                       *matrix_row_shape(s))
                 image_hashes, member_digests, flags = self._write_trial_data()
                 self._insert("trials", tables.trial_table(s, image_hashes, flags), "* REPLACE (extra::JSON AS extra)")

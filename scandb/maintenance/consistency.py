@@ -3,17 +3,19 @@ row counts and content-addressed names promise, whatever the recorded digests sa
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 
 import numpy as np
 
 from ..catalog.database import Database
 from ..catalog import registry
 from ..source import npyfile
+from ..store.folder import Folder
 from ..store.frames import FrameStore
 from ..store.images import image_hash
 from ..store.meta import intact
-from .orphans import orphan_files
+from ..store.base import foreign
+from .orphans import orphan_files, stores_and_references
 from .report import Kind, Problem, plural
 
 ROWS_WITHOUT_SCAN = Kind("table", "holding rows of no scan")
@@ -27,6 +29,7 @@ IMAGE_CHANGED = Kind("image file", "changed on disk")
 ORPHANS = Kind("orphan file", "in the store")
 FRAME_COPY_CHANGED = Kind("time-major video copy", "differing from its video")
 META_FILE_PROBLEMS = Kind("meta file", "missing or changed on disk")
+STORE_PROBLEMS = Kind("store", "missing or not this database's")
 MATRIX_PROBLEMS = Kind("response matrix", "unreadable or disagreeing with the responses table")
 
 COMPARED_PER_BATCH = 256
@@ -91,43 +94,65 @@ def image_row_problems(db: Database) -> list[Problem]:
             + [Problem(IMAGE_ROWS_UNUSED, f"image {digest}: row no trial uses") for (digest,) in unused])
 
 
+def store_problems(db: Database) -> list[Problem]:
+    """The store folder is there and is this database's: a database file moved without its
+    store (or beside another database's) is damage, said once rather than once per file."""
+    referenced = db.conn.execute("""
+        SELECT path FROM images UNION ALL SELECT path FROM response_matrices
+        UNION ALL SELECT stored_as FROM scan_files WHERE stored_as IS NOT NULL""").fetchall()
+    if not referenced:
+        return []
+    store = db.store
+    beside = f" beside {db.path.name}" if db.path is not None else ""
+    if not store.root.is_dir():
+        return [Problem(STORE_PROBLEMS, f"store {store.root}: missing ({len(referenced):,} files its rows name are "
+                                        f"kept there; move the store folder back{beside})")]
+    strange = [f"{kind.prefix}/" if kind.prefix else "images" for kind, keys in stores_and_references(db)
+               if foreign(kind, keys)]
+    if strange:
+        return [Problem(STORE_PROBLEMS, f"store {store.root}: holds none of the files its rows name in "
+                                        f"{', '.join(strange)} (another database's store, or emptied)")]
+    return []
+
+
 def image_file_problems(db: Database) -> tuple[list[Problem], int]:
     """Every referenced image file exists and its content hashes to its name (the digest
     ingest recorded for it); returns the problems and the number of files checked."""
     problems = []
-    copies = FrameStore(db.image_dir)
+    store = db.store
+    copies = FrameStore(store)
     rows = db.conn.execute("SELECT image_hash, path, shape, dtype FROM images ORDER BY 1").fetchall()
     for digest, path, shape, dtype in rows:
-        problem = _check_image_file(db.root / path, digest, tuple(shape), dtype)
+        problem = _check_image_file(store, path, digest, tuple(shape), dtype)
         if problem:
             kind, text = problem
-            problems.append(Problem(kind, f"image file {path}: {text}"))
-        elif copies.file(digest).exists():
-            text = _check_frame_copy(copies.file(digest), db.root / path)
+            problems.append(Problem(kind, f"image file {shown(db, path)}: {text}"))
+        elif store.exists(copies.key(digest)):
+            text = _check_frame_copy(store, copies.key(digest), path)
             if text:
-                where = copies.file(digest).relative_to(db.root).as_posix()
-                problems.append(Problem(FRAME_COPY_CHANGED, f"video copy {where}: {text}"))
+                problems.append(Problem(FRAME_COPY_CHANGED, f"video copy {shown(db, copies.key(digest))}: {text}"))
     return problems, len(rows)
 
 
-def _check_frame_copy(copy: Path, video: Path) -> str | None:
+def _check_frame_copy(store: Folder, copy: str, video: str) -> str | None:
     """A time-major copy holds its (checked) video's values, bit for bit, time first."""
     try:
-        frames = npyfile.load(copy.read_bytes())
+        frames = npyfile.load(store.read(copy))
     except (OSError, npyfile.NpyError) as exc:
         return f"unreadable ({exc}); delete it and reads fall back to the video"
-    source = npyfile.load(video.read_bytes())
+    source = npyfile.load(store.read(video))
     expected = np.moveaxis(source, -1, 0)
     if (frames.shape != expected.shape or frames.dtype != expected.dtype
             or not np.array_equal(frames.view(np.uint8), np.ascontiguousarray(expected).view(np.uint8))):
-        return (f"not the values of {video.name} time first (changed or damaged on disk); delete it and "
+        return (f"not the values of {PurePosixPath(video).name} time first (changed or damaged on disk); delete it and "
                 "reads fall back to the video")
     return None
 
 
-def _check_image_file(path: Path, digest: str, shape: tuple[int, ...], dtype: str) -> tuple[Kind, str] | None:
+def _check_image_file(store: Folder, key: str, digest: str, shape: tuple[int, ...], dtype: str
+                      ) -> tuple[Kind, str] | None:
     try:
-        raw = path.read_bytes()
+        raw = store.read(key)
     except FileNotFoundError:
         return IMAGE_MISSING, "missing"
     except OSError as exc:
@@ -154,11 +179,11 @@ def meta_file_problems(db: Database) -> list[Problem]:
         if stored_as is None:
             problems.append(Problem(META_FILE_PROBLEMS, f"scan {scan}: {member} has neither content nor a file"))
             continue
-        path = db.root / stored_as
-        if not path.is_file():
-            problems.append(Problem(META_FILE_PROBLEMS, f"meta file {stored_as} ({member} of scan {scan}): missing"))
-        elif not intact(path):
-            problems.append(Problem(META_FILE_PROBLEMS, f"meta file {stored_as} ({member} of scan {scan}): content "
+        if not db.store.exists(stored_as):
+            problems.append(Problem(META_FILE_PROBLEMS, f"meta file {shown(db, stored_as)} ({member} of scan {scan}): "
+                                                        "missing"))
+        elif not intact(db.store, stored_as):
+            problems.append(Problem(META_FILE_PROBLEMS, f"meta file {shown(db, stored_as)} ({member} of scan {scan}): content "
                                                         "does not match its hash (changed or damaged on disk)"))
     return problems
 
@@ -175,9 +200,9 @@ def matrix_problems(db: Database) -> list[Problem]:
                 problems.append(Problem(MATRIX_PROBLEMS, f"scan {scan}: no response_matrices row (a dynamic "
                                                          "scan's responses are only there)"))
             continue  # a static scan ingested without a response matrix: read from SQL
-        where = f"response matrix {path} of scan {scan}"
+        where = f"response matrix {shown(db, path)} of scan {scan}"
         try:
-            matrix = np.load(db.root / path, mmap_mode="r", allow_pickle=False)
+            matrix = np.load(db.store.path(path), mmap_mode="r", allow_pickle=False)
         except FileNotFoundError:
             problems.append(Problem(MATRIX_PROBLEMS, f"{where}: missing"))
             continue
@@ -220,5 +245,10 @@ def trials_differing(db: Database, scan: str, matrix: np.ndarray) -> list[int]:
 
 
 def orphan_file_problems(db: Database) -> list[Problem]:
-    return [Problem(ORPHANS, f"image file {path.relative_to(db.root).as_posix()}: orphan (no row "
-                             "references it; the next 'scandb ingest' removes it)") for path in orphan_files(db)]
+    return [Problem(ORPHANS, f"image file {shown(db, key)}: orphan (no row references it; the next "
+                             "'scandb ingest' removes it)") for key in orphan_files(db)]
+
+
+def shown(db: Database, key: str) -> str:
+    """A store file as messages name it: under the store folder's name (``lab.images/ab/...``)."""
+    return f"{db.image_dir.name}/{key}"

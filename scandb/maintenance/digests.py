@@ -26,6 +26,7 @@ import duckdb
 import numpy as np
 
 from ..catalog import registry
+from ..store.folder import Folder
 
 MATRIX_PART = "response matrix"
 RESPONSE_IDS_PART = "responses except values"
@@ -54,12 +55,17 @@ def table_method(conn: duckdb.DuckDBPyConnection) -> str:
 
 
 def database_folder(conn: duckdb.DuckDBPyConnection) -> Path:
-    """The folder file paths in the tables are relative to (the file's folder, or a lake's
-    data path), which scandb sets on every connection it opens."""
+    """The folder store paths in rows were relative to before revision 0011 (the file's
+    folder, or a lake's data path), which scandb sets on every connection it opens."""
     return Path(conn.execute("SELECT getvariable('scandb_root')").fetchone()[0])
 
 
-def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
+def store_folder(conn: duckdb.DuckDBPyConnection) -> Folder:
+    """The store keys in rows are relative to (revision 0011 on), set on every connection."""
+    return Folder(conn.execute("SELECT getvariable('scandb_store')").fetchone()[0])
+
+
+def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Folder,
                  method: str | None = None, *, response_values: bool | None = None,
                  matrix_rows: list[bytes] | None = None) -> dict[str, Digest]:
     """The scan's digests as its rows and files are now, by part.
@@ -72,9 +78,18 @@ def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
     matrix = matrix_digest(conn, scan_key, folder, matrix_rows)
     if response_values is None:
         response_values = matrix is None
+    digests = table_digests(conn, scan_key, [entry.name for entry in registry.digested()], method,
+                            response_values=response_values)
+    if matrix is not None:
+        digests[MATRIX_PART] = matrix
+    return digests
+
+
+def table_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, tables: list[str], method: str,
+                  *, response_values: bool = True) -> dict[str, Digest]:
+    """The digests of the scan's rows in these tables, by part."""
     digests = {}
-    for entry in registry.digested():
-        table, rows = entry.name, entry.rows
+    for table in tables:
         columns = table_columns(conn, table)
         if not columns:
             continue  # a table of a later revision than the database's (migrations record digests too)
@@ -83,14 +98,23 @@ def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
             columns, part = [c for c in columns if c != "response"], RESPONSE_IDS_PART
         hashed = ", ".join(quote_identifier(c) for c in columns)
         n_rows, digest = conn.execute(f"SELECT count(*), coalesce(sum(hash({hashed})), 0)::VARCHAR "
-                                      f"FROM {table} WHERE {rows}", [scan_key]).fetchone()
+                                      f"FROM {table} WHERE {registry.BY_NAME[table].rows}", [scan_key]).fetchone()
         digests[part] = Digest(part, method, digest, n_rows)
-    if matrix is not None:
-        digests[MATRIX_PART] = matrix
     return digests
 
 
-def matrix_digest(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
+def rerecord_table_digests(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
+    """Record again, for every scan, the digests of these tables only (a revision that
+    rewrote their rows): the other parts keep what ingest recorded, so damage found before
+    is still found after."""
+    method = table_method(conn)
+    for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():
+        for digest in table_digests(conn, scan_key, tables, method).values():
+            conn.execute("UPDATE scan_digests SET method = ?, digest = ?, n_rows = ? WHERE scan_key = ? AND part = ?",
+                         [digest.method, digest.digest, digest.n_rows, scan_key, digest.part])
+
+
+def matrix_digest(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Folder,
                   row_digests: list[bytes] | None = None) -> Digest | None:
     """The digest of the scan's response matrix file: its sha256 (static scans) or the
     sha256 of its rows' sha256s (dynamic scans; ``row_digests``, when given, are those of
@@ -101,7 +125,7 @@ def matrix_digest(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
         return None
     path, n_trials, kind = row
     try:
-        with open(folder / path, "rb") as f:
+        with folder.open(path) as f:
             if kind == "dynamic":
                 return Digest(MATRIX_PART, ROWS_METHOD, rows_digest(f, n_trials, row_digests), n_trials)
             digest = hashlib.file_digest(f, "sha256").hexdigest()
@@ -133,7 +157,7 @@ def rows_digest(f, n_trials: int, row_digests: list[bytes] | None = None) -> str
     return total.hexdigest()
 
 
-def record_scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Path,
+def record_scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Folder,
                         matrix_rows: list[bytes] | None = None) -> None:
     """Store the scan's digests, replacing any it had (inside the caller's transaction)."""
     digests = scan_digests(conn, scan_key, folder, matrix_rows=matrix_rows)
@@ -142,16 +166,16 @@ def record_scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: 
                      [[scan_key, d.part, d.method, d.digest, d.n_rows] for d in digests.values()])
 
 
-def record_all_digests(conn: duckdb.DuckDBPyConnection) -> None:
-    """Store the digests of every scan as it is now (migrations that add or change rows)."""
-    folder = database_folder(conn)
+def record_all_digests(conn: duckdb.DuckDBPyConnection, folder: Folder) -> None:
+    """Store the digests of every scan as it is now (migrations that add or change rows;
+    ``folder``: where the rows' store paths of that revision are relative to)."""
     for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():
         record_scan_digests(conn, scan_key, folder)
 
 
 def record_digests(db, scan_key: str, matrix_rows: list[bytes] | None = None) -> None:
     """Store the digests of a scan just written; ingest calls this just before its commit."""
-    record_scan_digests(db.conn, scan_key, db.root, matrix_rows)
+    record_scan_digests(db.conn, scan_key, db.store, matrix_rows)
 
 
 def recorded_digests(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Digest]]:

@@ -95,8 +95,9 @@ def gc(db: Database, older_than_days: float, *, dry_run: bool = False) -> GcResu
             db.retrying(lambda: snapshots.expire(db.conn, ids), f"{db.name}: expiring snapshots")
     stores = stores_and_references(db, oldest, released_after)
     for store, keys in stores:
-        going = sorted(path for path in unreferenced(store, keys, db.garbage_age) if path.exists())
-        result.young += len([path for path in unreferenced(store, keys) if path.exists()]) - len(going)
+        going = [store.folder.path(key) for key in unreferenced(store, keys, db.garbage_age)]
+        going = [path for path in going if path.exists()]
+        result.young += len([key for key in unreferenced(store, keys) if store.folder.exists(key)]) - len(going)
         result.files += going
     result.n_bytes = sum(path.stat().st_size for path in result.files if path.exists())
     if not dry_run:

@@ -9,11 +9,11 @@ them; in a database file, while ``released_files`` lists them.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from pathlib import Path
 
 from ..catalog import snapshots
 from ..catalog.database import Database
 from ..store.base import Store, collect_garbage, unreferenced
+from ..store.folder import key_of
 from ..store.frames import FrameStore
 from ..store.images import ImageStore
 from ..store.matrices import MatrixStore
@@ -38,25 +38,19 @@ def referenced(db: Database, store: str, oldest: int | None = None, released_aft
         return {row[0] for row in rows}
     if oldest is None:
         oldest = snapshots.oldest_snapshot(db.conn)
-    return snapshots.referenced_since(db.conn, table, column, oldest)
-
-
-def referenced_images(db: Database) -> set[str]:
-    return referenced(db, "images")
-
-
-def referenced_matrices(db: Database) -> set[str]:
-    return referenced(db, "matrices")
+    # snapshots older than revision 0011 hold keys with the store folder's name in front
+    return {key_of(key) if key else key for key in snapshots.referenced_since(db.conn, table, column, oldest)}
 
 
 def stores_and_references(db: Database, oldest: int | None = None, released_after: datetime | None = None
                           ) -> list[tuple[Store, set[str]]]:
     """Each store beside the database, with the keys its rows reference (see ``referenced``)."""
     images = referenced(db, "images", oldest, released_after)
-    return [(ImageStore(db.image_dir), images),
-            (MatrixStore(db.image_dir), referenced(db, "matrices", oldest, released_after)),
-            (FrameStore(db.image_dir), images),  # time-major copies, named by their video's hash
-            (MetaStore(db.image_dir), referenced(db, "meta", oldest, released_after))]
+    store = db.store
+    return [(ImageStore(store), images),
+            (MatrixStore(store), referenced(db, "matrices", oldest, released_after)),
+            (FrameStore(store), images),  # time-major copies, named by their video's hash
+            (MetaStore(store), referenced(db, "meta", oldest, released_after))]
 
 
 def release_files_of(db: Database, scan_key: str, why: str) -> int:
@@ -87,11 +81,11 @@ def forget_released(db: Database, before: datetime) -> None:
     db.conn.execute("DELETE FROM released_files WHERE released_at < ?", [before])
 
 
-def orphan_files(db: Database) -> list[Path]:
-    """Files of any store no row references, and half-written temporaries."""
+def orphan_files(db: Database) -> list[str]:
+    """Keys of the files of any store no row references, and of half-written temporaries."""
     orphans = []
     for store, keys in stores_and_references(db):
-        orphans += sorted(unreferenced(store, keys, db.garbage_age))
+        orphans += unreferenced(store, keys, db.garbage_age)
     return orphans
 
 

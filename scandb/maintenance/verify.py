@@ -22,15 +22,20 @@ def verify(db: Database) -> VerifyReport:
     report.add(consistency.row_count_problems(db))
     report.add(consistency.response_length_problems(db))
     report.add(consistency.image_row_problems(db))
-    file_problems, report.n_images = consistency.image_file_problems(db)
-    report.add(file_problems)
-    if db.snapshot is None:
-        report.add(consistency.orphan_file_problems(db))
-    else:  # newer snapshots' files are referenced by rows this connection cannot see
-        report.notes.append(f"orphan files are counted at the newest snapshot only (this is snapshot {db.snapshot}); "
-                            "verify without snapshot= to count them")
-    report.add(consistency.matrix_problems(db))
-    report.add(consistency.meta_file_problems(db))
+    store_problems = consistency.store_problems(db)
+    report.add(store_problems)
+    if store_problems:  # one line says why, rather than one per file
+        report.n_images = db.conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    else:
+        file_problems, report.n_images = consistency.image_file_problems(db)
+        report.add(file_problems)
+        if db.snapshot is None:
+            report.add(consistency.orphan_file_problems(db))
+        else:  # newer snapshots' files are referenced by rows this connection cannot see
+            report.notes.append(f"orphan files are counted at the newest snapshot only (this is snapshot "
+                                f"{db.snapshot}); verify without snapshot= to count them")
+        report.add(consistency.matrix_problems(db))
+        report.add(consistency.meta_file_problems(db))
     report.add(digest_problems(db, report.notes))
     return report
 
@@ -47,7 +52,7 @@ def digest_problems(db: Database, notes: list[str]) -> list[Problem]:
             problems.append(Problem(DIGESTS_MISSING, f"scan {scan}: no digests in scan_digests "
                                                      "(deleted, or written around scandb)"))
             continue
-        now = scan_digests(db.conn, scan, db.root, method, response_values="responses" in then)
+        now = scan_digests(db.conn, scan, db.store, method, response_values="responses" in then)
         for part in sorted(then.keys() | now.keys()):
             if part in then and then[part].method not in (method, FILE_METHOD, ROWS_METHOD):
                 incomparable += 1

@@ -47,10 +47,6 @@ def _per_row(stat: np.ndarray) -> np.ndarray:
     return stat if stat.ndim == 2 and stat.shape[0] > 1 else stat.reshape(-1)
 
 
-Frames = "slice | np.ndarray"
-"""A window of frames: a slice for every row, or an (n, F) array of frame indexes, one row each."""
-
-
 def cut_frames(values: np.ndarray, frames) -> np.ndarray:
     """``values`` (time last) at these frames; an (n, F) array of consecutive frames per row
     gives (n, ..., F), each row one contiguous block of a time-major copy, returned with the

@@ -7,10 +7,8 @@ its normalisation uses. After the first fetch of a scan, a batch of trials costs
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import cached_property
-from pathlib import Path
 
 import duckdb
 import numpy as np
@@ -19,19 +17,19 @@ import pyarrow as pa
 from ..catalog.database import Database
 from ..errors import DatabaseError, UsageError
 from ..keys import ARROW_BATCH, BEHAVIOR_COLUMNS, PUPIL_COLUMNS, STIMULUS_KEY
-from ..maintenance.digests import database_folder
+from ..maintenance.digests import store_folder
 from ..source.npyfile import MAX_HEADER, NpyError, parse_header
 from ..source.npyfile import load as load_npy
+from ..store.folder import Folder
 from ..store.frames import FrameStore, read_windows
 from ..store.meta import stored_content
-from ..store.reads import read_ranges
 from .normalize import NEEDED, normalize
 
 
 def read_statistic(conn: duckdb.DuckDBPyConnection, scan: str, variable: str, stat: str,
-                   source: str = "all", folder: Path | None = None) -> np.ndarray | None:
+                   source: str = "all", store: Folder | None = None) -> np.ndarray | None:
     """One meta/statistics array with its stored dtype and shape, or None when not stored;
-    from its row, or from its file in the store (``folder``: the database's folder)."""
+    from its row, or from its file in the database's ``store``."""
     row = conn.execute("""
         SELECT s.dtype, s.shape, s.data, f.stored_as FROM statistics s
         LEFT JOIN scan_files f ON f.scan_key = s.scan_key
@@ -46,7 +44,7 @@ def read_statistic(conn: duckdb.DuckDBPyConnection, scan: str, variable: str, st
     array = None
     if stored_as is not None:
         try:
-            array = load_npy(stored_content(folder or database_folder(conn), stored_as))
+            array = load_npy(stored_content(store or store_folder(conn), stored_as))
         except NpyError as exc:
             raise DatabaseError(f"{stored_as}: statistic {variable}/{source}/{stat} of scan {scan} unreadable "
                                 f"({exc}); run 'scandb verify'") from None
@@ -101,6 +99,11 @@ class ScanReader:
         reader.identity = identity
         return reader
 
+    @cached_property
+    def store(self) -> Folder:
+        """Where the scan's files are: every read below goes through it."""
+        return self.database.store
+
     @property
     def stimulus(self) -> str:
         return STIMULUS_KEY[self.kind]
@@ -133,7 +136,7 @@ class ScanReader:
             raise DatabaseError(f"scan {self.scan}: trials, frame_behavior or images rows are incomplete; "
                                 "run 'scandb verify'")
 
-        copies = FrameStore(self.database.image_dir)
+        copies = FrameStore(self.store)
 
         def frames(column: str) -> np.ndarray:
             values = table[column].combine_chunks().flatten().to_numpy(zero_copy_only=False)
@@ -144,7 +147,7 @@ class ScanReader:
                 "pupil_center": np.stack([frames("pupil_x"), frames("pupil_y")], axis=1)
                 .astype(self.dtypes["pupil_center"]),
                 "image_paths": np.asarray(table["path"].to_pylist(), dtype=object),
-                "copy_paths": np.asarray([str(copies.file(h)) for h in table["image_hash"].to_pylist()], dtype=object),
+                "copy_keys": np.asarray([copies.key(h) for h in table["image_hash"].to_pylist()], dtype=object),
                 "n_frames": table["n_frames"].to_numpy()}
 
     @cached_property
@@ -209,8 +212,7 @@ class ScanReader:
         out = np.empty((len(paths), *self.image_shape), self.image_dtype)
         if not paths:
             return out
-        root = f"{self.database.root}{os.sep}"
-        header = self._usual_image_header(root + paths[0])
+        header = self._usual_image_header(paths[0])
         rows = out.reshape(len(paths), -1).view(np.uint8)
         scratch, beyond = bytearray(len(header or b"")), bytearray(1)
         cache = self.image_cache
@@ -218,51 +220,51 @@ class ScanReader:
             if cache is not None and path in cache:
                 out[row] = cache[path]
                 continue
-            self._read_image(root + path, header, scratch, beyond, out, row, rows[row])
+            self._read_image(path, header, scratch, beyond, out, row, rows[row])
             if cache is not None:
                 cache[path] = out[row].copy()  # a copy: callers may change the batch they get
         return out
 
-    def _read_image(self, path: str, header: bytes | None, scratch: bytearray, beyond: bytearray,
+    def _read_image(self, key: str, header: bytes | None, scratch: bytearray, beyond: bytearray,
                     out: np.ndarray, row: int, target: np.ndarray) -> None:
         """One image file into ``out[row]``; ``target`` is that row as bytes."""
         if header is not None:
             try:
-                fd = os.open(path, os.O_RDONLY)
+                read = self.store.read_into(key, [scratch, target, beyond])
             except OSError as exc:
-                raise _unreadable(path, exc) from None
-            try:
-                read = os.preadv(fd, [scratch, target, beyond], 0)
-            finally:
-                os.close(fd)
+                raise self._unreadable(key, exc) from None
             if read == len(scratch) + len(target) and scratch == header:
                 return
-        out[row] = self._image_file(path)
+        out[row] = self._image_file(key)
 
-    def _usual_image_header(self, path: str) -> bytes | None:
+    def _unreadable(self, key: str, exc: OSError) -> DatabaseError:
+        return DatabaseError(f"{self.store.path(key)}: image file unreadable ({exc.strerror or exc}); "
+                             "run 'scandb verify'")
+
+    def _usual_image_header(self, key: str) -> bytes | None:
         """The header bytes of this scan's images, learnt from one file (None when that file is
         not a C-ordered array of the scan's image shape and dtype: every file is then parsed)."""
         if "_image_header" not in self.__dict__:
+            prefix = bytearray(MAX_HEADER + 12)
             try:
-                with open(path, "rb") as f:
-                    prefix = f.read(MAX_HEADER + 12)
-                found = parse_header(prefix)
+                del prefix[self.store.read_into(key, [prefix]):]
+                found = parse_header(bytes(prefix))
             except OSError as exc:
-                raise _unreadable(path, exc) from None
+                raise self._unreadable(key, exc) from None
             except NpyError:
                 found = None
             usual = found is not None and not found.fortran_order and found.shape == self.image_shape \
                 and found.dtype == self.image_dtype
-            self._image_header = prefix[:found.data_offset] if usual else None
+            self._image_header = bytes(prefix[:found.data_offset]) if usual else None
         return self._image_header
 
-    def _image_file(self, path: str) -> np.ndarray:
+    def _image_file(self, key: str) -> np.ndarray:
         """One image file parsed in full, checked against the scan's image shape."""
+        path = self.store.path(key)
         try:
-            with open(path, "rb") as f:
-                image = load_npy(f.read())
+            image = load_npy(self.store.read(key))
         except OSError as exc:
-            raise _unreadable(path, exc) from None
+            raise self._unreadable(key, exc) from None
         except NpyError as exc:
             raise DatabaseError(f"{path}: image file is not the stored image ({exc}); run 'scandb verify'") from None
         if image.shape != self.image_shape:
@@ -280,17 +282,16 @@ class ScanReader:
         else:
             firsts, width = frames[:, 0].tolist(), frames.shape[1]
         out = np.empty((len(trial_ids), width, *self.image_shape[:-1]), self.image_dtype)
-        copies = self._trials["copy_paths"][trial_ids].tolist()
+        copies = self._trials["copy_keys"][trial_ids].tolist()
         try:
-            missing = read_windows(copies, firsts, out, self.frames)
+            missing = read_windows(self.store, copies, firsts, out, self.frames)
         except OSError as exc:
             raise DatabaseError(f"{exc.filename}: time-major video copy of scan {self.scan} unreadable "
                                 f"({exc.strerror or exc}); run 'scandb verify'") from None
         if missing:
-            root = self.database.root
-            paths = self._trials["image_paths"][trial_ids]
+            keys = self._trials["image_paths"][trial_ids]
             for row in missing:
-                video = np.load(root / paths[row], mmap_mode="r", allow_pickle=False)
+                video = np.load(self.store.path(keys[row]), mmap_mode="r", allow_pickle=False)
                 out[row] = np.moveaxis(video[..., firsts[row]:firsts[row] + width], -1, 0)
         return out.transpose(0, 2, 3, 1)
 
@@ -328,23 +329,24 @@ class ScanReader:
     def _read_rows(self, trial_ids: np.ndarray) -> np.ndarray:
         """Rows of the static response matrix, one ``preadv`` each into a fresh buffer: they
         come from the page cache without the file's pages being mapped into this process."""
-        path, offset = self._matrix_file
+        key, offset = self._matrix_file
         out = np.empty((len(trial_ids), self.n_neurons), np.float32)
         rows = out.view(np.uint8)
         row_bytes = rows.shape[1]
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError as exc:
-            raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable "
-                                f"({exc.strerror or exc}); run 'scandb verify'") from None
-        try:
-            for row, trial in enumerate(trial_ids.tolist()):
-                if os.preadv(fd, [rows[row]], offset + trial * row_bytes) != row_bytes:
-                    raise DatabaseError(f"{path}: response matrix of scan {self.scan} is shorter than its "
-                                        "shape; run 'scandb verify'")
-        finally:
-            os.close(fd)
+        self._read_matrix([(key, offset + trial * row_bytes, memoryview(rows[row]))
+                           for row, trial in enumerate(trial_ids.tolist())], parallel=False)
         return out
+
+    def _read_matrix(self, jobs: list[tuple[str, int, memoryview]], parallel: bool = True) -> None:
+        """Byte ranges of the response matrix into their buffers; a missing or short file is
+        a DatabaseError naming it."""
+        for got, (key, _, buffer) in zip(self.store.read_ranges(jobs, parallel), jobs):
+            if isinstance(got, OSError):
+                raise DatabaseError(f"{self.store.path(key)}: response matrix of scan {self.scan} unreadable "
+                                    f"({got.strerror or got}); run 'scandb verify'")
+            if got != len(buffer):
+                raise DatabaseError(f"{self.store.path(key)}: response matrix of scan {self.scan} is shorter "
+                                    "than its shape; run 'scandb verify'")
 
     def _read_windows(self, trial_ids: np.ndarray, firsts: np.ndarray, width: int) -> np.ndarray:
         """(n, F, N) windows of the time-major matrix, each one read into its rows, several
@@ -356,17 +358,10 @@ class ScanReader:
             for row, (trial, first) in enumerate(zip(trial_ids.tolist(), firsts.tolist())):
                 window[row] = self._matrix[trial, first:first + width]
             return window
-        path, offset = self._matrix_file
+        key, offset = self._matrix_file
         frame_bytes = self.n_neurons * 4
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            jobs = [(fd, memoryview(window[row]).cast("B"), offset + (trial * self.frames + first) * frame_bytes)
-                    for row, (trial, first) in enumerate(zip(trial_ids.tolist(), firsts.tolist()))]
-            if any(got != len(buffer) for got, (_, buffer, _) in zip(read_ranges(jobs), jobs)):
-                raise DatabaseError(f"{path}: response matrix of scan {self.scan} is shorter than its "
-                                    f"shape; run 'scandb verify'")
-        finally:
-            os.close(fd)
+        self._read_matrix([(key, offset + (trial * self.frames + first) * frame_bytes, memoryview(window[row]).cast("B"))
+                           for row, (trial, first) in enumerate(zip(trial_ids.tolist(), firsts.tolist()))])
         return window
 
     @cached_property
@@ -378,11 +373,11 @@ class ScanReader:
         row = self._matrix_row
         if row is None:
             return None
-        path = self.database.root / row[0]
+        path = self.store.path(row[0])  # memory-mapped: the local store's fast path
         try:
             mapped = np.load(path, mmap_mode="r", allow_pickle=False)
             matrix = np.asarray(mapped)
-            self._matrix_file = (path, mapped.offset)
+            self._matrix_file = (row[0], mapped.offset)
         except OSError as exc:
             raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable "
                                 f"({exc.strerror or exc}); run 'scandb verify'") from None
@@ -427,7 +422,7 @@ class ScanReader:
 
     def _statistics_of(self, key: str) -> dict[str, np.ndarray]:
         if key not in self._statistics:
-            found = {stat: read_statistic(self.database.conn, self.scan, key, stat, folder=self.database.root)
+            found = {stat: read_statistic(self.database.conn, self.scan, key, stat, store=self.store)
                      for stat in NEEDED[key]}
             missing = [f"meta/statistics/{key}/all/{stat}.npy" for stat, value in found.items() if value is None]
             if missing:
@@ -435,10 +430,6 @@ class ScanReader:
                                  "did not ship; pass normalize=False or ingest the scan with its statistics")
             self._statistics[key] = found
         return self._statistics[key]
-
-
-def _unreadable(path: str, exc: OSError) -> DatabaseError:
-    return DatabaseError(f"{path}: image file unreadable ({exc.strerror or exc}); run 'scandb verify'")
 
 
 def _few(values, limit: int = 5) -> str:

@@ -1,53 +1,78 @@
 """What every store of files beside the catalog does, and the one garbage collector.
 
-A store keeps files under one folder and names each by a key that database rows hold
-(an image's hash, a matrix's relative path). Every file is written under a temporary
-name (``.<name>.<pid>.tmp``) and renamed into place, so a real name never holds a partial
-file; a killed writer leaves only temporaries. Files no row references, and temporaries,
-are garbage: ``collect_garbage`` removes both, for any store. A store on another medium
-(a shared folder, a lake's data path) implements this interface and nothing else changes.
+A store is a key layout on a medium (``folder.Folder``): images by hash under fan-out
+folders, response matrices under ``responses/``, meta files under ``meta/``, video copies
+under ``frames/``. Rows reference a store's files by a reference (an image's hash, a
+matrix's key); ``files`` maps each reference to the key of its file. Every file is written
+under a temporary name and renamed into place, so a real name never holds a partial file;
+files no row references, and temporaries, are garbage: ``collect_garbage`` removes both,
+for any store. A store on another medium is another ``Folder``; nothing here changes.
 """
 
 from __future__ import annotations
 
-import os
-import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Iterable
 from pathlib import Path
 
-TEMPORARY_SUFFIX = ".tmp"
+from .folder import TEMPORARY_SUFFIX, Folder, age_cutoff, remove_if_empty, temporary_for, write_then_rename
+
+__all__ = ["TEMPORARY_SUFFIX", "Folder", "Store", "as_folder", "collect_garbage", "foreign", "refuse_foreign",
+           "remove_if_empty", "temporary_for", "unreferenced", "write_then_rename"]
+
+
+def as_folder(where: Folder | Path | str) -> Folder:
+    """The medium a store is given: a ``Folder``, or a local folder's path."""
+    return where if isinstance(where, Folder) else Folder(where)
 
 
 class Store(ABC):
-    root: Path
-    """The store's folder, beside the database file."""
+    folder: Folder
+    """The medium the store's files are on (shared by every store of a database)."""
+
+    prefix: str = ""
+    """The sub-folder of the store's files (``""``: the folder itself)."""
+
+    pattern: str
+    """A glob matching the keys of the store's finished files."""
 
     refuses_foreign = True
     """Collecting refuses when none of the referenced keys is here (``refuse_foreign``)."""
 
-    @abstractmethod
-    def files(self) -> dict[str, Path]:
-        """Every finished file in the store, by the key rows use to reference it."""
+    @property
+    def root(self) -> Path:
+        """Where the store's files are, for messages and tests."""
+        return self.folder.path(self.prefix) if self.prefix else self.folder.root
 
-    @abstractmethod
+    def key(self, reference: str) -> str:
+        """The key of the file rows name by ``reference`` (by default the key itself)."""
+        return reference
+
+    def reference(self, key: str) -> str:
+        """What rows hold for the file of ``key`` (the inverse of ``key``)."""
+        return key
+
+    def file(self, reference: str) -> Path:
+        """Where the file of ``reference`` is (whether or not it exists)."""
+        return self.folder.path(self.key(reference))
+
+    def read(self, reference: str) -> bytes:
+        return self.folder.read(self.key(reference))
+
+    def files(self) -> dict[str, Path]:
+        """Every finished file in the store, by the reference rows use for it."""
+        return {self.reference(key): self.folder.path(key) for key in self.folder.list(self.pattern)}
+
     def temporaries(self) -> list[Path]:
         """Half-written files of writers that were killed (or are writing now)."""
+        return [self.folder.path(key) for key in self.folder.temporaries(self._temporary_folders())]
 
-    @abstractmethod
-    def file(self, key: str) -> Path:
-        """Where the file of ``key`` is (whether or not it exists)."""
+    def _temporary_folders(self) -> str:
+        return self.pattern.rpartition("/")[0]
 
-    def remove(self, keys: Iterable[str]) -> int:
-        """Delete the files of these keys (after the rows that named them are gone)."""
-        removed = 0
-        for key in keys:
-            path = self.file(key)
-            if path.exists():
-                path.unlink()
-                removed += 1
-            remove_if_empty(path.parent, self.root)
-        return removed
+    def remove(self, references: Iterable[str]) -> int:
+        """Delete the files of these references (after the rows that named them are gone)."""
+        return self.folder.delete(self.key(r) for r in references)
 
     def collect_garbage(self, referenced: set[str]) -> int:
         """Remove files no row references and temporaries of killed writers; returns the count."""
@@ -55,8 +80,8 @@ class Store(ABC):
 
 
 def collect_garbage(stores: Iterable[tuple[Store, set[str]]], min_age: float = 0.0) -> int:
-    """The one garbage collector: for each store, remove every file whose key is not in the
-    referenced set, every temporary, and empty sub-folders (a writer killed between
+    """The one garbage collector: for each store, remove every file whose reference is not
+    in the referenced set, every temporary, and empty sub-folders (a writer killed between
     creating a folder and its first file leaves one); returns the files removed. With
     ``min_age``, only files modified at least that many seconds ago (other writers' files
     in flight are younger)."""
@@ -65,14 +90,9 @@ def collect_garbage(stores: Iterable[tuple[Store, set[str]]], min_age: float = 0
         refuse_foreign(store, referenced)  # before any store loses a file
     removed = 0
     for store, referenced in stores:
-        for path in unreferenced(store, referenced, min_age):
-            path.unlink(missing_ok=True)
-            remove_if_empty(path.parent, store.root)
-            removed += 1
-        if store.root.is_dir():
-            for folder in store.root.iterdir():
-                if folder.is_dir():
-                    remove_if_empty(folder, store.root)
+        removed += store.folder.delete(unreferenced(store, referenced, min_age))
+    for folder in {store.folder for store, _ in stores}:
+        folder.remove_empty_folders()
     return removed
 
 
@@ -80,66 +100,31 @@ def refuse_foreign(store: Store, referenced: set[str]) -> None:
     """Rows reference files, the store holds files, yet none of them is one the rows name:
     the store is not this database's (renamed or moved apart), and collecting would delete
     every file in it. Refuse, deleting nothing."""
-    if not store.refuses_foreign:
-        return
-    referenced = referenced - {None}  # a member kept inline references no file
-    found = store.files()
-    if referenced and found and not referenced & found.keys():
+    if foreign(store, referenced):
         from ..errors import DatabaseError
-        raise DatabaseError(f"{store.root}: not this database's store (none of the {len(referenced)} files "
-                            f"its rows reference is there); nothing deleted")
+        raise DatabaseError(f"{store.root}: not this database's store (none of the {len(referenced - {None})} "
+                            f"files its rows reference is there); nothing deleted")
 
 
-def unreferenced(store: Store, referenced: set[str], min_age: float = 0.0) -> list[Path]:
-    """The store's files no key in ``referenced`` names, and its temporaries, at least
-    ``min_age`` seconds old; a store that is not the rows' (``refuse_foreign``) is refused."""
+def foreign(store: Store, referenced: set[str]) -> bool:
+    """Rows reference files of this store, it holds files, and none is one they name."""
+    if not store.refuses_foreign:
+        return False
+    referenced = referenced - {None}  # a member kept inline references no file
+    if not referenced:
+        return False
+    found = store.files()
+    return bool(found) and not referenced & found.keys()
+
+
+def unreferenced(store: Store, referenced: set[str], min_age: float = 0.0) -> list[str]:
+    """The keys of the store's files no reference in ``referenced`` names, and of its
+    temporaries, at least ``min_age`` seconds old; a store that is not the rows'
+    (``refuse_foreign``) is refused."""
     refuse_foreign(store, referenced)
-    found = [path for key, path in store.files().items() if key not in referenced] + store.temporaries()
-    if min_age <= 0:
-        return found
-    cutoff = time.time() - min_age
-    return [path for path in found if _modified(path) <= cutoff]
-
-
-def _modified(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return float("inf")  # gone already
-
-
-def temporary_for(target: Path) -> Path:
-    """The temporary name a file is written under before it is renamed to ``target``."""
-    return target.with_name(f".{target.stem}.{os.getpid()}{TEMPORARY_SUFFIX}")
-
-
-def write_then_rename(target: Path, data: bytes | memoryview) -> None:
-    """Write under a temporary name, then rename: a real name never holds a partial file."""
-    temporary = temporary_for(target)
-    try:
-        with open(temporary, "wb") as f:
-            f.write(data)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def remove_if_empty(folder: Path, root: Path) -> None:
-    """Drop a sub-folder of a store once its last file is gone, so undoing a write leaves no trace."""
-    if folder == root or root not in folder.parents:
-        return
-    try:
-        folder.rmdir()
-    except OSError:
-        pass
-
-
-def fanned_out_files(root: Path, fanout: int) -> dict[str, Path]:
-    """The ``.npy`` files of a store that fans files out into ``fanout``-character folders, by stem."""
-    return {p.stem: p for p in root.glob(f"{'?' * fanout}/*.npy")} if root.is_dir() else {}
-
-
-def fanned_out_temporaries(root: Path, fanout: int) -> list[Path]:
-    """Half-written files such a store left (a writer killed before its rename)."""
-    return list(root.glob(f"{'?' * fanout}/.*{TEMPORARY_SUFFIX}")) if root.is_dir() else []
+    cutoff = age_cutoff(min_age) if min_age > 0 else float("inf")
+    finished = store.folder.list(store.pattern)
+    going = [key for key, modified in finished.items() if store.reference(key) not in referenced]
+    going += list(store.folder.temporaries(store._temporary_folders()))
+    ages = {**finished, **store.folder.temporaries(store._temporary_folders())}
+    return sorted(key for key in going if ages[key] <= cutoff)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import io
 import math
-import os
 import threading
 from functools import lru_cache
 from pathlib import Path
@@ -21,8 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..source import npyfile
-from .base import Store, fanned_out_files, fanned_out_temporaries, remove_if_empty, write_then_rename
-from .reads import read_ranges
+from .base import Folder, Store, as_folder, remove_if_empty, write_then_rename
 
 FOLDER = "frames"
 FANOUT = 2
@@ -39,11 +37,6 @@ def header_bytes(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
     return buffer.getvalue()
 
 
-def time_major_shape(video_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """``(H, W, T)`` -> ``(T, H, W)``."""
-    return (video_shape[-1], *video_shape[:-1])
-
-
 class FrameStore(Store):
     """Time-major video copies by video hash: ``<store>/frames/<first hex digits>/<hash>.npy``."""
 
@@ -51,16 +44,21 @@ class FrameStore(Store):
     """Its keys are checked against every image's hash (copies exist for videos only), so
     finding none of them proves nothing; the copies can be made again from the videos."""
 
-    def __init__(self, store_root: Path):
-        self.store_root = Path(store_root)
-        self.root = self.store_root / FOLDER
+    prefix = FOLDER
+    pattern = f"{FOLDER}/{'?' * FANOUT}/*.npy"
+
+    def __init__(self, folder: Folder | Path):
+        self.folder = as_folder(folder)
         self.created: list[Path] = []
         """Copies this object wrote: removed again if the ingest rolls back."""
         self._lock = threading.Lock()
         self._claimed: set[str] = set()
 
-    def file(self, digest: str) -> Path:
-        return self.root / digest[:FANOUT] / f"{digest}.npy"
+    def key(self, digest: str) -> str:
+        return f"{FOLDER}/{digest[:FANOUT]}/{digest}.npy"
+
+    def reference(self, key: str) -> str:
+        return key.rpartition("/")[2].removesuffix(".npy")
 
     def put(self, digest: str, raw: bytes) -> None:
         """Write the time-major copy of the video whose source `.npy` bytes (``(H, W, T)``)
@@ -80,34 +78,22 @@ class FrameStore(Store):
             raise
         self.created.append(target)
 
-    def files(self) -> dict[str, Path]:
-        return fanned_out_files(self.root, FANOUT)
 
-    def temporaries(self) -> list[Path]:
-        return fanned_out_temporaries(self.root, FANOUT)
-
-
-def read_windows(paths: list[Path], firsts: list[int], out: np.ndarray, frames: int) -> list[int]:
+def read_windows(folder: Folder, keys: list[str], firsts: list[int], out: np.ndarray, frames: int) -> list[int]:
     """Frames ``first:first + F`` of each copy (``frames`` frames long) read into ``out[row]``
-    (``out`` is ``(n, F, H, W)``), one read per row. Returns the rows whose copy does not
-    exist (left untouched); a copy shorter than its shape is an OSError naming it."""
+    (``out`` is ``(n, F, H, W)``), one read per row, several at once. Returns the rows whose
+    copy does not exist (left untouched); a copy shorter than its shape is an OSError naming it."""
     frame_shape, dtype = out.shape[2:], out.dtype
     frame_bytes = math.prod(frame_shape) * dtype.itemsize
     data_offset = len(header_bytes((frames, *frame_shape), dtype))
-    missing, opened = [], []
-    try:
-        for row, (path, first) in enumerate(zip(paths, firsts)):
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                missing.append(row)
-                continue
-            opened.append((row, fd, memoryview(out[row]).cast("B"), data_offset + first * frame_bytes))
-        got = read_ranges([(fd, buffer, offset) for _, fd, buffer, offset in opened])
-        for (row, _, buffer, _), count in zip(opened, got):
-            if count != len(buffer):
-                raise OSError(errno.EIO, "shorter than its shape", str(paths[row]))
-    finally:
-        for _, fd, _, _ in opened:
-            os.close(fd)
+    jobs = [(key, data_offset + first * frame_bytes, memoryview(out[row]).cast("B"))
+            for row, (key, first) in enumerate(zip(keys, firsts))]
+    missing = []
+    for row, ((key, _, buffer), got) in enumerate(zip(jobs, folder.read_ranges(jobs))):
+        if isinstance(got, FileNotFoundError):
+            missing.append(row)
+        elif isinstance(got, OSError):
+            raise got
+        elif got != len(buffer):
+            raise OSError(errno.EIO, "shorter than its shape", str(folder.path(key)))
     return missing

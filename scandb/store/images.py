@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..source.npyfile import NpyHeader
-from .base import Store, fanned_out_files, fanned_out_temporaries, remove_if_empty, write_then_rename
+from .base import Folder, Store, as_folder, remove_if_empty, write_then_rename
 
 FANOUT = 2
 """Hex digits of the hash used as a sub-folder, so no folder holds too many files."""
@@ -27,7 +27,7 @@ FANOUT = 2
 class StoredImage:
     image_hash: str
     path: str
-    """Relative to the database's folder."""
+    """The file's key in the store (relative to the store's folder)."""
     shape: tuple[int, ...]
     dtype: str
     n_bytes: int
@@ -45,10 +45,12 @@ def image_hash(header: NpyHeader, raw: bytes) -> str:
 
 
 class ImageStore(Store):
-    """Images by hash, in fan-out folders: ``<root>/<first hex digits>/<hash>.npy``."""
+    """Images by hash, in fan-out folders: ``<store>/<first hex digits>/<hash>.npy``."""
 
-    def __init__(self, root: Path):
-        self.root = Path(root)
+    pattern = f"{'?' * FANOUT}/*.npy"
+
+    def __init__(self, folder: Folder | Path):
+        self.folder = as_folder(folder)
         self.created: list[Path] = []
         """Files this store object wrote: removed again if the ingest rolls back."""
         self._lock = threading.Lock()
@@ -56,11 +58,11 @@ class ImageStore(Store):
         """Hashes this object has written or is writing: ``put`` may be called from threads."""
         self._folders: set[Path] = set()
 
-    def relative(self, digest: str) -> str:
-        return f"{self.root.name}/{digest[:FANOUT]}/{digest}.npy"
+    def key(self, digest: str) -> str:
+        return f"{digest[:FANOUT]}/{digest}.npy"
 
-    def file(self, digest: str) -> Path:
-        return self.root / digest[:FANOUT] / f"{digest}.npy"
+    def reference(self, key: str) -> str:
+        return key.rpartition("/")[2].removesuffix(".npy")
 
     def put(self, header: NpyHeader, raw: bytes) -> StoredImage:
         """Store the `.npy` bytes of one image unless an equal image is there already."""
@@ -72,7 +74,7 @@ class ImageStore(Store):
         if mine and not target.exists():
             self._write(target, raw)
             self.created.append(target)
-        return StoredImage(digest, self.relative(digest), header.shape, header.dtype.str, header.nbytes)
+        return StoredImage(digest, self.key(digest), header.shape, header.dtype.str, header.nbytes)
 
     def _write(self, target: Path, raw: bytes) -> None:
         if target.parent not in self._folders:
@@ -84,13 +86,6 @@ class ImageStore(Store):
             self._folders.discard(target.parent)
             remove_if_empty(target.parent, self.root)
             raise
-
-    def files(self) -> dict[str, Path]:
-        """Every image file in the store, by hash."""
-        return fanned_out_files(self.root, FANOUT)
-
-    def temporaries(self) -> list[Path]:
-        return fanned_out_temporaries(self.root, FANOUT)
 
 
 def discard(paths, root: Path) -> None:

@@ -2,8 +2,8 @@
 
 DuckDB hands list columns to Python at ~0.7 s for a 4,500 x 8,000 selection (measured in
 BENCHMARKS.md); a memory-mapped matrix gives any rows at the speed of a single
-``np.load``. The file sits in the image store under ``responses/``, named by the sha256
-of the scan's source file (rows hold the path, so it never moves), and is written during
+``np.load``. The file sits in the store under ``responses/``, named by the sha256 of the
+scan's source file (rows hold its key, ``responses/<sha256>.npy``), and is written during
 the scan's ingest transaction: under a temporary name first, renamed into place just
 before the commit, removed on rollback.
 """
@@ -16,32 +16,24 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import TEMPORARY_SUFFIX, Store, temporary_for
+from .base import Folder, Store, as_folder, temporary_for
 
 FOLDER = "responses"
 
 
 class MatrixStore(Store):
-    """Response matrices under ``<image store>/responses/``, keyed by their path relative to
-    the database's folder (what ``response_matrices.path`` holds, and the query layer loads)."""
+    """Response matrices under ``<store>/responses/``, referenced by their key (what
+    ``response_matrices.path`` holds, and the query layer reads)."""
 
-    def __init__(self, store_root: Path):
-        self.store_root = Path(store_root)
-        self.root = self.store_root / FOLDER
+    prefix = FOLDER
+    pattern = f"{FOLDER}/*.npy"
 
-    def key(self, name: str) -> str:
-        return f"{self.store_root.name}/{FOLDER}/{name}.npy"
+    def __init__(self, folder: Folder | Path):
+        self.folder = as_folder(folder)
 
-    def file(self, key: str) -> Path:
-        return self.root / Path(key).name
-
-    def files(self) -> dict[str, Path]:
-        if not self.root.is_dir():
-            return {}
-        return {self.key(p.stem): p for p in self.root.glob("*.npy")}
-
-    def temporaries(self) -> list[Path]:
-        return list(self.root.glob(f".*{TEMPORARY_SUFFIX}")) if self.root.is_dir() else []
+    def key_for(self, name: str) -> str:
+        """The key of the matrix named ``name``: ``responses/<name>.npy``."""
+        return f"{FOLDER}/{name}.npy"
 
     def writer(self, name: str, n_trials: int, *row_shape: int) -> "MatrixWriter":
         """A writer of an ``(n_trials, *row_shape)`` matrix: ``(n_neurons,)`` for a static
@@ -58,8 +50,8 @@ class MatrixWriter:
 
     def __init__(self, store: MatrixStore, name: str, n_trials: int, *row_shape: int):
         self.store = store
-        self.key = store.key(name)
-        self.final = store.file(self.key)
+        self.key = store.key_for(name)
+        self.final = store.folder.path(self.key)
         self.temporary = temporary_for(self.final)
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.shape = (n_trials, *row_shape)
@@ -89,7 +81,7 @@ class MatrixWriter:
         self.rows_written += n
 
     def finish(self) -> str:
-        """Put the matrix in place; returns its key, the path relative to the database's folder."""
+        """Put the matrix in place; returns its key in the store."""
         if self.rows_written != self.shape[0]:
             raise RuntimeError(f"response matrix has {self.rows_written} of {self.shape[0]} rows")
         self._file.close()

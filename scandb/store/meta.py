@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path, PurePosixPath
 
-from .base import TEMPORARY_SUFFIX, Store, write_then_rename
+from .base import Folder, Store, as_folder
 
 FOLDER = "meta"
 
@@ -24,54 +24,42 @@ def stored_name(raw: bytes, member: str) -> str:
 
 
 class MetaStore(Store):
-    """Files under ``<image store>/meta/``, keyed by their path relative to the database's
-    folder (what ``scan_files.stored_as`` holds)."""
+    """Files under ``<store>/meta/``, referenced by their key (what ``scan_files.stored_as``
+    holds)."""
 
-    def __init__(self, store_root: Path):
-        self.store_root = Path(store_root)
-        self.root = self.store_root / FOLDER
+    prefix = FOLDER
+    pattern = f"{FOLDER}/*"
+
+    def __init__(self, folder: Folder | Path):
+        self.folder = as_folder(folder)
         self.created: list[Path] = []
         """Files this object wrote: removed again if the ingest rolls back."""
 
-    def key(self, name: str) -> str:
-        return f"{self.store_root.name}/{FOLDER}/{name}"
-
-    def file(self, key: str) -> Path:
-        return self.root / PurePosixPath(key).name
+    def key_for(self, name: str) -> str:
+        """The key of the file named ``name``: ``meta/<name>``."""
+        return f"{FOLDER}/{name}"
 
     def put(self, raw: bytes, member: str) -> str:
         """Store these bytes (of scan member ``member``) unless an equal file is there; returns its key."""
-        key = self.key(stored_name(raw, member))
-        target = self.file(key)
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_then_rename(target, raw)
-            self.created.append(target)
+        key = self.key_for(stored_name(raw, member))
+        if not self.folder.exists(key):
+            self.folder.put(key, raw)
+            self.created.append(self.folder.path(key))
         return key
 
-    def files(self) -> dict[str, Path]:
-        if not self.root.is_dir():
-            return {}
-        return {self.key(p.name): p for p in self.root.iterdir() if p.is_file() and not p.name.startswith(".")}
 
-    def temporaries(self) -> list[Path]:
-        return list(self.root.glob(f".*{TEMPORARY_SUFFIX}")) if self.root.is_dir() else []
-
-
-def intact(path: Path) -> bool:
+def intact(folder: Folder, key: str) -> bool:
     """The file's bytes still hash to its name."""
-    with open(path, "rb") as f:
+    with folder.open(key) as f:
         digest = hashlib.file_digest(f, "sha256").hexdigest()
-    return path.name.split(".")[0] == digest
+    return PurePosixPath(key).name.split(".")[0] == digest
 
 
-
-def stored_content(folder: Path, key: str) -> bytes:
-    """The bytes of a kept meta file (``key`` relative to the database's ``folder``); one
-    that cannot be read is a DatabaseError naming it."""
+def stored_content(folder: Folder, key: str) -> bytes:
+    """The bytes of a kept meta file; one that cannot be read is a DatabaseError naming it."""
     from ..errors import DatabaseError
-    path = folder / key
     try:
-        return path.read_bytes()
+        return folder.read(key)
     except OSError as exc:
-        raise DatabaseError(f"{path}: meta file unreadable ({exc.strerror or exc}); run 'scandb verify'") from None
+        raise DatabaseError(f"{folder.path(key)}: meta file unreadable ({exc.strerror or exc}); "
+                            "run 'scandb verify'") from None
