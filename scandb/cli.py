@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .catalog import DB_VARIABLE, DEFAULT_DB, is_lake
+from .catalog import DB_VARIABLE, DEFAULT_DB, DEFAULT_WAIT, is_lake
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, ScandbError
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 bad input (a scan is
@@ -45,10 +45,10 @@ def db_option(command):
                         envvar=DB_VARIABLE, show_envvar=True,
                         help="Database file, or a DuckLake: ducklake:sqlite:<file> (one machine) or "
                              "ducklake:postgres:<conninfo> (many machines).")(command)
-wait_option = click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+wait_option = click.option("--wait", type=click.FloatRange(min=0), default=DEFAULT_WAIT, show_default=True,
                            metavar="SECONDS",
-                           help="How long to wait for another process that holds the database "
-                                "(says so on stderr when it waits).")
+                           help="How long to wait for another process that holds the database file "
+                                "(says so on stderr when it waits); 0 fails at once.")
 
 
 DATA_PATH_KEY = "scandb.data_path"
