@@ -166,7 +166,22 @@ def migrate(db_path: Path, wait: float) -> None:
         click.echo(f"{db_path}: schema upgraded from {before or 'empty'} to revision {after}")
 
 
-@cli.command()
+class QueryCommand(click.Command):
+    """A command whose argument is SQL that may start with a ``--`` comment, as the README's
+    examples do: such an argument (it holds whitespace and names no option) is the query,
+    not an unknown option."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        options = {name for param in self.get_params(ctx) for name in param.opts + param.secondary_opts}
+        if "--" not in args:
+            sql = [a for a in args if a.startswith("--") and a.split(None, 1)[0].split("=", 1)[0] not in options
+                   and any(c.isspace() for c in a)]
+            if sql:
+                args = [a for a in args if a not in sql] + ["--", *sql]
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=QueryCommand)
 @click.argument("query")
 @db_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (values in full) instead of a table.")

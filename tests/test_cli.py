@@ -6,11 +6,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from scandb import __version__
+from scandb.catalog import DEFAULT_WAIT
 
 from .conftest import THREE_SPECS
 from .scans import make_scan
@@ -248,11 +250,14 @@ def test_python_errors_name_python_arguments_and_the_cli_names_options(tmp_path)
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "holding\n"
+        started = time.monotonic()
         with pytest.raises(scandb.DatabaseError) as raised:
-            scandb.connect(db)
+            scandb.connect(db, wait=0)
         assert "pass wait=SECONDS" in str(raised.value) and "--wait" not in str(raised.value)
-        cli = run_cli("scans", "--db", str(db))
+        cli = run_cli("scans", "--db", str(db), "--wait", "0")
         assert cli.returncode == 4 and "pass --wait SECONDS" in cli.stderr and "wait=" not in cli.stderr
+        assert cli.stderr.count("\n") == 1 and "in use by another process" in cli.stderr
+        assert time.monotonic() - started < DEFAULT_WAIT / 2  # at once, not after the default wait
         waited = run_cli("scans", "--db", str(db), "--wait", "0.5")
         assert waited.returncode == 4
         waiting, error = waited.stderr.splitlines()

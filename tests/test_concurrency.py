@@ -128,7 +128,7 @@ def test_readers_share_the_database_and_keep_writers_out(good_db, before, second
 
     listing = run_cli("scans", "--db", str(good_db))
     verified = run_cli("verify", "--db", str(good_db))
-    writer = run_cli("ingest", str(second_scan), "--db", str(good_db))
+    writer = run_cli("ingest", str(second_scan), "--db", str(good_db), "--wait", "0")
 
     assert listing.code == 0 and GOOD_SPEC.key in listing.out
     assert verified.code == 0, verified
