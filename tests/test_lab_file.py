@@ -67,6 +67,22 @@ def test_an_idle_connection_in_another_process_does_not_block_an_ingest(good_db,
         reader.close()
 
 
+def test_variables_and_temporary_tables_outlast_calls_while_a_writer_gets_in_between(good_db, second_scan):
+    """One DuckDB session per connection, as in the DuckDB shell, though the file itself is
+    closed between calls (the ingest with --wait 0 proves it)."""
+    db = scandb.connect(good_db)
+    try:
+        db.sql("SET VARIABLE x = 1")
+        db.sql("CREATE TEMP TABLE seen AS SELECT scan_key FROM scans")
+        run = run_scandb("ingest", str(second_scan), "--db", str(good_db), "--wait", "0")
+        assert run.code == 0, run
+        assert db.sql("SELECT getvariable('x')").fetchall() == [(1,)]
+        assert db.sql("SELECT scan_key FROM seen").fetchall() == [(GOOD_SPEC.key,)]
+        assert sorted(db.scans()["scan_key"]) == sorted([GOOD_SPEC.key, BAD_SPEC.key])  # and it sees the new scan
+    finally:
+        db.close()
+
+
 def test_a_read_waits_for_a_writer_saying_so_then_fails_in_one_line(good_db, caplog):
     db = scandb.connect(good_db, wait=1)
     holder = Holder(good_db, "write").holding()
