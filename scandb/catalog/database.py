@@ -238,7 +238,11 @@ class Database:
             if self._session is None:
                 self._session = duckdb.connect(config=OFFLINE)
                 self._set_root(self._session)
-            _attach(self._session, self.path, self.read_only, self.wait)
+            try:
+                _attach(self._session, self.path, self.read_only, self.wait)
+            except BaseException:
+                self._drop_session_if_broken()
+                raise
             return self._session
         conn = lakes.open_lake(self.lake, OFFLINE, read_only=self.read_only, snapshot=self.snapshot)
         self.root = self.lake.data_path or lakes.data_path(conn)
@@ -291,6 +295,13 @@ class Database:
                 conn.execute("DETACH scandb")
             except duckdb.Error:  # a transaction left open, or a session DuckDB invalidated: closing detaches too
                 self._drop_session()
+
+    def _drop_session_if_broken(self) -> None:
+        """A failed ATTACH (a damaged file) may leave the session invalidated: start afresh then."""
+        try:
+            self._session.execute("SELECT 1")
+        except duckdb.Error:
+            self._drop_session()
 
     def _drop_session(self) -> None:
         if self._session is not None:
