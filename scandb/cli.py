@@ -191,7 +191,8 @@ class QueryCommand(click.Command):
 def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, snapshot: int | None, wait: float) -> None:
     """Run SQL (read-only) and print each statement's result.
 
-    Several statements separated by ';' run in order, and each result is printed as it
+    Several statements separated by ';' run in order in one DuckDB session (a SET VARIABLE
+    or temporary table is there for the next ones), and each result is printed as it
     comes, as in the DuckDB shell; an error stops the rest. Tables shorten long values (a trial's response list) with '…';
     --csv and --json print them in full.
 
