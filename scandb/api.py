@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .catalog import default_db
+from .catalog import DEFAULT_WAIT, default_db
 from .catalog import snapshots as lake_snapshots
 from .catalog.database import OFFLINE, Database, discard_new_database
 from .catalog.lake import MissingSnapshot
@@ -50,15 +50,21 @@ if TYPE_CHECKING:
     from .report import ReportResult
 
 
-def connect(path: str | Path | None = None, read_only: bool = True, wait: float = 0.0,
+def connect(path: str | Path | None = None, read_only: bool = True, wait: float = DEFAULT_WAIT,
             data_path: str | Path | None = None, snapshot: int | None = None) -> "ScanDB":
     """Open a scandb database; read-only by default so many processes can read one file.
 
     The file is open only while a call runs SQL (a fetch of a scan already read runs none),
     so a connection left idle (a notebook) never blocks an ingest in another process. ``read_only=False`` is for ``ingest``, ``remove``
     and ``migrate`` (creating the file when there is none). ``wait`` is how many seconds
-    each call waits for a writer in another process to finish (saying so on the
-    ``scandb`` logger) before it fails. Without ``path``: ``$SCANDB_DB``, else ``scandb.duckdb``.
+    each call waits for another process holding the file (saying so on the ``scandb``
+    logger) before it fails: 60 by default, so neither a reader nor a writer fails because
+    another process got the file between its calls or steps; 0 fails at once. Without
+    ``path``: ``$SCANDB_DB``, else ``scandb.duckdb``.
+
+    One DuckDB session serves every call: a ``SET VARIABLE``, temporary table or setting
+    of one ``sql()`` call is there in the next, as in one DuckDB shell, while the file
+    itself is closed between calls.
 
     ``path`` may also be a DuckLake, ``ducklake:sqlite:<file>`` or ``ducklake:postgres:<conninfo>``,
     where readers and writers never block each other. ``data_path`` is the folder for its
@@ -402,8 +408,10 @@ class ScanDB:
             self.database.retrying(self.database.ensure_schema, f"{self.database.name}: creating the schema")
             collect_orphans(self.database)
         results = []
-        for path in [paths] if isinstance(paths, (str, Path)) else list(paths):
-            path = Path(path)
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        for number, path in enumerate(map(Path, paths)):
+            if number:
+                self.database.hand_over()
             try:
                 # released between scans: readers (and, on a lake, other writers) get in between
                 with self.database.lease(), self.database.writer_lock():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .catalog import DB_VARIABLE, DEFAULT_DB, is_lake
+from .catalog import DB_VARIABLE, DEFAULT_DB, DEFAULT_WAIT, is_lake
 from .errors import EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_OK, ScandbError
 
 EXIT_CODES_HELP = """Exit codes: 0 success; 1 internal error; 2 usage error; 3 bad input (a scan is
@@ -45,10 +45,10 @@ def db_option(command):
                         envvar=DB_VARIABLE, show_envvar=True,
                         help="Database file, or a DuckLake: ducklake:sqlite:<file> (one machine) or "
                              "ducklake:postgres:<conninfo> (many machines).")(command)
-wait_option = click.option("--wait", type=click.FloatRange(min=0), default=0.0, show_default=True,
+wait_option = click.option("--wait", type=click.FloatRange(min=0), default=DEFAULT_WAIT, show_default=True,
                            metavar="SECONDS",
-                           help="How long to wait for another process that holds the database "
-                                "(says so on stderr when it waits).")
+                           help="How long to wait for another process that holds the database file "
+                                "(says so on stderr when it waits); 0 fails at once.")
 
 
 DATA_PATH_KEY = "scandb.data_path"
@@ -166,7 +166,22 @@ def migrate(db_path: Path, wait: float) -> None:
         click.echo(f"{db_path}: schema upgraded from {before or 'empty'} to revision {after}")
 
 
-@cli.command()
+class QueryCommand(click.Command):
+    """A command whose argument is SQL that may start with a ``--`` comment, as the README's
+    examples do: such an argument (it holds whitespace and names no option) is the query,
+    not an unknown option."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        options = {name for param in self.get_params(ctx) for name in param.opts + param.secondary_opts}
+        if "--" not in args:
+            sql = [a for a in args if a.startswith("--") and a.split(None, 1)[0].split("=", 1)[0] not in options
+                   and any(c.isspace() for c in a)]
+            if sql:
+                args = [a for a in args if a not in sql] + ["--", *sql]
+        return super().parse_args(ctx, args)
+
+
+@cli.command(cls=QueryCommand)
 @click.argument("query")
 @db_option
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV (values in full) instead of a table.")
@@ -176,7 +191,8 @@ def migrate(db_path: Path, wait: float) -> None:
 def sql(query: str, db_path: Path, as_csv: bool, as_json: bool, snapshot: int | None, wait: float) -> None:
     """Run SQL (read-only) and print each statement's result.
 
-    Several statements separated by ';' run in order, and each result is printed as it
+    Several statements separated by ';' run in order in one DuckDB session (a SET VARIABLE
+    or temporary table is there for the next ones), and each result is printed as it
     comes, as in the DuckDB shell; an error stops the rest. Tables shorten long values (a trial's response list) with '…';
     --csv and --json print them in full.
 

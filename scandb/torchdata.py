@@ -12,6 +12,7 @@ import torch.utils.data
 from torch.utils.data._utils.collate import collate, default_collate_fn_map
 
 from .api import ScanDB, connect
+from .catalog import DEFAULT_WAIT
 from .errors import UsageError
 from .keys import DATA_KEYS, VIDEO_DATA_KEYS
 from .query import fetch as fetching
@@ -89,7 +90,7 @@ class ScanDataset(torch.utils.data.Dataset):
     ``ScanDataset.per_scan`` (neuralpredictors' multi-scan loaders take such a dict).
 
     It never holds the database: everything but the arrays' files is read when it is made
-    (waiting up to ``wait`` seconds for a writer), and items come from the store's files,
+    (waiting up to ``wait`` seconds, 60 by default, for a writer), and items come from the store's files,
     which no ingest of another scan changes. A training job therefore runs through ingests
     in other processes, across epochs, with any ``DataLoader`` workers, and sees the data it
     started with. It is picklable; ``__getitems__`` reads a whole batch, which the default
@@ -115,7 +116,7 @@ class ScanDataset(torch.utils.data.Dataset):
 
     def __init__(self, db_path: str | Path, selection: Selection, keys: Sequence[str] | None = None, *,
                  normalize: bool = True, neurons: Neurons | None = None, image_dtype: str = "float32",
-                 scan: str | None = None, params: Sequence | None = None, wait: float = 0.0,
+                 scan: str | None = None, params: Sequence | None = None, wait: float = DEFAULT_WAIT,
                  frames: int | None = None, cache_images: bool = False, snapshot: int | None = None):
         self.db_path = str(db_path)
         self.frames = frames
@@ -160,7 +161,7 @@ class ScanDataset(torch.utils.data.Dataset):
         ``options`` are the constructor's; ``neurons=`` applies to each scan's dataset (a
         list picks the same positions in each).
         """
-        with open_pinned(db_path, options.get("wait", 0.0), options.get("snapshot")) as db:
+        with open_pinned(db_path, options.get("wait", DEFAULT_WAIT), options.get("snapshot")) as db:
             selected = db.select(selection, params=options.pop("params", None), scan=options.pop("scan", None))
             options["snapshot"] = db.database.snapshot
         scans = dict.fromkeys(selected["scan_key"].to_pylist())

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from scandb import __version__
+from scandb.catalog import DEFAULT_WAIT
+from scandb.catalog.database import Database
 
 from .conftest import THREE_SPECS
 from .scans import make_scan
@@ -73,6 +77,42 @@ def test_sql_errors_are_one_line(lab_db):
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "nowhere" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def json_results(text: str) -> list[list[dict]]:
+    """The JSON arrays ``scandb sql --json`` prints, one per statement."""
+    decoder, results, rest = json.JSONDecoder(), [], text.strip()
+    while rest:
+        result, end = decoder.raw_decode(rest)
+        results.append(result)
+        rest = rest[end:].lstrip()
+    return results
+
+
+def test_the_readmes_variable_example_runs_as_written(lab_db):
+    """A SET VARIABLE is read by the statements after it, as in the DuckDB shell; the
+    example starts with a ``--`` comment, which is SQL, not an option."""
+    block = next(b for b in re.findall(r"```sql\n(.*?)```", README.read_text(), flags=re.S)
+                 if "getvariable('image')" in b)
+    assert block.startswith("--")
+    result = run_cli("sql", "--db", str(lab_db), "--json", block)
+    assert result.returncode == 0, result.stderr
+    trials, neurons = json_results(result.stdout)
+    with Database(lab_db) as db:
+        expected = db.conn.execute("SELECT count(*) FROM trials WHERE image_id = "
+                                   "(SELECT min(image_id) FROM trials WHERE tier = 'test')").fetchone()[0]
+    assert expected > 0 and len(trials) == expected
+    assert len(neurons) == 20 and {r["scan_key"] for r in trials} == {s.key for s in THREE_SPECS}
+
+
+def test_sql_statements_of_one_call_share_a_temporary_table(lab_db):
+    result = run_cli("sql", "--db", str(lab_db), "--csv",
+                     "CREATE TEMP TABLE picked AS SELECT scan_key FROM scans; SELECT count(*) AS n FROM picked")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["n", "3"]
 
 
 def test_sql_cannot_write(lab_db):
@@ -248,11 +288,14 @@ def test_python_errors_name_python_arguments_and_the_cli_names_options(tmp_path)
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "holding\n"
+        started = time.monotonic()
         with pytest.raises(scandb.DatabaseError) as raised:
-            scandb.connect(db)
+            scandb.connect(db, wait=0)
         assert "pass wait=SECONDS" in str(raised.value) and "--wait" not in str(raised.value)
-        cli = run_cli("scans", "--db", str(db))
+        cli = run_cli("scans", "--db", str(db), "--wait", "0")
         assert cli.returncode == 4 and "pass --wait SECONDS" in cli.stderr and "wait=" not in cli.stderr
+        assert cli.stderr.count("\n") == 1 and "in use by another process" in cli.stderr
+        assert time.monotonic() - started < DEFAULT_WAIT / 2  # at once, not after the default wait
         waited = run_cli("scans", "--db", str(db), "--wait", "0.5")
         assert waited.returncode == 4
         waiting, error = waited.stderr.splitlines()

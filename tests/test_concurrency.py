@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from scandb.catalog import DEFAULT_WAIT
 from scandb.catalog.database import Database
-from scandb.synthetic import write_zip
+from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database
 from .hostile import (BAD_SPEC, BIG_SPEC, GOOD_SPEC, PrimedCommand, bad_base, before, big_scan,  # noqa: F401
@@ -103,22 +104,93 @@ def test_a_second_writer_goes_ahead_once_the_holder_leaves(good_db, second_scan,
     assert f"{BAD_SPEC.key}: ingested" in run.out
 
 
-def test_a_second_writer_during_a_real_ingest(good_db, big_scan, second_scan):
-    second = PrimedCommand("ingest", second_scan, "--db", good_db)
-    already = len(image_files(good_db))
-    first = subprocess.Popen(scandb_command("ingest", big_scan, "--db", good_db),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+THIRD_SPEC = ScanSpec(animal_id=30002, seed=12, n_trials=30, n_neurons=20)
+
+
+def wait_for_store_to_grow(db: Path, already: int) -> None:
+    """Until an ingest in another process is inside its transaction (it writes image files)."""
     deadline = time.monotonic() + 60
-    while len(image_files(good_db)) <= already and time.monotonic() < deadline:
+    while len(image_files(db)) <= already and time.monotonic() < deadline:
         time.sleep(0.005)
 
-    refused = second.run()
+
+def test_a_second_ingest_started_during_a_running_one_waits_and_both_go_in(good_db, big_scan, second_scan,
+                                                                           tmp_path):
+    """The first ingest of two scans releases the file between them; the second, by default,
+    waits for it, and the first waits in turn if the second got the file in between."""
+    third = write_zip(generate(THIRD_SPEC), tmp_path / f"{THIRD_SPEC.name}.zip")
+    second = PrimedCommand("ingest", third, "--db", good_db)
+    already = len(image_files(good_db))
+    first = subprocess.Popen(scandb_command("ingest", big_scan, second_scan, "--db", good_db),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for_store_to_grow(good_db, already)
+
+    waited = second.run()
 
     out, err = first.communicate(timeout=120)
     assert first.returncode == 0, err
-    assert refused.code == 4, refused
-    assert f"PID {first.pid})" in refused.error and "pass --wait SECONDS" in refused.error
-    assert scan_keys(good_db) == [GOOD_SPEC.key, BIG_SPEC.key]
+    assert "2 scans: 2 ingested" in out
+    assert waited.code == 0, waited
+    assert f"PID {first.pid}); waiting up to {DEFAULT_WAIT:g} s" in waited.err_lines[0]  # it did meet the first
+    assert scan_keys(good_db) == sorted([GOOD_SPEC.key, BIG_SPEC.key, BAD_SPEC.key, THIRD_SPEC.key])
+
+
+POLLER = """
+import sys, time
+from pathlib import Path
+import scandb.cli
+db, stop = sys.argv[1], Path(sys.argv[2])
+codes = []
+while True:
+    last = stop.exists()  # one poll more once the stop file is there
+    sys.argv = ["scandb", "sql", "--db", db, "--csv", "SELECT count(*) AS n FROM scans"]
+    code = 0
+    try:
+        scandb.cli.main()
+    except SystemExit as exit:
+        code = exit.code or 0
+    codes.append(code)
+    sys.stdout.flush()
+    if last:
+        break
+    time.sleep(0.05)
+print("exit codes", *codes, flush=True)
+"""
+"""``scandb sql`` run again and again in one process (no start-up time between polls)
+until a stop file appears, and once after; prints each count, then every exit code."""
+
+
+def test_an_ingest_succeeds_while_scandb_sql_polls_and_every_poll_succeeds(good_db, big_scan, second_scan,
+                                                                          tmp_path):
+    stop = tmp_path / "stop"
+    poller = subprocess.Popen([sys.executable, "-c", POLLER, str(good_db), str(stop)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert poller.stdout.readline().strip() == "n"  # polling
+        ingest = subprocess.run(scandb_command("ingest", big_scan, second_scan, "--db", good_db),
+                                capture_output=True, text=True, timeout=120)
+    finally:
+        stop.touch()
+        out, err = poller.communicate(timeout=120)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "2 scans: 2 ingested" in ingest.stdout
+    lines = out.splitlines()
+    codes = lines[-1].split()[2:]
+    assert codes and set(codes) == {"0"}, err
+    counts = [int(line) for line in lines[:-1] if line.isdigit()]
+    assert counts[0] == 1 and counts[-1] == 3 and counts == sorted(counts)
+    assert "waiting up to" in err  # a poll met the ingest holding the file, and waited
+
+
+def test_a_writer_with_wait_0_fails_at_once_in_one_line(good_db, before, second_scan, hold):
+    holder = hold(good_db, "read").holding()
+    started = time.monotonic()
+    run = run_cli("ingest", str(second_scan), "--db", str(good_db), "--wait", "0")
+    assert time.monotonic() - started < DEFAULT_WAIT / 2
+    assert run.code == 4
+    assert f"PID {holder.pid})" in run.error and "pass --wait SECONDS" in run.error
+    holder.release()
+    assert digest_database(good_db) == before
 
 
 def test_readers_share_the_database_and_keep_writers_out(good_db, before, second_scan, hold):
@@ -128,7 +200,7 @@ def test_readers_share_the_database_and_keep_writers_out(good_db, before, second
 
     listing = run_cli("scans", "--db", str(good_db))
     verified = run_cli("verify", "--db", str(good_db))
-    writer = run_cli("ingest", str(second_scan), "--db", str(good_db))
+    writer = run_cli("ingest", str(second_scan), "--db", str(good_db), "--wait", "0")
 
     assert listing.code == 0 and GOOD_SPEC.key in listing.out
     assert verified.code == 0, verified

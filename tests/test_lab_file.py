@@ -60,11 +60,27 @@ def test_an_idle_connection_in_another_process_does_not_block_an_ingest(good_db,
     reader = IdleReader(good_db)
     try:
         assert reader.scans() == [GOOD_SPEC.key]
-        run = run_scandb("ingest", str(second_scan), "--db", str(good_db))
+        run = run_scandb("ingest", str(second_scan), "--db", str(good_db), "--wait", "0")  # blocked: fails at once
         assert run.code == 0, run
         assert sorted(reader.ask()) == sorted([GOOD_SPEC.key, BAD_SPEC.key])  # and it sees the new scan
     finally:
         reader.close()
+
+
+def test_variables_and_temporary_tables_outlast_calls_while_a_writer_gets_in_between(good_db, second_scan):
+    """One DuckDB session per connection, as in the DuckDB shell, though the file itself is
+    closed between calls (the ingest with --wait 0 proves it)."""
+    db = scandb.connect(good_db)
+    try:
+        db.sql("SET VARIABLE x = 1")
+        db.sql("CREATE TEMP TABLE seen AS SELECT scan_key FROM scans")
+        run = run_scandb("ingest", str(second_scan), "--db", str(good_db), "--wait", "0")
+        assert run.code == 0, run
+        assert db.sql("SELECT getvariable('x')").fetchall() == [(1,)]
+        assert db.sql("SELECT scan_key FROM seen").fetchall() == [(GOOD_SPEC.key,)]
+        assert sorted(db.scans()["scan_key"]) == sorted([GOOD_SPEC.key, BAD_SPEC.key])  # and it sees the new scan
+    finally:
+        db.close()
 
 
 def test_a_read_waits_for_a_writer_saying_so_then_fails_in_one_line(good_db, caplog):
@@ -115,7 +131,7 @@ def test_a_multi_scan_ingest_lets_readers_in_between_scans(good_db, second_scan,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert ingest.stdout.readline().split() == ["ingested", BAD_SPEC.key]
-        with scandb.connect(good_db) as db:  # between the two scans, with no wait
+        with scandb.connect(good_db, wait=0) as db:  # between the two scans, with no wait
             assert sorted(db.scans()["scan_key"]) == sorted([GOOD_SPEC.key, BAD_SPEC.key])
             np.testing.assert_array_equal(db.responses(range(3), scan=BAD_SPEC.key),
                                           np.stack([generate(BAD_SPEC).arrays[f"data/responses/{i}.npy"]

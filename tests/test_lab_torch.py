@@ -35,7 +35,8 @@ def test_training_runs_through_an_ingest_and_sees_the_data_it_started_with(good_
     dataset = ScanDataset(good_db, SELECTION, normalize=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, persistent_workers=persistent)
     first = epoch(loader)
-    ingest = run_scandb("ingest", str(write_zip(bad_base, tmp_path / "second.zip")), "--db", str(good_db))
+    ingest = run_scandb("ingest", str(write_zip(bad_base, tmp_path / "second.zip")), "--db", str(good_db),
+                        "--wait", "0")
     assert ingest.code == 0, ingest  # the job's workers (alive when persistent) do not block it
     second = epoch(loader)
     assert len(second) == len(first) == 4
@@ -51,7 +52,8 @@ def test_a_dataset_holds_no_connection_while_its_workers_read(good_db, bad_base,
     dataset = ScanDataset(good_db, SELECTION, keys=("responses", "tier"), normalize=False)
     iterator = iter(torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, persistent_workers=True))
     next(iterator)
-    assert run_scandb("ingest", str(write_zip(bad_base, tmp_path / "second.zip")), "--db", str(good_db)).code == 0
+    assert run_scandb("ingest", str(write_zip(bad_base, tmp_path / "second.zip")), "--db", str(good_db),
+                      "--wait", "0").code == 0
     rest = list(iterator)  # mid-epoch, after the ingest
     tiers = generate(GOOD_SPEC).arrays["meta/trials/tiers.npy"]
     assert [t for b in rest for t in b.tier] == tiers[4:].tolist()

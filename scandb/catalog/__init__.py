@@ -14,6 +14,12 @@ def default_db() -> str:
     return os.environ.get(DB_VARIABLE) or DEFAULT_DB
 
 
+DEFAULT_WAIT = 60.0
+"""Seconds a call waits for another process holding a database file before it fails (as
+SQLite's busy timeout does): DuckDB lets one process write a file and no other open it
+meanwhile, so without a wait a writer fails whenever a reader or another writer got the file
+between its steps. Long enough for one scan's ingest; ``wait=0`` (``--wait 0``) fails at once."""
+
 LAKE_PREFIX = "ducklake:"
 """A database named by a DuckLake attach string rather than a file (see catalog/lake.py)."""
 

@@ -21,6 +21,7 @@ import duckdb
 
 from ..errors import DamageError, DatabaseError, UsageError
 from . import DEFAULT_DB  # noqa: F401  (re-exported: callers open DEFAULT_DB by default)
+from . import DEFAULT_WAIT
 from . import lake as lakes
 from ..store.folder import Folder
 from .newest import NewestSnapshot
@@ -48,13 +49,26 @@ DUCKDB_MAGIC = b"DUCK"
 """Bytes 8-11 of every DuckDB database file."""
 
 
-def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+POLL_S = 0.05
+"""How often a process waiting for the file tries again: well inside ``HANDOVER_S``, the pause a
+multi-scan ingest makes between scans, so a waiting process gets in there."""
+
+
+HANDOVER_S = 0.15
+"""How long a multi-scan ingest leaves the file free between scans (see ``Database.hand_over``)."""
+
+
+def _attach(session: duckdb.DuckDBPyConnection, path: Path, read_only: bool, wait: float) -> None:
+    """ATTACH the file to ``session`` as ``scandb`` and USE it, trying again while another
+    process holds the file, until ``wait`` seconds have passed (saying so once)."""
     refuse_foreign_file(path)
     deadline = time.monotonic() + wait
     said_waiting = False
     while True:
         try:
-            return _connect_for_reading(path) if read_only else _connect_for_writing(path)
+            session.execute(attach_statement(path, read_only))
+            session.execute("USE scandb")
+            return
         except duckdb.IOException as exc:
             message = str(exc)
             lock = LOCK_MESSAGE.search(message)
@@ -63,7 +77,7 @@ def _connect(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnect
                     log.info("%s: in use by %s (PID %s); waiting up to %g s", path, lock["program"], lock["pid"],
                              wait)
                     said_waiting = True
-                time.sleep(0.2)
+                time.sleep(POLL_S)
                 continue
             if lock:
                 raise _in_use(path, lock, wait) from None
@@ -104,10 +118,6 @@ def refuse_foreign_file(path: Path) -> None:
         raise DatabaseError(f"{path}: not a scandb database ({kind})")
 
 
-def _connect_for_reading(path: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(path), read_only=True, config=OFFLINE)
-
-
 ROW_GROUP_SIZE = 2048
 """Rows per DuckDB row group when writing (default 122,880). A scan adds ~6,000 rows, so
 with the default every ingest appends to, and its checkpoint rewrites, one row group
@@ -115,24 +125,13 @@ holding every earlier scan's responses (measured: the 4th scan's commit took 18 
 2,048 rows a commit writes only new row groups and large inserts go to disk as they fill."""
 
 
-def _connect_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
-    """The file attached with small row groups (an ATTACH option, not stored in the file,
-    so every writer sets it), under a fixed alias: a file's stem may be a reserved name
-    such as ``main`` or ``memory``."""
-    conn = duckdb.connect(config=OFFLINE)
-    try:
-        conn.execute(attach_statement(path))
-        conn.execute("USE scandb")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def attach_statement(path: Path) -> str:
-    """The ATTACH every writer runs, the DuckDB shell's ``scandb shell --write`` included."""
+def attach_statement(path: Path, read_only: bool = False) -> str:
+    """The ATTACH of every scandb connection to a file, under a fixed alias (a file's stem may
+    be a reserved name such as ``main`` or ``memory``); a writer's, the DuckDB shell's
+    ``scandb shell --write`` included, sets small row groups (an ATTACH option, not stored
+    in the file, so every writer sets it)."""
     literal = "'" + str(path).replace("'", "''") + "'"
-    return f"ATTACH {literal} AS scandb (ROW_GROUP_SIZE {ROW_GROUP_SIZE})"
+    return f"ATTACH {literal} AS scandb ({'READ_ONLY' if read_only else f'ROW_GROUP_SIZE {ROW_GROUP_SIZE}'})"
 
 
 def _alembic_config() -> "Config":
@@ -182,9 +181,14 @@ class Database:
     connection kept by an idle reader would block every ingest); ``conn`` outside a lease
     opens the file until the next lease ends or ``release()``. A lake is always held: its
     readers never block its writers, and attaching one costs up to a third of a second.
+
+    A file is ATTACHed to one in-memory DuckDB session that lives until ``close()``, and
+    DETACHed on release: variables, temporary tables and settings outlast the file's
+    release, as they do in one DuckDB shell. Opening waits up to ``wait`` seconds for a
+    process holding the file.
     """
 
-    def __init__(self, path: str | Path, *, read_only: bool = True, wait: float = 0.0, held: bool = True,
+    def __init__(self, path: str | Path, *, read_only: bool = True, wait: float = DEFAULT_WAIT, held: bool = True,
                  data_path: str | Path | None = None, snapshot: int | None = None):
         self.snapshot = snapshot
         """The snapshot a lake is read at (None: the newest); see catalog/snapshots.py."""
@@ -213,6 +217,8 @@ class Database:
         self.root: Path = self.path.parent if self.path is not None else Path()
         """The file's folder, or the lake's data path: the store's folder is in it (``image_dir``)."""
         self._newest = NewestSnapshot(self.lake, OFFLINE) if self.lake is not None else None
+        self._session: duckdb.DuckDBPyConnection | None = None
+        """A file's in-memory DuckDB session, kept while the file is detached."""
         creating = self.path is not None and not self.path.exists()  # opened on first use: no empty file
         self._conn: duckdb.DuckDBPyConnection | None = None if creating and not held else self._open()
         self._engine: "sa.Engine | None" = None
@@ -230,15 +236,24 @@ class Database:
 
     def _open(self) -> duckdb.DuckDBPyConnection:
         if self.lake is None:
-            conn = _connect(self.path, self.read_only, self.wait)
-            self.root = self.path.parent
-        else:
-            conn = lakes.open_lake(self.lake, OFFLINE, read_only=self.read_only, snapshot=self.snapshot)
-            self.root = self.lake.data_path or lakes.data_path(conn)
-        # Where migrations and digests find files (a parameter would import pandas).
+            if self._session is None:
+                self._session = duckdb.connect(config=OFFLINE)
+                self._set_root(self._session)
+            try:
+                _attach(self._session, self.path, self.read_only, self.wait)
+            except BaseException:
+                self._drop_session_if_broken()
+                raise
+            return self._session
+        conn = lakes.open_lake(self.lake, OFFLINE, read_only=self.read_only, snapshot=self.snapshot)
+        self.root = self.lake.data_path or lakes.data_path(conn)
+        self._set_root(conn)
+        return conn
+
+    def _set_root(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Where migrations and digests find files (a parameter would import pandas)."""
         conn.execute(f"SET VARIABLE scandb_root = {lakes.quote(str(self.root))}")
         conn.execute(f"SET VARIABLE scandb_store = {lakes.quote(str(self.image_dir))}")
-        return conn
 
     @contextmanager
     def lease(self) -> Iterator[None]:
@@ -255,19 +270,46 @@ class Database:
             if self._leases == 0 and not self.held:
                 self.release()
 
+    def hand_over(self) -> None:
+        """Between two writes of one command (a multi-scan ingest), with the file released:
+        pause long enough for a process waiting for the file to get it (it tries every
+        ``POLL_S``), so readers get in between scans instead of waiting for the whole batch."""
+        if self.lake is None and not self.held:
+            time.sleep(HANDOVER_S)
+
     @property
     def leases(self) -> int:
         """How many calls are running now (nested calls count each)."""
         return self._leases
 
     def release(self) -> None:
-        """Close the file (it reopens on the next use); the database object stays usable."""
+        """Close the file (it reopens on the next use); the database object stays usable, and
+        a file's session keeps its state."""
         if self._conn is not None:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
-            self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            if self._session is None:  # a lake
+                conn.close()
+                return
+            try:
+                conn.execute("USE memory")
+                conn.execute("DETACH scandb")
+            except duckdb.Error:  # a transaction left open, or a session DuckDB invalidated: closing detaches too
+                self._drop_session()
+
+    def _drop_session_if_broken(self) -> None:
+        """A failed ATTACH (a damaged file) may leave the session invalidated: start afresh then."""
+        try:
+            self._session.execute("SELECT 1")
+        except duckdb.Error:
+            self._drop_session()
+
+    def _drop_session(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     @property
     def engine(self) -> "sa.Engine":
@@ -413,6 +455,7 @@ class Database:
 
     def close(self) -> None:
         self.release()
+        self._drop_session()
         if self._newest is not None:
             self._newest.close()
         self._closed = True
