@@ -31,7 +31,8 @@ from .query import statements as script
 from .query.filters import check_known, filters, where as where_sql
 from .query.frames import is_dataframe
 from .query.neurons import Neurons
-from .query.reader import Readers, read_statistic
+from .query.reader import read_statistic
+from .query.readers import Readers
 from .query.selection import Selection
 from .source.npyfile import load as load_npy
 from .store.meta import stored_content
@@ -139,6 +140,11 @@ class ScanDB:
         """The DuckDB connection itself; it holds the file until the next call of this ScanDB
         returns, or ``release()``."""
         return self.database.conn
+
+    @property
+    def readers(self) -> Readers:
+        """The per-scan readers kept across calls (what ``ScanDataset`` reads ahead from)."""
+        return self._readers
 
     def release(self) -> None:
         """Close the file now (after using ``conn``); the next call opens it again."""

@@ -17,8 +17,7 @@ from .errors import UsageError
 from .keys import DATA_KEYS, VIDEO_DATA_KEYS
 from .query import fetch as fetching
 from .query import neurons as neuron_choice
-from .query.normalize import NEEDED
-from .query.reader import Readers
+from .query.readers import Readers
 from .query.neurons import Neurons
 from .query.selection import Selection
 from .store.folder import Folder
@@ -203,23 +202,15 @@ class ScanDataset(torch.utils.data.Dataset):
         """The readers of the selected scans with all they read from SQL already read, detached
         from the database; and the selection's values of keys that are trials_full columns."""
         scans = list(dict.fromkeys(selected["scan_key"].to_pylist()))
-        picked = neuron_choice.picks(db._readers, scans, self.neurons)
+        picked = neuron_choice.picks(db.readers, scans, self.neurons)
         self.neurons = None if picked is None else {scan: picked[scan] for scan in scans}
-        readers = Readers(_FilesOnly(db.database.store))
+        files_only = _FilesOnly(db.database.store)
+        readers = Readers(files_only)
         for scan in scans:
-            reader = db._readers.get(scan)
-            reader._trials  # noqa: B018  (read now: behavior, pupil position, image paths)
-            if "responses" in self.keys and reader._matrix is None:  # a scan ingested without its matrix file
-                reader.__dict__["_matrix"] = reader.responses(np.arange(reader.n_trials))
-            if self.normalize:
-                for key in set(self.keys) & set(NEEDED):
-                    reader._statistics_of(key)
-            if reader.kind == "dynamic":
-                reader._withheld  # noqa: B018  (read now: the withheld flags normalisation checks)
-            elif self.cache_images:
-                reader.image_cache = {}
-            reader.database = readers.database
-            readers._readers[scan] = reader
+            reader = db.readers.get(scan)
+            reader.prepare(self.keys, self.normalize, self.cache_images)
+            reader.detach(files_only)
+            readers.adopt(reader)
         columns = {key: fetching.trial_column(db.conn, selected, key) for key in self.keys if key not in DATA_KEYS + VIDEO_DATA_KEYS}
         return readers, columns
 
@@ -267,8 +258,8 @@ class ScanDataset(torch.utils.data.Dataset):
         """In a DataLoader worker, read static response rows with ``preadv`` rather than from
         the memory map: the matrix's pages then stay in the shared page cache instead of
         counting again in each worker's memory (BENCHMARKS.md, "DataLoader epochs")."""
-        for reader in self._readers._readers.values():
-            reader.read_rows = True
+        for reader in self._readers:
+            reader.read_rows_without_mapping()
         self._reading_rows = True
 
 

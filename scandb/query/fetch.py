@@ -17,7 +17,8 @@ from ..catalog.database import Database
 from ..errors import UsageError
 from ..keys import ARROW_BATCH, DATA_KEYS, STIMULUS_KEY, VIDEO_DATA_KEYS
 from . import neurons as neuron_choice
-from .reader import Readers, ScanReader
+from .reader import ScanReader
+from .readers import Readers
 
 WIDTHS = {"behavior": 3, "pupil_center": 2}
 """Columns of a static scan's per-trial arrays (a dynamic scan's are (2, T))."""

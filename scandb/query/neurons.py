@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import UsageError
 from .frames import is_dataframe, is_series
-from .reader import Readers
+from .readers import Readers
 
 if TYPE_CHECKING:
     import pandas

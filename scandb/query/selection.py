@@ -19,7 +19,7 @@ from ..catalog.transaction import explain
 from ..errors import UsageError
 from .frames import is_dataframe, is_series
 from ..keys import ARROW_BATCH
-from .reader import Readers
+from .readers import Readers
 
 COLUMNS = ("scan_key", "trial_id")
 

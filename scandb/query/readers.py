@@ -1,0 +1,78 @@
+"""The readers of the scans a ``ScanDB`` fetched so far, kept across calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ..catalog.database import Database
+from ..errors import UsageError
+from .dynamic_reader import DynamicReader
+from .reader import IDENTITY, ScanReader
+from .static_reader import StaticReader
+
+READERS = {"static": StaticReader, "dynamic": DynamicReader}
+"""The reader of each kind of scan (``scans.kind``)."""
+
+
+def open_reader(database: Database, scan: str) -> ScanReader | None:
+    """The reader of a scan, or None when the database holds no such scan."""
+    found = database.conn.execute(
+        "SELECT n_trials, n_neurons, image_shape, image_dtype, behavior_dtype, pupil_center_dtype, kind, "
+        f"{IDENTITY} FROM scans WHERE scan_key = ?", [scan]).fetchone()
+    if found is None:
+        return None
+    n_trials, n_neurons, shape, image_dtype, behavior_dtype, pupil_dtype, kind, identity = found
+    return READERS[kind](database, scan, n_trials, n_neurons, tuple(shape), image_dtype, behavior_dtype,
+                         pupil_dtype, identity)
+
+
+class Readers:
+    """The readers of the scans fetched so far, by scan key."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self._readers: dict[str, ScanReader] = {}
+        self._stamp: tuple | None = None
+        """The database's stamp taken before any kept reader was read (see ``follow``)."""
+
+    def get(self, scan: str) -> ScanReader:
+        """The scan's reader; an unknown scan is a UsageError naming the scans there are."""
+        reader = self._readers.get(scan)
+        if reader is None:
+            if not self._readers:  # what a later call compares with: taken before the reader reads
+                self._stamp = self.database.stamp()
+            reader = open_reader(self.database, scan)
+            if reader is None:
+                raise UsageError(f"no scan {scan!r} in the database (it holds: "
+                                 f"{', '.join(self.known()) or 'nothing'})")
+            self._readers[scan] = reader
+        return reader
+
+    def known(self) -> list[str]:
+        return [r[0] for r in self.database.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
+
+    def adopt(self, reader: ScanReader) -> None:
+        """Keep a reader made elsewhere (a dataset's, detached from its database)."""
+        self._readers[reader.scan] = reader
+
+    def __iter__(self):
+        return iter(self._readers.values())
+
+    def clear(self) -> None:
+        """Forget every reader: a write may have replaced a scan."""
+        self._readers.clear()
+
+    def follow(self, stamp_now: Callable[[], tuple]) -> None:
+        """When the database changed since the last call (another process wrote), forget the
+        readers of scans that were removed or replaced; the others stay valid. Without kept
+        readers there is nothing to check (a short command never asks for the stamp)."""
+        if not self._readers:
+            return
+        stamp = stamp_now()
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        kept = list(self._readers)
+        now = dict(self.database.conn.execute(f"SELECT scan_key, {IDENTITY} FROM scans WHERE scan_key IN "
+                                              f"({', '.join('?' * len(kept))})", kept).fetchall())
+        self._readers = {scan: reader for scan, reader in self._readers.items() if now.get(scan) == reader.identity}
