@@ -454,15 +454,15 @@ class ScanDB:
     def snapshot(self) -> int | None:
         """The lake snapshot this connection reads: the one given to ``connect``, else the
         newest at the time of the call; None for a database file (it has no snapshots)."""
-        if self.database.lake is None:
+        if not self.database.has_snapshots:
             return None
         with self.database.lease():
-            return lake_snapshots.current(self.conn)
+            return self.database.catalog.current_snapshot(self.conn)
 
     @holding
     def snapshots(self) -> list["Snapshot"]:
         """Every snapshot of a lake, oldest first: id, time, author and what changed."""
-        if self.database.lake is None:
+        if not self.database.has_snapshots:
             raise UsageError(f"{self.database.name}: {lake_snapshots.FILE_HAS_NO_SNAPSHOTS}")
         return lake_snapshots.snapshots(self.conn)
 

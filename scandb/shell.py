@@ -1,5 +1,5 @@
-"""Finding the DuckDB shell (PyPI's duckdb-cli) for ``scandb shell`` and the tests, and
-the arguments that open a database in it the way scandb does."""
+"""Finding the DuckDB shell (PyPI's duckdb-cli) for ``scandb shell`` and the tests; the
+arguments that open a database in it are its catalog's (``Catalog.shell_arguments``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from .catalog import lake as lakes
-from .catalog.database import attach_statement, refuse_foreign_file
+from .catalog.database import catalog_for
 from .errors import DatabaseError
 
 
@@ -26,33 +25,4 @@ def shell_command(target: Path | str, data_path: Path | None, *, write: bool) ->
     binary = find_duckdb_shell()
     if binary is None:
         raise DatabaseError("the DuckDB shell is not installed; install it with: pip install duckdb-cli")
-    if lakes.is_lake(target):
-        return lake_shell_arguments(binary, target, data_path, write=write)
-    path = Path(target)
-    if not path.exists():
-        raise DatabaseError(f"{path}: no database there (create one with 'scandb ingest')")
-    refuse_foreign_file(path)
-    return shell_arguments(binary, path, write=write)
-
-
-OFFLINE = ["-cmd", "SET autoinstall_known_extensions = false; SET autoload_known_extensions = false"]
-
-
-def shell_arguments(binary: str, db_path: Path, *, write: bool) -> list[str]:
-    """The shell's argv: read-only by default; for writing, the file attached with scandb's
-    row-group size (an ATTACH option the file does not remember: opened plainly, the shell
-    writes 122,880-row groups and one CREATE TABLE grew a database by 118 MB)."""
-    if not write:
-        return [binary, "-readonly", *OFFLINE, str(db_path)]
-    return [binary, *OFFLINE, "-cmd", attach_statement(db_path.absolute()), "-cmd", "USE scandb"]
-
-
-def lake_shell_arguments(binary: str, target: str, data_path: Path | None, *, write: bool) -> list[str]:
-    """The shell's argv for a lake: its extensions loaded by path, the lake attached as
-    ``scandb`` (read-only unless ``write``) and used. The shell must be the DuckDB release
-    the extension wheels were built for (duckdb-cli 1.5.5 with the 1.5.5 wheels)."""
-    lake = lakes.parse(target, data_path)
-    if lake.exists() is False:
-        raise DatabaseError(f"{lake.name}: no lake there (create one with 'scandb ingest')")
-    statements = lakes.open_statements(lake, read_only=not write)
-    return [binary, *OFFLINE, "-cmd", "; ".join(statements)]
+    return catalog_for(target, data_path).shell_arguments(binary, write=write)

@@ -267,7 +267,7 @@ def open_pinned(db_path: str | Path, wait: float, snapshot: int | None) -> ScanD
     """The database read at one snapshot: ``snapshot``, else on a lake the newest one now, so
     every query that makes a dataset sees the same commit whatever other processes write."""
     db = connect(db_path, wait=wait, snapshot=snapshot)
-    if snapshot is not None or db.database.lake is None:
+    if snapshot is not None or not db.database.has_snapshots:
         return db
     newest = db.snapshot
     db.close()

@@ -20,6 +20,10 @@ SQLite's busy timeout does): DuckDB lets one process write a file and no other o
 meanwhile, so without a wait a writer fails whenever a reader or another writer got the file
 between its steps. Long enough for one scan's ingest; ``wait=0`` (``--wait 0``) fails at once."""
 
+OFFLINE = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+"""DuckDB would otherwise try to download an extension to open a foreign file (a SQLite
+database makes it fetch ``sqlite_scanner``): scandb never needs the network."""
+
 LAKE_PREFIX = "ducklake:"
 """A database named by a DuckLake attach string rather than a file (see catalog/lake.py)."""
 

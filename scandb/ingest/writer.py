@@ -22,7 +22,6 @@ import pyarrow as pa
 from .. import __version__
 from ..catalog.database import Database
 from ..catalog.schema import delete_scan_rows
-from ..catalog.snapshots import label_commit
 from ..catalog.transaction import damage, explain, transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
@@ -169,8 +168,7 @@ class _ScanWriter:
         try:
             with transaction(self.conn):
                 self.db.claim_writes()
-                if self.db.lake is not None:
-                    label_commit(self.conn, f"{'replaced' if replaced else 'ingested'} {s.key}")
+                self.db.label(f"{'replaced' if replaced else 'ingested'} {s.key}")
                 if replaced:
                     release_files_of(self.db, s.key, f"replaced {s.key}")
                     delete_scan_rows(self.conn, s.key)

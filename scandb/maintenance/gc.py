@@ -10,22 +10,15 @@ more than that long ago (``released_files``).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
-
-import duckdb
 
 from ..catalog import snapshots
 from ..catalog.database import Database
-from ..catalog.transaction import explain, transaction
 from ..errors import DatabaseError
 from ..store.base import collect_garbage, unreferenced
-from .orphans import forget_released, stores_and_references
+from .orphans import stores_and_references
 from .report import plural
-
-DAY_S = 86_400.0
 
 
 @dataclass
@@ -39,6 +32,7 @@ class GcResult:
     n_bytes: int = 0
     root: Path = Path()
     lake: bool = True
+    """Whether the database keeps snapshots (a lake), which the summary then speaks of."""
     young: int = 0
     """Files nothing references but too new to delete (another process's ingest may be writing them)."""
 
@@ -74,26 +68,13 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def gc(db: Database, older_than_days: float, *, dry_run: bool = False) -> GcResult:
-    result = GcResult(db.name, dry_run, root=db.root, lake=db.lake is not None)
-    oldest = released_after = None
-    if db.lake is None:
-        released_after = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=older_than_days)
-        if not dry_run:
-            try:
-                with transaction(db.conn):
-                    forget_released(db, released_after)
-            except duckdb.Error as exc:
-                raise explain(exc, f"{db.name}: gc", rolled_back=True) from None
-    else:
-        history = snapshots.snapshots(db.conn)
-        result.expired = snapshots.expiring(history, time.time() - older_than_days * DAY_S)
-        kept = history[len(result.expired):]
-        result.kept = [s.id for s in kept]
-        oldest = kept[0].id
-        if not dry_run:
-            ids = [s.id for s in result.expired]
-            db.retrying(lambda: snapshots.expire(db.conn, ids), f"{db.name}: expiring snapshots")
-    stores = stores_and_references(db, oldest, released_after)
+    """Forget what no reader started in the last ``older_than_days`` can need (the
+    catalog's ``retain``: expiring a lake's snapshots, a file's released files), then
+    delete the store files nothing kept references."""
+    result = GcResult(db.name, dry_run, root=db.root, lake=db.has_snapshots)
+    retention = db.catalog.retain(db.conn, older_than_days, dry_run)
+    result.expired, result.kept = retention.expired, retention.kept
+    stores = stores_and_references(db, retention)
     for store, keys in stores:
         going = [store.folder.path(key) for key in unreferenced(store, keys, db.garbage_age)]
         going = [path for path in going if path.exists()]

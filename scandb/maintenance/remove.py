@@ -13,7 +13,6 @@ import duckdb
 
 from ..catalog.database import Database
 from ..catalog.schema import delete_scan_rows
-from ..catalog.snapshots import label_commit
 from ..catalog.transaction import explain, transaction
 from ..errors import UsageError
 from .orphans import collect_orphans, release_files_of
@@ -51,7 +50,7 @@ def remove_scan(db: Database, scan_key: str) -> RemoveResult:
         raise UsageError(f"{db.name}: no scan {scan_key!r} (it holds: {', '.join(known) or 'nothing'})")
     collect_orphans(db)
     kept = delete_scan(db, scan_key)
-    return RemoveResult(scan_key, found[0], kept, lake=db.lake is not None)
+    return RemoveResult(scan_key, found[0], kept, lake=db.has_snapshots)
 
 
 def delete_scan(db: Database, scan_key: str) -> int:
@@ -61,8 +60,7 @@ def delete_scan(db: Database, scan_key: str) -> int:
     try:
         with transaction(db.conn):
             db.claim_writes()
-            if db.lake is not None:
-                label_commit(db.conn, f"removed {scan_key}")
+            db.label(f"removed {scan_key}")
             kept = release_files_of(db, scan_key, f"removed {scan_key}")
             delete_scan_rows(db.conn, scan_key)
             db.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
