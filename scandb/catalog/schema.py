@@ -122,7 +122,7 @@ responses = sa.Table(
 images = sa.Table(
     "images", metadata,
     sa.Column("image_hash", sa.String, primary_key=True, comment="sha256 of dtype, shape and pixels"),
-    sa.Column("path", sa.String, nullable=False, comment=".npy file, relative to the database's folder"),
+    sa.Column("path", sa.String, nullable=False, comment=".npy file: its key in the store, relative to the store folder"),
     sa.Column("shape", sa.ARRAY(sa.Integer), nullable=False),
     sa.Column("dtype", sa.String, nullable=False),
     sa.Column("n_bytes", sa.BigInteger, nullable=False),
@@ -148,7 +148,7 @@ scan_files = sa.Table(
     sa.Column("shape", sa.ARRAY(sa.Integer), comment="for .npy files"),
     sa.Column("content", sa.LargeBinary, comment="the file, byte for byte; NULL when kept as a file (stored_as)"),
     sa.Column("stored_as", sa.String,
-              comment="the file in the store, relative to the database's folder, named by the sha256 of its bytes "
+              comment="the file in the store, relative to the store folder, named by the sha256 of its bytes "
                       "(a dynamic scan's time-resolved statistics); NULL when content holds it"),
 )
 
@@ -156,7 +156,7 @@ response_matrices = sa.Table(
     "response_matrices", metadata,
     sa.Column("scan_key", sa.String, primary_key=True),
     sa.Column("path", sa.String, nullable=False,
-              comment="(n_trials, n_neurons) float32 .npy, row = trial_id, relative to the database's folder"),
+              comment="(n_trials, n_neurons) float32 .npy, row = trial_id: its key in the store, relative to the store folder"),
     sa.Column("n_trials", sa.Integer, nullable=False),
     sa.Column("n_neurons", sa.Integer, nullable=False),
 )
