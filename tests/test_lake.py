@@ -205,12 +205,12 @@ def test_the_duckdb_shell_opens_a_lake_with_its_extensions_loaded_and_the_lake_i
 def test_the_lake_benchmark_runs_end_to_end_on_toy_scans(tmp_path, capsys):
     from bench import lake as bench_lake
 
-    bench_lake.main(["--trials", "200", "--neurons", "40", "--repeat", "1", "--idle-seconds", "0.2",
-                     "--catalogs", "sqlite", "--out", str(tmp_path)])
+    bench_lake.main(["--trials", str(bench_lake.BATCH), "--neurons", "8", "--repeat", "1", "--idle-seconds", "0.1",
+                     "--catalogs", "sqlite", "--out", str(tmp_path)])  # the smallest scans a batch of 128 fits
     out = capsys.readouterr().out
     assert "lake, SQLite catalog" in out and "x file (best)" in out
     assert "the two ingests took" in out
-    assert [p.name for p in tmp_path.iterdir()] == ["200x40"]  # the scans are kept, the databases are not
+    assert [p.name for p in tmp_path.iterdir()] == [f"{bench_lake.BATCH}x8"]  # the scans are kept, the databases are not
 
 
 def test_scandb_db_and_scandb_data_path_name_the_lake_for_every_command_and_connect(lake, three_scans, monkeypatch):
