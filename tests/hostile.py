@@ -15,6 +15,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
 import zlib
@@ -217,6 +218,23 @@ def fresh(scan: GeneratedScan) -> GeneratedScan:
 def big_scan(tmp_path_factory) -> Path:
     """BIG_SPEC's scan as a zip."""
     return _once("big", lambda: write_zip(generate(BIG_SPEC), tmp_path_factory.mktemp("big") / f"{BIG_SPEC.name}.zip"))
+
+
+def scan_keys(db: Path) -> list[str]:
+    """The scan keys a database file holds, sorted."""
+    with Database(db) as opened:
+        return [r[0] for r in opened.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
+
+
+def wait_for(condition, timeout: float, interval: float = 0.01) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` seconds; use as ``assert wait_for(...)``,
+    so that a deadline passing fails the test instead of letting it go on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
 
 
 def image_files(db: Path) -> list[Path]:
