@@ -11,6 +11,9 @@ of each command.
 
 from __future__ import annotations
 
+import contextlib
+import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,3 +53,42 @@ def lake(request, tmp_path) -> LakeUnderTest:
     else:
         url = f"ducklake:postgres:{request.getfixturevalue('pg_server').database()}"
     return LakeUnderTest(catalog, url, tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def fill_lake(tmp_path_factory):
+    """``fill_lake(lake, *scans)``: make ``lake`` hold these scans, as ``scandb ingest`` of
+    them into a new lake leaves it (its snapshots, files and catalog rows).
+
+    On a SQLite catalog the lake is built once per session for each list of scans and
+    copied: the catalog file, the data path (its files with new mtimes, as just written), and
+    the data path recorded in the catalog (DuckLake's and scandb's paths inside are
+    relative to it). A PostgreSQL lake is
+    ingested into directly."""
+    from .hostile import run_cli
+
+    built: dict[tuple[str, ...], tuple[Path, Path]] = {}
+
+    def ingest(url: str, data: Path, scans) -> None:
+        run = run_cli("ingest", *map(str, scans), "--db", url, "--data-path", str(data))
+        assert run.code == 0, run
+
+    def fill(lake: LakeUnderTest, *scans: Path) -> LakeUnderTest:
+        if lake.catalog != "sqlite":
+            ingest(lake.url, lake.data, scans)
+            return lake
+        key = tuple(str(s) for s in scans)
+        if key not in built:
+            folder = tmp_path_factory.mktemp("lake-template")
+            built[key] = folder / "catalog.sqlite", folder / "data"
+            ingest(f"ducklake:sqlite:{built[key][0]}", built[key][1], scans)
+        catalog, data = built[key]
+        target = Path(lake.url.removeprefix("ducklake:sqlite:"))
+        shutil.copy(catalog, target)  # fresh mtimes, as files an ingest just wrote have
+        shutil.copytree(data, lake.data, symlinks=True, copy_function=shutil.copy)
+        with contextlib.closing(sqlite3.connect(target)) as conn, conn:
+            changed = conn.execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'",
+                                   [str(lake.data).rstrip("/") + "/"]).rowcount
+        assert changed == 1
+        return lake
+    return fill

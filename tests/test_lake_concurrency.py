@@ -96,10 +96,8 @@ def scans(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def lake_with_first(lake, scans):
-    run = run_cli("ingest", str(scans[FIRST.key]), "--db", lake.url, "--data-path", str(lake.data))
-    assert run.code == 0, run
-    return lake
+def lake_with_first(lake, scans, fill_lake):
+    return fill_lake(lake, scans[FIRST.key])
 
 
 def scan_keys(url: str) -> list[str]:

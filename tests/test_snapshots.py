@@ -200,8 +200,9 @@ def test_db_snapshot_is_the_id_a_connection_reads(lake, zips):
     assert scans.code == 0 and ORIGINAL.key in scans.out and OTHER.key not in scans.out
 
 
-def test_verify_at_a_snapshot_does_not_count_newer_scans_files_as_orphans(lake, zips):
-    first = ingest(lake, zips["original"])
+def test_verify_at_a_snapshot_does_not_count_newer_scans_files_as_orphans(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
+    first = newest(lake)
     ingest(lake, zips["other"])
     age_store(lake, HOURS_7)  # old enough to be garbage, if nothing referenced them
     with scandb.connect(lake.url, snapshot=first) as pinned:
@@ -212,8 +213,9 @@ def test_verify_at_a_snapshot_does_not_count_newer_scans_files_as_orphans(lake, 
         assert newest_db.verify().ok
 
 
-def test_a_snapshot_that_does_not_exist_is_one_line_naming_the_ids_there_are(lake, zips):
-    last = ingest(lake, zips["original"])
+def test_a_snapshot_that_does_not_exist_is_one_line_naming_the_ids_there_are(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
+    last = newest(lake)
     with pytest.raises(UsageError) as refused:
         scandb.connect(lake.url, snapshot=last + 5)
     assert str(refused.value) == (f"{lake.url}: no snapshot {last + 5} (it has 0-{last}; "
@@ -223,8 +225,9 @@ def test_a_snapshot_that_does_not_exist_is_one_line_naming_the_ids_there_are(lak
     assert f"no snapshot {last + 5} (it has 0-{last};" in run.error
 
 
-def test_a_connection_at_a_snapshot_refuses_writes_in_one_line(lake, zips):
-    first = ingest(lake, zips["original"])
+def test_a_connection_at_a_snapshot_refuses_writes_in_one_line(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
+    first = newest(lake)
     with pytest.raises(UsageError, match="a snapshot is the database as it was, read-only"):
         scandb.connect(lake.url, snapshot=first, read_only=False)
     with scandb.connect(lake.url, snapshot=first) as db:
@@ -287,8 +290,9 @@ def test_gc_keeps_what_unexpired_snapshots_reference_and_deletes_the_rest(lake, 
 
 
 @on_both_catalogs
-def test_a_connection_whose_snapshot_gc_expired_says_so_in_one_line(lake, zips):
-    first = ingest(lake, zips["original"])
+def test_a_connection_whose_snapshot_gc_expired_says_so_in_one_line(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
+    first = newest(lake)
     with scandb.connect(lake.url, snapshot=first) as pinned:
         assert list(pinned.scans()["scan_key"]) == [ORIGINAL.key]
         ingest(lake, zips["replacement"], replace=True)
@@ -300,8 +304,8 @@ def test_a_connection_whose_snapshot_gc_expired_says_so_in_one_line(lake, zips):
     assert f"snapshot {first} no longer exists ('scandb gc' expired it after this connection opened it)" in message
 
 
-def test_gc_leaves_new_unreferenced_files_an_ingest_may_be_writing(lake, zips):
-    ingest(lake, zips["original"])
+def test_gc_leaves_new_unreferenced_files_an_ingest_may_be_writing(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
     ingest(lake, zips["replacement"], replace=True)
     before = store_files(lake)
     run = run_cli("gc", "--older-than", "0", "--db", lake.url)
