@@ -77,4 +77,4 @@ def digest_database(path: Path) -> dict[str, str]:
     return out
 
 
-from .lakes import lake, pg_server  # noqa: E402,F401  (fixtures of the lake tests)
+from .lakes import fill_lake, lake, pg_server  # noqa: E402,F401  (fixtures of the lake tests)

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import shutil
 import struct
 import subprocess
 import sys
+import time
 import warnings
 import zipfile
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -57,15 +60,22 @@ class Run:
 def run_cli(*args: str) -> Run:
     """``scandb ARGS`` in this process, through the same ``main()`` the installed command runs.
 
-    Warnings count as stderr lines: a user would see them there.
+    Warnings count as stderr lines: a user would see them there. What a run would leave
+    behind in this process is undone: the ``scandb`` logger's stderr handler and level,
+    and ``ingest``'s ``os.nice`` (that would lower the priority of the whole test session
+    for good; tests/test_cli.py checks ``--nice`` on a real process). ``SCANDB_DEBUG`` is
+    unset, as ``run_scandb`` unsets it.
     """
     out, err = io.StringIO(), io.StringIO()
     code = 0
     argv = sys.argv
     sys.argv = ["scandb", *args]
+    logger = logging.getLogger("scandb")
+    handlers, level = list(logger.handlers), logger.level
+    debug = os.environ.pop("SCANDB_DEBUG", None)
     try:
-        with warnings.catch_warnings(record=True) as caught, \
-                contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with warnings.catch_warnings(record=True) as caught, mock.patch("os.nice", lambda increment: os.getpriority(
+                os.PRIO_PROCESS, 0)), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             warnings.simplefilter("always")
             try:
                 cli.main()
@@ -73,6 +83,10 @@ def run_cli(*args: str) -> Run:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         sys.argv = argv
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        if debug is not None:
+            os.environ["SCANDB_DEBUG"] = debug
     lines = err.getvalue().splitlines() + [f"warning: {w.message}" for w in caught]
     return Run(code, out.getvalue(), lines)
 
@@ -204,6 +218,23 @@ def fresh(scan: GeneratedScan) -> GeneratedScan:
 def big_scan(tmp_path_factory) -> Path:
     """BIG_SPEC's scan as a zip."""
     return _once("big", lambda: write_zip(generate(BIG_SPEC), tmp_path_factory.mktemp("big") / f"{BIG_SPEC.name}.zip"))
+
+
+def scan_keys(db: Path) -> list[str]:
+    """The scan keys a database file holds, sorted."""
+    with Database(db) as opened:
+        return [r[0] for r in opened.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
+
+
+def wait_for(condition, timeout: float, interval: float = 0.01) -> bool:
+    """Whether ``condition()`` became true within ``timeout`` seconds; use as ``assert wait_for(...)``,
+    so that a deadline passing fails the test instead of letting it go on."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return bool(condition())
 
 
 def image_files(db: Path) -> list[Path]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from scandb.synthetic import ScanSpec, generate, write_folder, write_zip
 
@@ -38,3 +41,22 @@ def write(spec: ScanSpec, directory: Path, *, folder: bool = False) -> Path:
 def make_scan(directory: Path, variant: str = "common", *, folder: bool = False, **changes) -> Path:
     """Write one scan of a variant (a zip, or a folder when ``folder``) and return its path."""
     return write(spec_for(variant, **changes), directory, folder=folder)
+
+
+# -- what a scan's files hold, read from the generated arrays (never from a database) --------
+
+
+def stack(arrays: dict, key: str, trials) -> np.ndarray:
+    """The trials' ``data/<key>/<trial>.npy`` arrays of a scan, stacked in the given order."""
+    return np.stack([arrays[f"data/{key}/{t}.npy"] for t in trials])
+
+
+@lru_cache(maxsize=64)
+def _arrays(spec: ScanSpec) -> dict:
+    return generate(spec).arrays
+
+
+def source(spec: ScanSpec, key: str, trials=None) -> np.ndarray:
+    """``stack`` of a spec's generated scan, all its trials unless ``trials``."""
+    arrays = _arrays(spec)
+    return stack(arrays, key, range(spec.n_trials) if trials is None else trials)

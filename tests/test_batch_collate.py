@@ -11,7 +11,7 @@ import pytest
 import scandb
 from scandb.synthetic import generate, write_zip
 
-from .scans import spec_for
+from .scans import spec_for, stack
 
 torch = pytest.importorskip("torch")
 from scandb.torchdata import ScanDataset  # noqa: E402
@@ -28,10 +28,6 @@ def lab(tmp_path_factory):
     with scandb.connect(directory / "lab.duckdb", read_only=False) as db:
         db.ingest(write_zip(scan, directory / "scan.zip"))
     return directory / "lab.duckdb", scan.arrays
-
-
-def source(arrays: dict, key: str, trials) -> np.ndarray:
-    return np.stack([arrays[f"data/{key}/{t}.npy"] for t in trials])
 
 
 def plain_collate(items: list):
@@ -52,7 +48,7 @@ def test_loader_batches_are_the_source_rows_with_stacked_dtypes_and_shapes(lab, 
     assert type(batches[0]).__name__ == "DataPoint"
     for key in KEYS:
         got = torch.cat([getattr(b, key) for b in batches])
-        expected = source(arrays, key, order)
+        expected = stack(arrays, key, order)
         if key == "images" and image_dtype is not None:
             expected = expected.astype(image_dtype)
         assert all(getattr(b, key).is_contiguous() for b in batches), key
@@ -68,9 +64,15 @@ def test_trial_columns_collate_as_torch_collates_them(lab):
     dataset = ScanDataset(db_path, "SELECT scan_key, trial_id FROM trials ORDER BY trial_id DESC", keys,
                           normalize=False)
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=8)))
-    expected = plain_collate(dataset.__getitems__(list(range(8))))
+    trials = list(range(23, 15, -1))
     assert batch._fields == keys
-    np.testing.assert_array_equal(batch.responses.numpy(), source(arrays, "responses", range(23, 15, -1)))
+    np.testing.assert_array_equal(batch.responses.numpy(), stack(arrays, "responses", trials))
+    # the values, from the scan's own files
+    assert batch.tier == tuple(arrays["meta/trials/tiers.npy"][trials].tolist())
+    assert batch.image_id.tolist() == arrays["meta/trials/frame_image_id.npy"][trials].tolist()
+    assert batch.image_shape.tolist() == [list(arrays[f"data/images/{t}.npy"].shape) for t in trials]
+    # the types, as torch's default collate makes them of the same items
+    expected = plain_collate(dataset.__getitems__(list(range(8))))
     assert isinstance(batch.tier, tuple) and batch.tier == expected[1]
     assert batch.image_id.dtype == expected[2].dtype and torch.equal(batch.image_id, expected[2])
     assert torch.equal(batch.image_shape, expected[3])
@@ -84,7 +86,7 @@ def test_changing_a_batch_in_place_changes_nothing_the_dataset_yields_later(lab,
     untouched = next(iter(torch.utils.data.DataLoader(ScanDataset(db_path, selection, KEYS, **options), batch_size=6)))
     if not normalize:
         for key in KEYS:
-            np.testing.assert_array_equal(getattr(untouched, key).numpy(), source(arrays, key, range(6)), err_msg=key)
+            np.testing.assert_array_equal(getattr(untouched, key).numpy(), stack(arrays, key, range(6)), err_msg=key)
     dataset = ScanDataset(db_path, selection, KEYS, cache_images=cache_images, **options)
     loader = torch.utils.data.DataLoader(dataset, batch_size=6)
     for batch in loader:
@@ -109,8 +111,8 @@ def test_an_edited_list_of_items_collates_item_by_item(lab):
 
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=8, collate_fn=every_other_reversed)))
     for key in KEYS:
-        np.testing.assert_array_equal(getattr(batch, key).numpy(), source(arrays, key, [6, 4, 2, 0]), err_msg=key)
+        np.testing.assert_array_equal(getattr(batch, key).numpy(), stack(arrays, key, [6, 4, 2, 0]), err_msg=key)
     items = dataset.__getitems__([5, 1])
     items.append(dataset[7])
     np.testing.assert_array_equal(torch.utils.data.default_collate(items).responses.numpy(),
-                                  source(arrays, "responses", [5, 1, 7]))
+                                  stack(arrays, "responses", [5, 1, 7]))

@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 
 from scandb.catalog import DEFAULT_WAIT
-from scandb.catalog.database import Database
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database
 from .hostile import (BAD_SPEC, BIG_SPEC, GOOD_SPEC, PrimedCommand, bad_base, before, big_scan,  # noqa: F401
-                      good_db, image_files, run_cli, scandb_command, template_db)
+                      good_db, image_files, run_cli, scan_keys, scandb_command, template_db, wait_for)
 
 HOLDER = """
 import sys
@@ -72,11 +71,6 @@ def second_scan(tmp_path, bad_base) -> Path:
     return write_zip(bad_base, tmp_path / f"{BAD_SPEC.name}.zip")
 
 
-def scan_keys(db: Path) -> list[str]:
-    with Database(db) as opened:
-        return [r[0] for r in opened.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
-
-
 def test_a_second_writer_waits_then_names_the_holder(good_db, before, second_scan, hold):
     holder = hold(good_db, "write").holding()
     started = time.monotonic()
@@ -96,7 +90,8 @@ def test_a_second_writer_goes_ahead_once_the_holder_leaves(good_db, second_scan,
     second = PrimedCommand("ingest", second_scan, "--db", good_db, "--wait", "30")
     holder.holding()
     second.fire()
-    time.sleep(0.5)
+    waiting = second.process.stderr.readline()  # printed once it found the holder and began to wait
+    assert f"PID {holder.pid}); waiting up to 30 s" in waiting, waiting
     assert second.process.poll() is None, "the second writer should still be waiting"
     holder.release()
     run = second.finish()
@@ -109,9 +104,8 @@ THIRD_SPEC = ScanSpec(animal_id=30002, seed=12, n_trials=30, n_neurons=20)
 
 def wait_for_store_to_grow(db: Path, already: int) -> None:
     """Until an ingest in another process is inside its transaction (it writes image files)."""
-    deadline = time.monotonic() + 60
-    while len(image_files(db)) <= already and time.monotonic() < deadline:
-        time.sleep(0.005)
+    assert wait_for(lambda: len(image_files(db)) > already, timeout=60, interval=0.005), \
+        "the first ingest wrote no image file within 60 s"
 
 
 def test_a_second_ingest_started_during_a_running_one_waits_and_both_go_in(good_db, big_scan, second_scan,

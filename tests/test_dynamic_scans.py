@@ -14,6 +14,7 @@ from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, VideoSpec, generate, generate_dynamic, write_folder, write_zip
 
 from .conftest import digest_database
+from .scans import stack
 
 VARIANTS = {
     "common": {},
@@ -39,10 +40,6 @@ def valid_length(responses: np.ndarray) -> int:
 def bits(array: np.ndarray) -> np.ndarray:
     """The array's bytes in C order, whatever its strides (NaN payloads compared too)."""
     return np.ascontiguousarray(array).view(np.uint8)
-
-
-def source_stack(arrays: dict, key: str, n: int) -> np.ndarray:
-    return np.stack([arrays[f"data/{key}/{i}.npy"] for i in range(n)])
 
 
 def ingest_paths(db_path, *paths):
@@ -75,7 +72,7 @@ def test_every_dynamic_variant_round_trips_bit_for_bit_nan_padding_included(tmp_
         arrays = db.fetch(SELECT_ALL, params=[spec.key])
         assert set(arrays) == {"videos", "responses", "behavior", "pupil_center"}
         for key, fetched in arrays.items():
-            expected = source_stack(source.arrays, key, spec.n_trials)
+            expected = stack(source.arrays, key, range(spec.n_trials))
             assert fetched.dtype == expected.dtype if key != "responses" else fetched.dtype == np.float32
             assert np.array_equal(bits(fetched), bits(expected.astype(fetched.dtype))), key
         for rel, array in source.arrays.items():
@@ -132,7 +129,7 @@ def test_a_frames_window_is_that_slice_of_every_array(mixed):
     with scandb.connect(db_path) as db:
         window = db.fetch(SELECT_ALL, params=[video.key], frames=(7, 19))
     for key, fetched in window.items():
-        expected = source_stack(source, key, video.n_trials)[..., 7:19]
+        expected = stack(source, key, range(video.n_trials))[..., 7:19]
         assert fetched.shape == expected.shape
         assert np.array_equal(bits(fetched), bits(expected.astype(fetched.dtype))), key
 
@@ -194,7 +191,7 @@ def test_normalisation_follows_the_written_out_2023_rule(mixed):
         query = "SELECT scan_key, trial_id FROM trials WHERE scan_key = ? AND tier = 'train' ORDER BY trial_id"
         ids = db.sql(query, [video.key]).fetchnumpy()["trial_id"]
         got = db.fetch(query, params=[video.key], normalize=True, frames=(3, 30))
-    raw = {k: source_stack(source, k, video.n_trials)[ids].astype(np.float64)[..., 3:30]
+    raw = {k: stack(source, k, range(video.n_trials))[ids].astype(np.float64)[..., 3:30]
            for k in ("videos", "responses", "behavior", "pupil_center")}
     std = stat["responses", "std"]
     threshold = 0.01 * std.mean()

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,22 +18,8 @@ from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database
 from .hostile import (GOOD_SPEC, bad_base, before, big_scan, copy_database, good_db,  # noqa: F401
-                      grow_disk, image_files, immutable, run_cli, run_scandb, scandb_command, small_disk,
-                      template_db)
-
-
-def scan_keys(db: Path) -> list[str]:
-    with Database(db) as opened:
-        return [r[0] for r in opened.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
-
-
-def wait_for(condition, timeout: float, interval: float = 0.01) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False
+                      grow_disk, image_files, immutable, run_cli, run_scandb, scan_keys, scandb_command,
+                      small_disk, template_db, wait_for)
 
 
 # -- kill -9 ------------------------------------------------------------------------------
@@ -86,7 +71,9 @@ def test_a_killed_ingest_takes_its_reader_processes_with_it(good_db, before, big
     assert wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers), timeout=10)
 
     assert run_cli("ingest", str(good_db.parent / "nothing.zip"), "--db", str(good_db)).code == 3
-    time.sleep(0.5)
+    # Every process that could write a file later (the ingest, reaped above, and its workers)
+    # is gone, so the store as it is now is the store for good: no sleep can change it.
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), workers
     assert digest_database(good_db) == before
 
 

@@ -18,16 +18,12 @@ from scandb.errors import UsageError
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .hostile import run_scandb
+from .scans import source
 
 FIRST = ScanSpec(animal_id=71001, seed=1, n_trials=30, n_neurons=20)
 REPLACEMENT = FIRST.with_(seed=2)
 """The same scan key with other recordings: what ``--replace`` puts in its place."""
 OTHER = ScanSpec(animal_id=72002, seed=3, n_trials=25, n_neurons=15)
-
-
-def source(spec: ScanSpec, key: str) -> np.ndarray:
-    arrays = generate(spec).arrays
-    return np.stack([arrays[f"data/{key}/{i}.npy"] for i in range(spec.n_trials)])
 
 
 @pytest.fixture(params=["file", "sqlite", "postgres"])

@@ -18,7 +18,7 @@ import scandb
 from scandb.errors import DatabaseError
 from scandb.synthetic import ScanSpec, generate, write_zip
 
-from .hostile import BAD_SPEC, GOOD_SPEC, bad_base, before, good_db, run_scandb, template_db  # noqa: F401
+from .hostile import BAD_SPEC, GOOD_SPEC, bad_base, before, good_db, run_cli, run_scandb, template_db  # noqa: F401
 from .test_concurrency import Holder
 
 IDLE_READER = """
@@ -163,8 +163,8 @@ def test_a_relation_from_sql_stays_usable_after_another_process_writes(good_db, 
 def test_scandb_db_names_the_database_for_commands_and_connect(good_db, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no scandb.duckdb here: only the variable can lead to good_db
     monkeypatch.setenv("SCANDB_DB", str(good_db))
-    run = run_scandb("sql", "SELECT scan_key FROM scans", "--csv")
+    run = run_cli("sql", "SELECT scan_key FROM scans", "--csv")
     assert run.code == 0 and run.out.split() == ["scan_key", GOOD_SPEC.key], run
     with scandb.connect() as db:
         assert list(db.scans()["scan_key"]) == [GOOD_SPEC.key]
-    assert run_scandb("scans", "--db", str(tmp_path / "other.duckdb")).code == 4  # --db wins over the variable
+    assert run_cli("scans", "--db", str(tmp_path / "other.duckdb")).code == 4  # --db wins over the variable

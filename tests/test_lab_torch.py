@@ -13,6 +13,7 @@ import scandb
 from scandb.synthetic import generate, write_zip
 
 from .hostile import BAD_SPEC, GOOD_SPEC, bad_base, good_db, run_scandb, template_db  # noqa: F401
+from .scans import source
 
 torch = pytest.importorskip("torch")
 from scandb.torchdata import ScanDataset  # noqa: E402
@@ -22,11 +23,6 @@ SELECTION = f"SELECT scan_key, trial_id FROM trials WHERE scan_key = '{GOOD_SPEC
 
 def epoch(loader) -> list[dict[str, np.ndarray]]:
     return [{k: v.numpy().copy() for k, v in batch._asdict().items()} for batch in loader]
-
-
-def source_rows(key: str) -> np.ndarray:
-    arrays = generate(GOOD_SPEC).arrays
-    return np.stack([arrays[f"data/{key}/{i}.npy"] for i in range(GOOD_SPEC.n_trials)])
 
 
 @pytest.mark.parametrize("persistent", [True, False], ids=["persistent workers", "fresh workers each epoch"])
@@ -44,8 +40,8 @@ def test_training_runs_through_an_ingest_and_sees_the_data_it_started_with(good_
         assert before.keys() == after.keys()
         for key in before:
             np.testing.assert_array_equal(before[key], after[key])
-    np.testing.assert_array_equal(np.concatenate([b["responses"] for b in second]), source_rows("responses"))
-    np.testing.assert_array_equal(np.concatenate([b["images"] for b in second]), source_rows("images"))
+    np.testing.assert_array_equal(np.concatenate([b["responses"] for b in second]), source(GOOD_SPEC, "responses"))
+    np.testing.assert_array_equal(np.concatenate([b["images"] for b in second]), source(GOOD_SPEC, "images"))
 
 
 def test_a_dataset_holds_no_connection_while_its_workers_read(good_db, bad_base, tmp_path):
@@ -57,7 +53,7 @@ def test_a_dataset_holds_no_connection_while_its_workers_read(good_db, bad_base,
     rest = list(iterator)  # mid-epoch, after the ingest
     tiers = generate(GOOD_SPEC).arrays["meta/trials/tiers.npy"]
     assert [t for b in rest for t in b.tier] == tiers[4:].tolist()
-    np.testing.assert_array_equal(np.concatenate([b.responses.numpy() for b in rest]), source_rows("responses")[4:])
+    np.testing.assert_array_equal(np.concatenate([b.responses.numpy() for b in rest]), source(GOOD_SPEC, "responses")[4:])
 
 
 def test_a_scan_without_its_matrix_file_is_read_when_the_dataset_is_made(tmp_path, bad_base):

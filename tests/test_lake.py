@@ -1,6 +1,8 @@
 """A DuckLake as the database: every command works on it, its rows equal a file's, its
 arrays equal the sources, its files live under the data path; bad input leaves it as it
-was. Each test runs on a SQLite and on a PostgreSQL catalog (tests/lakes.py)."""
+was. On a SQLite catalog; the tests marked ``on_both_catalogs`` on PostgreSQL too: one of
+each command, migrations, a refused scan's rollback (tests/lakes.py). Commands run in this
+process (``run_cli``), the DuckDB shell in its own (it replaces the process it runs in)."""
 
 from __future__ import annotations
 
@@ -17,18 +19,16 @@ from scandb.catalog.database import Database
 from scandb.errors import DatabaseError
 from scandb.ingest import ingest
 
-from .hostile import run_scandb, scandb_command
+from .hostile import run_cli, scandb_command
+from .lakes import on_both_catalogs
+from .scans import stack
 
 PATHS_BESIDE_DB = {"scan_digests": "part <> 'scans'"}
 """Digest rows that differ between two databases: the ``scans`` part hashes ingested_at."""
 
 
 def ingest_cli(lake, *scans: Path, data_path: Path | None = None):
-    return run_scandb("ingest", *map(str, scans), "--db", lake.url, "--data-path", str(data_path or lake.data))
-
-
-def stack(arrays: dict, key: str, trials) -> np.ndarray:
-    return np.stack([arrays[f"data/{key}/{t}.npy"] for t in trials])
+    return run_cli("ingest", *map(str, scans), "--db", lake.url, "--data-path", str(data_path or lake.data))
 
 
 def assert_arrays_equal_sources(db, sources: dict) -> None:
@@ -76,8 +76,9 @@ def test_a_lake_holds_the_same_rows_as_a_file(lake, three_scans, tmp_path):
             assert rows(on_lake, table) == rows(db, table), table
 
 
+@on_both_catalogs
 def test_migrations_build_the_same_tables_and_views_without_primary_keys(lake, tmp_path):
-    run = run_scandb("migrate", "--db", lake.url, "--data-path", str(lake.data))
+    run = run_cli("migrate", "--db", lake.url, "--data-path", str(lake.data))
     assert run.code == 0, run
     assert "upgraded from empty to revision" in run.out
     catalog = ("SELECT table_name, column_name, data_type FROM duckdb_columns() "
@@ -94,61 +95,65 @@ def test_migrations_build_the_same_tables_and_views_without_primary_keys(lake, t
         assert on_lake.revision() == db.revision()
 
 
-def test_scans_info_sql_verify_remove_and_migrate_work_on_a_lake(lake, three_scans, sources):
-    assert ingest_cli(lake, *(path for _, path in three_scans)).code == 0
+@on_both_catalogs
+def test_scans_info_sql_verify_remove_and_migrate_work_on_a_lake(lake, three_scans, sources, fill_lake):
+    fill_lake(lake, *(path for _, path in three_scans))
     first, second = sorted(sources)[:2]
-    assert first in run_scandb("scans", "--db", lake.url).out
-    assert f"scan {first}" in run_scandb("info", first, "--db", lake.url).out
-    counted = run_scandb("sql", "--csv", "--db", lake.url, "SELECT count(*) AS n FROM trials_full")
+    assert first in run_cli("scans", "--db", lake.url).out
+    assert f"scan {first}" in run_cli("info", first, "--db", lake.url).out
+    counted = run_cli("sql", "--csv", "--db", lake.url, "SELECT count(*) AS n FROM trials_full")
     n_trials = sum(1 for arrays in sources.values() for name in arrays if name.startswith("data/responses/"))
     assert counted.out.split() == ["n", str(n_trials)]
-    verified = run_scandb("verify", "--db", lake.url)
+    verified = run_cli("verify", "--db", lake.url)
     assert verified.code == 0 and "ok: 3 scans" in verified.out, verified
-    assert run_scandb("migrate", "--db", lake.url).out.endswith("schema already at revision "
+    assert run_cli("migrate", "--db", lake.url).out.endswith("schema already at revision "
                                                                  f"{Database(lake.url).revision()}\n")
-    removed = run_scandb("remove", first, "--db", lake.url)
+    removed = run_cli("remove", first, "--db", lake.url)
     assert removed.code == 0 and f"{first}: removed" in removed.out, removed
     with scandb.connect(lake.url) as db:
         assert sorted(db.scans()["scan_key"]) == sorted(k for k in sources if k != first)
         matrices = {r[0] for r in db.conn.execute("SELECT path FROM response_matrices").fetchall()}
     on_disk = {f"responses/{p.name}" for p in (lake.data / lakes.STORE_FOLDER / "responses").iterdir()}
     assert on_disk > matrices and len(on_disk) == 3  # the removed scan's matrix stays for older snapshots
-    after = run_scandb("verify", "--db", lake.url)
+    after = run_cli("verify", "--db", lake.url)
     assert after.code == 0 and "ok: 2 scans" in after.out, after
-    assert second in run_scandb("scans", "--db", lake.url).out
+    assert second in run_cli("scans", "--db", lake.url).out
 
 
-def test_a_machine_mounting_the_data_elsewhere_overrides_the_data_path(lake, three_scans, sources, tmp_path):
-    assert ingest_cli(lake, *(path for _, path in three_scans)).code == 0
+def test_a_machine_mounting_the_data_elsewhere_overrides_the_data_path(lake, three_scans, sources, tmp_path,
+                                                                     fill_lake):
+    fill_lake(lake, *(path for _, path in three_scans))
     mounted = tmp_path / "mounted-elsewhere"
     shutil.move(lake.data, mounted)
     with scandb.connect(lake.url, data_path=mounted) as db:
         assert_arrays_equal_sources(db, sources)
-    run = run_scandb("verify", "--db", lake.url, "--data-path", str(mounted))
+    run = run_cli("verify", "--db", lake.url, "--data-path", str(mounted))
     assert run.code == 0 and "ok: 3 scans" in run.out, run
     with Database(lake.url) as db:  # the stored data path is not changed by an override
         assert db.root == lake.data
 
 
+@on_both_catalogs
 def test_a_new_lake_without_a_data_path_is_refused_in_one_line(lake, three_scans):
-    run = run_scandb("ingest", str(three_scans[0][1]), "--db", lake.url)
+    run = run_cli("ingest", str(three_scans[0][1]), "--db", lake.url)
     assert run.code == 4
     assert run.error == f"scandb: error: {lakes.parse(lake.url).name}: a new lake needs " \
                         "--data-path DIR (the shared folder for its files; scandb.connect(..., data_path=DIR))"
-    missing = run_scandb("scans", "--db", lake.url)
+    missing = run_cli("scans", "--db", lake.url)
     assert missing.code == 4 and "no lake there" in missing.error
     assert not lake.data.exists()
 
 
 def test_an_unknown_catalog_is_refused_in_one_line():
-    run = run_scandb("scans", "--db", "ducklake:mysql:lab")
+    run = run_cli("scans", "--db", "ducklake:mysql:lab")
     assert run.code == 4
     assert run.error.startswith("scandb: error: ducklake:mysql:lab: not a lake scandb can open; use "
                                 "ducklake:sqlite:<file> or ducklake:postgres:<conninfo>")
 
 
-def test_a_bad_scan_leaves_the_lake_exactly_as_it_was(lake, three_scans, tmp_path):
-    assert ingest_cli(lake, three_scans[0][1]).code == 0
+@on_both_catalogs
+def test_a_bad_scan_leaves_the_lake_exactly_as_it_was(lake, three_scans, tmp_path, fill_lake):
+    fill_lake(lake, three_scans[0][1])
     with Database(lake.url) as db:
         before = {t: rows(db, t) for t in db.tables()}, lakes.current_snapshot(db.conn)
     store = sorted(p.relative_to(lake.data) for p in (lake.data / lakes.STORE_FOLDER).rglob("*"))
@@ -162,6 +167,7 @@ def test_a_bad_scan_leaves_the_lake_exactly_as_it_was(lake, three_scans, tmp_pat
     assert sorted(p.relative_to(lake.data) for p in (lake.data / lakes.STORE_FOLDER).rglob("*")) == store
 
 
+@on_both_catalogs
 def test_missing_extensions_are_named_with_the_lake_extra(lake, tmp_path, monkeypatch):
     not_an_extension = tmp_path / "ducklake.duckdb_extension"
     not_an_extension.write_bytes(b"\0" * 512)
@@ -180,8 +186,10 @@ def test_extensions_load_by_path_from_the_wheels_else_by_duckdb_install(monkeypa
                                            "LOAD sqlite_scanner"]
 
 
-def test_the_duckdb_shell_opens_a_lake_with_its_extensions_loaded_and_the_lake_in_use(lake, three_scans, sources):
-    assert ingest_cli(lake, three_scans[0][1]).code == 0
+@on_both_catalogs
+def test_the_duckdb_shell_opens_a_lake_with_its_extensions_loaded_and_the_lake_in_use(lake, three_scans, sources,
+                                                                                      fill_lake):
+    fill_lake(lake, three_scans[0][1])
     key = three_scans[0][0].key
     done = subprocess.run(scandb_command("shell", "--db", lake.url), input="SELECT count(*) FROM trials_full;\n"
                           ".mode csv\nSELECT scan_key, count(*) FROM trials GROUP BY ALL;\n", capture_output=True,
@@ -199,21 +207,21 @@ def test_the_duckdb_shell_opens_a_lake_with_its_extensions_loaded_and_the_lake_i
 def test_the_lake_benchmark_runs_end_to_end_on_toy_scans(tmp_path, capsys):
     from bench import lake as bench_lake
 
-    bench_lake.main(["--trials", "200", "--neurons", "40", "--repeat", "1", "--idle-seconds", "0.2",
-                     "--catalogs", "sqlite", "--out", str(tmp_path)])
+    bench_lake.main(["--trials", str(bench_lake.BATCH), "--neurons", "8", "--repeat", "1", "--idle-seconds", "0.1",
+                     "--catalogs", "sqlite", "--out", str(tmp_path)])  # the smallest scans a batch of 128 fits
     out = capsys.readouterr().out
     assert "lake, SQLite catalog" in out and "x file (best)" in out
     assert "the two ingests took" in out
-    assert [p.name for p in tmp_path.iterdir()] == ["200x40"]  # the scans are kept, the databases are not
+    assert [p.name for p in tmp_path.iterdir()] == [f"{bench_lake.BATCH}x8"]  # the scans are kept, the databases are not
 
 
 def test_scandb_db_and_scandb_data_path_name_the_lake_for_every_command_and_connect(lake, three_scans, monkeypatch):
     monkeypatch.setenv("SCANDB_DB", lake.url)
     monkeypatch.setenv("SCANDB_DATA_PATH", str(lake.data))
     spec, path = three_scans[0]
-    run = run_scandb("ingest", str(path))
+    run = run_cli("ingest", str(path))
     assert run.code == 0, run
-    assert spec.key in run_scandb("scans").out
+    assert spec.key in run_cli("scans").out
     monkeypatch.delenv("SCANDB_DATA_PATH")
     with scandb.connect() as db:
         assert list(db.scans()["scan_key"]) == [spec.key]

@@ -1,7 +1,9 @@
 """Many processes on one lake: readers (a held connection, the DuckDB shell, a DataLoader)
 run while an ingest is inside its transaction; two ingests of different scans both commit;
 two ingests of the same scan give one scan; a killed ingest leaves nothing visible and its
-files are collected. On a SQLite and on a PostgreSQL catalog (tests/lakes.py).
+files are collected. On a SQLite and on a PostgreSQL catalog (tests/lakes.py): concurrent
+writers, conflicts and a killed writer's open transaction are the catalog's own business.
+The racing processes are real; set-up and checks (migrate, verify) run in this process.
 
 An ingest is paused inside its transaction (all its rows written, just before its digests
 and commit) by wrapping ``record_digests``, so the overlap is certain, not a matter of timing.
@@ -26,7 +28,9 @@ from scandb.catalog import lake as lakes
 from scandb.catalog.database import Database
 from scandb.synthetic import ScanSpec, generate, write_zip
 
-from .hostile import Run, run_scandb, scandb_command
+from .hostile import Run, run_cli, scandb_command
+from .lakes import on_both_catalogs
+from .scans import source
 
 FIRST = ScanSpec(animal_id=51001, seed=5, n_trials=40, n_neurons=30)
 SECOND = ScanSpec(animal_id=52002, seed=6, n_trials=40, n_neurons=25)
@@ -84,21 +88,16 @@ class PausedIngest:
         return Run(self.process.returncode, out, err.splitlines())
 
 
-@pytest.fixture
-def scans(tmp_path) -> dict[str, Path]:
-    return {spec.key: write_zip(generate(spec), tmp_path / f"{spec.name}.zip") for spec in (FIRST, SECOND)}
+@pytest.fixture(scope="module")
+def scans(tmp_path_factory) -> dict[str, Path]:
+    """The two scans as zips, written once: tests only read them."""
+    folder = tmp_path_factory.mktemp("lake-concurrency-scans")
+    return {spec.key: write_zip(generate(spec), folder / f"{spec.name}.zip") for spec in (FIRST, SECOND)}
 
 
 @pytest.fixture
-def lake_with_first(lake, scans):
-    run = run_scandb("ingest", str(scans[FIRST.key]), "--db", lake.url, "--data-path", str(lake.data))
-    assert run.code == 0, run
-    return lake
-
-
-def source(spec: ScanSpec, key: str) -> np.ndarray:
-    arrays = generate(spec).arrays
-    return np.stack([arrays[f"data/{key}/{i}.npy"] for i in range(spec.n_trials)])
+def lake_with_first(lake, scans, fill_lake):
+    return fill_lake(lake, scans[FIRST.key])
 
 
 def scan_keys(url: str) -> list[str]:
@@ -113,7 +112,7 @@ def assert_consistent(url: str, expected_scans: list[str]) -> None:
         assert db.conn.execute("SELECT image_hash FROM images GROUP BY ALL HAVING count(*) > 1").fetchall() == []
         assert db.conn.execute("SELECT scan_key, trial_id FROM trials GROUP BY ALL HAVING count(*) > 1"
                                ).fetchall() == []
-    verified = run_scandb("verify", "--db", url)
+    verified = run_cli("verify", "--db", url)
     assert verified.code == 0, verified
 
 
@@ -139,6 +138,7 @@ for epoch in range(2):
 """
 
 
+@on_both_catalogs
 def test_readers_run_while_an_ingest_is_inside_its_transaction(lake_with_first, scans, tmp_path):
     pytest.importorskip("torch")
     lake = lake_with_first
@@ -175,8 +175,9 @@ def test_readers_run_while_an_ingest_is_inside_its_transaction(lake_with_first, 
     assert_consistent(lake.url, sorted([FIRST.key, SECOND.key]))
 
 
+@on_both_catalogs
 def test_a_second_ingest_waits_for_the_first_and_both_commit(lake, scans):
-    assert run_scandb("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
+    assert run_cli("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
     first = PausedIngest(scans[FIRST.key], "--db", lake.url).inside()
     second = subprocess.Popen(scandb_command("ingest", scans[SECOND.key], "--db", lake.url),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -189,8 +190,9 @@ def test_a_second_ingest_waits_for_the_first_and_both_commit(lake, scans):
     assert_consistent(lake.url, sorted([FIRST.key, SECOND.key]))
 
 
+@on_both_catalogs
 def test_two_ingests_of_different_scans_at_once_both_commit(lake, scans):
-    assert run_scandb("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
+    assert run_cli("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
     ingests = [PausedIngest(scans[key], "--db", lake.url, lock=False) for key in (FIRST.key, SECOND.key)]
     for ingest in ingests:
         ingest.inside()
@@ -208,8 +210,9 @@ def test_two_ingests_of_different_scans_at_once_both_commit(lake, scans):
                 np.testing.assert_array_equal(got[key], source(spec, key).reshape(got[key].shape))
 
 
+@on_both_catalogs
 def test_the_same_scan_from_two_processes_goes_in_once(lake, scans):
-    assert run_scandb("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
+    assert run_cli("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
     ingests = [PausedIngest(scans[FIRST.key], "--db", lake.url, lock=False) for _ in range(2)]
     for ingest in ingests:
         ingest.inside()
@@ -224,6 +227,7 @@ def test_the_same_scan_from_two_processes_goes_in_once(lake, scans):
         assert db.conn.execute("SELECT count(*) FROM trials").fetchone()[0] == FIRST.n_trials
 
 
+@on_both_catalogs
 def test_a_killed_ingest_leaves_nothing_visible_and_its_files_are_collected(lake_with_first, scans):
     lake = lake_with_first
     store = lake.data / lakes.STORE_FOLDER
@@ -234,14 +238,14 @@ def test_a_killed_ingest_leaves_nothing_visible_and_its_files_are_collected(lake
     os.kill(ingest.process.pid, signal.SIGKILL)
     ingest.finish()
     assert scan_keys(lake.url) == [FIRST.key]
-    verified = run_scandb("verify", "--db", lake.url)  # young files may be another ingest's: not damage
+    verified = run_cli("verify", "--db", lake.url)  # young files may be another ingest's: not damage
     assert verified.code == 0, verified
     assert all(p.exists() for p in left)
     hours_ago = time.time() - lakes.IN_FLIGHT_S - 60
     for path in left:
         os.utime(path, (hours_ago, hours_ago))
-    assert "orphan" in run_scandb("verify", "--db", lake.url).out
-    again = run_scandb("ingest", str(scans[FIRST.key]), "--db", lake.url)  # any ingest collects them
+    assert "orphan" in run_cli("verify", "--db", lake.url).out
+    again = run_cli("ingest", str(scans[FIRST.key]), "--db", lake.url)  # any ingest collects them
     assert again.code == 0, again
     assert not any(p.exists() for p in left)
     assert {p for p in store.rglob("*") if p.is_file()} == before

@@ -13,15 +13,11 @@ from scandb.errors import UsageError
 from scandb.ingest import ingest
 
 from .conftest import THREE_SPECS
-from .scans import make_scan, spec_for
+from .scans import make_scan, spec_for, stack
 
 COMMON, SMALL, FOLDER = (spec.key for spec in THREE_SPECS)
 N_NEURONS = {spec.key: spec.n_neurons for spec in THREE_SPECS}
 IMAGE_SHAPE = THREE_SPECS[0].image_shape
-
-
-def stack(arrays: dict, key: str, trials) -> np.ndarray:
-    return np.stack([arrays[f"data/{key}/{t}.npy"] for t in trials])
 
 
 @pytest.fixture

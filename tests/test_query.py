@@ -10,12 +10,9 @@ import scandb
 from scandb.errors import UsageError
 
 from .conftest import THREE_SPECS
+from .scans import stack
 
 COMMON, SMALL, FOLDER = (spec.key for spec in THREE_SPECS)
-
-
-def stack(arrays: dict, key: str, trials) -> np.ndarray:
-    return np.stack([arrays[f"data/{key}/{t}.npy"] for t in trials])
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Snapshots: every change to a lake is one, listed by ``scandb snapshots``; a connection or a
 ``ScanDataset`` reads the lake as it was at one; removal and replacement keep the files older
-snapshots reference until ``gc`` expires them. Writes run in separate processes (the command
-line), as in a lab; each lake test runs on a SQLite and on a PostgreSQL catalog."""
+snapshots reference until ``gc`` expires them. Commands run in this process (``run_cli``),
+except where a reader must see another process's writes, as in a lab; the lake tests run on
+a SQLite catalog, those marked ``on_both_catalogs`` on PostgreSQL too: the ``snapshots`` and
+``gc`` commands, a training job and a held connection following other processes' commits."""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ from scandb.catalog import lake as lakes
 from scandb.errors import UsageError
 from scandb.synthetic import ScanSpec, generate, write_zip
 
-from .hostile import run_scandb
+from .hostile import run_cli, run_scandb
+from .lakes import on_both_catalogs
+from .scans import source
 
 torch = pytest.importorskip("torch")
 from scandb.torchdata import ScanDataset  # noqa: E402
@@ -40,13 +44,14 @@ def zips(tmp_path_factory) -> dict[str, Path]:
             for name, spec in (("original", ORIGINAL), ("replacement", REPLACEMENT), ("other", OTHER))}
 
 
-def cli(lake, *args):
-    return run_scandb(*args, "--db", lake.url)
+def cli(lake, *args, run=run_cli):
+    return run(*args, "--db", lake.url)
 
 
-def ingest(lake, *paths, replace=False):
-    run = run_scandb("ingest", *map(str, paths), *(["--replace"] if replace else []), "--db", lake.url,
-                     "--data-path", str(lake.data))
+def ingest(lake, *paths, replace=False, run=run_cli):
+    """``scandb ingest`` in this process, or in another with ``run=run_scandb``."""
+    run = run("ingest", *map(str, paths), *(["--replace"] if replace else []), "--db", lake.url,
+              "--data-path", str(lake.data))
     assert run.code == 0, run
     return newest(lake)
 
@@ -54,11 +59,6 @@ def ingest(lake, *paths, replace=False):
 def newest(lake) -> int:
     with scandb.connect(lake.url) as db:
         return db.snapshot
-
-
-def source(spec: ScanSpec, key: str) -> np.ndarray:
-    arrays = generate(spec).arrays
-    return np.stack([arrays[f"data/{key}/{i}.npy"] for i in range(spec.n_trials)])
 
 
 def selection(spec: ScanSpec) -> str:
@@ -99,7 +99,7 @@ def age_store(lake, seconds: float) -> None:
 
 
 def snapshot_rows(lake) -> list[list[str]]:
-    run = run_scandb("snapshots", "--csv", "--db", lake.url)
+    run = run_cli("snapshots", "--csv", "--db", lake.url)
     assert run.code == 0, run
     lines = run.out.splitlines()
     assert lines[0] == "snapshot,time_utc,author,change"
@@ -109,6 +109,7 @@ def snapshot_rows(lake) -> list[list[str]]:
 # -- what each commit did -----------------------------------------------------------------
 
 
+@on_both_catalogs
 def test_snapshots_list_each_commit_with_its_time_author_and_what_changed(lake, zips):
     started = time.time()
     ingest(lake, zips["original"], zips["other"])
@@ -124,7 +125,7 @@ def test_snapshots_list_each_commit_with_its_time_author_and_what_changed(lake, 
     times = [time.mktime(time.strptime(r[1], "%Y-%m-%d %H:%M:%S")) - time.timezone for r in rows[-4:]]
     assert started - 1 <= times[0] <= times[-1] <= time.time() + 1
 
-    table = run_scandb("snapshots", "--db", lake.url).out.splitlines()
+    table = run_cli("snapshots", "--db", lake.url).out.splitlines()
     assert table[0].split() == ["snapshot", "time_utc", "author", "change"]
     assert table[-2].split()[-3:] == [me, "removed", ORIGINAL.key]
     assert table[-1] == f"({len(rows)} rows)"
@@ -133,6 +134,7 @@ def test_snapshots_list_each_commit_with_its_time_author_and_what_changed(lake, 
 # -- reading as it was ----------------------------------------------------------------------
 
 
+@on_both_catalogs
 def test_a_training_job_keeps_its_data_while_its_scan_is_replaced_and_removed(lake, zips):
     """The job's dataset reads the newest snapshot when made; other processes then replace and
     remove its scan; fresh workers every epoch still read exactly the original files."""
@@ -142,9 +144,9 @@ def test_a_training_job_keeps_its_data_while_its_scan_is_replaced_and_removed(la
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, persistent_workers=False)
     assert_equals_source(epoch(loader), ORIGINAL)
 
-    ingest(lake, zips["replacement"], replace=True)
+    ingest(lake, zips["replacement"], replace=True, run=run_scandb)
     assert_equals_source(epoch(loader), ORIGINAL)
-    assert cli(lake, "remove", ORIGINAL.key).code == 0
+    assert cli(lake, "remove", ORIGINAL.key, run=run_scandb).code == 0
     assert_equals_source(epoch(loader), ORIGINAL)
 
 
@@ -152,22 +154,22 @@ def test_in_a_database_file_too_a_training_job_keeps_its_data_until_gc(tmp_path,
     """A file has no snapshots, but replace and remove keep the files a running job reads;
     gc --older-than 0 deletes them, after which only fresh datasets work."""
     db_file = str(tmp_path / "lab.duckdb")
-    assert run_scandb("ingest", str(zips["original"]), "--db", db_file).code == 0
+    assert run_cli("ingest", str(zips["original"]), "--db", db_file).code == 0
     dataset = ScanDataset(db_file, selection(ORIGINAL), normalize=False)
     assert dataset.snapshot is None
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, persistent_workers=False)
-    assert run_scandb("ingest", "--replace", str(zips["replacement"]), "--db", db_file).code == 0
+    assert run_cli("ingest", "--replace", str(zips["replacement"]), "--db", db_file).code == 0
     assert_equals_source(epoch(loader), ORIGINAL)
-    removed = run_scandb("remove", ORIGINAL.key, "--db", db_file)
+    removed = run_cli("remove", ORIGINAL.key, "--db", db_file)
     assert removed.code == 0 and "('scandb gc --older-than DAYS' frees them)" in removed.out
     assert_equals_source(epoch(loader), ORIGINAL)
 
-    assert "deleted 0 store files" in run_scandb("gc", "--older-than", "1", "--db", db_file).out
+    assert "deleted 0 store files" in run_cli("gc", "--older-than", "1", "--db", db_file).out
     assert_equals_source(epoch(loader), ORIGINAL)
-    collected = run_scandb("gc", "--older-than", "0", "--db", db_file)
+    collected = run_cli("gc", "--older-than", "0", "--db", db_file)
     assert collected.code == 0, collected
     assert not list((tmp_path / "lab.images").rglob("*.npy"))  # neither version is in the database now
-    assert run_scandb("verify", "--db", db_file).code == 0
+    assert run_cli("verify", "--db", db_file).code == 0
 
 
 def test_a_dataset_made_at_a_snapshot_after_its_scan_was_replaced_and_removed_is_the_original(lake, zips):
@@ -183,22 +185,24 @@ def test_a_dataset_made_at_a_snapshot_after_its_scan_was_replaced_and_removed_is
     assert len(ScanDataset(lake.url, selection(ORIGINAL), normalize=False)) == 0  # the newest has no such scan
 
 
+@on_both_catalogs
 def test_db_snapshot_is_the_id_a_connection_reads(lake, zips):
     first = ingest(lake, zips["original"])
     with scandb.connect(lake.url) as newest_db, scandb.connect(lake.url, snapshot=first) as pinned:
         assert newest_db.snapshot == pinned.snapshot == first
-        second = ingest(lake, zips["other"])
+        second = ingest(lake, zips["other"], run=run_scandb)  # another process commits
         assert second > first
         assert newest_db.snapshot == second
         assert sorted(newest_db.scans()["scan_key"]) == sorted([ORIGINAL.key, OTHER.key])
         assert pinned.snapshot == first
         assert list(pinned.scans()["scan_key"]) == [ORIGINAL.key]
-    scans = run_scandb("scans", "--db", lake.url, "--snapshot", str(first))
+    scans = run_cli("scans", "--db", lake.url, "--snapshot", str(first))
     assert scans.code == 0 and ORIGINAL.key in scans.out and OTHER.key not in scans.out
 
 
-def test_verify_at_a_snapshot_does_not_count_newer_scans_files_as_orphans(lake, zips):
-    first = ingest(lake, zips["original"])
+def test_verify_at_a_snapshot_does_not_count_newer_scans_files_as_orphans(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
+    first = newest(lake)
     ingest(lake, zips["other"])
     age_store(lake, HOURS_7)  # old enough to be garbage, if nothing referenced them
     with scandb.connect(lake.url, snapshot=first) as pinned:
@@ -209,28 +213,30 @@ def test_verify_at_a_snapshot_does_not_count_newer_scans_files_as_orphans(lake, 
         assert newest_db.verify().ok
 
 
-def test_a_snapshot_that_does_not_exist_is_one_line_naming_the_ids_there_are(lake, zips):
-    last = ingest(lake, zips["original"])
+def test_a_snapshot_that_does_not_exist_is_one_line_naming_the_ids_there_are(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
+    last = newest(lake)
     with pytest.raises(UsageError) as refused:
         scandb.connect(lake.url, snapshot=last + 5)
     assert str(refused.value) == (f"{lake.url}: no snapshot {last + 5} (it has 0-{last}; "
                                   "'scandb snapshots' lists them)")
-    run = run_scandb("sql", "SELECT 1", "--db", lake.url, "--snapshot", str(last + 5))
+    run = run_cli("sql", "SELECT 1", "--db", lake.url, "--snapshot", str(last + 5))
     assert run.code == 2
     assert f"no snapshot {last + 5} (it has 0-{last};" in run.error
 
 
-def test_a_connection_at_a_snapshot_refuses_writes_in_one_line(lake, zips):
-    first = ingest(lake, zips["original"])
+def test_a_connection_at_a_snapshot_refuses_writes_in_one_line(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
+    first = newest(lake)
     with pytest.raises(UsageError, match="a snapshot is the database as it was, read-only"):
         scandb.connect(lake.url, snapshot=first, read_only=False)
     with scandb.connect(lake.url, snapshot=first) as db:
         with pytest.raises(UsageError, match=f"opened at snapshot {first}, which is read-only; to remove"):
             db.remove(ORIGINAL.key)
-    run = run_scandb("sql", "DELETE FROM scans", "--db", lake.url, "--snapshot", str(first))
+    run = run_cli("sql", "DELETE FROM scans", "--db", lake.url, "--snapshot", str(first))
     assert run.code == 2 and "read-only" in run.error
     assert newest(lake) == first
-    assert ORIGINAL.key in run_scandb("scans", "--db", lake.url).out
+    assert ORIGINAL.key in run_cli("scans", "--db", lake.url).out
 
 
 # -- gc ----------------------------------------------------------------------------------------
@@ -242,7 +248,7 @@ def test_gc_keeps_what_unexpired_snapshots_reference_and_deletes_the_rest(lake, 
     at_first, at_replaced = referenced_at(lake, first), referenced_at(lake, replaced)
     only_original = at_first - at_replaced
     assert only_original and store_files(lake) == at_first | at_replaced  # replace kept the original's files
-    time.sleep(3)
+    time.sleep(1.5)  # apart enough that the cutoff between them stands while an in-process gc starts
     assert cli(lake, "remove", ORIGINAL.key).code == 0
     removed = newest(lake)
     now = referenced_at(lake, removed)
@@ -256,7 +262,7 @@ def test_gc_keeps_what_unexpired_snapshots_reference_and_deletes_the_rest(lake, 
     def days() -> str:
         return repr((time.time() - cutoff) / 86400)
 
-    dry = run_scandb("gc", "--older-than", days(), "--dry-run", "--db", lake.url)
+    dry = run_cli("gc", "--older-than", days(), "--dry-run", "--db", lake.url)
     assert dry.code == 0, dry
     listed = {line.split("file ", 1)[1] for line in dry.out.splitlines() if line.startswith("  file ")}
     assert listed == {f"{lakes.STORE_FOLDER}/{f}" for f in only_original}
@@ -264,7 +270,7 @@ def test_gc_keeps_what_unexpired_snapshots_reference_and_deletes_the_rest(lake, 
     assert store_files(lake) == at_first | at_replaced  # a dry run deletes nothing
     assert [int(r[0]) for r in snapshot_rows(lake)][0] == 0
 
-    run = run_scandb("gc", "--older-than", days(), "--db", lake.url)
+    run = run_cli("gc", "--older-than", days(), "--db", lake.url)
     assert run.code == 0, run
     assert f"expired {first + 1} snapshots (0-{first}), kept 2 snapshots ({replaced}-{removed}); " \
            f"deleted {len(only_original)} store files" in run.out
@@ -272,23 +278,25 @@ def test_gc_keeps_what_unexpired_snapshots_reference_and_deletes_the_rest(lake, 
     assert [int(r[0]) for r in snapshot_rows(lake)] == [replaced, removed]
     with scandb.connect(lake.url, snapshot=replaced) as db:  # still readable, files and all
         assert_equals_source(db.fetch(selection(REPLACEMENT), *KEYS), REPLACEMENT)
-    gone = run_scandb("scans", "--db", lake.url, "--snapshot", str(first))
+    gone = run_cli("scans", "--db", lake.url, "--snapshot", str(first))
     assert gone.code == 2 and f"no snapshot {first} (it has {replaced}-{removed};" in gone.error
 
-    assert run_scandb("gc", "--older-than", "0", "--db", lake.url).code == 0
+    assert run_cli("gc", "--older-than", "0", "--db", lake.url).code == 0
     assert store_files(lake) == now
     assert [int(r[0]) for r in snapshot_rows(lake)] == [removed]
-    assert run_scandb("verify", "--db", lake.url).code == 0
+    assert run_cli("verify", "--db", lake.url).code == 0
     with scandb.connect(lake.url) as db:
         assert_equals_source(db.fetch(selection(OTHER), *KEYS), OTHER)
 
 
-def test_a_connection_whose_snapshot_gc_expired_says_so_in_one_line(lake, zips):
-    first = ingest(lake, zips["original"])
+@on_both_catalogs
+def test_a_connection_whose_snapshot_gc_expired_says_so_in_one_line(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
+    first = newest(lake)
     with scandb.connect(lake.url, snapshot=first) as pinned:
         assert list(pinned.scans()["scan_key"]) == [ORIGINAL.key]
         ingest(lake, zips["replacement"], replace=True)
-        assert run_scandb("gc", "--older-than", "0", "--db", lake.url).code == 0
+        assert run_cli("gc", "--older-than", "0", "--db", lake.url).code == 0
         with pytest.raises(scandb.DatabaseError) as failed:
             pinned.scans()
     message = str(failed.value)
@@ -296,11 +304,11 @@ def test_a_connection_whose_snapshot_gc_expired_says_so_in_one_line(lake, zips):
     assert f"snapshot {first} no longer exists ('scandb gc' expired it after this connection opened it)" in message
 
 
-def test_gc_leaves_new_unreferenced_files_an_ingest_may_be_writing(lake, zips):
-    ingest(lake, zips["original"])
+def test_gc_leaves_new_unreferenced_files_an_ingest_may_be_writing(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
     ingest(lake, zips["replacement"], replace=True)
     before = store_files(lake)
-    run = run_scandb("gc", "--older-than", "0", "--db", lake.url)
+    run = run_cli("gc", "--older-than", "0", "--db", lake.url)
     assert run.code == 0, run
     assert "deleted 0 store files" in run.out and "newer unreferenced file" in run.out
     assert store_files(lake) == before
@@ -311,12 +319,12 @@ def test_gc_leaves_new_unreferenced_files_an_ingest_may_be_writing(lake, zips):
 
 def test_a_database_file_has_no_snapshots(tmp_path, zips):
     db_file = tmp_path / "lab.duckdb"
-    assert run_scandb("ingest", str(zips["original"]), "--db", str(db_file)).code == 0
-    run = run_scandb("snapshots", "--db", str(db_file))
+    assert run_cli("ingest", str(zips["original"]), "--db", str(db_file)).code == 0
+    run = run_cli("snapshots", "--db", str(db_file))
     assert run.code == 2
     assert run.error == (f"scandb: error: {db_file}: a database file has no snapshots (only a DuckLake does: "
                          "--db ducklake:...)")
-    assert run_scandb("scans", "--db", str(db_file), "--snapshot", "1").code == 2
+    assert run_cli("scans", "--db", str(db_file), "--snapshot", "1").code == 2
     with scandb.connect(db_file) as db:
         assert db.snapshot is None
     with pytest.raises(UsageError, match="a database file has no snapshots"):
@@ -327,7 +335,7 @@ def test_a_database_file_has_no_snapshots(tmp_path, zips):
                                             ("gc", ["--older-than", "--dry-run", "DAYS"]),
                                             ("scans", ["--snapshot"]), ("sql", ["--snapshot"])])
 def test_snapshot_commands_explain_themselves(command, words):
-    run = run_scandb(command, "--help")
+    run = run_cli(command, "--help")
     assert run.code == 0
     for word in words:
         assert word in run.out

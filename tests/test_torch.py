@@ -17,7 +17,7 @@ from scandb.ingest import ingest
 from scandb.synthetic import generate
 
 from .reference_loaders import neuralpredictors  # noqa: F401 (a fixture)
-from .scans import spec_for, write
+from .scans import spec_for, stack, write
 from .test_concurrency import Holder
 
 torch = pytest.importorskip("torch")
@@ -43,10 +43,6 @@ def scans(tmp_path_factory) -> dict:
         ingest(db, write(OTHER_SPEC, directory))
     return {"db": directory / "db" / "t.duckdb", "folder": folder,
             "arrays": {SCAN: generate(FOLDER_SPEC).arrays, OTHER: generate(OTHER_SPEC).arrays}}
-
-
-def source(scans: dict, scan: str, key: str, trials) -> np.ndarray:
-    return np.stack([scans["arrays"][scan][f"data/{key}/{t}.npy"] for t in trials])
 
 
 def test_items_have_filetreedatasets_fields_and_values(scans, neuralpredictors):
@@ -84,7 +80,7 @@ def test_a_two_worker_dataloader_yields_every_trial_in_order(scans):
     trials = list(range(FOLDER_SPEC.n_trials))[::-1]
     for key in KEYS:
         got = torch.cat([getattr(b, key) for b in batches]).numpy()
-        expected = source(scans, SCAN, key, trials)
+        expected = stack(scans["arrays"][SCAN], key, trials)
         np.testing.assert_array_equal(got, expected.reshape(got.shape).astype(got.dtype), err_msg=key)
     assert batches[0].images.shape == (16, *FOLDER_SPEC.image_shape)
     assert batches[0].images.dtype == torch.float32
@@ -95,19 +91,19 @@ def test_picklable_after_use(scans):
     dataset[0]  # opens a connection, which must not travel with the pickle
     clone = pickle.loads(pickle.dumps(dataset))
     assert clone[3]._fields == ("responses", "behavior")
-    np.testing.assert_array_equal(clone[3].responses, source(scans, SCAN, "responses", [36])[0])
+    np.testing.assert_array_equal(clone[3].responses, stack(scans["arrays"][SCAN], "responses", [36])[0])
 
 
 def test_neurons_pick_response_columns_in_order(scans):
     dataset = ScanDataset(scans["db"], DESCENDING, keys=("responses",), neurons=[4, 0, 19], normalize=False)
-    np.testing.assert_array_equal(dataset[0].responses, source(scans, SCAN, "responses", [39])[0][[4, 0, 19]])
+    np.testing.assert_array_equal(dataset[0].responses, stack(scans["arrays"][SCAN], "responses", [39])[0][[4, 0, 19]])
 
 
 def test_per_scan_gives_one_dataset_per_scan(scans):
     datasets = ScanDataset.per_scan(scans["db"], BOTH, keys=("responses",), normalize=False)
     assert list(datasets) == [SCAN, OTHER]
     assert [len(d) for d in datasets.values()] == [FOLDER_SPEC.n_trials, OTHER_SPEC.n_trials]
-    np.testing.assert_array_equal(datasets[OTHER][5].responses, source(scans, OTHER, "responses", [5])[0])
+    np.testing.assert_array_equal(datasets[OTHER][5].responses, stack(scans["arrays"][OTHER], "responses", [5])[0])
     loader = torch.utils.data.DataLoader(datasets[OTHER], batch_size=8)
     assert next(iter(loader)).responses.shape == (8, OTHER_SPEC.n_neurons)
 
@@ -130,7 +126,7 @@ def test_a_bad_dataset_fails_when_made(scans, arguments, message):
 def test_mixed_scans_with_equal_neuron_picks_make_one_dataset(scans):
     picks = {SCAN: [0, 1, 2], OTHER: [12, 11, 10]}
     dataset = ScanDataset(scans["db"], BOTH, keys=("responses",), neurons=picks, normalize=False)
-    np.testing.assert_array_equal(dataset[1].responses, source(scans, OTHER, "responses", [0])[0][[12, 11, 10]])
+    np.testing.assert_array_equal(dataset[1].responses, stack(scans["arrays"][OTHER], "responses", [0])[0][[12, 11, 10]])
 
 
 def test_wait_outlasts_a_writer(scans, tmp_path):
