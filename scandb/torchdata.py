@@ -106,7 +106,8 @@ class ScanDataset(torch.utils.data.Dataset):
     (from the page cache, shared by every process). ``cache_images=True`` keeps each static
     image once read in the memory of the process that read it, as neuralpredictors' cache
     does: later epochs read no image files, at ~37 kB per 144x256 uint8 image per process,
-    so up to a whole tier (~160 MB for 4,400 trials) in each ``DataLoader`` worker.
+    so up to a whole tier (~160 MB for 4,400 trials) in each ``DataLoader`` worker
+    (BENCHMARKS.md, Numbers behind the code: image cache).
 
     On a lake, ``snapshot=N`` reads the lake as it was at snapshot N; without it the dataset
     reads the newest snapshot, and ``dataset.snapshot`` says which, so the same dataset can

@@ -8,7 +8,8 @@
 - responses.image_id: each scan's responses are inserted sorted by image, so DuckDB skips
   the row groups of other images when a query filters responses by image_id.
 - responses_long redefined as unnest + join on neuron_idx: the first definition indexed
-  every trial's list once per neuron, over a minute per full-size scan.
+  every trial's list once per neuron, minutes per full-size scan (BENCHMARKS.md, Numbers
+  behind the code: responses_long).
 
 Revision ID: 0003
 Revises: 0002

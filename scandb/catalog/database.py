@@ -87,7 +87,8 @@ class Database:
     no process write a file another process has open, so a connection kept by an idle
     reader would block every ingest); ``conn`` outside a lease opens the file until the
     next lease ends or ``release()``. A lake is always held: its readers never block its
-    writers, and attaching one costs up to a third of a second. Opening waits up to
+    writers, and attaching one is slow (BENCHMARKS.md, Numbers behind the code: attaching a
+    lake). Opening waits up to
     ``wait`` seconds for a process holding the file.
     """
 

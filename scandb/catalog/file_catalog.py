@@ -109,7 +109,8 @@ def refuse_foreign_file(path: Path) -> None:
 ROW_GROUP_SIZE = 2048
 """Rows per DuckDB row group when writing (default 122,880). A scan adds ~6,000 rows, so
 with the default every ingest appends to, and its checkpoint rewrites, one row group
-holding every earlier scan's responses (measured: the 4th scan's commit took 18 s). With
+holding every earlier scan's responses, so commits grow slower with every scan
+(BENCHMARKS.md, Numbers behind the code: row groups). With
 2,048 rows a commit writes only new row groups and large inserts go to disk as they fill."""
 
 
@@ -185,7 +186,9 @@ class FileCatalog(Catalog):
     def shell_arguments(self, binary: str, *, write: bool) -> list[str]:
         """Read-only by default; for writing, the file attached with scandb's row-group size
         (an ATTACH option the file does not remember: opened plainly, the shell writes
-        122,880-row groups and one CREATE TABLE grew a database by 118 MB)."""
+        122,880-row groups, and its next checkpoint merges and rewrites scandb's small ones,
+        so one CREATE TABLE grows the file by far more than the table; BENCHMARKS.md, Numbers
+        behind the code: row groups)."""
         if not self.path.exists():
             raise DatabaseError(f"{self.path}: no database there (create one with 'scandb ingest')")
         refuse_foreign_file(self.path)

@@ -2,12 +2,13 @@
 
 Every call of a ``ScanDB`` first asks whether another process committed since the last
 call, because the per-scan readers it keeps may then be stale. Asked through DuckLake
-(``current_snapshot()``) that is a catalog transaction of its own: ~2 ms, most of a
-128-trial fetch from kept readers, and the slowest part of a fetch while other processes
-ingest (BENCHMARKS.md, lab mode). Asked of the catalog database itself it is one indexed
-read: ~0.15 ms for PostgreSQL (psycopg, a local server), 0.5-1.3 ms for a SQLite catalog
-(DuckDB's sqlite_scanner, which opens the file for each query). A SQLite catalog is asked
-only when its files' stat changed since it was last asked: ~10 us.
+(``current_snapshot()``) that is a catalog transaction of its own: most of a 128-trial
+fetch from kept readers, and the slowest part of a fetch while other processes ingest.
+Asked of the catalog database itself it is one indexed read, a small fraction of that for
+PostgreSQL (psycopg) and more for a SQLite catalog (DuckDB's sqlite_scanner, which opens the
+file for each query). A SQLite catalog is therefore asked only when its files' stat changed
+since it was last asked, and a stat is cheaper still (BENCHMARKS.md, Numbers behind the
+code: newest snapshot).
 """
 
 from __future__ import annotations

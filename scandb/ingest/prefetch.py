@@ -3,8 +3,8 @@
 A chunk's reading is inflating its members, checking each against the key's layout,
 hashing them, storing its images (temp-then-rename) and turning responses into float32
 rows. That work is Python-heavy (zip member objects, header checks, per-file calls), so
-threads kept only ~1.4 cores busy: the GIL serialised them with the inserting thread
-(BENCHMARKS.md, 0.1). Worker processes send back finished chunks (a 256 x 8,000 chunk
+threads could not keep both cores busy: the GIL serialised them with the inserting thread
+(BENCHMARKS.md, Numbers behind the code: reader processes). Worker processes send back finished chunks (a 256 x 8,000 chunk
 pickles as ~8 MB), while the parent only inserts.
 
 Workers are forked, not spawned: a spawned worker re-imports the caller's main script,
@@ -248,8 +248,9 @@ def _worker_chunk(trials: np.ndarray) -> TrialChunk | _Refused:
 
 def _own_file_handle(archive, path: Path) -> None:
     """Give this process's copy of the archive its own file handle, keeping the member index
-    the parent built: re-opening the zip re-reads and re-checks 24,000 names (1.5 s per
-    worker on a full-size scan, measured), while a shared handle would share the file offset
+    the parent built: re-opening the zip re-reads and re-checks 24,000 names (seconds of
+    CPU per worker on a full-size scan; BENCHMARKS.md, Numbers behind the code: reader
+    processes), while a shared handle would share the file offset
     zipfile seeks before each read."""
     if isinstance(archive, ZipArchive):
         archive._zip.fp = open(path, "rb")

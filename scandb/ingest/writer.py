@@ -35,7 +35,8 @@ from .tables import Source
 
 DUCKDB_THREADS = 1
 """DuckDB threads while ingesting: the readers use the other core, and a second DuckDB
-thread made Arrow inserts slower (1.9 s vs 1.1 s for a scan's responses)."""
+thread made Arrow inserts slower, not faster (BENCHMARKS.md, Numbers behind the code:
+DuckDB threads)."""
 
 Progress = Callable[[int, int], None]
 """Called with the number of trials just written and the scan's total."""
@@ -101,8 +102,8 @@ def ingest(db: Database, path: str | Path, *, replace: bool = False, progress: P
     """Put one scan into the database, or explain in one line why not.
 
     ``response_matrix=False`` keeps responses in the database only: no matrix file (4 bytes
-    per response value) on disk, but fetches go through SQL, ~18x slower for a whole tier
-    (BENCHMARKS.md). ``workers`` reader processes (default: 2 for big scans, none for
+    per response value) on disk, but fetches go through SQL, an order of magnitude slower
+    for a whole tier (BENCHMARKS.md, Numbers behind the code: response matrices). ``workers`` reader processes (default: 2 for big scans, none for
     small ones, see ``prefetch.use_workers``)."""
     started = time.perf_counter()
     path = Path(path)

@@ -3,10 +3,10 @@
 A table's digest is the sum, as a HUGEINT, of DuckDB's ``hash()`` of each of the scan's
 rows over every column, computed inside DuckDB: a sum does not depend on row order and,
 unlike XOR, equal rows do not cancel. Hashing the response lists of a full-size scan
-(6,000 trials x 8,000 neurons) took 2.1 s, 15% of its ingest (bench/digests.py, 2 busy
-cores), so a scan with a response matrix records the sha256 of that file and the
-``responses`` rows without their values (part ``responses except values``): 0.3 s, 1.4%
-of the ingest. verify then compares every response list with the matrix, bit for bit.
+(6,000 trials x 8,000 neurons) is a large share of its ingest, so a scan with a response
+matrix records the sha256 of that file and the ``responses`` rows without their values
+(part ``responses except values``), a small share (BENCHMARKS.md, Numbers behind the code:
+digests). verify then compares every response list with the matrix, bit for bit.
 Image files need no digest here: each is named by the sha256 of its content, which
 ``images.image_hash`` records and verify rehashes.
 
@@ -36,7 +36,8 @@ FILE_METHOD = "sha256"
 ROWS_METHOD = "sha256 of row sha256s"
 """A dynamic scan's matrix (7 GB for a full-size mouse): sha256 over its `.npy` header and
 the sha256 of each trial's row in order. The reader processes hash each row as they write
-it, so ingest ends without reading the file again (one core hashing 7 GB took 14 s)."""
+it, so ingest ends without reading the file again on one core (BENCHMARKS.md, Numbers
+behind the code: digests)."""
 PROBE = ("SELECT hash(1::INTEGER, -2::BIGINT, 0.5::DOUBLE, 'nan'::FLOAT, 'text', NULL, [0.25, NULL]::FLOAT[], "
          "[1.5]::DOUBLE[], [3]::INTEGER[], '\\x01'::BLOB, TIMESTAMP '2020-01-02 03:04:05', '{\"a\": 1}'::JSON)")
 """One value of every column type the digested tables use."""

@@ -109,7 +109,8 @@ class DynamicReader(ScanReader):
 
     def _read_windows(self, trial_ids: np.ndarray, firsts: np.ndarray, width: int) -> np.ndarray:
         """(n, F, N) windows of the time-major matrix, each one read into its rows, several
-        at once (faster cold than copying out of the memory map, whose pages each cost a fault)."""
+        at once (faster cold than copying out of the memory map, whose pages each cost a fault;
+        BENCHMARKS.md, Numbers behind the code: read threads)."""
         window = np.empty((len(trial_ids), width, self.n_neurons), np.float32)
         if self._matrix is None or not len(window):
             return window

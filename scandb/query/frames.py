@@ -1,6 +1,7 @@
 """Recognising pandas objects without importing pandas: a value can only be a DataFrame
 if the caller already imported pandas, so ``scandb sql`` and other paths that never see
-one skip pandas' ~0.25 s import (measured with ``python -X importtime``)."""
+one skip pandas' import, a large part of their start-up (BENCHMARKS.md, Numbers behind the
+code: pandas import)."""
 
 from __future__ import annotations
 

@@ -50,7 +50,8 @@ def _per_row(stat: np.ndarray) -> np.ndarray:
 def cut_frames(values: np.ndarray, frames) -> np.ndarray:
     """``values`` (time last) at these frames; an (n, F) array of consecutive frames per row
     gives (n, ..., F), each row one contiguous block of a time-major copy, returned with the
-    time-major strides of the windows it scales (a gather along the last axis was 5x slower).
+    time-major strides of the windows it scales (a gather along the last axis was several
+    times slower; BENCHMARKS.md, Numbers behind the code: statistics windows).
     A scalar (shape ``()``, as some releases write video statistics) has no frames: it
     broadcasts over every frame as it is, as the Sensorium loaders use it."""
     if values.ndim == 0:

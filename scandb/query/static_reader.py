@@ -60,7 +60,8 @@ class StaticReader(ScanReader):
         The header goes to a scratch buffer and is compared with the scan's usual header
         (its files normally share one byte for byte); a file with any other header, or of
         another length, is parsed in full. Opening files by string and skipping numpy's
-        parser is what makes re-reading a train tier each epoch cheap (BENCHMARKS.md), and
+        parser is what makes re-reading a train tier each epoch cheap (BENCHMARKS.md,
+        DataLoader epochs), and
         nothing is memory-mapped, so a DataLoader worker holds only its batch.
         """
         out = np.empty((len(paths), *self.image_shape), self.image_dtype)

@@ -5,8 +5,8 @@ by a limit the caller derives from the shapes it expects (a zip bomb cannot infl
 it). Member names that escape the scan (``..``, absolute paths), symbolic links and
 duplicated names are refused, and junk that archivers add is skipped.
 
-Deflated and stored members are inflated by ISA-L (``isal``), about 1.5x zlib's speed
-and ten times its CRC-32 (BENCHMARKS.md, inflate): ``zipfile`` still opens each member
+Deflated and stored members are inflated by ISA-L (``isal``), faster than zlib at both
+inflating and CRC-32 (BENCHMARKS.md, Numbers behind the code: inflate): ``zipfile`` still opens each member
 and checks its local header; the compressed bytes are then read in one call, inflated to
 at most the declared size, and checked against the declared size and CRC. Other methods
 go through ``zipfile``.

@@ -32,7 +32,7 @@ class NpyHeader:
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * self.dtype.itemsize  # per trial read: np.prod costs 20 us
+        return math.prod(self.shape) * self.dtype.itemsize  # per trial read: np.prod is slow on a tuple (BENCHMARKS.md, Numbers behind the code: np.prod)
 
 
 def header_length(prefix: bytes) -> int:

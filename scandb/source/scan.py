@@ -60,7 +60,7 @@ class DataKey:
 
     @property
     def nbytes(self) -> int:
-        return math.prod(self.shape) * self.dtype.itemsize  # per trial read: np.prod costs 20 us
+        return math.prod(self.shape) * self.dtype.itemsize  # per trial read: np.prod is slow on a tuple (BENCHMARKS.md, Numbers behind the code: np.prod)
 
 
 @dataclass

@@ -23,7 +23,8 @@ from pathlib import Path
 TEMPORARY_SUFFIX = ".tmp"
 
 READ_THREADS = 4
-"""Reads in flight at once for ``read_ranges`` (more did not help on the machine measured)."""
+"""Reads in flight at once for ``read_ranges`` (more did not help on the machine measured;
+BENCHMARKS.md, Numbers behind the code: read threads)."""
 
 LEGACY_PREFIX = ".images/"
 """Keys of databases before revision 0011 began with the store folder's name

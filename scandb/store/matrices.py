@@ -1,8 +1,8 @@
 """Response matrices: each scan's responses once more as one row-major float32 `.npy`.
 
-DuckDB hands list columns to Python at ~0.7 s for a 4,500 x 8,000 selection (measured in
-BENCHMARKS.md); a memory-mapped matrix gives any rows at the speed of a single
-``np.load``. The file sits in the store under ``responses/``, named by the sha256 of the
+DuckDB hands list columns to Python slowly (it decompresses and exports every value as a
+list); a memory-mapped matrix gives any rows at the speed of a single ``np.load``
+(BENCHMARKS.md, Numbers behind the code: response matrices). The file sits in the store under ``responses/``, named by the sha256 of the
 scan's source file (rows hold its key, ``responses/<sha256>.npy``), and is written during
 the scan's ingest transaction: under a temporary name first, renamed into place just
 before the commit, removed on rollback.

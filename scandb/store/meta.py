@@ -2,7 +2,8 @@
 
 A dynamic scan's statistics are time-resolved (responses ``(N, T)``, videos ``(H, W, T)``):
 16 M values for a full-size mouse. Held as rows, an open DuckDB transaction kept them in
-memory at about three times their size and the ingest went past 1 GB (BENCHMARKS.md). So
+memory at several times their size and the ingest missed its memory target (BENCHMARKS.md,
+Numbers behind the code: meta files). So
 these members are written here, named by the sha256 of their bytes, and the ``scan_files``
 row of each names its file (``stored_as``) instead of holding its content. Written under a
 temporary name and renamed, removed again if the ingest rolls back.
