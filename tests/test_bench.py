@@ -19,3 +19,14 @@ def test_tiny_benchmark_writes_the_report_and_plot(tmp_path: Path):
     assert "| ingest one zip (1st scan, empty db)" in text
     assert "## Scaling: 1 to 2 scans in one database" in text
     assert "python -m bench.run --tiny" in text
+
+
+def test_the_train_fetch_benchmark_checks_what_it_times(tmp_path: Path):
+    from bench import train_fetch
+
+    from .scans import make_scan
+
+    result = train_fetch.main([str(make_scan(tmp_path, n_trials=40, n_neurons=12)), str(tmp_path / "work"),
+                               "--repeat", "2"])
+    assert result["shape"][1] == 12 and 0 < result["shape"][0] < 40  # the train tier only, every neuron
+    assert result["fetch_best_s"] > 0 and result["np_load_best_s"] > 0
