@@ -7,11 +7,30 @@ what ``scandb example`` writes. The test fixtures (tests/scans.py) and the full-
 benchmark scans (bench/generate.py) build on these names, re-exported here.
 """
 
-from .dynamic import DYNAMIC_TIERS, ORACLE_REPEATS, VideoSpec, dynamic_tiers, generate_dynamic
-from .example import dynamic_example_specs, example_specs, write_dynamic_example, write_example
+from .dynamic import (
+    DYNAMIC_TIERS,
+    ORACLE_REPEATS,
+    VideoSpec,
+    dynamic_tiers,
+    generate_dynamic,
+)
+from .example import (
+    dynamic_example_specs,
+    example_specs,
+    write_dynamic_example,
+    write_example,
+)
 from .files import GeneratedScan, write_folder, write_zip
 from .model import gabor_fields, image_driven_responses, natural_images
-from .static import AREAS, LAYERS, TEST_REPEATS, ResponseModel, ScanSpec, generate, shared_test_image
+from .static import (
+    AREAS,
+    LAYERS,
+    TEST_REPEATS,
+    ResponseModel,
+    ScanSpec,
+    generate,
+    shared_test_image,
+)
 
 __all__ = [
     "AREAS", "DYNAMIC_TIERS", "LAYERS", "ORACLE_REPEATS", "TEST_REPEATS", "GeneratedScan", "ResponseModel",

@@ -66,7 +66,7 @@ class VideoSpec:
     statistics_folder = "stimulus_frame"
     config_json = True
 
-    def with_(self, **changes) -> "VideoSpec":
+    def with_(self, **changes) -> VideoSpec:
         return replace(self, **changes)
 
 

@@ -68,7 +68,7 @@ class ScanSpec:
     def key(self) -> str:
         return f"{self.animal_id}-{self.session}-{self.scan_idx}"
 
-    def with_(self, **changes) -> "ScanSpec":
+    def with_(self, **changes) -> ScanSpec:
         return replace(self, **changes)
 
 
