@@ -43,16 +43,17 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def write_scans(out: Path, trials: int, neurons: int) -> list[Path]:
-    from scandb.synthetic import ScanSpec, generate, write_zip
+    from scandb.synthetic import ScanSpec, write_zip
+
+    from .generate import generate_scan
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, animal in enumerate((61001, 62002, 63003)):
-        spec = ScanSpec(animal_id=animal, seed=i, n_trials=trials, n_neurons=neurons, image_shape=(1, 144, 256),
-                        realistic=True)
+        spec = ScanSpec(animal_id=animal, seed=i, n_trials=trials, n_neurons=neurons, image_shape=(1, 144, 256))
         path = out / f"{spec.name}.zip"
         if not path.exists():
-            write_zip(generate(spec), path.with_suffix(".part"))
+            write_zip(generate_scan(spec), path.with_suffix(".part"))
             path.with_suffix(".part").rename(path)
         paths.append(path)
     return paths

@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     import scandb
     from scandb.api import ScanDB
     from scandb.catalog.database import Database
-    from scandb.synthetic import ScanSpec, generate, write_folder
+    from scandb.synthetic import ScanSpec, write_folder
+
+    from .generate import generate_scan
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = ScanSpec(n_trials=args.trials, n_neurons=args.neurons, image_shape=(1, 144, 256), realistic=True)
-        folder = write_folder(generate(spec), Path(tmp) / spec.name)
+        spec = ScanSpec(n_trials=args.trials, n_neurons=args.neurons, image_shape=(1, 144, 256))
+        folder = write_folder(generate_scan(spec), Path(tmp) / spec.name)
         path = Path(tmp) / "q.duckdb"
         with scandb.connect(path, read_only=False) as db:
             db.ingest(folder)

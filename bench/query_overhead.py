@@ -33,11 +33,13 @@ def main(argv: list[str] | None = None) -> None:
     import pyarrow as pa
 
     import scandb
-    from scandb.synthetic import ScanSpec, generate, write_folder
+    from scandb.synthetic import ScanSpec, write_folder
+
+    from .generate import generate_scan
 
     with tempfile.TemporaryDirectory() as tmp:
-        spec = ScanSpec(n_trials=args.trials, n_neurons=args.neurons, image_shape=(1, 144, 256), realistic=True)
-        folder = write_folder(generate(spec), Path(tmp) / spec.name)
+        spec = ScanSpec(n_trials=args.trials, n_neurons=args.neurons, image_shape=(1, 144, 256))
+        folder = write_folder(generate_scan(spec), Path(tmp) / spec.name)
         with scandb.connect(Path(tmp) / "q.duckdb", read_only=False) as db:
             db.ingest(folder)
         rows = np.sort(np.random.default_rng(0).choice(spec.n_trials, BATCH, replace=False))
