@@ -299,3 +299,13 @@ def test_keys_written_before_revision_0011_lose_the_store_folders_name():
     assert key_of("x y.images/meta/abc.npy") == "meta/abc.npy"
     assert key_of("responses/abc.npy") == "responses/abc.npy"
     assert key_of("ab" * 32) == "ab" * 32
+
+
+def test_a_put_after_its_folder_was_emptied_and_removed_makes_it_again(tmp_path):
+    medium = Folder(tmp_path / "lab.images")
+    medium.put("ab/one.npy", b"1")
+    other = Folder(tmp_path / "lab.images")  # another process's collector
+    other.delete(["ab/one.npy"])
+    assert not medium.path("ab").exists()
+    medium.put("ab/two.npy", b"2")
+    assert medium.read("ab/two.npy") == b"2"

@@ -44,6 +44,8 @@ class Folder:
     def __init__(self, root: Path | str):
         self.root = Path(root)
         self._prefix = f"{self.root}{os.sep}"
+        self._made: set[Path] = set()
+        """Sub-folders this object made or found (thousands of puts then cost no ``mkdir``)."""
 
     def __repr__(self) -> str:
         return f"Folder({str(self.root)!r})"
@@ -135,12 +137,34 @@ class Folder:
         """Write the file of ``key`` under a temporary name, then rename: a real name never
         holds a partial file."""
         target = self.path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make_folder(target.parent)
         try:
-            write_then_rename(target, data)
+            try:
+                write_then_rename(target, data)
+            except FileNotFoundError:  # the folder was removed since (emptied by a collector): make it again
+                self._made.discard(target.parent)
+                self._make_folder(target.parent)
+                write_then_rename(target, data)
         except BaseException:
+            self._made.discard(target.parent)
             remove_if_empty(target.parent, self.root)
             raise
+
+    def staging(self, key: str) -> Path:
+        """A local file to build the file of ``key`` in piece by piece (rows written by several
+        processes), under its temporary name; ``publish`` puts it in place."""
+        target = self.path(key)
+        self._make_folder(target.parent)
+        return temporary_for(target)
+
+    def publish(self, staged: Path, key: str) -> None:
+        """Put a file built by ``staging`` in place under ``key``."""
+        os.replace(staged, self.path(key))
+
+    def _make_folder(self, folder: Path) -> None:
+        if folder not in self._made:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made.add(folder)
 
     def delete(self, keys: Iterable[str]) -> int:
         """Delete these files (missing ones are fine) and the sub-folders they leave empty;
@@ -156,11 +180,13 @@ class Folder:
             for folder in path.parents:
                 if folder == self.root or self.root not in folder.parents:
                     break
+                self._made.discard(folder)
                 remove_if_empty(folder, self.root)
         return removed
 
     def remove_empty_folders(self) -> None:
         """Drop empty sub-folders (a writer killed between creating a folder and its first file)."""
+        self._made.clear()
         if self.root.is_dir():
             for folder in sorted(self.root.glob("**/"), key=lambda p: len(p.parts), reverse=True):
                 remove_if_empty(folder, self.root)

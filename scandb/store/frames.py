@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..source import npyfile
-from .base import Folder, Store, as_folder, remove_if_empty, write_then_rename
+from .base import Folder, Store, as_folder
 
 FOLDER = "frames"
 FANOUT = 2
@@ -70,12 +70,7 @@ class FrameStore(Store):
         if not mine or target.exists():
             return
         frames = np.ascontiguousarray(np.moveaxis(npyfile.load(raw), -1, 0))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            write_then_rename(target, header_bytes(frames.shape, frames.dtype) + frames.tobytes())
-        except BaseException:
-            remove_if_empty(target.parent, self.root)
-            raise
+        self.folder.put(self.key(digest), header_bytes(frames.shape, frames.dtype) + frames.tobytes())
         self.created.append(target)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..source.npyfile import NpyHeader
-from .base import Folder, Store, as_folder, remove_if_empty, write_then_rename
+from .base import Folder, Store, as_folder, remove_if_empty
 
 FANOUT = 2
 """Hex digits of the hash used as a sub-folder, so no folder holds too many files."""
@@ -56,7 +56,6 @@ class ImageStore(Store):
         self._lock = threading.Lock()
         self._claimed: set[str] = set()
         """Hashes this object has written or is writing: ``put`` may be called from threads."""
-        self._folders: set[Path] = set()
 
     def key(self, digest: str) -> str:
         return f"{digest[:FANOUT]}/{digest}.npy"
@@ -72,20 +71,9 @@ class ImageStore(Store):
             mine = digest not in self._claimed
             self._claimed.add(digest)
         if mine and not target.exists():
-            self._write(target, raw)
+            self.folder.put(self.key(digest), raw)
             self.created.append(target)
         return StoredImage(digest, self.key(digest), header.shape, header.dtype.str, header.nbytes)
-
-    def _write(self, target: Path, raw: bytes) -> None:
-        if target.parent not in self._folders:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._folders.add(target.parent)
-        try:
-            write_then_rename(target, raw)
-        except BaseException:
-            self._folders.discard(target.parent)
-            remove_if_empty(target.parent, self.root)
-            raise
 
 
 def discard(paths, root: Path) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Folder, Store, as_folder, temporary_for
+from .base import Folder, Store, as_folder
 
 FOLDER = "responses"
 
@@ -52,8 +52,7 @@ class MatrixWriter:
         self.store = store
         self.key = store.key_for(name)
         self.final = store.folder.path(self.key)
-        self.temporary = temporary_for(self.final)
-        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.temporary = store.folder.staging(self.key)
         self.shape = (n_trials, *row_shape)
         self.rows_written = 0
         self._file = open(self.temporary, "wb")
@@ -85,7 +84,7 @@ class MatrixWriter:
         if self.rows_written != self.shape[0]:
             raise RuntimeError(f"response matrix has {self.rows_written} of {self.shape[0]} rows")
         self._file.close()
-        os.replace(self.temporary, self.final)
+        self.store.folder.publish(self.temporary, self.key)
         return self.key
 
     def discard(self, final: bool = True) -> None:
