@@ -24,8 +24,9 @@ demo: install
 	  "SELECT area, tier, count(DISTINCT scan_key) AS scans, round(avg(response), 4) AS mean_response \
 	   FROM responses_long GROUP BY ALL ORDER BY ALL"
 
+# -n 2: two test processes (the machine CI runs on has 2 cores), each test file in one of them
 test: install
-	$(BIN)/python -m pytest -q -p tests.no_skips
+	$(BIN)/python -m pytest -q -p tests.no_skips -n 2 --dist loadfile
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
