@@ -193,10 +193,22 @@ def plot(r: dict, path: Path) -> None:
     plt.close(fig)
 
 
+KEPT = "<!-- Written by hand below this line: bench.run keeps it when it writes the sections above. -->"
+"""BENCHMARKS.md's other benchmarks (DataLoader epochs, video scans, lakes...) follow this line."""
+
+
+def with_kept(generated: str, previous: str | None) -> str:
+    """The generated report followed by what ``previous`` holds from the ``KEPT`` line on."""
+    if not previous or KEPT not in previous:
+        return generated
+    return generated.rstrip("\n") + "\n\n" + previous[previous.index(KEPT):]
+
+
 def write(r: dict, markdown_path: Path, plot_path: Path) -> None:
     markdown_path.parent.mkdir(parents=True, exist_ok=True)
     plot(r, plot_path)
-    markdown_path.write_text(markdown(r, plot_path.name))
+    previous = markdown_path.read_text() if markdown_path.exists() else None
+    markdown_path.write_text(with_kept(markdown(r, plot_path.name), previous))
 
 
 if __name__ == "__main__":  # re-render from a run's results.json: python -m bench.report OUT/results.json

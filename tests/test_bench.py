@@ -30,3 +30,12 @@ def test_the_train_fetch_benchmark_checks_what_it_times(tmp_path: Path):
                                "--repeat", "2"])
     assert result["shape"][1] == 12 and 0 < result["shape"][0] < 40  # the train tier only, every neuron
     assert result["fetch_best_s"] > 0 and result["np_load_best_s"] > 0
+
+
+def test_rewriting_the_report_keeps_the_sections_written_by_hand():
+    from bench.report import KEPT, with_kept
+
+    previous = f"# Benchmarks\n\nold numbers\n\n{KEPT}\n\n## DataLoader epochs\n\nmeasured by hand\n"
+    rewritten = with_kept("# Benchmarks\n\nnew numbers\n", previous)
+    assert rewritten == f"# Benchmarks\n\nnew numbers\n\n{KEPT}\n\n## DataLoader epochs\n\nmeasured by hand\n"
+    assert with_kept("# Benchmarks\n", None) == "# Benchmarks\n"
