@@ -221,12 +221,25 @@ class ScanDB:
 
     @holding
     def neurons(self, scan: str | Iterable[str] | None = None, area: str | Iterable[str] | None = None,
-                layer: str | Iterable[str] | None = None, unit_id: int | Iterable[int] | None = None
-                ) -> pandas.DataFrame:
-        """Neurons filtered; a scan, area, layer or unit id found nowhere is a ``UsageError``."""
+                layer: str | Iterable[str] | None = None, unit_id: int | Iterable[int] | None = None,
+                *, min_oracle_correlation: float | None = None, quality: bool = False) -> pandas.DataFrame:
+        """Neurons filtered; a scan, area, layer or unit id found nowhere is a ``UsageError``.
+
+        ``quality=True`` adds each neuron's ``neuron_quality`` columns (``tier``,
+        ``n_repeats``, ``oracle_correlation``, ``oracle_correlation_conservative``,
+        ``explainable_variance``, ``snr``: NULL for a scan without a repeat tier).
+        ``min_oracle_correlation=r`` (implies ``quality``) keeps neurons whose leave-one-out
+        oracle correlation is at least ``r``; neurons without one (withheld repeats) are left out.
+        """
         clauses, values = filters(self.conn, "neurons", scan=("scan_key", scan), area=("area", area),
                                   layer=("layer", layer), unit_id=("unit_id", unit_id))
-        return self._df(f"SELECT * FROM neurons {where_sql(clauses)} ORDER BY scan_key, neuron_idx", values)
+        source = "neurons"
+        if quality or min_oracle_correlation is not None:
+            source = "neurons LEFT JOIN neuron_quality USING (scan_key, neuron_idx)"
+        if min_oracle_correlation is not None:
+            clauses.append("oracle_correlation >= ?")
+            values.append(float(min_oracle_correlation))
+        return self._df(f"SELECT * FROM {source} {where_sql(clauses)} ORDER BY scan_key, neuron_idx", values)
 
     @holding
     def repeats(self, scan: str, tier: str = "test") -> dict[int, np.ndarray]:

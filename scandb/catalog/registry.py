@@ -46,6 +46,7 @@ TABLES = (
     ScanTable("area_responses", "trial", kinds=("static",)),
     ScanTable("frame_behavior", "trial", kinds=("dynamic",)),
     ScanTable("area_frame_responses", "trial", kinds=("dynamic",)),
+    ScanTable("neuron_quality", "neuron", export="custom"),
     ScanTable("images", "image", rows="image_hash IN (SELECT image_hash FROM trials WHERE scan_key = ?)",
               owned=False, export="custom"),
     ScanTable("scan_digests", "scan", digested=False, export=None),

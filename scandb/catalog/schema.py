@@ -171,6 +171,22 @@ area_responses = sa.Table(
     sa.Column("response_sum", sa.Double, nullable=False, comment="sum of the trial's responses of these neurons"),
 )
 
+neuron_quality = sa.Table(
+    "neuron_quality", metadata,
+    _scan_key(),
+    sa.Column("neuron_idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tier", sa.String, primary_key=True,
+              comment="the tier of repeated stimuli: 'test' (static scans), 'oracle' (video scans)"),
+    sa.Column("n_repeats", sa.Integer, nullable=False,
+              comment="trials used: released repeats of stimuli shown at least twice; 0 when none (withheld)"),
+    sa.Column("oracle_correlation", sa.Double, comment="leave-one-out, as neuralpredictors' oracle_corr_jackknife"),
+    sa.Column("oracle_correlation_conservative", sa.Double, comment="as oracle_corr_conservative"),
+    sa.Column("explainable_variance", sa.Double, comment="as explainable_var"),
+    sa.Column("snr", sa.Double, comment="as snr (on the Anscombe transform)"),
+)
+"""Per-neuron repeat reliability, computed at ingest (``scandb/quality.py`` says how); NULL
+where undefined or when the tier's responses are withheld."""
+
 scan_digests = sa.Table(
     "scan_digests", metadata,
     _scan_key(),

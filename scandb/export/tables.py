@@ -47,6 +47,8 @@ def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Pa
         **{table: f"SELECT * FROM {table} WHERE scan_key IN (SELECT scan_key FROM _export_trials)"
            for table in registry.exported("scans")},
         "neurons": "SELECT n.*, e.export_position FROM neurons n JOIN _export_neurons e USING (scan_key, neuron_idx)",
+        "neuron_quality": "SELECT q.*, e.export_position FROM neuron_quality q "
+                          "JOIN _export_neurons e USING (scan_key, neuron_idx)",
         "statistics": f"""SELECT s.* REPLACE (coalesce(s.data, v.data) AS data) FROM statistics s
                           LEFT JOIN _export_stored v ON v.scan_key = s.scan_key AND v.path = {STATISTIC_PATH}
                           WHERE s.scan_key IN (SELECT scan_key FROM _export_trials)""",

@@ -19,7 +19,7 @@ from typing import Callable
 import duckdb
 import pyarrow as pa
 
-from .. import __version__
+from .. import __version__, quality
 from ..catalog.database import Database
 from ..catalog.schema import delete_scan_rows
 from ..catalog.transaction import damage, explain, transaction, write_failure
@@ -184,6 +184,7 @@ class _ScanWriter:
                                                                       *matrix_row_shape(s))
                 image_hashes, member_digests, flags = self._write_trial_data()
                 self._insert("trials", tables.trial_table(s, image_hashes, flags), "* REPLACE (extra::JSON AS extra)")
+                self._write_quality()
                 source = Source(source.name, source.size, source.sha256, tables.content_digest(member_digests))
                 self._insert("scans", tables.scan_row(s, source, datetime.now(timezone.utc).replace(tzinfo=None),
                                                       __version__))
@@ -204,6 +205,17 @@ class _ScanWriter:
                 raise
             raise _explain(self.db, s, exc) from exc
         self._note_missing_meta()
+
+    def _write_quality(self) -> None:
+        """``neuron_quality`` from the repeat tier's rows just written: read back from the
+        matrix being written (memory-mapped, one stimulus group at a time), or from the
+        ``responses`` rows of a scan ingested without one."""
+        s = self.scan
+        if self.matrix is not None:
+            rows = quality.matrix_rows(self.matrix.temporary)
+        else:
+            rows = quality.sql_rows(self.conn, s.key)
+        quality.fill(self.conn, s.key, s.kind, s.n_neurons, rows)
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
         self.conn.register("_batch", data)

@@ -115,6 +115,17 @@ def rerecord_table_digests(conn: duckdb.DuckDBPyConnection, tables: list[str]) -
                          [digest.method, digest.digest, digest.n_rows, scan_key, digest.part])
 
 
+def record_table_digests(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
+    """Record, for every scan, the digests of these tables (a revision that added them),
+    replacing any recorded for them; the other parts keep what ingest recorded."""
+    method = table_method(conn)
+    for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():
+        for digest in table_digests(conn, scan_key, tables, method).values():
+            conn.execute("DELETE FROM scan_digests WHERE scan_key = ? AND part = ?", [scan_key, digest.part])
+            conn.execute("INSERT INTO scan_digests (scan_key, part, method, digest, n_rows) VALUES (?, ?, ?, ?, ?)",
+                         [scan_key, digest.part, digest.method, digest.digest, digest.n_rows])
+
+
 def matrix_digest(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Folder,
                   row_digests: list[bytes] | None = None) -> Digest | None:
     """The digest of the scan's response matrix file: its sha256 (static scans) or the
