@@ -382,7 +382,9 @@ class ScanDB:
     def oracle(self, scan: str, tier: str | None = None) -> "pandas.DataFrame":
         """Per-neuron repeat reliability: each repeat's response correlated with the mean of
         the other repeats of its image, averaged over images (``tier``: default the test tier,
-        or the oracle tier of dynamic scans). One row per neuron with its area and layer."""
+        or the oracle tier of dynamic scans). One row per neuron with its area and layer.
+        For the repeat tier it is ``neuron_quality.oracle_correlation``, stored at ingest
+        (``db.neurons(quality=True)`` gives the other measures too)."""
         from .report.numbers import oracle_frame
 
         self._readers.get(scan)

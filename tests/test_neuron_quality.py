@@ -80,12 +80,18 @@ def video_outputs(arrays: dict, n_trials: int) -> list[np.ndarray]:
 
 def expected(outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
     f = np_functions()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _expected(f, outputs)
+
+
+def _expected(f, outputs):
     regular = np.stack(outputs) if len({o.shape for o in outputs}) == 1 else None
     assert regular is not None, "the fixtures repeat every stimulus equally often"
-    return {"oracle_correlation": f.oracle_corr_jackknife(outputs),
-            "oracle_correlation_conservative": f.oracle_corr_conservative(outputs),
-            "explainable_variance": f.explainable_var(regular),
-            "snr": f.snr(regular)}
+    values = {"oracle_correlation": f.oracle_corr_jackknife(outputs),
+              "oracle_correlation_conservative": f.oracle_corr_conservative(outputs),
+              "explainable_variance": f.explainable_var(regular),
+              "snr": f.snr(regular)}
+    return {name: np.where(np.isfinite(v), v, np.nan) for name, v in values.items()}  # undefined: NULL
 
 
 def assert_rows_equal(rows: dict, want: dict, n_repeats: int, n_neurons: int) -> None:
@@ -182,3 +188,32 @@ def test_a_scan_without_response_matrix_gets_the_same_rows(both, tmp_path):
     query = "SELECT * FROM neuron_quality WHERE scan_key = ? ORDER BY ALL"
     with Database(db_path) as db, Database(both) as other:
         assert db.conn.execute(query, [STATIC.key]).fetchall() == other.conn.execute(query, [STATIC.key]).fetchall()
+
+
+def test_constant_and_offset_neurons_and_unequal_repeats_match_neuralpredictors():
+    """Sums about a reference keep precision for a neuron with a large offset; a neuron that
+    never varies gives what neuralpredictors gives (its eps), NaN (NULL) where it divides 0 by 0."""
+    from scandb.quality import Accumulator
+
+    f = np_functions()
+    rng = np.random.default_rng(5)
+    signal = rng.gamma(2.0, size=(7, 4))
+    outputs = np.stack([signal + rng.normal(scale=0.5, size=signal.shape) for _ in range(6)], axis=1)
+    outputs[..., 2] = 0.25  # never varies
+    outputs[..., 3] += 1e4  # large offset, small variance
+    acc = Accumulator(4)
+    for stimulus in outputs:
+        acc.add(stimulus[:, None, :])
+    got = {name: np.where(np.isfinite(v), v, np.nan) for name, v in acc.result().items()}
+    want = expected(list(outputs))
+    for name in METRICS:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-7, atol=1e-9, err_msg=name)
+    # unequal repeat counts: the two functions that accept them agree too
+    ragged = [outputs[0, :3], outputs[1], outputs[2, :2]]
+    acc = Accumulator(4)
+    for stimulus in ragged:
+        acc.add(stimulus[:, None, :])
+    got = acc.result()
+    np.testing.assert_allclose(got["oracle_correlation"], f.oracle_corr_jackknife(ragged), rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(got["oracle_correlation_conservative"], f.oracle_corr_conservative(ragged),
+                               rtol=1e-7, atol=1e-9)

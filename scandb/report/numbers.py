@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..keys import BEHAVIOR_COLUMNS, PUPIL_COLUMNS
+from ..quality import REPEAT_TIERS  # noqa: F401  (the tier whose images are shown repeatedly, by kind)
 
-REPEAT_TIERS = {"static": "test", "dynamic": "oracle"}
-"""The tier whose images are shown repeatedly, by scan kind."""
 RESPONSE_SAMPLE = 1000
 """Trials read for the response distributions (all of them in smaller scans)."""
 LOG_BINS = np.logspace(-3, 2, 51)
@@ -155,9 +154,18 @@ def oracle(db, scan: str, tier: str | None = None) -> np.ndarray:
     Each repeat's response is paired with the mean of the other repeats of its image
     (leave-one-out); the correlation of those pairs, pooled over all images (and frames,
     for videos), is the neuron's oracle, as in the Sensorium evaluation code. Images shown
-    once are skipped; a neuron that never varies gets NaN.
+    once are skipped.
+
+    For the scan's repeat tier this is ``neuron_quality.oracle_correlation``, computed at
+    ingest (neuralpredictors' ``oracle_corr_jackknife`` over the released repeats; NaN where
+    NULL: withheld responses). Another tier is computed here from its responses (a neuron
+    that never varies then gets NaN).
     """
-    groups = [ids for ids in db.repeats(scan, tier or repeat_tier(db, scan)).values() if len(ids) > 1]
+    tier = tier or repeat_tier(db, scan)
+    stored = stored_oracle(db, scan, tier)
+    if stored is not None:
+        return stored
+    groups = [ids for ids in db.repeats(scan, tier).values() if len(ids) > 1]
     n_neurons = db.conn.execute("SELECT n_neurons FROM scans WHERE scan_key = ?", [scan]).fetchone()[0]
     if not groups:
         return np.full(n_neurons, np.nan)
@@ -169,6 +177,18 @@ def oracle(db, scan: str, tier: str | None = None) -> np.ndarray:
         responses.append(np.moveaxis(r, 1, -1).reshape(-1, n_neurons))
         others.append(np.moveaxis(loo, 1, -1).reshape(-1, n_neurons))
     return _column_correlation(np.concatenate(responses), np.concatenate(others))
+
+
+def stored_oracle(db, scan: str, tier: str) -> np.ndarray | None:
+    """``neuron_quality.oracle_correlation`` of every neuron, NULL as NaN; None without rows for this tier."""
+    rows = db.conn.execute("SELECT q.oracle_correlation FROM neurons n LEFT JOIN neuron_quality q "
+                           "ON q.scan_key = n.scan_key AND q.neuron_idx = n.neuron_idx AND q.tier = ? "
+                           "WHERE n.scan_key = ? ORDER BY n.neuron_idx", [tier, scan]).fetchall()
+    found = db.conn.execute("SELECT count(*) FROM neuron_quality WHERE scan_key = ? AND tier = ?",
+                            [scan, tier]).fetchone()[0]
+    if not rows or found != len(rows):
+        return None
+    return np.array([np.nan if v is None else v for (v,) in rows], dtype=np.float64)
 
 
 def _column_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
