@@ -35,7 +35,9 @@ Everything is computed in float64 from the stored float32 responses (neuralpredi
 compute in its input's dtype; the tests call it on float64 copies of the source arrays), and
 accumulated stimulus by stimulus as sums about a per-neuron reference (the first stimulus's
 mean), so memory stays bounded by one stimulus group (a block of a video's frames) however
-many there are.
+many there are. Cost at ingest, measured on random data of full size: ~0.1 s for a static
+test tier (100 images x 10 repeats x 8,000 neurons), ~2.8 s for a video scan's oracle tier
+(6 videos x 10 repeats x 300 frames x 8,000 neurons), on one core shared with other work.
 """
 
 from __future__ import annotations
@@ -72,30 +74,35 @@ class Accumulator:
 
     def add(self, x: np.ndarray) -> None:
         """``x``: ``(n_repeats, n_stimuli, n_neurons)``, stimuli with the same repeat count."""
-        x = np.asarray(x, dtype=np.float64)
+        x = np.array(x, dtype=np.float64)  # a copy: shifted in place below
         k, s = x.shape[0], x.shape[1]
         if k < 2 or s == 0:
             return
-        a = 2 * np.sqrt(x + 3 / 8)
+        a = np.sqrt(x + 3 / 8)
+        a *= 2
         if self.shift is None:
             self.shift = x.mean(axis=(0, 1))
             self.shift_a = a.mean(axis=(0, 1))
-        mean = x.mean(axis=0)
-        oracle = (x.sum(axis=0, keepdims=True) - x) / (k - 1)
+        total = x.sum(axis=0)
+        mean = total / k
+        squares = _sum_squares(x - mean)  # (stimuli, neurons): k * the ddof=0 variance across repeats
+        oracle = (total - x) / (k - 1)
         oracle[np.isnan(oracle)] = 0  # as oracle_corr_jackknife does
-        y, o = x - self.shift, oracle - self.shift
-        self.y += y.sum(axis=(0, 1))
-        self.y2 += (y * y).sum(axis=(0, 1))
-        self.o += o.sum(axis=(0, 1))
-        self.o2 += (o * o).sum(axis=(0, 1))
-        self.yo += (y * o).sum(axis=(0, 1))
-        self.var0 += x.var(axis=0).sum(axis=0)
-        self.var1 += x.var(axis=0, ddof=1).sum(axis=0)
+        x -= self.shift
+        oracle -= self.shift
+        self.y += x.sum(axis=(0, 1))
+        self.y2 += _sum_squares(x).sum(axis=0)
+        self.o += oracle.sum(axis=(0, 1))
+        self.o2 += _sum_squares(oracle).sum(axis=0)
+        self.yo += np.einsum("ksn,ksn->n", x, oracle)
+        self.var0 += squares.sum(axis=0) / k
+        self.var1 += squares.sum(axis=0) / (k - 1)
         m = mean - self.shift
         self.m += m.sum(axis=0)
         self.m2 += (m * m).sum(axis=0)
-        mean_a = a.mean(axis=0) - self.shift_a
-        self.var1_a += a.var(axis=0, ddof=1).sum(axis=0)
+        mean_a = a.mean(axis=0)
+        self.var1_a += _sum_squares(a - mean_a).sum(axis=0) / (k - 1)
+        mean_a -= self.shift_a
         self.m_a += mean_a.sum(axis=0)
         self.m2_a += (mean_a * mean_a).sum(axis=0)
         self.n_rows += k * s
@@ -121,6 +128,11 @@ class Accumulator:
             signal = np.maximum(self.m2_a / s - (self.m_a / s) ** 2, 0)
             snr = signal / (self.var1_a / s)
         return dict(zip(METRICS, (jackknife, conservative, explainable, snr)))
+
+
+def _sum_squares(d: np.ndarray) -> np.ndarray:
+    """Sum over the first axis of ``d * d``."""
+    return np.einsum("k...,k...->...", d, d)
 
 
 @dataclass(frozen=True)
