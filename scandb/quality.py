@@ -18,9 +18,9 @@ formulas, constants and ``ddof``:
 
 What the stimuli are (``stimuli``): the trials of the scan's repeat tier (``test`` for static
 scans, ``oracle`` for video scans) whose responses were released (``responses_withheld``
-trials, zeros standing in for withheld data, are left out), grouped by the image (video) they
-show, by its content hash (``trials.image_hash``, equal to grouping by ``image_id`` where a
-scan has ids). A stimulus shown once is left out: neuralpredictors' ``explainable_var`` and
+trials, zeros standing in for withheld data, are left out), grouped by the image they show:
+by ``trials.image_id`` for static scans (as ``ScanDB.repeats``), by the video's content hash
+(``trials.image_hash``) for video scans, whose ids may be missing (all 0). A stimulus shown once is left out: neuralpredictors' ``explainable_var`` and
 ``snr`` are NaN with one (their ``ddof=1`` variance of a single repeat) and its jackknife pairs
 it with a zero oracle. For a video each valid frame of each video is one stimulus (as the
 report's oracle pooled images and frames): frame ``f`` of a video's repeats is the
@@ -154,10 +154,11 @@ class Stimuli:
 def stimuli(conn, scan_key: str, kind: str) -> Stimuli:
     """The stimuli of the scan's repeat tier, from its ``trials`` rows (see the module docstring)."""
     tier = REPEAT_TIERS.get(kind, "test")
+    stimulus = "image_hash" if kind == "dynamic" else "image_id"
     rows = conn.execute(
         "SELECT list(trial_id ORDER BY trial_id), min(coalesce(n_frames, 0)), count(*) FROM trials "
         "WHERE scan_key = ? AND tier = ? AND NOT coalesce(responses_withheld, false) "
-        "GROUP BY image_hash ORDER BY min(trial_id)", [scan_key, tier]).fetchall()
+        f"GROUP BY {stimulus} ORDER BY min(trial_id)", [scan_key, tier]).fetchall()
     n_trials = conn.execute("SELECT count(*) FROM trials WHERE scan_key = ? AND tier = ?",
                             [scan_key, tier]).fetchone()[0]
     kept = [(np.array(ids, dtype=np.int64), int(frames)) for ids, frames, count in rows if count >= 2]
