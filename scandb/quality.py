@@ -20,7 +20,8 @@ What the stimuli are (``stimuli``): the trials of the scan's repeat tier (``test
 scans, ``oracle`` for video scans) whose responses were released (``responses_withheld``
 trials, zeros standing in for withheld data, are left out), grouped by the image they show:
 by ``trials.image_id`` for static scans (as ``ScanDB.repeats``), by the video's content hash
-(``trials.image_hash``) for video scans, whose ids may be missing (all 0). A stimulus shown once is left out: neuralpredictors' ``explainable_var`` and
+(``trials.image_hash``) for video scans, whose ids may be missing (all 0). A stimulus shown
+once is left out: neuralpredictors' ``explainable_var`` and
 ``snr`` are NaN with one (their ``ddof=1`` variance of a single repeat) and its jackknife pairs
 it with a zero oracle. For a video each valid frame of each video is one stimulus (as the
 report's oracle pooled images and frames): frame ``f`` of a video's repeats is the
@@ -35,9 +36,7 @@ Everything is computed in float64 from the stored float32 responses (neuralpredi
 compute in its input's dtype; the tests call it on float64 copies of the source arrays), and
 accumulated stimulus by stimulus as sums about a per-neuron reference (the first stimulus's
 mean), so memory stays bounded by one stimulus group (a block of a video's frames) however
-many there are. Cost at ingest, measured on random data of full size: ~0.1 s for a static
-test tier (100 images x 10 repeats x 8,000 neurons), ~2.8 s for a video scan's oracle tier
-(6 videos x 10 repeats x 300 frames x 8,000 neurons), on one core shared with other work.
+many there are. What it costs an ingest: BENCHMARKS.md, Numbers behind the code: neuron quality.
 """
 
 from __future__ import annotations
