@@ -172,6 +172,13 @@ Rows = Callable[[np.ndarray, slice], np.ndarray]
 
 
 def measure(found: Stimuli, kind: str, n_neurons: int, rows: Rows) -> dict[str, np.ndarray]:
+    """The metrics of every neuron; NaN and inf responses (kept as shipped) make that
+    neuron's values NaN, stored as NULL, without a warning per operation."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return _measure(found, kind, n_neurons, rows)
+
+
+def _measure(found: Stimuli, kind: str, n_neurons: int, rows: Rows) -> dict[str, np.ndarray]:
     acc = Accumulator(n_neurons)
     for ids, frames in zip(found.groups, found.frames):
         if kind == "dynamic":

@@ -8,6 +8,7 @@ import hashlib
 import shutil
 import sys
 
+import duckdb
 import numpy as np
 import pytest
 
@@ -87,10 +88,18 @@ def overwritten_pages(path):
 
 
 def overwritten_block(path):
-    """Random bytes in the middle of the file, in a data block DuckDB reads only when queried."""
-    size = path.stat().st_size
+    """Random bytes over a data block of the trials table, which DuckDB reads only when it is
+    queried (blocks follow the file's three 4 KiB headers; ``pragma_storage_info`` names them)."""
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        block_size = conn.execute("SELECT block_size FROM pragma_database_size()").fetchone()[0]
+        blocks = sorted({b for (b,) in conn.execute(
+            "SELECT block_id FROM pragma_storage_info('trials') WHERE block_id >= 0").fetchall()})
+    finally:
+        conn.close()
+    assert blocks, "the trials table has no data block to damage"
     with open(path, "r+b") as f:
-        f.seek(size // 2 // 4096 * 4096)
+        f.seek(3 * 4096 + blocks[len(blocks) // 2] * block_size)
         f.write(np.random.default_rng(1).bytes(2 * 4096))
 
 
