@@ -166,3 +166,49 @@ def test_python_gets_a_damage_error_which_is_a_database_error(one_scan_db, tmp_p
     assert isinstance(raised.value, DatabaseError) and raised.value.exit_code == EXIT_DAMAGE
     assert "the database file is damaged" in str(raised.value) and "\n" not in str(raised.value)
     assert digest(path) == before
+
+
+@pytest.fixture(scope="module")
+def one_scan_lake(tmp_path_factory):
+    """A SQLite lake holding one scan; tests copy its catalog file before damaging it."""
+    folder = tmp_path_factory.mktemp("lake")
+    with scandb.connect(f"ducklake:sqlite:{folder / 'catalog.sqlite'}", read_only=False,
+                        data_path=folder / "data") as db:
+        db.ingest(make_scan(folder, n_trials=40))
+    return folder / "catalog.sqlite"
+
+
+def header_zeroed(path):
+    with open(path, "r+b") as f:
+        f.write(bytes(100))
+
+
+def page_overwritten(path):
+    """Random bytes over the catalog's second and third pages (its schema and first tables)."""
+    with open(path, "r+b") as f:
+        f.seek(4096)
+        f.write(np.random.default_rng(2).bytes(2 * 4096))
+
+
+@pytest.mark.parametrize("damage", [header_zeroed, page_overwritten])
+def test_a_damaged_sqlite_catalog_is_damage_exit_5_and_stays_as_it_was(one_scan_lake, tmp_path, monkeypatch,
+                                                                        capsys, damage):
+    catalog = tmp_path / "catalog.sqlite"
+    shutil.copyfile(one_scan_lake, catalog)
+    damage(catalog)
+    before = digest(catalog)
+    code, out, err = run_main(monkeypatch, capsys, "verify", "--db", f"ducklake:sqlite:{catalog}")
+    assert code == EXIT_DAMAGE and out == "" and err.count("\n") == 1
+    assert "the lake's catalog file is damaged (" in err and err.rstrip().endswith("restore it from a backup")
+    assert digest(catalog) == before
+    with pytest.raises(DamageError):
+        scandb.connect(f"ducklake:sqlite:{catalog}")
+
+
+def test_a_file_that_is_not_sqlite_is_not_a_catalog_exit_4(tmp_path, monkeypatch, capsys):
+    catalog = tmp_path / "notes.sqlite"
+    catalog.write_text("shopping list\n" * 400)
+    code, out, err = run_main(monkeypatch, capsys, "scans", "--db", f"ducklake:sqlite:{catalog}")
+    assert code == 4 and err.strip() == (f"scandb: error: ducklake:sqlite:{catalog}: not a lake's catalog "
+                                         "(the file is not a SQLite database)")
+    assert catalog.read_text() == "shopping list\n" * 400

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import duckdb
 
-from ..errors import DatabaseError, first_line
+from ..errors import DamageError, DatabaseError, first_line
 from . import LAKE_PREFIX as PREFIX
 from . import is_lake  # noqa: F401  (re-exported)
 CATALOGS = {"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}
@@ -163,10 +163,32 @@ def _attach(conn: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, snapsh
                 raise MissingSnapshot(f"{lake.name}: no snapshot {snapshot}") from None
             if "data_path is not set" in message:
                 raise _needs_data_path(lake) from None
+            unreadable = _unreadable_catalog(lake, message)
+            if unreadable is not None:
+                raise unreadable from None
             raise DatabaseError(f"{lake.name}: cannot open lake ({message})") from None
     if data_path(conn) is None:
         conn.execute(f"DETACH {ALIAS}")
         raise _needs_data_path(lake)
+
+
+SQLITE_MAGIC = b"SQLite format 3\0"
+"""The first 16 bytes of every SQLite database file."""
+
+
+def _unreadable_catalog(lake: Lake, message: str) -> DatabaseError | None:
+    """A SQLite catalog SQLite cannot read: damage when the file is (or was) a SQLite
+    database (its header, or zeros where it was), else a file that is not a catalog."""
+    if lake.catalog != "sqlite" or not ("file is not a database" in message or "malformed" in message):
+        return None
+    try:
+        with open(lake.location, "rb") as f:
+            header = f.read(len(SQLITE_MAGIC))
+    except OSError:
+        return None
+    if header == SQLITE_MAGIC or not header.strip(b"\0"):
+        return DamageError(f"{lake.name}: the lake's catalog file is damaged ({message}); restore it from a backup")
+    return DatabaseError(f"{lake.name}: not a lake's catalog (the file is not a SQLite database)")
 
 
 class MissingSnapshot(DatabaseError):
