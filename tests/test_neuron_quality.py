@@ -3,8 +3,6 @@ equals neuralpredictors' functions called here on the scans' own source arrays."
 
 from __future__ import annotations
 
-import collections
-import collections.abc
 import re
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from scandb.catalog.database import Database
 from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, VideoSpec, generate, generate_dynamic, write_zip
 
+from .reference_loaders import import_neuralpredictors
 from .test_dynamic_scans import zero_filled_static
 from .test_migrations import downgrade, upgrade
 
@@ -29,10 +28,7 @@ TOP_V1 = next(block for block in re.findall(r"```sql\n(.*?)```", README.read_tex
 
 
 def np_functions():
-    for name in ("Iterable", "Mapping", "MutableMapping", "Sequence", "Callable"):
-        if not hasattr(collections, name):
-            setattr(collections, name, getattr(collections.abc, name))
-    return pytest.importorskip("neuralpredictors.measures.np_functions")
+    return import_neuralpredictors("neuralpredictors.measures.np_functions")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ Create Date: 2026-12-03
 
 from alembic import op
 
-from scandb.maintenance.digests import rerecord_table_digests, store_folder
+from scandb.maintenance.digests import record_table_digests, store_folder
 
 revision = "0011"
 down_revision = "0010"
@@ -40,7 +40,7 @@ def upgrade() -> None:
     for table, column, rows in KEY_COLUMNS:
         op.execute(f"UPDATE {table} SET {column} = regexp_replace({column}, '{LEADING_FOLDER}', '') "
                    f"WHERE regexp_matches({column}, '{LEADING_FOLDER}'){rows}")
-    rerecord_table_digests(op.get_bind().connection.driver_connection, REWRITTEN)
+    record_table_digests(op.get_bind().connection.driver_connection, REWRITTEN, recorded_only=True)
 
 
 def downgrade() -> None:
@@ -48,4 +48,4 @@ def downgrade() -> None:
     prefix = store_folder(conn).root.name.replace("'", "''") + "/"
     for table, column, rows in KEY_COLUMNS:
         op.execute(f"UPDATE {table} SET {column} = '{prefix}' || {column} WHERE {column} IS NOT NULL{rows}")
-    rerecord_table_digests(conn, REWRITTEN)
+    record_table_digests(conn, REWRITTEN, recorded_only=True)

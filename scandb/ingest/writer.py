@@ -103,8 +103,9 @@ def ingest(db: Database, path: str | Path, *, replace: bool = False, progress: P
 
     ``response_matrix=False`` keeps responses in the database only: no matrix file (4 bytes
     per response value) on disk, but fetches go through SQL, an order of magnitude slower
-    for a whole tier (BENCHMARKS.md, Numbers behind the code: response matrices). ``workers`` reader processes (default: 2 for big scans, none for
-    small ones, see ``prefetch.use_workers``)."""
+    for a whole tier (BENCHMARKS.md, Numbers behind the code: response matrices).
+    ``workers`` reader processes (default: 2 for big scans, none for small ones, see
+    ``prefetch.use_workers``)."""
     started = time.perf_counter()
     path = Path(path)
     hashing = ThreadPoolExecutor(1, thread_name_prefix="scandb-digest")
@@ -181,7 +182,7 @@ class _ScanWriter:
                 self._insert("scan_files", tables.file_table(s, stored))
                 if self.response_matrix or s.kind == "dynamic":
                     self.matrix = MatrixStore(self.store.folder).writer(source.sha256, s.n_trials,
-                                                                      *matrix_row_shape(s))
+                                                                        *matrix_row_shape(s))
                 image_hashes, member_digests, flags = self._write_trial_data()
                 self._insert("trials", tables.trial_table(s, image_hashes, flags), "* REPLACE (extra::JSON AS extra)")
                 self._write_quality()

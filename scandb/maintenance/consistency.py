@@ -14,8 +14,8 @@ from ..store.folder import Folder
 from ..store.frames import FrameStore
 from ..store.images import image_hash
 from ..store.meta import intact
-from ..store.base import foreign
-from .orphans import orphan_files, stores_and_references
+from ..store.base import Store, foreign
+from .orphans import orphan_files
 from .report import Kind, Problem, plural
 
 ROWS_WITHOUT_SCAN = Kind("table", "holding rows of no scan")
@@ -94,21 +94,21 @@ def image_row_problems(db: Database) -> list[Problem]:
             + [Problem(IMAGE_ROWS_UNUSED, f"image {digest}: row no trial uses") for (digest,) in unused])
 
 
-def store_problems(db: Database) -> list[Problem]:
+def store_problems(db: Database, stores: list[tuple[Store, set[str]]]) -> list[Problem]:
     """The store folder is there and is this database's: a database file moved without its
-    store (or beside another database's) is damage, said once rather than once per file."""
-    referenced = db.conn.execute("""
-        SELECT path FROM images UNION ALL SELECT path FROM response_matrices
-        UNION ALL SELECT stored_as FROM scan_files WHERE stored_as IS NOT NULL""").fetchall()
-    if not referenced:
+    store (or beside another database's) is damage, said once rather than once per file.
+    ``stores``: each store with the keys rows reference (``orphans.stores_and_references``)."""
+    n_files = db.conn.execute("""
+        SELECT (SELECT count(*) FROM images) + (SELECT count(*) FROM response_matrices)
+             + (SELECT count(*) FROM scan_files WHERE stored_as IS NOT NULL)""").fetchone()[0]
+    if not n_files:
         return []
     store = db.store
     beside = f" beside {db.path.name}" if db.path is not None else ""
     if not store.root.is_dir():
-        return [Problem(STORE_PROBLEMS, f"store {store.root}: missing ({len(referenced):,} files its rows name are "
+        return [Problem(STORE_PROBLEMS, f"store {store.root}: missing ({n_files:,} files its rows name are "
                                         f"kept there; move the store folder back{beside})")]
-    strange = [f"{kind.prefix}/" if kind.prefix else "images" for kind, keys in stores_and_references(db)
-               if foreign(kind, keys)]
+    strange = [f"{kind.prefix}/" if kind.prefix else "images" for kind, keys in stores if foreign(kind, keys)]
     if strange:
         return [Problem(STORE_PROBLEMS, f"store {store.root}: holds none of the files its rows name in "
                                         f"{', '.join(strange)} (another database's store, or emptied)")]
@@ -244,9 +244,9 @@ def trials_differing(db: Database, scan: str, matrix: np.ndarray) -> list[int]:
     return differing
 
 
-def orphan_file_problems(db: Database) -> list[Problem]:
+def orphan_file_problems(db: Database, stores: list[tuple[Store, set[str]]]) -> list[Problem]:
     return [Problem(ORPHANS, f"image file {shown(db, key)}: orphan (no row references it; the next "
-                             "'scandb ingest' removes it)") for key in orphan_files(db)]
+                             "'scandb ingest' removes it)") for key in orphan_files(db, stores)]
 
 
 def shown(db: Database, key: str) -> str:

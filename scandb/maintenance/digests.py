@@ -104,24 +104,19 @@ def table_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, tables: list[s
     return digests
 
 
-def rerecord_table_digests(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
-    """Record again, for every scan, the digests of these tables only (a revision that
-    rewrote their rows): the other parts keep what ingest recorded, so damage found before
-    is still found after."""
+def record_table_digests(conn: duckdb.DuckDBPyConnection, tables: list[str], *, recorded_only: bool = False) -> None:
+    """Record, for every scan, the digests of these tables only (a revision that added them,
+    or rewrote their rows); the other parts keep what ingest recorded, so damage found before
+    is still found after. ``recorded_only``: replace only digests recorded before (a digest
+    missing before a rewrite stays missing, for verify to report)."""
     method = table_method(conn)
     for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():
         for digest in table_digests(conn, scan_key, tables, method).values():
-            conn.execute("UPDATE scan_digests SET method = ?, digest = ?, n_rows = ? WHERE scan_key = ? AND part = ?",
-                         [digest.method, digest.digest, digest.n_rows, scan_key, digest.part])
-
-
-def record_table_digests(conn: duckdb.DuckDBPyConnection, tables: list[str]) -> None:
-    """Record, for every scan, the digests of these tables (a revision that added them),
-    replacing any recorded for them; the other parts keep what ingest recorded."""
-    method = table_method(conn)
-    for (scan_key,) in conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall():
-        for digest in table_digests(conn, scan_key, tables, method).values():
-            conn.execute("DELETE FROM scan_digests WHERE scan_key = ? AND part = ?", [scan_key, digest.part])
+            where = "WHERE scan_key = ? AND part = ?"
+            if recorded_only and not conn.execute(f"SELECT count(*) FROM scan_digests {where}",
+                                                  [scan_key, digest.part]).fetchone()[0]:
+                continue
+            conn.execute(f"DELETE FROM scan_digests {where}", [scan_key, digest.part])
             conn.execute("INSERT INTO scan_digests (scan_key, part, method, digest, n_rows) VALUES (?, ?, ?, ?, ?)",
                          [scan_key, digest.part, digest.method, digest.digest, digest.n_rows])
 

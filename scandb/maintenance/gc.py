@@ -16,7 +16,8 @@ from pathlib import Path
 from ..catalog import snapshots
 from ..catalog.database import Database
 from ..errors import DatabaseError
-from ..store.base import collect_garbage, unreferenced
+from ..store.base import collect_garbage, unreferenced_ages
+from ..store.folder import age_cutoff
 from .orphans import stores_and_references
 from .report import plural
 
@@ -75,11 +76,13 @@ def gc(db: Database, older_than_days: float, *, dry_run: bool = False) -> GcResu
     retention = db.catalog.retain(db.conn, older_than_days, dry_run)
     result.expired, result.kept = retention.expired, retention.kept
     stores = stores_and_references(db, retention)
+    cutoff = age_cutoff(db.garbage_age) if db.garbage_age > 0 else float("inf")
     for store, keys in stores:
-        going = [store.folder.path(key) for key in unreferenced(store, keys, db.garbage_age)]
-        going = [path for path in going if path.exists()]
-        result.young += len([key for key in unreferenced(store, keys) if store.folder.exists(key)]) - len(going)
-        result.files += going
+        ages = unreferenced_ages(store, keys)  # gone since they were listed: inf, neither old nor young
+        going = [store.folder.path(key) for key, modified in ages.items()
+                 if modified <= cutoff and modified < float("inf")]
+        result.young += sum(cutoff < modified < float("inf") for modified in ages.values())
+        result.files += sorted(going)
     result.n_bytes = sum(path.stat().st_size for path in result.files if path.exists())
     if not dry_run:
         try:

@@ -45,10 +45,11 @@ def release_files_of(db: Database, scan_key: str, why: str) -> int:
     return db.catalog.release_files_of(db.conn, scan_key, why)
 
 
-def orphan_files(db: Database) -> list[str]:
-    """Keys of the files of any store no row references, and of half-written temporaries."""
+def orphan_files(db: Database, stores: list[tuple[Store, set[str]]]) -> list[str]:
+    """Keys of the files of ``stores`` (``stores_and_references(db)``) no row references,
+    and of half-written temporaries."""
     orphans = []
-    for store, keys in stores_and_references(db):
+    for store, keys in stores:
         orphans += unreferenced(store, keys, db.garbage_age)
     return orphans
 

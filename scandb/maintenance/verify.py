@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..catalog.database import Database
 from . import consistency
 from .digests import FILE_METHOD, MATRIX_PART, ROWS_METHOD, Digest, recorded_digests, scan_digests, table_method
+from .orphans import stores_and_references
 from .report import Kind, Problem, VerifyReport
 
 TABLE_CHANGED = Kind("scan table", "changed since ingest")
@@ -22,7 +23,8 @@ def verify(db: Database) -> VerifyReport:
     report.add(consistency.row_count_problems(db))
     report.add(consistency.response_length_problems(db))
     report.add(consistency.image_row_problems(db))
-    store_problems = consistency.store_problems(db)
+    stores = stores_and_references(db)  # each store with the keys rows reference, read once
+    store_problems = consistency.store_problems(db, stores)
     report.add(store_problems)
     if store_problems:  # one line says why, rather than one per file
         report.n_images = db.conn.execute("SELECT count(*) FROM images").fetchone()[0]
@@ -30,7 +32,7 @@ def verify(db: Database) -> VerifyReport:
         file_problems, report.n_images = consistency.image_file_problems(db)
         report.add(file_problems)
         if db.snapshot is None:
-            report.add(consistency.orphan_file_problems(db))
+            report.add(consistency.orphan_file_problems(db, stores))
         else:  # newer snapshots' files are referenced by rows this connection cannot see
             report.notes.append(f"orphan files are counted at the newest snapshot only (this is snapshot "
                                 f"{db.snapshot}); verify without snapshot= to count them")

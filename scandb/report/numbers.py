@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..keys import BEHAVIOR_COLUMNS, PUPIL_COLUMNS
-from ..quality import REPEAT_TIERS  # noqa: F401  (the tier whose images are shown repeatedly, by kind)
+from ..quality import REPEAT_TIERS
 
 RESPONSE_SAMPLE = 1000
 """Trials read for the response distributions (all of them in smaller scans)."""
@@ -181,14 +181,12 @@ def oracle(db, scan: str, tier: str | None = None) -> np.ndarray:
 
 def stored_oracle(db, scan: str, tier: str) -> np.ndarray | None:
     """``neuron_quality.oracle_correlation`` of every neuron, NULL as NaN; None without rows for this tier."""
-    rows = db.conn.execute("SELECT q.oracle_correlation FROM neurons n LEFT JOIN neuron_quality q "
-                           "ON q.scan_key = n.scan_key AND q.neuron_idx = n.neuron_idx AND q.tier = ? "
-                           "WHERE n.scan_key = ? ORDER BY n.neuron_idx", [tier, scan]).fetchall()
-    found = db.conn.execute("SELECT count(*) FROM neuron_quality WHERE scan_key = ? AND tier = ?",
-                            [scan, tier]).fetchone()[0]
-    if not rows or found != len(rows):
+    rows = db.conn.execute("SELECT q.oracle_correlation, q.neuron_idx IS NOT NULL FROM neurons n LEFT JOIN "
+                           "neuron_quality q ON q.scan_key = n.scan_key AND q.neuron_idx = n.neuron_idx "
+                           "AND q.tier = ? WHERE n.scan_key = ? ORDER BY n.neuron_idx", [tier, scan]).fetchall()
+    if not rows or not all(present for _, present in rows):
         return None
-    return np.array([np.nan if v is None else v for (v,) in rows], dtype=np.float64)
+    return np.array([np.nan if v is None else v for v, _ in rows], dtype=np.float64)
 
 
 def _column_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:

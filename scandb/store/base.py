@@ -18,7 +18,7 @@ from pathlib import Path
 from .folder import TEMPORARY_SUFFIX, Folder, age_cutoff, remove_if_empty, temporary_for, write_then_rename
 
 __all__ = ["TEMPORARY_SUFFIX", "Folder", "Store", "as_folder", "collect_garbage", "foreign", "refuse_foreign",
-           "remove_if_empty", "temporary_for", "unreferenced", "write_then_rename"]
+           "remove_if_empty", "temporary_for", "unreferenced", "unreferenced_ages", "write_then_rename"]
 
 
 def as_folder(where: Folder | Path | str) -> Folder:
@@ -96,35 +96,39 @@ def collect_garbage(stores: Iterable[tuple[Store, set[str]]], min_age: float = 0
     return removed
 
 
-def refuse_foreign(store: Store, referenced: set[str]) -> None:
+def refuse_foreign(store: Store, referenced: set[str], found: Iterable[str] | None = None) -> None:
     """Rows reference files, the store holds files, yet none of them is one the rows name:
     the store is not this database's (renamed or moved apart), and collecting would delete
-    every file in it. Refuse, deleting nothing."""
-    if foreign(store, referenced):
+    every file in it. Refuse, deleting nothing (``found``: the store's references, if listed)."""
+    if foreign(store, referenced, found):
         from ..errors import DatabaseError
         raise DatabaseError(f"{store.root}: not this database's store (none of the {len(referenced - {None})} "
                             f"files its rows reference is there); nothing deleted")
 
 
-def foreign(store: Store, referenced: set[str]) -> bool:
-    """Rows reference files of this store, it holds files, and none is one they name."""
+def foreign(store: Store, referenced: set[str], found: Iterable[str] | None = None) -> bool:
+    """Rows reference files of this store, it holds files, and none is one they name
+    (``found``: the references of the store's files, when the caller listed them already)."""
     if not store.refuses_foreign:
         return False
     referenced = referenced - {None}  # a member kept inline references no file
     if not referenced:
         return False
-    found = store.files()
-    return bool(found) and not referenced & found.keys()
+    found = set(store.files() if found is None else found)
+    return bool(found) and not referenced & found
+
+
+def unreferenced_ages(store: Store, referenced: set[str]) -> dict[str, float]:
+    """The keys of the store's files no reference in ``referenced`` names, and of its
+    temporaries, with their modification times (one listing of each); a store that is not
+    the rows' (``refuse_foreign``) is refused."""
+    finished = store.folder.list(store.pattern)
+    refuse_foreign(store, referenced, map(store.reference, finished))
+    going = {key: modified for key, modified in finished.items() if store.reference(key) not in referenced}
+    return {**going, **store.folder.temporaries(store._temporary_folders())}
 
 
 def unreferenced(store: Store, referenced: set[str], min_age: float = 0.0) -> list[str]:
-    """The keys of the store's files no reference in ``referenced`` names, and of its
-    temporaries, at least ``min_age`` seconds old; a store that is not the rows'
-    (``refuse_foreign``) is refused."""
-    refuse_foreign(store, referenced)
+    """``unreferenced_ages``' keys at least ``min_age`` seconds old."""
     cutoff = age_cutoff(min_age) if min_age > 0 else float("inf")
-    finished = store.folder.list(store.pattern)
-    going = [key for key, modified in finished.items() if store.reference(key) not in referenced]
-    going += list(store.folder.temporaries(store._temporary_folders()))
-    ages = {**finished, **store.folder.temporaries(store._temporary_folders())}
-    return sorted(key for key in going if ages[key] <= cutoff)
+    return sorted(key for key, modified in unreferenced_ages(store, referenced).items() if modified <= cutoff)
