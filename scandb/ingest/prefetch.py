@@ -4,8 +4,8 @@ A chunk's reading is inflating its members, checking each against the key's layo
 hashing them, storing its images (temp-then-rename) and turning responses into float32
 rows. That work is Python-heavy (zip member objects, header checks, per-file calls), so
 threads could not keep both cores busy: the GIL serialised them with the inserting thread
-(BENCHMARKS.md, Numbers behind the code: reader processes). Worker processes send back finished chunks (a 256 x 8,000 chunk
-pickles as ~8 MB), while the parent only inserts.
+(BENCHMARKS.md, Numbers behind the code: reader processes). Worker processes send back
+finished chunks (a 256 x 8,000 chunk pickles as ~8 MB), while the parent only inserts.
 
 Workers are forked, not spawned: a spawned worker re-imports the caller's main script,
 which breaks ``db.ingest`` called from a script without a ``__main__`` guard. A forked
