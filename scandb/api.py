@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from .maintenance.report import VerifyReport
     from .query.summary import ScanSummary
     from .report import ReportResult
+    from .scoring.writer import PredictionResult
 
 
 def connect(path: str | Path | None = None, read_only: bool = True, wait: float = DEFAULT_WAIT,
@@ -462,6 +463,86 @@ class ScanDB:
             result = self.database.retrying(lambda: remove_scan(self.database, scan), f"removing {scan}")
         self._readers.clear()
         return result
+
+    # -- models and scores ------------------------------------------------------------------
+
+    @holding
+    def add_predictions(self, model: str, selection: Selection, predictions, config: Mapping | None = None, *,
+                        replace: bool = False, params: Sequence | None = None,
+                        scan: str | None = None) -> "PredictionResult":
+        """Store a model's predictions of the selected trials and score them (``neuron_scores``).
+
+        ``predictions`` is aligned with the selection's rows: for a one-scan selection an
+        array ``(n_trials, n_neurons)`` (every neuron of the scan, ``neuron_idx`` order), or
+        ``(n_trials, n_neurons, T)`` for video trials (frames after a trial's end are not
+        read; the first 50, which the 2023 scorer skips, may be NaN); for several scans a dict
+        ``{scan_key: array}``, each aligned with that scan's rows. ``config`` (JSON-able) is
+        kept with the run. Scores are computed per tier as the Sensorium scorers do
+        (``scandb.scoring.metrics``); a tier with withheld responses is not scored (a note
+        says so). A wrong shape, NaN where a response is scored, an unknown trial or a name
+        already used without ``replace=True`` is a ``UsageError``, and nothing is written.
+        """
+        from .scoring.run import add_predictions
+
+        self._require_writable("add predictions")
+        return add_predictions(self, model, selection, predictions, config, replace, params, scan)
+
+    @holding
+    def remove_predictions(self, model: str) -> int:
+        """Delete a model's predictions and scores (one transaction); returns how many trials
+        it predicted. Its video files stay until ``gc`` (on a lake, with older snapshots)."""
+        from .scoring.run import remove_predictions
+
+        self._require_writable("remove predictions")
+        return remove_predictions(self.database, model)
+
+    @holding
+    def models(self) -> pandas.DataFrame:
+        """Every model with predictions: name, config, when and by whom, trials and scans predicted."""
+        return self._df("""
+            SELECT m.name, m.config, m.config_hash, m.created_at, m.created_by, m.scandb_version,
+                   count(p.trial_id) AS n_trials, count(DISTINCT p.scan_key) AS n_scans
+            FROM models m LEFT JOIN predictions p ON p.model = m.name
+            GROUP BY ALL ORDER BY m.name""")
+
+    @holding
+    def predictions(self, model: str, scan: str) -> tuple[np.ndarray, np.ndarray]:
+        """A model's stored predictions of one scan: ``(trial_ids, values)``, trials in id
+        order; values ``(n, n_neurons)`` for a static scan, ``(n, n_neurons, T)`` for a video
+        scan (NaN after each trial's end)."""
+        from .scoring.run import read_predictions
+
+        self._readers.get(scan)
+        return read_predictions(self.database, model, scan)
+
+    @holding
+    def scores(self, model: str | Sequence[str], scan: str | None = None, tier: str | None = "test"
+               ) -> pandas.DataFrame:
+        """Per-neuron scores of one model (or several): ``scan_key, neuron_idx, unit_id, area,
+        layer, tier, single_trial_correlation, correlation_to_average, fev, feve`` (and
+        ``model``, ``n_trials``). ``tier=None`` gives every scored tier; video scans' repeat
+        tier is ``oracle``. The competition's FEVE is the mean over neurons with ``fev >= 0.15``."""
+        from .scoring import leaderboard
+
+        models = leaderboard.check_models(self.conn, [model] if isinstance(model, str) else list(model),
+                                          self.database.name)
+        if scan is not None:
+            self._readers.get(scan)
+        leaderboard.check_tier(self.conn, models, tier, self.database.name)
+        query, values = leaderboard.scores_query(models, scan, tier)
+        return self._df(query, values)
+
+    @holding
+    def score_summary(self, models: Sequence[str] | None = None, by: str = "area", tier: str | None = "test"
+                      ) -> tuple[list[str], list[tuple]]:
+        """The leaderboard: per model and group (``by``: area, layer, scan, area-layer or
+        model), neurons, mean single-trial correlation and correlation to average, and FEVE
+        over the neurons with FEV >= 0.15, as (columns, rows)."""
+        from .scoring import leaderboard
+
+        models = leaderboard.check_models(self.conn, list(models or []), self.database.name)
+        leaderboard.check_tier(self.conn, models, tier, self.database.name)
+        return self.run(*leaderboard.summary_query(models, by, tier))
 
     # -- snapshots (a lake) -----------------------------------------------------------------
 

@@ -214,12 +214,20 @@ class FileCatalog(Catalog):
             UNION ALL
             SELECT 'matrices', path, ?, ? FROM response_matrices WHERE scan_key = ?
             UNION ALL
+            SELECT 'predictions', path, ?, ? FROM prediction_matrices WHERE scan_key = ?
+            UNION ALL
             SELECT 'meta', stored_as, ?, ? FROM (
                 SELECT DISTINCT stored_as FROM scan_files WHERE scan_key = ? AND stored_as IS NOT NULL
                 EXCEPT SELECT stored_as FROM scan_files WHERE scan_key <> ? AND stored_as IS NOT NULL)""",
-                     [why, now, scan_key, scan_key, why, now, scan_key, why, now, scan_key, scan_key])
+                     [why, now, scan_key, scan_key, why, now, scan_key, why, now, scan_key, why, now, scan_key, scan_key])
         return conn.execute("SELECT count(*) FROM released_files WHERE released_by = ? AND released_at = ?",
                             [why, now]).fetchone()[0]
+
+    def release_keys(self, conn, store: str, keys: list[str], why: str) -> int:
+        """List these files of ``store`` in ``released_files``, with the time."""
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        conn.executemany("INSERT INTO released_files VALUES (?, ?, ?, ?)", [[store, key, why, now] for key in keys])
+        return len(keys)
 
     def retain(self, conn, older_than_days: float, dry_run: bool) -> Retention:
         """Forget the files released more than ``older_than_days`` ago."""

@@ -113,6 +113,11 @@ class Catalog(ABC):
         readers that started before; returns how many were released."""
 
     @abstractmethod
+    def release_keys(self, conn: duckdb.DuckDBPyConnection, store: str, keys: list[str], why: str) -> int:
+        """Inside the transaction deleting the rows naming these files of ``store`` (a
+        model's predictions): keep them for readers that started before; returns how many."""
+
+    @abstractmethod
     def retain(self, conn: duckdb.DuckDBPyConnection, older_than_days: float, dry_run: bool) -> Retention:
         """``gc``'s first step: forget what no reader started in the last ``older_than_days``
         can need (unless ``dry_run``), and say what is kept."""

@@ -88,6 +88,9 @@ class LakeCatalog(Catalog):
     def release_files_of(self, conn, scan_key: str, why: str) -> int:
         return 0  # the snapshots before this one keep referencing them
 
+    def release_keys(self, conn, store: str, keys: list[str], why: str) -> int:
+        return 0  # the snapshots before this one keep referencing them
+
     def retain(self, conn, older_than_days: float, dry_run: bool) -> Retention:
         """Expire the snapshots a newer one replaced more than ``older_than_days`` ago."""
         history = snapshots.snapshots(conn)

@@ -18,7 +18,9 @@ class ScanTable:
     name: str
     grain: str
     """What one row is: ``scan``, ``trial`` (per trial, or per trial and area), ``neuron``,
-    ``file`` (a meta file or statistic of the scan) or ``image`` (shared between scans)."""
+    ``file`` (a meta file or statistic of the scan), ``image`` (shared between scans) or
+    ``model`` (a model's predictions and scores: added after ingest, so not digested; deleted
+    with the scan, whose trials they predict)."""
     kinds: tuple[str, ...] = ("static", "dynamic")
     """The kinds of scan that have rows in it."""
     rows: str = ROWS_OF_SCAN
@@ -47,6 +49,9 @@ TABLES = (
     ScanTable("frame_behavior", "trial", kinds=("dynamic",)),
     ScanTable("area_frame_responses", "trial", kinds=("dynamic",)),
     ScanTable("neuron_quality", "neuron", export="custom"),
+    ScanTable("predictions", "model", digested=False, export=None),
+    ScanTable("prediction_matrices", "model", kinds=("dynamic",), digested=False, export=None),
+    ScanTable("neuron_scores", "model", digested=False, export=None),
     ScanTable("images", "image", rows="image_hash IN (SELECT image_hash FROM trials WHERE scan_key = ?)",
               owned=False, export="custom"),
     ScanTable("scan_digests", "scan", digested=False, export=None),

@@ -187,6 +187,59 @@ neuron_quality = sa.Table(
 """Per-neuron repeat reliability, computed at ingest (``scandb/quality.py`` says how); NULL
 where undefined or when the tier's responses are withheld."""
 
+models = sa.Table(
+    "models", metadata,
+    sa.Column("name", sa.String, primary_key=True, comment="what add_predictions was called with, e.g. cnn-v3"),
+    sa.Column("config", sa.JSON, comment="the configuration given, as JSON"),
+    sa.Column("config_hash", sa.String, nullable=False,
+              comment="sha256 of the configuration as JSON with sorted keys: equal configs, equal hashes"),
+    sa.Column("created_at", sa.DateTime, nullable=False, comment="UTC"),
+    sa.Column("created_by", sa.String, nullable=False, comment="user@host"),
+    sa.Column("scandb_version", sa.String, nullable=False),
+)
+"""A model's run: its predictions are in ``predictions``, its scores in ``neuron_scores``."""
+
+predictions = sa.Table(
+    "predictions", metadata,
+    sa.Column("model", sa.String, primary_key=True),
+    _scan_key(),
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("prediction", sa.ARRAY(sa.REAL),
+              comment="static trials: float32, element k predicts neuron_idx k; NULL for video trials"),
+    sa.Column("row", sa.Integer, comment="video trials: the row of prediction_matrices.path; NULL for static ones"),
+)
+
+prediction_matrices = sa.Table(
+    "prediction_matrices", metadata,
+    sa.Column("model", sa.String, primary_key=True),
+    _scan_key(),
+    sa.Column("path", sa.String, nullable=False,
+              comment="(n_rows, T, n_neurons) float32 .npy, time-major as the response matrix, NaN after each "
+                      "trial's end: its key in the store, named by the sha256 of its bytes"),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("n_frames", sa.Integer, nullable=False),
+    sa.Column("n_neurons", sa.Integer, nullable=False),
+)
+"""A model's predictions of a video scan's trials, one file per (model, scan)."""
+
+neuron_scores = sa.Table(
+    "neuron_scores", metadata,
+    sa.Column("model", sa.String, primary_key=True),
+    _scan_key(),
+    sa.Column("neuron_idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("tier", sa.String, primary_key=True),
+    sa.Column("n_trials", sa.Integer, nullable=False, comment="the tier's predicted trials the scores use"),
+    sa.Column("single_trial_correlation", sa.Double,
+              comment="static: corr(prediction, response) over the trials; video: over the frames after the first "
+                      "50 of each trial, concatenated, NaN as 0 (the 2023 scorer)"),
+    sa.Column("correlation_to_average", sa.Double,
+              comment="static: corr of the per-image means over repeats; NULL for video scans"),
+    sa.Column("fev", sa.Double, comment="static: fraction of explainable variance, over images shown twice or more"),
+    sa.Column("feve", sa.Double, comment="static: fraction of explainable variance explained by the model"),
+)
+"""Each model's score per neuron and tier, computed when its predictions are added
+(``scandb/scoring/metrics.py`` says how, exactly as the Sensorium scorers do)."""
+
 scan_digests = sa.Table(
     "scan_digests", metadata,
     _scan_key(),
@@ -200,7 +253,7 @@ scan_digests = sa.Table(
 
 released_files = sa.Table(
     "released_files", metadata,
-    sa.Column("store", sa.String, nullable=False, comment="'images' or 'matrices'"),
+    sa.Column("store", sa.String, nullable=False, comment="'images', 'matrices', 'meta' or 'predictions'"),
     sa.Column("key", sa.String, nullable=False, comment="an image's hash or a response matrix's path"),
     sa.Column("released_by", sa.String, nullable=False, comment="'removed <scan>' or 'replaced <scan>'"),
     sa.Column("released_at", sa.DateTime, nullable=False, comment="UTC; 'scandb gc --older-than DAYS' deletes "

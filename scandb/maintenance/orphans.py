@@ -15,9 +15,10 @@ from ..store.frames import FrameStore
 from ..store.images import ImageStore
 from ..store.matrices import MatrixStore
 from ..store.meta import MetaStore
+from ..store.predictions import PredictionStore
 
 REFERENCES = {"images": ("images", "image_hash"), "matrices": ("response_matrices", "path"),
-              "meta": ("scan_files", "stored_as")}
+              "meta": ("scan_files", "stored_as"), "predictions": ("prediction_matrices", "path")}
 """Each store's key column: the table and column whose values name its files."""
 
 
@@ -35,7 +36,8 @@ def stores_and_references(db: Database, retention: Retention | None = None) -> l
     return [(ImageStore(store), images),
             (MatrixStore(store), referenced(db, "matrices", retention)),
             (FrameStore(store), images),  # time-major copies, named by their video's hash
-            (MetaStore(store), referenced(db, "meta", retention))]
+            (MetaStore(store), referenced(db, "meta", retention)),
+            (PredictionStore(store), referenced(db, "predictions", retention))]
 
 
 def release_files_of(db: Database, scan_key: str, why: str) -> int:
