@@ -364,6 +364,97 @@ def report(scan: str, out: Path, db_path: Path, wait: float) -> None:
     click.echo(result.summary())
 
 
+@cli.group()
+def predictions() -> None:
+    """A model's predictions, stored next to the data and scored as the Sensorium scorers do.
+
+    Scores per neuron and tier land in neuron_scores (see 'scandb scores'); the run itself in
+    models and predictions.
+    """
+
+
+@predictions.command("add")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--config", "config_json", metavar="JSON", default=None,
+              help="The model's configuration as a JSON object, kept with the run, e.g. '{\"lr\": 3e-4}'.")
+@click.option("--replace", is_flag=True, help="Swap the predictions of a model name already used.")
+@db_option
+@wait_option
+def predictions_add(name: str, file: Path, config_json: str | None, replace: bool, db_path: Path,
+                    wait: float) -> None:
+    """Store and score the predictions in FILE as model NAME.
+
+    FILE is an .npz with scan_key and trial_id per row and predictions aligned with them
+    ((n, neurons) or, for video trials, (n, neurons, frames)), or a Sensorium 2023
+    submission Parquet (mouse, trial_indices, prediction, neuron_ids).
+    """
+    import json
+
+    from .errors import UsageError
+    from .scoring.files import read
+
+    try:
+        config = json.loads(config_json) if config_json is not None else None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--config: not JSON ({exc})") from None
+    with connect(db_path, wait=wait, read_only=False) as db:
+        with db.database.lease():
+            selected, values = read(file, db.conn)
+            result = db.add_predictions(name, selected, values, config, replace=replace)
+    click.echo(result.summary())
+
+
+@predictions.command("list")
+@db_option
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@snapshot_option
+@wait_option
+def predictions_list(db_path: Path, as_csv: bool, snapshot: int | None, wait: float) -> None:
+    """List the models with predictions: configuration, when, by whom, trials and scans."""
+    from .render import render
+
+    with connect(db_path, wait=wait, snapshot=snapshot) as db:
+        frame = db.models()
+    rows = [tuple(row) for row in frame.itertuples(index=False)]
+    click.echo(render(list(frame.columns), rows, "csv" if as_csv else "table"))
+
+
+@predictions.command("remove")
+@click.argument("name")
+@db_option
+@wait_option
+def predictions_remove(name: str, db_path: Path, wait: float) -> None:
+    """Delete model NAME's predictions and scores (all or nothing); its files stay until 'scandb gc'."""
+    from .maintenance.report import plural
+
+    with connect(db_path, wait=wait, read_only=False) as db:
+        n = db.remove_predictions(name)
+    click.echo(f"{name}: removed predictions of {plural(n, 'trial')} and their scores")
+
+
+@cli.command()
+@click.argument("models", nargs=-1)
+@click.option("--by", type=click.Choice(["area", "layer", "scan", "area-layer", "model"]), default="area",
+              show_default=True, help="Group each model's neurons by this.")
+@click.option("--tier", default="test", show_default=True, help="The tier scored ('all' for every tier; video "
+                                                                 "scans' repeat tier is 'oracle').")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@db_option
+@snapshot_option
+@wait_option
+def scores(models: tuple[str, ...], by: str, tier: str, as_csv: bool, db_path: Path, snapshot: int | None,
+           wait: float) -> None:
+    """Summarise models' scores (all models without MODELS): per group, neurons, mean
+    single-trial correlation and correlation to average, and FEVE as the competition reports
+    it (the mean over neurons with FEV >= 0.15, counted in neurons_fev_015)."""
+    from .render import render
+
+    with connect(db_path, wait=wait, snapshot=snapshot) as db:
+        columns, rows = db.score_summary(list(models), by=by, tier=None if tier == "all" else tier)
+    click.echo(render(columns, rows, "csv" if as_csv else "table"))
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="example")
 @click.option("--kind", type=click.Choice(["static", "dynamic"]), default="static", show_default=True,

@@ -28,6 +28,7 @@ IMAGE_DAMAGED = Kind("image file", "damaged or unreadable")
 IMAGE_CHANGED = Kind("image file", "changed on disk")
 ORPHANS = Kind("orphan file", "in the store")
 FRAME_COPY_CHANGED = Kind("time-major video copy", "differing from its video")
+PREDICTION_PROBLEMS = Kind("predictions file", "damaged or missing")
 META_FILE_PROBLEMS = Kind("meta file", "missing or changed on disk")
 STORE_PROBLEMS = Kind("store", "missing or not this database's")
 MATRIX_PROBLEMS = Kind("response matrix", "unreadable or disagreeing with the responses table")
@@ -185,6 +186,27 @@ def meta_file_problems(db: Database) -> list[Problem]:
         elif not intact(db.store, stored_as):
             problems.append(Problem(META_FILE_PROBLEMS, f"meta file {shown(db, stored_as)} ({member} of scan {scan}): content "
                                                         "does not match its hash (changed or damaged on disk)"))
+    return problems
+
+
+def prediction_file_problems(db: Database) -> list[Problem]:
+    """Each model's video predictions file exists, its bytes still hash to its name, and its
+    rows are the ones ``predictions`` names."""
+    problems = []
+    rows = db.conn.execute("""
+        SELECT m.model, m.scan_key, m.path, m.n_rows, count(p.trial_id), count(DISTINCT p.row), max(p.row)
+        FROM prediction_matrices m LEFT JOIN predictions p USING (model, scan_key)
+        GROUP BY ALL ORDER BY ALL""").fetchall()
+    for model, scan, key, n_rows, n_trials, n_distinct, last in rows:
+        where = f"predictions file {shown(db, key)} (model {model}, scan {scan})"
+        if not db.store.exists(key):
+            problems.append(Problem(PREDICTION_PROBLEMS, f"{where}: missing"))
+        elif not intact(db.store, key):
+            problems.append(Problem(PREDICTION_PROBLEMS, f"{where}: content does not match its hash (changed or "
+                                                         "damaged on disk)"))
+        if not (n_trials == n_distinct == n_rows and (last is None or last == n_rows - 1)):
+            problems.append(Problem(PREDICTION_PROBLEMS, f"{where}: {n_rows} rows, but predictions names "
+                                                         f"{n_distinct} of them for {n_trials} trials"))
     return problems
 
 

@@ -38,6 +38,7 @@ def verify(db: Database) -> VerifyReport:
                                 f"{db.snapshot}); verify without snapshot= to count them")
         report.add(consistency.matrix_problems(db))
         report.add(consistency.meta_file_problems(db))
+        report.add(consistency.prediction_file_problems(db))
     report.add(digest_problems(db, report.notes))
     return report
 

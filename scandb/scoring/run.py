@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import DatabaseError, UsageError
 from ..store.predictions import PredictionStore
 from .predictions import check_name, config_json, split
 from .writer import PredictionResult, already_there, delete_model, score, write
@@ -84,14 +84,18 @@ def read_predictions(database, name: str, scan_key: str) -> tuple[np.ndarray, np
                           [name, scan_key]).fetchone()
     if matrix is None:
         table = conn.execute("SELECT trial_id, prediction FROM predictions WHERE model = ? AND scan_key = ? "
-                             "ORDER BY trial_id", [name, scan_key]).arrow()
+                             "ORDER BY trial_id", [name, scan_key]).to_arrow_table()
         if table.num_rows == 0:
             raise UsageError(f"{database.name}: model {name!r} has no predictions of scan {scan_key!r}")
         values = table["prediction"].combine_chunks().flatten().to_numpy()
         return table["trial_id"].to_numpy(), values.reshape(table.num_rows, -1)
     rows = conn.execute("SELECT trial_id, row FROM predictions WHERE model = ? AND scan_key = ? ORDER BY trial_id",
                         [name, scan_key]).fetchall()
-    stored = PredictionStore(database.store).load(matrix[0])
+    try:
+        stored = PredictionStore(database.store).load(matrix[0])
+    except (OSError, ValueError) as exc:
+        raise DatabaseError(f"{database.store.path(matrix[0])}: predictions file of model {name!r} unreadable "
+                            f"({getattr(exc, 'strerror', None) or exc}); run 'scandb verify'") from None
     order = np.array([r[1] for r in rows], dtype=np.int64)
     return np.array([r[0] for r in rows], dtype=np.int64), np.ascontiguousarray(stored[order].transpose(0, 2, 1))
 
