@@ -4,8 +4,10 @@ and the scorers' steps written out, on the scans' own source arrays."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -378,3 +380,48 @@ def test_on_a_lake_a_run_is_one_snapshot_and_older_snapshots_keep_removed_runs(s
         assert db.models()["name"].tolist() == ["cnn"]
         assert db.predictions("cnn", STATIC.key)[1].tobytes() == \
             scored["given"][STATIC.key][np.argsort(trials)].tobytes()
+
+
+# -- the README's questions, run as written --------------------------------------------------------
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def readme_queries() -> list[str]:
+    section = README.read_text().split("## Scoring models", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sql\n(.*?)```", section, flags=re.S)
+
+
+def test_the_readme_leaderboard_queries_answer_what_they_say(scored, tmp_path):
+    path = tmp_path / "lab.duckdb"
+    shutil.copy(scored["path"], path)
+    shutil.copytree(scored["path"].with_suffix(".images"), path.with_suffix(".images"))
+    trials = scored["trials"][STATIC.key]
+    good = scored["given"][STATIC.key]
+    poor = static_predictions(trials, seed=7) * 0.1 + np.random.default_rng(8).normal(size=good.shape)
+    with scandb.connect(path, read_only=False) as db:
+        db.add_predictions("cnn-v3", trials, good, scan=STATIC.key)
+        db.add_predictions("lnp-v1", trials, poor.astype(np.float32), scan=STATIC.key)
+    per_area, ranked, beats = readme_queries()
+    with scandb.connect(path) as db:
+        scores = {m: db.scores(m, scan=STATIC.key) for m in ("cnn-v3", "lnp-v1")}
+        rows = db.sql(per_area).fetchall()
+        want = scores["cnn-v3"].groupby("area")["single_trial_correlation"].mean()
+        got = {area: value for model, area, mice, neurons, value in rows if model == "cnn-v3"}
+        assert got == {area: round(v, 3) for area, v in want.items()}
+
+        ranking = db.sql(ranked).fetchall()
+        quality = db.sql("SELECT scan_key, neuron_idx, tier FROM neuron_quality "
+                         "WHERE oracle_correlation IS NOT NULL").df()
+        assert len(quality) < 500  # every reliable neuron of these small scans
+        means = {m: db.scores(m, tier=None).merge(quality, on=["scan_key", "neuron_idx", "tier"])
+                 ["single_trial_correlation"] for m in ("cnn", "cnn-v3", "lnp-v1")}
+        assert [(r[0], r[1], r[2]) for r in ranking] == sorted(
+            ((m, len(v), round(v.mean(), 3)) for m, v in means.items()), key=lambda r: -r[2])
+        assert ranking[-1][0] == "lnp-v1"  # the poor model ranks last
+
+        winners = db.sql(beats).fetchall()
+        a = scores["cnn-v3"].set_index("neuron_idx")["single_trial_correlation"]
+        b = scores["lnp-v1"].set_index("neuron_idx")["single_trial_correlation"]
+        assert sorted(r[1] for r in winners) == sorted(a.index[a > b].tolist())
+        assert 0 < len(winners) <= STATIC.n_neurons
