@@ -39,3 +39,13 @@ def test_rewriting_the_report_keeps_the_sections_written_by_hand():
     rewritten = with_kept("# Benchmarks\n\nnew numbers\n", previous)
     assert rewritten == f"# Benchmarks\n\nnew numbers\n\n{KEPT}\n\n## DataLoader epochs\n\nmeasured by hand\n"
     assert with_kept("# Benchmarks\n", None) == "# Benchmarks\n"
+
+
+def test_the_scoring_benchmark_checks_its_scores_and_runs_the_readme_queries(tmp_path: Path):
+    from bench import scoring
+
+    result = scoring.main([str(tmp_path / "work"), "--data", str(tmp_path / "data"), "--scans", "2", "--models",
+                           "2", "--repeat", "1", "--tiny"])
+    assert result["scoring"]["shape"][0] > 0 and result["scoring"]["add_predictions_best_s"] > 0
+    board = result["leaderboard"]
+    assert board["neuron_scores_rows"] > 0 and len(board["query_best_s"]) == 4
