@@ -225,6 +225,8 @@ class FileCatalog(Catalog):
 
     def release_keys(self, conn, store: str, keys: list[str], why: str) -> int:
         """List these files of ``store`` in ``released_files``, with the time."""
+        if not keys:
+            return 0
         now = datetime.now(timezone.utc).replace(tzinfo=None)
         conn.executemany("INSERT INTO released_files VALUES (?, ?, ?, ?)", [[store, key, why, now] for key in keys])
         return len(keys)

@@ -20,8 +20,13 @@ frames of each trial skipped (``SKIP_FRAMES``), the rest up to the trial's end c
 across trials, ``corr`` per neuron, NaN set to 0. That scorer defines no other metric, so
 the other three are NULL for video scans.
 
-Everything is computed in float64 (the scorers compute in their inputs' float32); a value
-a scorer gives as NaN or infinite (a neuron that never varies) is None.
+Static scores are computed as the scorer computes them: the same numpy operations in the
+same order, in the arrays' dtype (float32 responses with float32 predictions: float32), the
+tier's trials in trial order, so they equal the scorer's to the bit. Video scores are
+accumulated trial by trial in float64 (sums about the first trial's means), so memory stays
+one trial's frames where the 2023 scorer concatenates every frame of the tier; they agree
+with it to float32 rounding. A value a scorer gives as NaN or infinite (a neuron that never
+varies) is stored as NULL.
 """
 
 from __future__ import annotations
@@ -38,51 +43,47 @@ METRICS = ("single_trial_correlation", "correlation_to_average", "fev", "feve")
 
 
 def corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """neuralpredictors' ``corr(x, y, axis=0)``, in float64."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    x = (x - x.mean(axis=0)) / (x.std(axis=0) + EPS)
-    y = (y - y.mean(axis=0)) / (y.std(axis=0) + EPS)
+    """neuralpredictors' ``corr(x, y, axis=0)``, the same operations in the same order."""
+    x = (x - x.mean(axis=0, keepdims=True)) / (x.std(axis=0, keepdims=True, ddof=0) + EPS)
+    y = (y - y.mean(axis=0, keepdims=True)) / (y.std(axis=0, keepdims=True, ddof=0) + EPS)
     return (x * y).mean(axis=0)
 
 
 def static_scores(responses: np.ndarray, predictions: np.ndarray, image_ids: np.ndarray) -> dict[str, np.ndarray]:
     """The four metrics per neuron for one tier: ``responses`` and ``predictions``
-    ``(n_trials, n_neurons)``, aligned, ``image_ids`` ``(n_trials,)``."""
-    responses = np.asarray(responses, dtype=np.float64)
-    predictions = np.asarray(predictions, dtype=np.float64)
-    images, group = np.unique(np.asarray(image_ids), return_inverse=True)
-    n_images, n_neurons = len(images), responses.shape[1]
-    counts = np.bincount(group, minlength=n_images).astype(np.float64)
-    mean_responses = _group_sums(responses, group, n_images) / counts[:, None]
-    mean_predictions = _group_sums(predictions, group, n_images) / counts[:, None]
+    ``(n_trials, n_neurons)``, aligned, rows in trial order (as the scorer orders them),
+    ``image_ids`` ``(n_trials,)``. Computed in the arrays' dtype (float32 for float32
+    predictions), as the scorer computes; images in ``np.unique`` order, as its ``split_images``."""
+    dtype = np.result_type(responses, predictions, np.float32)
+    responses = np.asarray(responses, dtype=dtype)
+    predictions = np.asarray(predictions, dtype=dtype)
+    image_ids = np.asarray(image_ids)
+    masks = [image_ids == image for image in np.unique(image_ids)]
+    split_responses = [responses[mask] for mask in masks]
+    split_predictions = [predictions[mask] for mask in masks]
+    means = lambda groups: np.vstack([g.mean(axis=0, keepdims=True) for g in groups])  # noqa: E731
     scores = {"single_trial_correlation": corr(predictions, responses),
-              "correlation_to_average": corr(mean_responses, mean_predictions)}
-    repeated = counts[group] >= 2
-    if repeated.any():
-        scores["fev"], scores["feve"] = _fev(responses[repeated], predictions[repeated],
-                                             mean_responses[group[repeated]], counts[group[repeated]],
-                                             int((counts >= 2).sum()))
+              "correlation_to_average": corr(means(split_responses), means(split_predictions))}
+    repeated = [k for k, group in enumerate(split_responses) if len(group) >= 2]
+    if repeated:
+        scores["fev"], scores["feve"] = fev([split_responses[k] for k in repeated],
+                                            [split_predictions[k] for k in repeated])
     else:
-        scores["fev"] = scores["feve"] = np.full(n_neurons, np.nan)
+        scores["fev"] = scores["feve"] = np.full(responses.shape[1], np.nan)
     return scores
 
 
-def _group_sums(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
-    sums = np.zeros((n_groups, values.shape[1]))
-    np.add.at(sums, group, values)
-    return sums
-
-
-def _fev(responses, predictions, image_means, repeats, n_images) -> tuple[np.ndarray, np.ndarray]:
-    """neuralpredictors' ``fev(..., return_exp_var=True)`` for trials of repeated images:
-    ``image_means`` and ``repeats`` are each trial's image's mean response and repeat count."""
+def fev(targets: list[np.ndarray], predictions: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """neuralpredictors' ``fev(targets, predictions, return_exp_var=True)``: per image
+    ``(n_repeats, n_neurons)`` arrays; a neuron whose total and noise variance agree gets
+    NaN or infinity there, which the caller stores as NULL."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        total = responses.var(axis=0, ddof=1)
-        noise = (((responses - image_means) ** 2) / (repeats[:, None] - 1)).sum(axis=0) / n_images
-        error = ((responses - predictions) ** 2).mean(axis=0)
-        fev = (total - noise) / total
-        feve = 1 - (error - noise) / (total - noise)
+        prediction_error = np.vstack([(t - p) ** 2 for t, p in zip(targets, predictions)])
+        image_var = np.vstack([np.var(t, axis=0, ddof=1) for t in targets])
+        total_var = np.var(np.vstack(targets), axis=0, ddof=1)
+        noise_var = np.mean(image_var, axis=0)
+        fev = (total_var - noise_var) / total_var
+        feve = 1 - (np.mean(prediction_error, axis=0) - noise_var) / (total_var - noise_var)
     return fev, feve
 
 
@@ -103,7 +104,7 @@ class VideoScores:
         self.n_trials += 1
         if len(responses) <= SKIP_FRAMES:
             return
-        r = np.asarray(responses[SKIP_FRAMES:], dtype=np.float64)
+        r = np.asarray(responses[SKIP_FRAMES:], dtype=np.float64)  # a copy: shifted in place below
         p = np.asarray(predictions[SKIP_FRAMES:], dtype=np.float64)
         if self.shift_r is None:
             self.shift_r, self.shift_p = r.mean(axis=0), p.mean(axis=0)

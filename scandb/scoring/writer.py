@@ -75,6 +75,7 @@ def score(fetch_responses, part: ScanPredictions, notes: list[str]) -> list[Tier
     scored, withheld = [], []
     for tier in dict.fromkeys(part.tiers.tolist()):
         rows = np.flatnonzero(part.tiers == tier)
+        rows = rows[np.argsort(part.trial_ids[rows], kind="stable")]  # the scorers' order: by trial
         if part.withheld[rows].any():
             withheld.append(tier)
             continue
