@@ -357,16 +357,20 @@ class ScanDB:
     @holding
     def export(self, selection: Selection, out: str | Path, neurons: "Neurons | str | None" = None, *,
                format: str = "scan", zip: bool = False, params: Sequence | None = None,
-               scan: str | None = None) -> "ExportResult":
+               scan: str | None = None, model: str | None = None) -> "ExportResult":
         """Write the selected trials under ``out``: scan folders in the source layout (one per
         scan, named like the source; ``zip=True`` for zips), ``format="parquet"`` for the
         selected rows of every table, or ``format="npz"`` for the aligned arrays in one file.
+        ``format="submission"`` writes ``model``'s stored predictions of the selected trials as
+        the Sensorium 2023 submission: ``predictions_<tier>.parquet`` per tier, columns
+        ``mouse``, ``trial_indices``, ``prediction``, ``neuron_ids`` (``scandb.export.submission``);
+        a selected trial the model has no prediction of is a ``UsageError``.
         ``neurons`` is anything ``fetch`` takes, or SQL returning scan_key and neuron_idx.
         """
         from .export import export
 
         return export(self, self._readers, selection, out, neurons, format=format, zip=zip, params=params,
-                      scan=scan)
+                      scan=scan, model=model)
 
     @holding
     def report(self, scan: str, out: str | Path) -> "ReportResult":

@@ -323,15 +323,20 @@ def gc(db_path: Path | str, older_than: float, dry_run: bool, wait: float) -> No
 @click.option("--neurons", "neurons_query", metavar="QUERY", default=None,
               help="SQL returning scan_key and neuron_idx (or unit_id): the neurons to keep, in that order "
                    "(default: all of them).")
-@click.option("--format", "fmt", type=click.Choice(["scan", "parquet", "npz"]), default="scan", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["scan", "parquet", "npz", "submission"]), default="scan",
+              show_default=True,
               help="scan: one folder per scan in the source layout, read by existing loaders; parquet: the "
-                   "selected rows of every table, partitioned by scan_key; npz: the aligned arrays in one file.")
+                   "selected rows of every table, partitioned by scan_key; npz: the aligned arrays in one file; "
+                   "submission: --model's predictions of the selected trials as the Sensorium 2023 submission, "
+                   "predictions_<tier>.parquet per tier (mouse, trial_indices, prediction, neuron_ids).")
 @click.option("--zip", "as_zip", is_flag=True, help="Write each scan as a zip (one top-level folder) instead of a folder.")
+@click.option("--model", metavar="NAME", default=None,
+              help="With --format submission: the model whose stored predictions are written.")
 @db_option
 @snapshot_option
 @wait_option
-def export(query: str, out: Path, neurons_query: str | None, fmt: str, as_zip: bool, db_path: Path,
-           snapshot: int | None, wait: float) -> None:
+def export(query: str, out: Path, neurons_query: str | None, fmt: str, as_zip: bool, model: str | None,
+           db_path: Path, snapshot: int | None, wait: float) -> None:
     """Export the trials a query selects (scan_key, trial_id) into the folder OUT.
 
     Trials are numbered 0..n-1 in the query's order; meta arrays are taken for the selected
@@ -342,7 +347,7 @@ def export(query: str, out: Path, neurons_query: str | None, fmt: str, as_zip: b
     ORDER BY ALL" out/ --neurons "SELECT scan_key, neuron_idx FROM neurons WHERE area IN ('V1', 'LM')"
     """
     with connect(db_path, wait=wait, snapshot=snapshot) as db:
-        result = db.export(query, out, neurons_query, format=fmt, zip=as_zip)
+        result = db.export(query, out, neurons_query, format=fmt, zip=as_zip, model=model)
     click.echo(result.summary())
 
 

@@ -1,4 +1,5 @@
-"""Out of the database: a selection as scan folders, Parquet tables or one ``.npz``.
+"""Out of the database: a selection as scan folders, Parquet tables or one ``.npz``, or a
+model's predictions of it in the Sensorium 2023 submission layout.
 
 ``export`` resolves the selection and the neuron choice once, then hands them to one writer
 per format; every writer builds its output under a temporary name and renames it into place
@@ -16,9 +17,11 @@ from ..catalog.transaction import explain
 from ..errors import UsageError
 from ..query import neurons as neuron_choice
 
-FORMATS = ("scan", "parquet", "npz")
+FORMATS = ("scan", "parquet", "npz", "submission")
 """``scan``: the source layout, one folder (or zip) per scan; ``parquet``: the selected rows of
-every table; ``npz``: the selection's aligned arrays in one file."""
+every table; ``npz``: the selection's aligned arrays in one file; ``submission``: a model's
+predictions of the selected trials, one Parquet file per tier as the Sensorium 2023
+submission (``submission.py``)."""
 
 
 @dataclass
@@ -36,13 +39,19 @@ class ExportResult:
 
 
 def export(db, readers, selection, out: str | Path, neurons=None, *, format: str = "scan", zip: bool = False,
-           params=None, scan: str | None = None) -> ExportResult:
+           params=None, scan: str | None = None, model: str | None = None) -> ExportResult:
     """Write the selected trials (and ``neurons``) of ``db`` (a ``ScanDB``; ``readers`` its
-    per-scan readers) under ``out``."""
+    per-scan readers) under ``out``; ``model`` names the model whose predictions
+    ``format="submission"`` writes."""
     if format not in FORMATS:
         raise UsageError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if zip and format != "scan":
         raise UsageError("zip=True (--zip) applies to format 'scan' only")
+    if model is not None and format != "submission":
+        raise UsageError("model= (--model) applies to format 'submission' only")
+    if format == "submission" and model is None:
+        raise UsageError("format 'submission' writes a model's predictions: name the model (model=NAME, "
+                         "--model NAME)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; export writes into a folder")
@@ -59,6 +68,10 @@ def export(db, readers, selection, out: str | Path, neurons=None, *, format: str
 
         paths = [write_scan(db, scan_key, _trials_of(selected, scan_key), picked.get(scan_key), out, zip)
                  for scan_key in scans]
+    elif format == "submission":
+        from .submission import write_submission
+
+        paths = write_submission(db, selected, picked, out, model)
     elif format == "parquet":
         from .tables import write_parquet
 

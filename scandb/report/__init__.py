@@ -1,7 +1,9 @@
 """``scandb report``: what a scientist looks at first when a scan arrives, as figures.
 
 ``numbers`` computes what each figure shows (checked by the tests), ``figures`` draws it,
-``page`` writes the PNGs and one self-contained HTML page. matplotlib is optional
+``page`` writes the PNGs and one self-contained HTML page. When models have scores for the
+scan (``db.add_predictions``), a model section follows: each model per area, against the
+neurons' oracle ceiling, and against the best model. matplotlib is optional
 (``pip install "scandb[report]"``) and imported only here.
 """
 
@@ -33,8 +35,10 @@ def write_report(db, scan: str, out: Path) -> ReportResult:
         raise UsageError('the report needs matplotlib; install it with: pip install "scandb[report]"') from None
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
-    from .page import draw_all, unavailable, write_page
+    from . import numbers
+    from .page import draw_all, model_table, unavailable, write_page
 
     out.mkdir(parents=True, exist_ok=True)
     figures = draw_all(db, scan, out)
-    return ReportResult(scan, figures, write_page(scan, figures, out, unavailable(db, scan)))
+    page = write_page(scan, figures, out, unavailable(db, scan), model_table(numbers.model_scores(db, scan)))
+    return ReportResult(scan, figures, page)

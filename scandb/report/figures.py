@@ -143,3 +143,85 @@ def mean_response_over_frames(traces: dict[str, np.ndarray], tier: str, scan: st
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def _grid(n: int, size: float = 4.0):
+    """``n`` square panels, up to three a row; the unused ones hidden."""
+    plt = _pyplot()
+    columns = min(n, 3)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(max(6.5, size * columns + 1), size * rows + 1.0), squeeze=False)
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.ravel()[:n])
+
+
+def _diagonal(ax, x: np.ndarray, y: np.ndarray) -> None:
+    values = np.concatenate([x, y])
+    values = values[~np.isnan(values)]
+    low, high = (min(values.min(), 0.0), max(values.max(), 0.0)) if values.size else (0.0, 1.0)
+    pad = 0.05 * (high - low or 1.0)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], ls="--", lw=1, color="grey", label="diagonal")
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_aspect("equal")
+
+
+def model_scores_per_area(scores: numbers.ModelScores, scan: str):
+    """Each model's mean single-trial correlation per area (and over all neurons), side by side."""
+    plt = _pyplot()
+    groups = [g for g in scores.n_neurons if g != "all"] + ["all"]
+    models = scores.models
+    fig, ax = plt.subplots(figsize=(max(7, 0.5 * len(groups) * len(models) + 2), 4.2))
+    width = 0.8 / max(len(models), 1)
+    for i, model in enumerate(models):
+        heights = [scores.per_area[model][g] for g in groups]
+        bars = ax.bar(np.arange(len(groups)) + i * width, heights, width, label=model)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.axhline(0, color="black", lw=0.6)
+    ax.set_xticks(np.arange(len(groups)) + width * (len(models) - 1) / 2,
+                  [f"{g}\n(n={scores.n_neurons[g]})" for g in groups])
+    ax.set(xlabel="area", ylabel="mean single-trial correlation",
+           title=f"{scan}: models per area ({scores.tier} tier)")
+    ax.legend(title="model", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    return fig
+
+
+def model_vs_oracle(scores: numbers.ModelScores, oracle: np.ndarray, oracle_tier: str, scan: str):
+    """Per neuron and model: single-trial correlation against oracle correlation (the ceiling)."""
+    fig, axes = _grid(len(scores.models))
+    colors = _colors(scores.areas)
+    for ax, model in zip(axes, scores.models):
+        values = scores.correlation[model]
+        for area, color in colors.items():
+            chosen = scores.areas == area
+            ax.scatter(oracle[chosen], values[chosen], s=6, color=color, label=area)
+        _diagonal(ax, oracle, values)
+        ax.set(xlabel=f"oracle correlation ({oracle_tier})", ylabel="single-trial correlation", title=model)
+        ax.legend(fontsize=7, markerscale=2)
+    fig.suptitle(f"{scan}: model against the oracle ceiling\n(per neuron, {scores.tier} tier)")
+    fig.tight_layout()
+    return fig
+
+
+def model_vs_model(scores: numbers.ModelScores, scan: str):
+    """Per neuron: the best model's single-trial correlation against each other model's."""
+    best = scores.best()
+    others = [m for m in scores.models if m != best]
+    fig, axes = _grid(len(others))
+    colors = _colors(scores.areas)
+    x = scores.correlation[best]
+    for ax, model in zip(axes, others):
+        y = scores.correlation[model]
+        for area, color in colors.items():
+            chosen = scores.areas == area
+            ax.scatter(x[chosen], y[chosen], s=6, color=color, label=area)
+        _diagonal(ax, x, y)
+        both = ~(np.isnan(x) | np.isnan(y))
+        ax.set(xlabel=best, ylabel=model,
+               title=f"{model} better on {int((y[both] > x[both]).sum())} of {int(both.sum())} neurons")
+        ax.legend(fontsize=7, markerscale=2)
+    fig.suptitle(f"{scan}: model against model\n(single-trial correlation per neuron, {scores.tier} tier)")
+    fig.tight_layout()
+    return fig

@@ -206,3 +206,61 @@ def oracle_frame(db, scan: str, tier: str | None = None):
                             "ORDER BY neuron_idx", [scan]).df()
     frame["oracle"] = oracle(db, scan, tier)
     return frame
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """The models scored on one scan, for the report's model section: per model the
+    single-trial correlation of every neuron (``neuron_idx`` order, NaN where the scorer
+    gives none) in ``tier``, and its mean per area (NaN ignored, as SQL's ``avg``)."""
+
+    tier: str
+    models: list[str]
+    areas: np.ndarray
+    correlation: dict[str, np.ndarray]
+    per_area: dict[str, dict[str, float]]
+    """``{model: {area: mean}}``, areas sorted, plus ``"all"`` over every neuron."""
+    n_neurons: dict[str, int]
+    """Neurons per area (and ``"all"``)."""
+
+    def best(self) -> str:
+        """The model with the highest mean single-trial correlation over all neurons (ties: by name)."""
+        return min(self.models, key=lambda m: (-np.nan_to_num(self.per_area[m]["all"], nan=-np.inf), m))
+
+
+def model_tier(db, scan: str) -> str | None:
+    """The tier the model section shows: the scan's repeat tier (test; oracle for video
+    scans) when a model was scored on it, else the scored tier with the most trials; None
+    when no model has scores for the scan."""
+    rows = db.conn.execute("SELECT tier, max(n_trials) FROM neuron_scores WHERE scan_key = ? GROUP BY tier "
+                           "ORDER BY 2 DESC, 1", [scan]).fetchall()
+    if not rows:
+        return None
+    tiers = [tier for tier, _ in rows]
+    preferred = repeat_tier(db, scan)
+    return preferred if preferred in tiers else tiers[0]
+
+
+def model_scores(db, scan: str) -> ModelScores | None:
+    """Every model's single-trial correlation on ``scan`` in ``model_tier``; None without scores."""
+    tier = model_tier(db, scan)
+    if tier is None:
+        return None
+    areas = neurons(db, scan).area
+    rows = db.conn.execute("SELECT model, neuron_idx, single_trial_correlation FROM neuron_scores "
+                           "WHERE scan_key = ? AND tier = ? ORDER BY model, neuron_idx", [scan, tier]).fetchall()
+    correlation: dict[str, np.ndarray] = {}
+    for model, neuron_idx, value in rows:
+        values = correlation.setdefault(model, np.full(len(areas), np.nan))
+        values[neuron_idx] = np.nan if value is None else value
+    groups = {area: areas == area for area in sorted(set(areas.tolist()))}
+    groups["all"] = np.ones(len(areas), dtype=bool)
+    per_area = {model: {area: _nanmean(values[chosen]) for area, chosen in groups.items()}
+                for model, values in correlation.items()}
+    return ModelScores(tier, list(correlation), areas, correlation, per_area,
+                       {area: int(chosen.sum()) for area, chosen in groups.items()})
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = values[~np.isnan(values)]
+    return float(values.mean()) if values.size else float("nan")

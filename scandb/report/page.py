@@ -22,7 +22,17 @@ CAPTIONS = {
     "oracle_per_area": "Repeat reliability: per-neuron correlation of each repeat with the mean of the other "
                        "repeats of its image, pooled over images (db.oracle).",
     "mean_response_over_frames": "Mean response per frame and area over the repeated (oracle) videos.",
+    "model_scores_per_area": "Each model's mean single-trial correlation (db.scores) per area and over all "
+                             "neurons, in the tier named in the title: the Sensorium metric both static and video "
+                             "scans have (video scans: the first 50 frames of each trial skipped).",
+    "model_vs_oracle": "Per neuron, each model's single-trial correlation against the neuron's oracle "
+                       "correlation (neuron_quality.oracle_correlation): the repeat reliability, roughly the "
+                       "ceiling a model of the stimulus reaches. Dashed: the diagonal.",
+    "model_vs_model": "Per neuron, the best model's single-trial correlation (x, highest mean over all neurons) "
+                      "against each other model's (y): above the dashed diagonal the other model predicts the "
+                      "neuron better.",
 }
+MODEL_FIGURES = ("model_scores_per_area", "model_vs_oracle", "model_vs_model")
 
 
 def draw_all(db, scan: str, out: Path) -> dict[str, Path]:
@@ -45,6 +55,13 @@ def draw_all(db, scan: str, out: Path) -> dict[str, Path]:
     if kind == "dynamic":
         drawn["mean_response_over_frames"] = figures.mean_response_over_frames(
             _frame_traces(db, scan, cells.area, tier), tier, scan)
+    scores = numbers.model_scores(db, scan)
+    if scores is not None:
+        drawn["model_scores_per_area"] = figures.model_scores_per_area(scores, scan)
+        if "model_vs_oracle" not in unavailable(db, scan):
+            drawn["model_vs_oracle"] = figures.model_vs_oracle(scores, numbers.oracle(db, scan, tier), tier, scan)
+        if len(scores.models) > 1:
+            drawn["model_vs_model"] = figures.model_vs_model(scores, scan)
     import matplotlib.pyplot as plt
 
     paths = {}
@@ -59,10 +76,38 @@ def unavailable(db, scan: str) -> dict[str, str]:
     """Figures a scan cannot have, with why, said on the page in place of an empty plot."""
     tier = numbers.repeat_tier(db, scan)
     if tier in numbers.withheld_tiers(db, scan):
-        return {"oracle_per_area": f"No repeat reliability: the responses of the {tier} tier (the repeated "
-                                   "stimuli) are withheld in this scan (zero-filled, as competition releases "
-                                   "ship them), so there are no repeats to correlate."}
+        notes = {"oracle_per_area": f"No repeat reliability: the responses of the {tier} tier (the repeated "
+                                    "stimuli) are withheld in this scan (zero-filled, as competition releases "
+                                    "ship them), so there are no repeats to correlate."}
+        if numbers.model_tier(db, scan) is not None:
+            notes["model_vs_oracle"] = (f"No oracle ceiling to compare the models with: the {tier} tier's "
+                                        "responses are withheld in this scan.")
+        return notes
     return {}
+
+
+def model_table(scores: numbers.ModelScores | None) -> str:
+    """The numbers of the per-area bar chart as an HTML table: one row per area (and all
+    neurons), one column per model, the mean single-trial correlation to 4 decimals."""
+    if scores is None:
+        return ""
+    groups = [g for g in scores.n_neurons if g != "all"] + ["all"]
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in scores.models)
+    body = []
+    for group in groups:
+        cells = "".join(f"<td>{_number(scores.per_area[m][group])}</td>" for m in scores.models)
+        body.append(f'<tr><th>{html.escape(group)}</th><td>{scores.n_neurons[group]}</td>{cells}</tr>')
+    return (f'<section id="models"><h2>models</h2>'
+            f"<p>{len(scores.models)} model(s) scored on this scan: {html.escape(', '.join(scores.models))}. "
+            f"Mean single-trial correlation per area, {html.escape(scores.tier)} tier "
+            f"(db.scores; db.score_summary and scandb scores give the other metrics; the competition's FEVE is "
+            f"the mean over neurons with FEV &gt;= 0.15).</p>"
+            f'<table class="models"><thead><tr><th>area</th><th>neurons</th>{head}</tr></thead>'
+            f"<tbody>{''.join(body)}</tbody></table></section>")
+
+
+def _number(value: float) -> str:
+    return "n/a" if np.isnan(value) else f"{value:.4f}"
 
 
 def _frame_traces(db, scan: str, areas: np.ndarray, tier: str) -> dict[str, np.ndarray]:
@@ -74,12 +119,16 @@ def _frame_traces(db, scan: str, areas: np.ndarray, tier: str) -> dict[str, np.n
     return {area: np.nanmean(responses[:, areas == area], axis=(0, 1)) for area in sorted(set(areas.tolist()))}
 
 
-def write_page(scan: str, figures_: dict[str, Path], out: Path, notes: dict[str, str] | None = None) -> Path:
+def write_page(scan: str, figures_: dict[str, Path], out: Path, notes: dict[str, str] | None = None,
+               models: str = "") -> Path:
     """One HTML file that needs nothing beside it: every PNG inlined as base64; a figure the
-    scan cannot have is a paragraph saying why (``notes``), in its place."""
+    scan cannot have is a paragraph saying why (``notes``), in its place; ``models`` (the
+    ``model_table``, when models are scored on the scan) opens the model figures."""
     sections = []
     notes = notes or {}
     for name in [n for n in CAPTIONS if n in figures_ or n in notes]:
+        if name == MODEL_FIGURES[0] and models:
+            sections.append(models)
         if name not in figures_:
             sections.append(f'<section><h2>{html.escape(name.replace("_", " "))}</h2>'
                             f'<p class="unavailable">{html.escape(notes[name])}</p></section>')
@@ -92,7 +141,9 @@ def write_page(scan: str, figures_: dict[str, Path], out: Path, notes: dict[str,
     page = out / HTML_FILE
     page.write_text(f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>scan {html.escape(scan)}</title>
-<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} img{{max-width:100%}}</style></head>
+<style>body{{font-family:sans-serif;max-width:1200px;margin:auto}} img{{max-width:100%}}
+table.models{{border-collapse:collapse}} table.models td,table.models th{{border:1px solid #ccc;padding:2px 8px}}
+table.models td{{text-align:right}}</style></head>
 <body><h1>scan {html.escape(scan)}</h1>
 {chr(10).join(sections)}
 </body></html>
