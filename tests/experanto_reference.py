@@ -96,11 +96,13 @@ class Sequence:
         dtype = self.data.dtype if self.mode == "nearest_neighbor" else np.float64
         values = np.array(rows, dtype=dtype).reshape(len(rows), self.data.shape[1])
         if self.mode == "linear" and not self.keep_nans:
-            for j in range(values.shape[1]):
-                column = values[:, j]
-                finite = column[~np.isnan(column)]
-                if len(finite) < len(column):
-                    column[np.isnan(column)] = np.mean(finite) if len(finite) else np.nan
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means = np.nanmean(values, axis=0)  # experanto's own call: its summation order matters
+            for k in range(values.shape[0]):
+                for j in range(values.shape[1]):
+                    if np.isnan(values[k, j]):
+                        values[k, j] = means[j]
         return values, np.array(valid, dtype=np.int64)
 
 
