@@ -43,7 +43,10 @@ def sample_sequence(seq: Sequence, times: np.ndarray, interpolation_mode: str = 
         query = valid_times[:, np.newaxis] - seq.phase_shifts[np.newaxis, :]
     else:
         query = valid_times
-    lower = np.floor((query - seq.start_time) / time_delta).astype(int)
+    lower_float = query - seq.start_time  # (t - start) / time_delta, floored: experanto's exact steps, in place
+    np.divide(lower_float, time_delta, out=lower_float)
+    lower = np.floor(lower_float, out=lower_float).astype(int)
+    del lower_float
     columns = np.arange(data.shape[1])
     if interpolation_mode == "nearest_neighbor":
         return (_gather(data, lower, columns) if shifted else data[lower]), valid
