@@ -1,0 +1,205 @@
+"""A session's modalities at arbitrary times, by experanto's interpolators' rules (EXPERANTO_FORMAT.md §6).
+
+Vectorised numpy over the memory-mapped arrays: one gather per sequence (per-neuron phase
+shifts included), each screen frame rescaled once however many times ask for it. Times
+outside a modality's closed valid interval are dropped; ``valid`` holds the indexes into
+``times`` of the rows returned, as experanto's ``interpolate(..., return_valid=True)`` does.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import cv2
+import numpy as np
+
+from ..errors import UsageError
+from .config import merged_config
+from .modalities import Screen, Sequence, Spikes, TimeIntervals
+from .normalize import normalize_values
+
+SCREEN_ONSET_SLACK = 1e-4
+"""experanto adds 0.1 ms to every query before looking up the frame onsets."""
+
+
+def valid_indexes(times: np.ndarray, interval: tuple[float, float]) -> np.ndarray:
+    """Indexes of the times inside the closed interval (``TimeInterval.intersect``)."""
+    start, end = interval
+    return np.where((times >= start) & (times <= end))[0]
+
+
+def sample_sequence(seq: Sequence, times: np.ndarray, interpolation_mode: str = "nearest_neighbor",
+                    keep_nans: bool = False, **_ignored) -> tuple[np.ndarray, np.ndarray]:
+    """Previous sample (``nearest_neighbor``) or ``linear``, each neuron at ``t - phase_shift``."""
+    times = np.asarray(times, dtype=np.float64)
+    valid = valid_indexes(times, seq.valid_interval)
+    valid_times = times[valid]
+    data = seq.data
+    if len(valid_times) == 0:
+        return np.empty((0, data.shape[1]), dtype=data.dtype), valid
+    time_delta = 1.0 / seq.sampling_rate
+    shifted = seq.phase_shifts is not None
+    if shifted:
+        query = valid_times[:, np.newaxis] - seq.phase_shifts[np.newaxis, :]
+    else:
+        query = valid_times
+    lower_float = query - seq.start_time  # (t - start) / time_delta, floored: experanto's exact steps, in place
+    np.divide(lower_float, time_delta, out=lower_float)
+    lower = np.floor(lower_float, out=lower_float).astype(int)
+    del lower_float
+    columns = np.arange(data.shape[1])
+    if interpolation_mode == "nearest_neighbor":
+        return (_gather(data, lower, columns) if shifted else data[lower]), valid
+    if interpolation_mode != "linear":
+        raise UsageError(f"interpolation_mode {interpolation_mode!r}: use 'nearest_neighbor' or 'linear'")
+    upper = lower + 1
+    overflow = (upper >= data.shape[0]) | (lower < 0)
+    keep = ~overflow.any(axis=1) if shifted else ~overflow
+    valid, lower, upper, query = valid[keep], lower[keep], upper[keep], query[keep]
+    times_lower = seq.start_time + lower * time_delta
+    times_upper = seq.start_time + upper * time_delta
+    denom = times_upper - times_lower
+    lower_ratio = (times_upper - query) / denom
+    upper_ratio = (query - times_lower) / denom
+    if shifted:
+        values = lower_ratio * _gather(data, lower, columns) + upper_ratio * _gather(data, upper, columns)
+    else:
+        values = lower_ratio[:, None] * data[lower] + upper_ratio[:, None] * data[upper]
+    if not keep_nans:
+        _fill_nans_with_column_means(values)
+    return values, valid
+
+
+def _gather(data: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """``take_along_axis(data, rows, 0)`` on a memmap: only the touched rows are read."""
+    if rows.size == 0:
+        return np.empty(rows.shape, dtype=data.dtype)
+    first, last = int(rows.min()), int(rows.max())
+    window = np.asarray(data[first:last + 1])
+    return window[rows - first, columns[np.newaxis, :]]
+
+
+def _fill_nans_with_column_means(values: np.ndarray) -> None:
+    """experanto's linear mode: NaNs become the column's mean over the queried batch."""
+    nans = np.isnan(values)
+    if nans.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(values, axis=0)
+        np.copyto(values, np.broadcast_to(means, values.shape), where=nans)
+
+
+def sample_screen(screen: Screen, times: np.ndarray, rescale: bool = False,
+                  rescale_size: tuple[int, int] | None = None, **_ignored) -> tuple[np.ndarray, np.ndarray]:
+    """The frame shown at each time (last onset <= t + 0.1 ms), float32 (n, H, W[, 3]),
+    rescaled with ``cv2.resize`` (INTER_AREA) as experanto does (on the transposed frame)."""
+    times = np.asarray(times, dtype=np.float64)
+    valid = valid_indexes(times, screen.valid_interval)
+    valid_times = times[valid] + SCREEN_ONSET_SLACK
+    if np.any(np.diff(valid_times) <= 0):
+        raise UsageError("screen times must be strictly increasing (experanto asserts it)")
+    frame_index = np.searchsorted(screen.timestamps, valid_times) - 1
+    native = screen.trials[0].image_size
+    size = tuple(rescale_size) if rescale and rescale_size else native[:2]
+    channels = native[2:]
+    out = np.zeros((len(valid_times),) + size + channels, dtype=np.float32)
+    unique_frames, inverse = np.unique(frame_index, return_inverse=True)
+    trial_of = screen.frame_trial[unique_frames]
+    for trial_number in np.unique(trial_of):
+        trial = screen.trials[trial_number]
+        picks = np.flatnonzero(trial_of == trial_number)
+        frames = screen.frames(trial)[unique_frames[picks] - trial.first_frame]
+        rendered = [_rescale(f, size) for f in frames] if rescale else frames
+        for pick, frame in zip(picks, rendered):
+            out[inverse == pick] = frame
+    return out, valid
+
+
+def _rescale(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """experanto's ``rescale_frame(frame.T).T``: cv2 sees the transposed image and a
+    (height, width) dsize. Colour frames transpose only their two spatial axes."""
+    frame = np.asarray(frame, dtype=np.float32)
+    if frame.ndim == 3:
+        resized = cv2.resize(np.ascontiguousarray(frame.transpose(1, 0, 2)), tuple(size), interpolation=cv2.INTER_AREA)
+        return resized.astype(np.float32).transpose(1, 0, 2)
+    return cv2.resize(np.ascontiguousarray(frame.T), tuple(size), interpolation=cv2.INTER_AREA).astype(np.float32).T
+
+
+def sample_time_intervals(intervals: TimeIntervals, times: np.ndarray, **_ignored) -> tuple[np.ndarray, np.ndarray]:
+    """Bool (n_valid, n_labels): inside any [start, end) row of each label; reversed rows skipped."""
+    times = np.asarray(times, dtype=np.float64)
+    valid = valid_indexes(times, intervals.valid_interval)
+    valid_times = times[valid]
+    out = np.zeros((len(valid_times), len(intervals.labels)), dtype=bool)
+    for column, rows in enumerate(intervals.labels.values()):
+        rows = rows[rows[:, 0] <= rows[:, 1]]
+        if len(rows) == 0:
+            continue
+        inside = (valid_times[:, None] >= rows[None, :, 0]) & (valid_times[:, None] < rows[None, :, 1])
+        out[:, column] = inside.any(axis=1)
+    return out, valid
+
+
+def sample_spikes(spikes: Spikes, times: np.ndarray, interpolation_window: float = 0.3,
+                  interpolation_align: str = "center", smoothing_sigma: float = 0.0,
+                  **_ignored) -> tuple[np.ndarray, np.ndarray]:
+    """Spike counts per neuron in a window at each time (float64 (n_valid, N))."""
+    times = np.asarray(times, dtype=np.float64)
+    valid = valid_indexes(times, spikes.valid_interval)
+    valid_times = times[valid]
+    if interpolation_align == "center":
+        starts, ends = valid_times - interpolation_window / 2, valid_times + interpolation_window / 2
+    elif interpolation_align == "left":
+        starts, ends = valid_times, valid_times + interpolation_window
+    elif interpolation_align == "right":
+        starts, ends = valid_times - interpolation_window, valid_times
+    else:
+        raise UsageError(f"interpolation_align {interpolation_align!r}: use 'center', 'left' or 'right'")
+    counts = np.zeros((len(valid_times), spikes.n_signals), dtype=np.float64)
+    all_spikes = np.asarray(spikes.spikes)
+    for neuron in range(spikes.n_signals):
+        block = all_spikes[spikes.indices[neuron]:spikes.indices[neuron + 1]]
+        counts[:, neuron] = np.searchsorted(block, ends) - np.searchsorted(block, starts)
+    if smoothing_sigma > 0 and len(valid_times) > 1:
+        from scipy.ndimage import gaussian_filter1d
+
+        counts = gaussian_filter1d(counts, sigma=smoothing_sigma, axis=0)
+    return counts, valid
+
+
+SAMPLERS = {Sequence: sample_sequence, Screen: sample_screen, TimeIntervals: sample_time_intervals,
+            Spikes: sample_spikes}
+
+
+def sample(session, times, modalities=None, *, config: dict | None = None, return_valid: bool = False,
+           normalize: bool = True) -> dict:
+    """Each modality's values at ``times`` (seconds on the session's clock), by experanto's rules.
+
+    ``modalities`` defaults to the config's modalities the session has (the default config:
+    screen, responses, eye_tracker, treadmill). ``config`` takes experanto's modality-config
+    keys (``interpolation``, ``transforms.normalization``) and is merged over the default.
+    With ``normalize``, values are normalised as ChunkDataset does. Returns name -> values,
+    or name -> (values, valid indexes into ``times``) with ``return_valid``.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1:
+        raise UsageError(f"times must be a 1-d array of seconds, not shape {times.shape}")
+    full_config = merged_config(config)
+    if modalities is None:
+        names = [n for n in full_config if n in session.modalities]
+    else:
+        names = [modalities] if isinstance(modalities, str) else list(modalities)
+        missing = [n for n in names if n not in session.modalities]
+        if missing:
+            raise UsageError(f"session {session.key} has no modality {missing[0]!r} "
+                             f"(it has {', '.join(session.modalities)})")
+    result = {}
+    for name in names:
+        modality = session.modalities[name]
+        settings = full_config.get(name, {})
+        values, valid = SAMPLERS[type(modality)](modality, times, **settings.get("interpolation", {}))
+        mode = (settings.get("transforms") or {}).get("normalization")
+        if normalize and mode:
+            values = normalize_values(session, modality, values, mode)
+        result[name] = (values, valid) if return_valid else values
+    return result
