@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.scoring WORK [--zip ZIP] [--scans 7] [--models 10] [--tiny]
 
-1. ``add_predictions`` of the test tier of one scan (default: the first full-size benchmark
+1. ``add_predictions`` (a new model each turn) of the test tier of one scan (default: the first full-size benchmark
    scan, 6,000 trials x 8,000 neurons, 1,000 test trials; generated into
    ``bench/data/zips`` if missing), storage and scoring included, against neuralpredictors'
    ``np_functions`` (``corr``, ``fev``) over the same arrays already in memory, as
@@ -65,18 +65,23 @@ def add_and_score(work: Path, zip_path: Path, repeat: int) -> dict:
         predictions = (0.5 * responses + rng.normal(scale=0.5, size=responses.shape)).astype(np.float32)
         f = neuralpredictors_np()
         ours, theirs = [], []
-        for _ in range(repeat):
+        for name in list(db.models()["name"]):
+            db.remove_predictions(name)  # an earlier run's
+        db.gc(0)
+        for turn in range(repeat):  # a new model each turn, as a lab adds them
             started = time.perf_counter()
-            db.add_predictions("bench", sql, predictions, replace=True)
+            db.add_predictions(f"bench-{turn}", sql, predictions)
             ours.append(time.perf_counter() - started)
             started = time.perf_counter()
             by_hand(f, responses, predictions, image_ids)
             theirs.append(time.perf_counter() - started)
-        got = db.scores("bench", scan=key)
+        got = db.scores("bench-0", scan=key)
         want = by_hand(f, responses, predictions, image_ids)
         for metric, values in want.items():  # the same float32 computation: the same bits
             np.testing.assert_array_equal(got[metric].to_numpy(dtype=np.float64, na_value=np.nan),
                                           values.astype(np.float64), err_msg=metric)
+        for turn in range(repeat):
+            db.remove_predictions(f"bench-{turn}")
         db.gc(0)
     return {"shape": list(responses.shape), "add_predictions_best_s": min(ours),
             "add_predictions_median_s": statistics.median(ours), "by_hand_best_s": min(theirs),
