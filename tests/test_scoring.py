@@ -372,21 +372,28 @@ def test_cli_mistakes_are_one_line_and_change_nothing(scored, tmp_path, args, co
 def test_on_a_lake_a_run_is_one_snapshot_and_older_snapshots_keep_removed_runs(scored, lake, fill_lake):
     fill_lake(lake, *scored["zips"])
     trials = scored["trials"][STATIC.key]
+    selection = [(scan, int(t)) for scan in (STATIC.key, VIDEO.key) for t in scored["trials"][scan]]
     with scandb.connect(lake.url, read_only=False) as db:
         before = db.snapshot
-        db.add_predictions("cnn", trials, scored["given"][STATIC.key], scan=STATIC.key)
+        db.add_predictions("cnn", selection, scored["given"])
         after = db.snapshot
         assert after == before + 1 and db.snapshots()[-1].change.startswith("predictions cnn")
-        got = db.scores("cnn", scan=STATIC.key)["single_trial_correlation"].to_numpy()
+        got = db.scores("cnn", tier=None)
+        video_file = db.database.image_dir / db.sql("SELECT path FROM prediction_matrices").fetchone()[0]
         db.remove_predictions("cnn")
         assert db.models().empty
+        assert video_file.exists()  # the snapshot before still references it
     with scandb.connect(scored["path"]) as db:
-        want = db.scores("cnn", scan=STATIC.key)["single_trial_correlation"].to_numpy()
-    np.testing.assert_array_equal(got, want)  # the same scores in a file and on a lake
+        want = db.scores("cnn", tier=None)
+    assert got.equals(want)  # the same scores in a file and on a lake, static and video
     with scandb.connect(lake.url, snapshot=after) as db:
         assert db.models()["name"].tolist() == ["cnn"]
         assert db.predictions("cnn", STATIC.key)[1].tobytes() == \
             scored["given"][STATIC.key][np.argsort(trials)].tobytes()
+        video = db.predictions("cnn", VIDEO.key)[1]
+        given = scored["given"][VIDEO.key][np.argsort(scored["trials"][VIDEO.key])][:, :, :video.shape[2]]
+        kept = ~np.isnan(video)  # frames 50 to each trial's end
+        assert kept.sum() > 0 and video[kept].tobytes() == given[kept].tobytes()
 
 
 # -- the README's questions, run as written --------------------------------------------------------
