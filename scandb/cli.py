@@ -462,8 +462,9 @@ def scores(models: tuple[str, ...], by: str, tier: str, as_csv: bool, db_path: P
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="example")
-@click.option("--kind", type=click.Choice(["static", "dynamic"]), default="static", show_default=True,
-              help="static: image scans (Sensorium 2022); dynamic: video scans (Sensorium 2023).")
+@click.option("--kind", type=click.Choice(["static", "dynamic", "experanto"]), default="static", show_default=True,
+              help="static: image scans (Sensorium 2022); dynamic: video scans (Sensorium 2023); experanto: "
+                   "sessions as the OmniMouse / Sensorium-XL release ships them (one tar each).")
 @click.option("--count", type=click.IntRange(1, 100), default=3, show_default=True,
               help="How many scans (different animals) to write.")
 @click.option("--trials", type=click.IntRange(20, 100_000), default=None,
@@ -488,11 +489,17 @@ def example(directory: Path, kind: str, count: int, trials: int | None, neurons:
     responses to repeated test images agree as in real recordings; test images are shared
     by every scan. Dynamic scans: videos of 36x64 pixels, NaN-padded trials of different
     lengths in every Sensorium 2023 tier, with zero-filled test responses as released.
-    Scan keys differ between calls unless --seed is given.
+    experanto sessions: responses at 30 Hz, eye tracker at 20 Hz (NaN blinks), treadmill at
+    100 Hz, each on its own clock, per-neuron phase shifts, 60-frame videos of 36x64 pixels
+    with repeated test videos (--trials and --frames do not apply). Scan keys differ between
+    calls unless --seed is given.
     """
-    from .synthetic import write_dynamic_example, write_example
+    from .synthetic import write_dynamic_example, write_example, write_experanto_example
 
-    if kind == "dynamic":
+    if kind == "experanto":
+        paths = write_experanto_example(directory, count, n_neurons=neurons, frame_shape=image_size or (36, 64),
+                                        seed=seed)
+    elif kind == "dynamic":
         paths = write_dynamic_example(directory, count, n_trials=trials or 60, n_neurons=neurons, n_frames=frames,
                                       video_shape=image_size or (36, 64), seed=seed)
     else:

@@ -19,7 +19,7 @@ from scandb.catalog.database import Database
 from .conftest import THREE_SPECS
 from .scans import make_scan
 
-COMMANDS = ("ingest", "scans", "migrate", "sql", "shell", "info", "example")
+COMMANDS = ("ingest", "scans", "migrate", "sql", "shell", "info", "example", "predictions", "scores")
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

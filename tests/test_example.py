@@ -99,3 +99,33 @@ def test_every_command_and_option_has_help(name, command):
     for param in command.params:
         if isinstance(param, click.Option):
             assert (param.help or "").strip(), f"scandb {name} {param.opts[0]} has no help"
+
+
+def test_experanto_examples_are_sessions_with_their_own_clocks_blinks_and_repeated_test_videos(tmp_path):
+    """What the help promises, read from the tars with tarfile, yaml and numpy alone."""
+    import tarfile
+
+    import yaml
+
+    run = run_cli("example", str(tmp_path), "--kind", "experanto", "--count", "2", "--neurons", "7", "--seed", "4")
+    assert run.returncode == 0, run.stderr
+    tars = sorted(tmp_path.glob("*.tar"))
+    assert len(tars) == 2 and [str(t) for t in tars] == sorted(run.stdout.split())
+    for path in tars:
+        with tarfile.open(path) as tar:
+            tar.extractall(tmp_path / path.stem, filter="data")
+        root = next((tmp_path / path.stem).iterdir())
+        meta = {m: yaml.safe_load((root / m / "meta.yml").read_text())
+                for m in ("responses", "eye_tracker", "treadmill", "screen")}
+        assert [meta[m]["sampling_rate"] for m in ("responses", "eye_tracker", "treadmill")] == [30.0, 20.0, 100.0]
+        assert len({meta[m]["start_time"] for m in meta}) == 4  # every modality on its own clock
+        assert meta["responses"]["n_signals"] == 7
+        shifts = np.load(root / "responses" / "meta" / "phase_shifts.npy")
+        assert shifts.shape == (7,) and len(set(shifts.tolist())) > 1
+        eye = np.memmap(root / "eye_tracker" / "data.mem", dtype=meta["eye_tracker"]["dtype"], mode="r",
+                        shape=(meta["eye_tracker"]["n_timestamps"], meta["eye_tracker"]["n_signals"]))
+        assert np.isnan(eye).any() and not np.isnan(eye).all()  # blinks
+        trials = [yaml.safe_load(p.read_text()) for p in sorted((root / "screen" / "meta").glob("*.yml"))]
+        test = [t for t in trials if t.get("tier") == "oracle"]
+        assert len(test) == 2 * 5 and len({t["condition_hash"] for t in test}) == 2  # 2 videos shown 5 times
+        assert {t["num_frames"] for t in test} == {60}

@@ -17,8 +17,10 @@ from .dynamic import (
 from .example import (
     dynamic_example_specs,
     example_specs,
+    experanto_example_specs,
     write_dynamic_example,
     write_example,
+    write_experanto_example,
 )
 from .files import GeneratedScan, write_folder, write_zip
 from .model import gabor_fields, image_driven_responses, natural_images
@@ -36,5 +38,6 @@ __all__ = [
     "AREAS", "DYNAMIC_TIERS", "LAYERS", "ORACLE_REPEATS", "TEST_REPEATS", "GeneratedScan", "ResponseModel",
     "ScanSpec", "VideoSpec", "dynamic_example_specs", "dynamic_tiers", "example_specs", "gabor_fields",
     "generate", "generate_dynamic", "image_driven_responses", "natural_images", "shared_test_image",
-    "write_dynamic_example", "write_example", "write_folder", "write_zip",
+    "write_dynamic_example", "write_example", "write_folder", "write_zip", "experanto_example_specs",
+    "write_experanto_example",
 ]

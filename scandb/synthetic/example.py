@@ -2,7 +2,8 @@
 
 The quickstart's data lives in the package (the CLI writes it for users); its sizes
 are the CLI's defaults. Static examples use the image-driven model (model.py), so an
-analysis of them has a signal to find; dynamic examples cover every 2023 tier.
+analysis of them has a signal to find; dynamic examples cover every 2023 tier; experanto
+examples are sessions in the format of the OmniMouse / Sensorium-XL release.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .dynamic import VideoSpec, generate_dynamic
+from .experanto import SessionSpec, generate_session, write_session_tar
 from .files import write_zip
 from .static import TEST_REPEATS, ScanSpec, generate
 
@@ -63,3 +65,27 @@ def write_dynamic_example(directory: str | Path, count: int = 1, **options) -> l
     directory.mkdir(parents=True, exist_ok=True)
     return [write_zip(generate_dynamic(spec), directory / f"{spec.name}.zip")
             for spec in dynamic_example_specs(count, **options)]
+
+
+def experanto_example_specs(count: int, n_neurons: int = 200, stimulus: str = "video",
+                            frame_shape: tuple[int, int] = (36, 64), seed: int | None = None) -> list[SessionSpec]:
+    """``count`` experanto sessions of different animals: responses at 30 Hz, eye tracker at
+    20 Hz, treadmill at 100 Hz, each starting before the screen, per-neuron phase shifts,
+    NaN blinks, 10 train stimuli and 2 test stimuli shown 5 times; keys drawn as in
+    ``example_specs``."""
+    rng = np.random.default_rng(seed)
+    animals = rng.choice(np.arange(10_000, 100_000), size=count, replace=False)
+    return [SessionSpec(animal_id=int(a), session=int(rng.integers(1, 30)), scan_idx=int(rng.integers(1, 30)),
+                        seed=int(rng.integers(0, 1_000_000)), n_neurons=n_neurons, responses_rate=30.0,
+                        eye_tracker_rate=20.0, treadmill_rate=100.0, stimulus=stimulus, n_train=10,
+                        n_test_stimuli=2, n_repeats=5, n_validation=2, video_frames=60, frame_shape=frame_shape)
+            for a in animals]
+
+
+def write_experanto_example(directory: str | Path, count: int = 1, **options) -> list[Path]:
+    """Write ``count`` experanto sessions (see ``experanto_example_specs``) into ``directory``,
+    one tar each, as the release ships them."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    return [write_session_tar(generate_session(spec), directory / f"{spec.folder_name}.tar")
+            for spec in experanto_example_specs(count, **options)]
