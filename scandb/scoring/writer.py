@@ -39,7 +39,10 @@ class TierScores:
 
     @property
     def mean_correlation(self) -> float:
-        return float(np.nanmean(self.values["single_trial_correlation"]))
+        """NaN where no neuron has one (every trial of a video tier within the skipped frames)."""
+        values = self.values["single_trial_correlation"]
+        finite = values[np.isfinite(values)]
+        return float(finite.mean()) if len(finite) else float("nan")
 
 
 @dataclass
