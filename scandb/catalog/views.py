@@ -85,7 +85,7 @@ TRIALS_FULL = {
                b.pupil_x, b.pupil_y, t.image_hash, i.path AS image_path, i.shape AS image_shape,
                i.dtype AS image_dtype, t.extra, t.n_frames, t.responses_withheld, t.behavior_withheld,
                st.stimulus_name, st.stimulus_kind, st.stimulus_type, st.first_frame, st.onset_time, st.end_time,
-               st.valid_trial, st.stimulus_file
+               st.valid_trial, st.stimulus_file, st.trial_key
         FROM trials t
         LEFT JOIN behavior b USING (scan_key, trial_id)
         LEFT JOIN stimulus_trials st USING (scan_key, trial_id)
