@@ -420,7 +420,8 @@ class ScanDB:
                response_matrix: bool = True, keep_going: bool = False,
                progress: "Callable[[Path], Progress | None] | None" = None,
                on_result: "Callable[[IngestResult], None] | None" = None) -> list["IngestResult"]:
-        """Load scans (zips or folders), one transaction each; returns one result per path.
+        """Load scans (zips or folders) and experanto sessions (a folder with modality folders,
+        or an uncompressed tar of one), one transaction each; returns one result per path.
 
         Re-ingesting the same content does nothing; a different file for a scan already
         present raises ``BadScanError`` unless ``replace=True``. A bad scan raises
