@@ -265,11 +265,13 @@ def test_sample_equals_the_written_out_reference(filled, sessions, mode):
     assert_same(screen, (reference.normalize(root, "screen", raw, "normalize"), valid))
 
 
-def test_sample_of_a_scan_is_refused(filled):
+def test_sample_refuses_a_scan_and_fetch_refuses_a_session(filled):
     with scandb.connect(filled) as db:
         static = db.run("SELECT scan_key FROM scans WHERE kind = 'static'")[1][0][0]
         with pytest.raises(scandb.errors.UsageError, match="not an experanto session"):
             db.sample(static, [0.0])
+        with pytest.raises(scandb.errors.UsageError, match="experanto session.*db.sample"):
+            db.fetch(db.select([0, 1], scan=spec_of("videos").key), "responses")
 
 
 # -- guarantees ------------------------------------------------------------------------------------
@@ -409,3 +411,20 @@ def test_the_command_line_ingests_a_session_tar(sessions, tmp_path):
     assert "29515-10-12: ingested 27 trials, 12 neurons" in run.stdout
     again = run_cli("ingest", str(sessions["videos"]), "--db", str(db_path))
     assert again.returncode == 0 and "already ingested with the same content" in again.stdout
+
+
+def test_a_lake_holds_a_session_as_a_file_does(sessions, lake):
+    key = spec_of("videos").key
+    with open_session(sessions["videos"]) as source:
+        times = query_times(source, n=40)
+        expected = sample(source, times, return_valid=True)
+    with scandb.connect(lake.url, read_only=False, data_path=lake.data) as db:
+        assert db.ingest(sessions["videos.tar"])[0].status == "ingested"
+        assert db.ingest(sessions["videos"])[0].status == "unchanged"
+        assert db.verify().found == []
+        ours = db.sample(key, times, return_valid=True)
+        for name in expected:
+            assert_same(ours[name], expected[name])
+        db.remove(key)
+        assert db.verify().found == []
+        assert db.run("SELECT count(*) FROM modalities")[1][0][0] == 0
