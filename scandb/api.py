@@ -395,13 +395,33 @@ class ScanDB:
         self._readers.get(scan)
         return oracle_frame(self, scan, tier)
 
+    @holding
+    def sample(self, scan: str, times, modalities=None, return_valid: bool = False,
+               config: Mapping | None = None) -> dict:
+        """An experanto session's modalities at ``times`` (seconds on the session's clock), by
+        experanto's rules (``scandb.session.sampling``): sequences "previous sample" by default
+        (``linear`` on request), per-neuron phase shifts, screen frames by onset rescaled to
+        144 x 256, times outside a modality's valid range dropped, values normalised as
+        ChunkDataset does. ``modalities`` defaults to the default config's that the session
+        has; ``config`` takes experanto's modality-config keys. Returns name -> values, or
+        name -> (values, valid indexes into ``times``) with ``return_valid``. Read from the
+        database's store (memory-mapped), not from the source folder."""
+        from .query.scan_names import resolve_scan
+        from .query.sessions import open_stored_session
+        from .session.sampling import sample
+
+        with open_stored_session(self.database, resolve_scan(self.conn, scan)) as session:
+            return sample(session, times, modalities, config=dict(config) if config else None,
+                          return_valid=return_valid)
+
     # -- writing and upkeep ---------------------------------------------------------------
 
     def ingest(self, paths: str | Path | Iterable[str | Path], replace: bool = False, *,
                response_matrix: bool = True, keep_going: bool = False,
                progress: "Callable[[Path], Progress | None] | None" = None,
                on_result: "Callable[[IngestResult], None] | None" = None) -> list["IngestResult"]:
-        """Load scans (zips or folders), one transaction each; returns one result per path.
+        """Load scans (zips or folders) and experanto sessions (a folder with modality folders,
+        or an uncompressed tar of one), one transaction each; returns one result per path.
 
         Re-ingesting the same content does nothing; a different file for a scan already
         present raises ``BadScanError`` unless ``replace=True``. A bad scan raises

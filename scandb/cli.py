@@ -99,7 +99,8 @@ def cli() -> None:
 @wait_option
 def ingest(paths: tuple[Path, ...], db_path: Path, replace: bool, response_matrix: bool, nice: int,
            wait: float) -> None:
-    """Load scans (zips or folders) into the database, one transaction each.
+    """Load scans (zips or folders) and experanto sessions (folders or uncompressed tars)
+    into the database, one transaction each.
 
     Re-ingesting the same file does nothing; a different file for a scan already present
     is refused unless --replace. A bad scan is reported and skipped; the others go in.

@@ -216,10 +216,15 @@ class FileCatalog(Catalog):
             UNION ALL
             SELECT 'predictions', path, ?, ? FROM prediction_matrices WHERE scan_key = ?
             UNION ALL
+            SELECT 'sessions', path, ?, ? FROM (
+                SELECT DISTINCT path FROM modalities WHERE scan_key = ? AND path IS NOT NULL
+                EXCEPT SELECT path FROM modalities WHERE scan_key <> ? AND path IS NOT NULL)
+            UNION ALL
             SELECT 'meta', stored_as, ?, ? FROM (
                 SELECT DISTINCT stored_as FROM scan_files WHERE scan_key = ? AND stored_as IS NOT NULL
                 EXCEPT SELECT stored_as FROM scan_files WHERE scan_key <> ? AND stored_as IS NOT NULL)""",
-                     [why, now, scan_key, scan_key, why, now, scan_key, why, now, scan_key, why, now, scan_key, scan_key])
+                     [why, now, scan_key, scan_key, why, now, scan_key, why, now, scan_key,
+                      why, now, scan_key, scan_key, why, now, scan_key, scan_key])
         return conn.execute("SELECT count(*) FROM released_files WHERE released_by = ? AND released_at = ?",
                             [why, now]).fetchone()[0]
 

@@ -18,10 +18,11 @@ class ScanTable:
     name: str
     grain: str
     """What one row is: ``scan``, ``trial`` (per trial, or per trial and area), ``neuron``,
-    ``file`` (a meta file or statistic of the scan), ``image`` (shared between scans) or
+    ``file`` (a meta file or statistic of the scan), ``modality`` (an experanto session's
+    modality, or a row of one), ``image`` (shared between scans) or
     ``model`` (a model's predictions and scores: added after ingest, so not digested; deleted
     with the scan, whose trials they predict)."""
-    kinds: tuple[str, ...] = ("static", "dynamic")
+    kinds: tuple[str, ...] = ("static", "dynamic", "experanto")
     """The kinds of scan that have rows in it."""
     rows: str = ROWS_OF_SCAN
     """SQL condition (one ``?``: the scan key) choosing the scan's rows, for digests."""
@@ -44,14 +45,17 @@ TABLES = (
     ScanTable("responses", "trial", kinds=("static",), export="custom"),
     ScanTable("statistics", "file", export="custom"),
     ScanTable("scan_files", "file", export="custom"),
-    ScanTable("response_matrices", "file", export=None),
+    ScanTable("response_matrices", "file", kinds=("static", "dynamic"), export=None),
     ScanTable("area_responses", "trial", kinds=("static",)),
     ScanTable("frame_behavior", "trial", kinds=("dynamic",)),
     ScanTable("area_frame_responses", "trial", kinds=("dynamic",)),
-    ScanTable("neuron_quality", "neuron", export="custom"),
-    ScanTable("predictions", "model", digested=False, export=None),
+    ScanTable("neuron_quality", "neuron", kinds=("static", "dynamic"), export="custom"),
+    ScanTable("modalities", "modality", kinds=("experanto",), export=None),
+    ScanTable("stimulus_trials", "trial", kinds=("experanto",), export=None),
+    ScanTable("time_intervals", "modality", kinds=("experanto",), export=None),
+    ScanTable("predictions", "model", kinds=("static", "dynamic"), digested=False, export=None),
     ScanTable("prediction_matrices", "model", kinds=("dynamic",), digested=False, export=None),
-    ScanTable("neuron_scores", "model", digested=False, export=None),
+    ScanTable("neuron_scores", "model", kinds=("static", "dynamic"), digested=False, export=None),
     ScanTable("images", "image", rows="image_hash IN (SELECT image_hash FROM trials WHERE scan_key = ?)",
               owned=False, export="custom"),
     ScanTable("scan_digests", "scan", digested=False, export=None),

@@ -78,6 +78,54 @@ trials = sa.Table(
     sa.Column("behavior_withheld", sa.Boolean, comment="behavior and pupil position all exactly zero"),
 )
 
+stimulus_trials = sa.Table(
+    "stimulus_trials", metadata,
+    _scan_key(),
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False,
+              comment="the trial's position in the screen's trials (its trials row)"),
+    sa.Column("trial_key", sa.String, nullable=False, comment="the trial's yml name, e.g. 00001"),
+    sa.Column("stimulus_name", sa.String, comment="the trial's stimulus_name, when given"),
+    sa.Column("stimulus_kind", sa.String, nullable=False, comment="image, video, blank or invalid"),
+    sa.Column("stimulus_type", sa.String, comment="stim_type, e.g. stimulus.Clip"),
+    sa.Column("first_frame", sa.Integer, nullable=False, comment="index of the first screen frame"),
+    sa.Column("onset_time", sa.Double, nullable=False, comment="seconds, the first frame's onset"),
+    sa.Column("end_time", sa.Double, nullable=False, comment="seconds, the next trial's onset "
+                                             "(the last frame's for the last trial)"),
+    sa.Column("valid_trial", sa.Boolean, comment="the yml's valid_trial, when given"),
+    sa.Column("stimulus_file", sa.String, comment="the session file with the pixels "
+                                                  "(e.g. screen/data/00001.npy); NULL for blanks"),
+)
+"""An experanto session's screen trials beyond ``trials`` (which has their tier, image and
+frame count): stimulus, frames and times on the session's clock."""
+
+modalities = sa.Table(
+    "modalities", metadata,
+    _scan_key(),
+    sa.Column("name", sa.String, primary_key=True, comment="the modality's folder, e.g. responses"),
+    sa.Column("kind", sa.String, nullable=False, comment="sequence, screen, time_interval or spikes"),
+    sa.Column("sampling_rate", sa.Double, comment="Hz (sequences); NULL otherwise"),
+    sa.Column("start_time", sa.Double, nullable=False, comment="seconds on the session's clock"),
+    sa.Column("end_time", sa.Double, nullable=False),
+    sa.Column("n_samples", sa.BigInteger, comment="rows (sequences), frames (screen), spikes, intervals"),
+    sa.Column("n_signals", sa.Integer, comment="columns (sequences), neurons (spikes), labels (intervals)"),
+    sa.Column("dtype", sa.String, comment="of the stored array"),
+    sa.Column("phase_shifts", sa.ARRAY(sa.Double), comment="seconds per signal; NULL without phase shifts"),
+    sa.Column("path", sa.String, comment="the data as .npy, bit for bit: its key in the store (sessions/<sha256>.npy)"),
+    sa.Column("meta", sa.JSON, comment="the modality's meta.yml"),
+)
+"""An experanto session's modalities, each on its own clock (docs/architecture.md, Sessions)."""
+
+time_intervals = sa.Table(
+    "time_intervals", metadata,
+    _scan_key(),
+    sa.Column("modality", sa.String, primary_key=True),
+    sa.Column("label", sa.String, primary_key=True),
+    sa.Column("interval_idx", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("start_time", sa.Double, nullable=False),
+    sa.Column("end_time", sa.Double, nullable=False, comment="half-open [start_time, end_time)"),
+)
+"""The rows of an experanto session's time_interval modalities, as stored (reversed ones too)."""
+
 frame_behavior = sa.Table(
     "frame_behavior", metadata,
     _scan_key(),
@@ -253,7 +301,7 @@ scan_digests = sa.Table(
 
 released_files = sa.Table(
     "released_files", metadata,
-    sa.Column("store", sa.String, nullable=False, comment="'images', 'matrices', 'meta' or 'predictions'"),
+    sa.Column("store", sa.String, nullable=False, comment="'images', 'matrices', 'meta', 'predictions' or 'sessions'"),
     sa.Column("key", sa.String, nullable=False, comment="an image's hash or a response matrix's path"),
     sa.Column("released_by", sa.String, nullable=False, comment="'removed <scan>' or 'replaced <scan>'"),
     sa.Column("released_at", sa.DateTime, nullable=False, comment="UTC; 'scandb gc --older-than DAYS' deletes "

@@ -78,6 +78,19 @@ TRIALS_FULL = {
         LEFT JOIN behavior b USING (scan_key, trial_id)
         JOIN images i USING (image_hash)
     """,
+    # With experanto sessions' stimulus columns (NULL for scans' trials).
+    "0014": """
+        SELECT t.scan_key, t.trial_id, t.tier, t.image_id, t.image_class, t.trial_idx, t.trial_hash,
+               t."timestamp", b.pupil_dilation, b.pupil_dilation_derivative, b.running_speed,
+               b.pupil_x, b.pupil_y, t.image_hash, i.path AS image_path, i.shape AS image_shape,
+               i.dtype AS image_dtype, t.extra, t.n_frames, t.responses_withheld, t.behavior_withheld,
+               st.stimulus_name, st.stimulus_kind, st.stimulus_type, st.first_frame, st.onset_time, st.end_time,
+               st.valid_trial, st.stimulus_file, st.trial_key
+        FROM trials t
+        LEFT JOIN behavior b USING (scan_key, trial_id)
+        LEFT JOIN stimulus_trials st USING (scan_key, trial_id)
+        JOIN images i USING (image_hash)
+    """,
 }
 
 

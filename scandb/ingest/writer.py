@@ -99,7 +99,7 @@ def _outside_data_digests(scan: Scan) -> dict[str, str]:
 
 def ingest(db: Database, path: str | Path, *, replace: bool = False, progress: Progress | None = None,
            response_matrix: bool = True, workers: int | None = None) -> IngestResult:
-    """Put one scan into the database, or explain in one line why not.
+    """Put one scan (or experanto session) into the database, or explain in one line why not.
 
     ``response_matrix=False`` keeps responses in the database only: no matrix file (4 bytes
     per response value) on disk, but fetches go through SQL, an order of magnitude slower
@@ -108,6 +108,9 @@ def ingest(db: Database, path: str | Path, *, replace: bool = False, progress: P
     ``prefetch.use_workers``)."""
     started = time.perf_counter()
     path = Path(path)
+    from .session import ingest_session, is_session
+    if is_session(path):  # an experanto session folder or tar (scandb/ingest/session.py)
+        return ingest_session(db, path, replace=replace)
     hashing = ThreadPoolExecutor(1, thread_name_prefix="scandb-digest")
     digest = hashing.submit(source_digest, path)  # hashlib releases the GIL: overlaps opening the scan
     hashing.shutdown(wait=False)

@@ -32,6 +32,7 @@ PREDICTION_PROBLEMS = Kind("predictions file", "damaged or missing")
 META_FILE_PROBLEMS = Kind("meta file", "missing or changed on disk")
 STORE_PROBLEMS = Kind("store", "missing or not this database's")
 MATRIX_PROBLEMS = Kind("response matrix", "unreadable or disagreeing with the responses table")
+SESSION_ARRAY_PROBLEMS = Kind("session array", "missing, changed on disk or disagreeing with its modalities row")
 
 COMPARED_PER_BATCH = 256
 """Response rows fetched at a time when comparing them with the matrix: bounds memory."""
@@ -101,7 +102,8 @@ def store_problems(db: Database, stores: list[tuple[Store, set[str]]]) -> list[P
     ``stores``: each store with the keys rows reference (``orphans.stores_and_references``)."""
     n_files = db.conn.execute("""
         SELECT (SELECT count(*) FROM images) + (SELECT count(*) FROM response_matrices)
-             + (SELECT count(*) FROM scan_files WHERE stored_as IS NOT NULL)""").fetchone()[0]
+             + (SELECT count(*) FROM scan_files WHERE stored_as IS NOT NULL)
+             + (SELECT count(*) FROM modalities WHERE path IS NOT NULL)""").fetchone()[0]
     if not n_files:
         return []
     store = db.store
@@ -186,6 +188,36 @@ def meta_file_problems(db: Database) -> list[Problem]:
         elif not intact(db.store, stored_as):
             problems.append(Problem(META_FILE_PROBLEMS, f"meta file {shown(db, stored_as)} ({member} of scan {scan}): content "
                                                         "does not match its hash (changed or damaged on disk)"))
+    return problems
+
+
+def session_array_problems(db: Database) -> list[Problem]:
+    """Each experanto session's stored array (``modalities.path``) exists, its bytes still
+    hash to its name, and it has the shape and dtype its row says."""
+    from ..store.sessions import intact as session_intact
+
+    problems = []
+    rows = db.conn.execute("SELECT scan_key, name, kind, path, n_samples, n_signals, dtype FROM modalities "
+                           "WHERE path IS NOT NULL ORDER BY ALL").fetchall()
+    for scan, name, kind, key, n_samples, n_signals, dtype in rows:
+        where = f"session array {shown(db, key)} ({name} of session {scan})"
+        if not db.store.exists(key):
+            problems.append(Problem(SESSION_ARRAY_PROBLEMS, f"{where}: missing"))
+            continue
+        if not session_intact(db.store, key):
+            problems.append(Problem(SESSION_ARRAY_PROBLEMS, f"{where}: content does not match its hash "
+                                                            "(changed or damaged on disk)"))
+            continue
+        try:
+            with db.store.open(key) as f:
+                header = npyfile.parse_header(f.read(npyfile.MAX_HEADER + 12))
+        except (OSError, npyfile.NpyError) as exc:
+            problems.append(Problem(SESSION_ARRAY_PROBLEMS, f"{where}: unreadable ({exc})"))
+            continue
+        shape = (n_samples, n_signals) if kind == "sequence" else (n_samples,)
+        if header.shape != shape or header.dtype.str != dtype:
+            problems.append(Problem(SESSION_ARRAY_PROBLEMS, f"{where}: holds {header.shape} {header.dtype.str}, "
+                                                            f"the modalities row says {shape} {dtype}"))
     return problems
 
 

@@ -16,9 +16,11 @@ from ..store.images import ImageStore
 from ..store.matrices import MatrixStore
 from ..store.meta import MetaStore
 from ..store.predictions import PredictionStore
+from ..store.sessions import SessionStore
 
 REFERENCES = {"images": ("images", "image_hash"), "matrices": ("response_matrices", "path"),
-              "meta": ("scan_files", "stored_as"), "predictions": ("prediction_matrices", "path")}
+              "meta": ("scan_files", "stored_as"), "predictions": ("prediction_matrices", "path"),
+              "sessions": ("modalities", "path")}
 """Each store's key column: the table and column whose values name its files."""
 
 
@@ -37,7 +39,8 @@ def stores_and_references(db: Database, retention: Retention | None = None) -> l
             (MatrixStore(store), referenced(db, "matrices", retention)),
             (FrameStore(store), images),  # time-major copies, named by their video's hash
             (MetaStore(store), referenced(db, "meta", retention)),
-            (PredictionStore(store), referenced(db, "predictions", retention))]
+            (PredictionStore(store), referenced(db, "predictions", retention)),
+            (SessionStore(store), referenced(db, "sessions", retention))]
 
 
 def release_files_of(db: Database, scan_key: str, why: str) -> int:

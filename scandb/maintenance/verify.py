@@ -39,6 +39,7 @@ def verify(db: Database) -> VerifyReport:
         report.add(consistency.matrix_problems(db))
         report.add(consistency.meta_file_problems(db))
         report.add(consistency.prediction_file_problems(db))
+        report.add(consistency.session_array_problems(db))
     report.add(digest_problems(db, report.notes))
     return report
 

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ..errors import BadScanError
 from ..source.archive import is_junk
+
+CHUNK = 8 << 20
+"""Bytes read at a time when a large file is streamed (``chunks``)."""
 
 
 class SessionFiles:
@@ -43,6 +47,10 @@ class SessionFiles:
 
     def memmap(self, name: str, dtype: np.dtype, shape: tuple[int, ...], offset: int = 0,
                order: str = "C") -> np.ndarray:
+        raise NotImplementedError
+
+    def chunks(self, name: str, size: int = CHUNK) -> Iterator[bytes]:
+        """The file's bytes, ``size`` at a time (a large array copied with bounded memory)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -109,6 +117,14 @@ class FolderFiles(SessionFiles):
         except OSError as exc:
             raise self.bad(name, f"cannot read ({exc.strerror or exc})") from None
 
+    def chunks(self, name, size=CHUNK):
+        try:
+            with open(self._root / name, "rb") as f:
+                while block := f.read(size):
+                    yield block
+        except OSError as exc:
+            raise self.bad(name, f"cannot read ({exc.strerror or exc})") from None
+
     def memmap(self, name, dtype, shape, offset=0, order="C"):
         return _empty_or(shape, dtype, lambda: np.memmap(self._root / name, dtype=dtype, mode="r",
                                                          offset=offset, shape=shape, order=order))
@@ -168,6 +184,16 @@ class TarFiles(SessionFiles):
     def head(self, name: str, n: int) -> bytes:
         info = self._members[name]
         return os.pread(self._fd, min(n, info.size), info.offset_data)
+
+    def chunks(self, name, size=CHUNK):
+        info = self._members[name]
+        done = 0
+        while done < info.size:
+            block = os.pread(self._fd, min(size, info.size - done), info.offset_data + done)
+            if not block:
+                raise self.bad(name, "member is cut short by the end of the tar")
+            done += len(block)
+            yield block
 
     def memmap(self, name, dtype, shape, offset=0, order="C"):
         info = self._members[name]

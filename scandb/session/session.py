@@ -90,7 +90,11 @@ def session_key(folder_name: str, meta: dict | None) -> str:
 
 def open_session(path: str | os.PathLike) -> Session:
     """Open and check a session folder or uncompressed tar; raises BadScanError on bad input."""
-    files = open_files(path)
+    return read_session(open_files(path), str(path))
+
+
+def read_session(files: SessionFiles, path: str) -> Session:
+    """Check and open the session these files hold (closed again on bad input)."""
     try:
         meta = read_json(files, "meta.json") if files.has("meta.json") else None
         folders = sorted({n.split("/", 1)[0] for n in files.names() if "/" in n})
@@ -106,7 +110,7 @@ def open_session(path: str | os.PathLike) -> Session:
         for required in ("screen", "responses", "eye_tracker", "treadmill"):
             if required in ignored:
                 raise files.bad(f"{required}/meta.yml", "missing")
-        return Session(str(path), files.folder_name, session_key(files.folder_name, meta), meta, modalities,
+        return Session(path, files.folder_name, session_key(files.folder_name, meta), meta, modalities,
                        ignored, files)
     except BaseException:
         files.close()
