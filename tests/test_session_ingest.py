@@ -428,3 +428,63 @@ def test_a_lake_holds_a_session_as_a_file_does(sessions, lake):
         db.remove(key)
         assert db.verify().found == []
         assert db.run("SELECT count(*) FROM modalities")[1][0][0] == 0
+
+
+# -- SQL over time ----------------------------------------------------------------------------------
+
+
+def source_trial_windows(root) -> list[tuple[float, float]]:
+    """Each screen trial's [onset, next onset) from the source files (the last ends at the last frame)."""
+    timestamps = np.load(root / "screen" / "timestamps.npy")
+    names = sorted(p for p in (root / "screen" / "meta").glob("*.yml") if p.stem.isdigit())
+    firsts = [yaml.safe_load(p.read_text())["first_frame_idx"] for p in names]
+    onsets = [float(timestamps[f]) for f in firsts]
+    return list(zip(onsets, onsets[1:] + [float(timestamps[-1])]))
+
+
+@pytest.mark.parametrize("variant", ["videos", "images"])
+def test_trial_means_are_each_signals_mean_over_the_trials_window(filled, sessions, variant):
+    """Sample i of signal j is at start + i / rate + phase_shift[j]; the window is [onset, end);
+    NaN samples are left out; computed here one sample at a time from the source files."""
+    spec, root = spec_of(variant), sessions[variant]
+    windows = source_trial_windows(root)
+    with scandb.connect(filled) as db:
+        rows = db.run("SELECT modality, trial_id, n_samples, mean FROM trial_means WHERE scan_key = ? "
+                      "ORDER BY modality, trial_id", [spec.key])[1]
+    by_modality = {}
+    for modality, trial, n_samples, mean in rows:
+        by_modality.setdefault(modality, []).append((trial, n_samples, mean))
+    assert set(by_modality) >= {"responses", "eye_tracker", "treadmill"}
+    for modality, got in by_modality.items():
+        seq = reference.Sequence(root / modality)
+        n_rows, n_signals = seq.data.shape
+        shifts = np.zeros(n_signals) if seq.shifts is None else seq.shifts
+        assert [g[0] for g in got] == list(range(len(windows)))
+        for (trial, n_samples, mean), (onset, end) in zip(got, windows):
+            want = []
+            for j in range(n_signals):
+                values = [float(seq.data[i, j]) for i in range(n_rows)
+                          if onset <= seq.start + i * seq.time_delta + shifts[j] < end and np.isfinite(seq.data[i, j])]
+                want.append(sum(values) / len(values) if values else None)
+            grid = sum(onset <= seq.start + i * seq.time_delta < end for i in range(n_rows))
+            assert n_samples == grid, (modality, trial)
+            np.testing.assert_allclose(np.array(mean, dtype=float), np.array(want, dtype=float), rtol=1e-12,
+                                       err_msg=f"{modality} trial {trial}")
+
+
+def test_the_readme_session_queries_answer_what_they_say(filled, sessions):
+    from pathlib import Path
+    import re
+
+    section = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("## experanto sessions", 1)[1]
+    blocks = re.findall(r"```sql\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    per_video, running = [b for b in blocks if "trial_means" in b]
+    spec = spec_of("videos")
+    with scandb.connect(filled) as db:
+        shown = db.sql(per_video).fetchall()
+        ours = [r for r in shown if r[0] == spec.key]
+        assert len(ours) == spec.n_test_stimuli and {r[2] for r in ours} == {spec.n_repeats}
+        split = db.sql(running).fetchall()
+        with_treadmill = db.sql("SELECT count(*) FROM trial_means WHERE modality = 'treadmill' "
+                                "AND mean[1] IS NOT NULL").fetchone()[0]
+        assert sum(r[2] for r in split) == with_treadmill > 0

@@ -8,6 +8,8 @@
   commit an ALTER of a table updated earlier in the same transaction, which revision 0006
   does when a database older than it is upgraded in one go;
 - time_intervals: the rows of a session's time_interval modalities;
+- trial_means: per session trial and sequence modality, each signal's mean over the trial's
+  window (``scandb/session/windows.py``);
 - trials_full shows the stimulus columns (NULL for scans' trials).
 
 No existing row changes; the new tables' (empty) digests are recorded for every scan. The
@@ -29,7 +31,7 @@ down_revision = "0013"
 branch_labels = None
 depends_on = None
 
-NEW_TABLES = ("modalities", "stimulus_trials", "time_intervals")
+NEW_TABLES = ("modalities", "stimulus_trials", "time_intervals", "trial_means")
 
 
 def upgrade() -> None:
@@ -71,6 +73,14 @@ def upgrade() -> None:
         sa.Column("start_time", sa.Double, nullable=False),
         sa.Column("end_time", sa.Double, nullable=False),
     )
+    op.create_table(
+        "trial_means",
+        sa.Column("scan_key", sa.String, primary_key=True, nullable=False),
+        sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("modality", sa.String, primary_key=True),
+        sa.Column("n_samples", sa.Integer, nullable=False),
+        sa.Column("mean", sa.ARRAY(sa.Double), nullable=False),
+    )
     op.execute(create_trials_full("0014"))
     record_table_digests(op.get_bind().connection.driver_connection, list(NEW_TABLES))
 
@@ -84,4 +94,4 @@ def downgrade() -> None:
     op.execute(create_trials_full("0006"))
     for table in NEW_TABLES:
         op.drop_table(table)
-    conn.execute("DELETE FROM scan_digests WHERE part IN ('modalities', 'stimulus_trials', 'time_intervals')")
+    conn.execute("DELETE FROM scan_digests WHERE part IN ('modalities', 'stimulus_trials', 'time_intervals', 'trial_means')")

@@ -98,6 +98,18 @@ stimulus_trials = sa.Table(
 """An experanto session's screen trials beyond ``trials`` (which has their tier, image and
 frame count): stimulus, frames and times on the session's clock."""
 
+trial_means = sa.Table(
+    "trial_means", metadata,
+    _scan_key(),
+    sa.Column("trial_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("modality", sa.String, primary_key=True, comment="a sequence: responses, eye_tracker, treadmill, ..."),
+    sa.Column("n_samples", sa.Integer, nullable=False, comment="samples of the modality's grid in the window"),
+    sa.Column("mean", sa.ARRAY(sa.Double), nullable=False,
+              comment="per signal (neuron, channel) the mean over [onset_time, end_time), each signal at its "
+                      "phase shift, NaN samples left out; NaN where none is finite"),
+)
+"""An experanto session's sequences averaged over each stimulus trial (``session/windows.py``)."""
+
 modalities = sa.Table(
     "modalities", metadata,
     _scan_key(),

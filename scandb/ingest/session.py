@@ -42,6 +42,7 @@ from ..session.files import SessionFiles, open_files
 from ..session.modalities import Screen, Sequence, Spikes, TimeIntervals
 from ..session.parse import MAX_SMALL_NPY
 from ..session.session import Session, read_session
+from ..session.windows import window_means
 from ..source import npyfile
 from ..store.images import ImageStore, discard
 from ..store.meta import MetaStore
@@ -163,6 +164,7 @@ class _SessionWriter:
                 self._insert("neurons", self._neuron_table(), "* REPLACE (extra::JSON AS extra)")
                 self._insert("trials", self._trial_table(image_hashes), "* REPLACE (extra::JSON AS extra)")
                 self._insert("stimulus_trials", self._stimulus_trial_table())
+                self._write_trial_means()
                 self._insert("scan_files", self._file_table(paths, image_hashes))
                 if replaced:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
@@ -355,6 +357,24 @@ class _SessionWriter:
             "extra": pa.array([_json(t.extra) if t.extra else None for t in trials], pa.string()),
             "n_frames": pa.array([t.n_frames for t in trials], pa.int32()),
         })
+
+    def _write_trial_means(self) -> None:
+        """Each sequence's per-signal means over each stimulus trial (``session/windows.py``)."""
+        trials = self.session.trials
+        for name, modality in self.session.modalities.items():
+            if not isinstance(modality, Sequence) or not trials:
+                continue
+            means, counts = window_means(modality, trials)
+            n = len(trials)
+            values = np.concatenate(means)
+            flat = pa.array(values, mask=~np.isfinite(values))  # no finite sample in the window: NULL
+            lists = pa.FixedSizeListArray.from_arrays(flat, modality.data.shape[1]).cast(pa.list_(pa.float64()))
+            self._insert("trial_means", pa.table({
+                "scan_key": pa.array([self.session.key] * n, pa.string()),
+                "trial_id": pa.array([t.index for t in trials], pa.int32()),
+                "modality": pa.array([name] * n, pa.string()),
+                "n_samples": pa.array(counts, pa.int32()),
+                "mean": lists}))
 
     def _stimulus_trial_table(self) -> pa.Table:
         trials = self.session.trials
