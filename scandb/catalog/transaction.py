@@ -46,6 +46,15 @@ def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
         raise
 
 
+def insert_arrow(conn: duckdb.DuckDBPyConnection, table: str, data, select: str = "*") -> None:
+    """Insert an Arrow table's rows by column name (``select``: e.g. a cast of a JSON column)."""
+    conn.register("_batch", data)
+    try:
+        conn.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM _batch")
+    finally:
+        conn.unregister("_batch")
+
+
 def rollback(conn: duckdb.DuckDBPyConnection) -> None:
     """Roll back; a connection DuckDB invalidated (e.g. disk full) has nothing left to undo."""
     try:

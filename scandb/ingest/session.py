@@ -33,11 +33,9 @@ import pyarrow as pa
 
 from .. import __version__
 from ..catalog.database import Database
-from ..catalog.schema import delete_scan_rows
-from ..catalog.transaction import transaction
+from ..catalog.transaction import insert_arrow, transaction
 from ..errors import BadScanError, ScandbError
 from ..maintenance.digests import record_digests
-from ..maintenance.orphans import release_files_of
 from ..session.files import SessionFiles, open_files
 from ..session.modalities import Screen, Sequence, Spikes, TimeIntervals
 from ..session.parse import MAX_SMALL_NPY
@@ -47,6 +45,7 @@ from ..source import npyfile
 from ..store.images import ImageStore, discard
 from ..store.meta import MetaStore
 from ..store.sessions import SessionStore, npy_header
+from .start import begin_scan_write
 
 KIND = "experanto"
 INLINE_LIMIT = 4 << 20
@@ -150,11 +149,7 @@ class _SessionWriter:
         s = self.session
         try:
             with transaction(self.conn):
-                self.db.claim_writes()
-                self.db.label(f"{'replaced' if replaced else 'ingested'} {s.key}")
-                if replaced:
-                    release_files_of(self.db, s.key, f"replaced {s.key}")
-                    delete_scan_rows(self.conn, s.key)
+                begin_scan_write(self.db, s.key, replaced)
                 paths = self._write_arrays()
                 image_hashes, dtypes = self._write_stimuli()
                 self._insert("modalities", self._modality_table(paths), "* REPLACE (meta::JSON AS meta)")
@@ -183,11 +178,7 @@ class _SessionWriter:
             raise _explain(self.db, _Label(str(self.path)), exc) from exc
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
-        self.conn.register("_batch", data)
-        try:
-            self.conn.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM _batch")
-        finally:
-            self.conn.unregister("_batch")
+        insert_arrow(self.conn, table, data, select)
 
     # -- files ------------------------------------------------------------------------------
 

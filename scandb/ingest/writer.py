@@ -21,16 +21,15 @@ import pyarrow as pa
 
 from .. import __version__, quality
 from ..catalog.database import Database
-from ..catalog.schema import delete_scan_rows
-from ..catalog.transaction import damage, explain, transaction, write_failure
+from ..catalog.transaction import damage, explain, insert_arrow, transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
-from ..maintenance.orphans import release_files_of
 from ..source.scan import Scan, open_scan
 from ..store.images import ImageStore, discard
 from ..store.matrices import MatrixStore, MatrixWriter
 from ..store.meta import MetaStore
 from . import prefetch, tables
+from .start import begin_scan_write
 from .tables import Source
 
 DUCKDB_THREADS = 1
@@ -172,11 +171,7 @@ class _ScanWriter:
         s = self.scan
         try:
             with transaction(self.conn):
-                self.db.claim_writes()
-                self.db.label(f"{'replaced' if replaced else 'ingested'} {s.key}")
-                if replaced:
-                    release_files_of(self.db, s.key, f"replaced {s.key}")
-                    delete_scan_rows(self.conn, s.key)
+                begin_scan_write(self.db, s.key, replaced)
                 self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
                 stored = {rel: self.meta.put(s.files[rel], rel) for rel in tables.kept_as_files(s)}
                 statistics = tables.statistics_table(s, stored)
@@ -222,11 +217,7 @@ class _ScanWriter:
         quality.fill(self.conn, s.key, s.kind, s.n_neurons, rows)
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
-        self.conn.register("_batch", data)
-        try:
-            self.conn.execute(f"INSERT INTO {table} BY NAME SELECT {select} FROM _batch")
-        finally:
-            self.conn.unregister("_batch")
+        insert_arrow(self.conn, table, data, select)
 
     def _write_trial_data(self) -> tuple[list[str], dict[str, str], tables.TrialFlags]:
         """Stream every trial's image (or video), responses, behavior and pupil position, in

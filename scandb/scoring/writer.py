@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from .. import __version__
 from ..catalog.database import Database
-from ..catalog.transaction import transaction
+from ..catalog.transaction import insert_arrow, transaction
 from ..errors import UsageError
 from ..maintenance.report import plural
 from ..store.predictions import PredictionStore
@@ -120,17 +120,17 @@ def write(database: Database, name: str, config: tuple[str | None, str], parts: 
                           user_at_host(), __version__])
             for part in parts:
                 if part.kind == "static":
-                    _insert(conn, "predictions", _static_rows(name, part))
+                    insert_arrow(conn, "predictions", _static_rows(name, part))
                 else:
                     key, new = _write_video(store, part)
                     if new:
                         created.append(key)
-                    _insert(conn, "predictions", _video_rows(name, part))
+                    insert_arrow(conn, "predictions", _video_rows(name, part))
                     conn.execute("INSERT INTO prediction_matrices VALUES (?, ?, ?, ?, ?, ?)",
                                  [name, part.scan_key, key, len(part.trial_ids), int(part.n_frames.max()),
                                   part.values.shape[1]])
             for tier in scored:
-                _insert(conn, "neuron_scores", _score_rows(name, tier))
+                insert_arrow(conn, "neuron_scores", _score_rows(name, tier))
     except BaseException:
         if not database.shared_store:
             store.folder.delete(created)
@@ -191,11 +191,3 @@ def _score_rows(name: str, tier: TierScores) -> pa.Table:
         values = np.asarray(tier.values[metric], dtype=np.float64)
         columns[metric] = pa.array(values, mask=~np.isfinite(values))
     return pa.table(columns)
-
-
-def _insert(conn, table: str, data: pa.Table) -> None:
-    conn.register("_rows", data)
-    try:
-        conn.execute(f"INSERT INTO {table} BY NAME SELECT * FROM _rows")
-    finally:
-        conn.unregister("_rows")
