@@ -472,6 +472,41 @@ def test_trial_means_are_each_signals_mean_over_the_trials_window(filled, sessio
                                        err_msg=f"{modality} trial {trial}")
 
 
+@pytest.mark.parametrize("variant", ["videos", "float64_responses"])
+def test_area_frame_responses_sum_each_areas_samples_over_the_trials_window(filled, sessions, variant):
+    """Element k of a trial's sum is, over the (area, layer)'s neurons, each one's k-th sample
+    at or after the onset (at its phase shift), for the grid's samples in [onset, end);
+    computed here one sample at a time from the source files. Without area files one group
+    of every neuron, area and layer NULL."""
+    spec, root = spec_of(variant), sessions[variant]
+    windows = source_trial_windows(root)
+    seq = reference.Sequence(root / "responses")
+    n_rows, n_signals = seq.data.shape
+    shifts = np.zeros(n_signals) if seq.shifts is None else seq.shifts
+    meta = root / "responses" / "meta"
+    areas = np.load(meta / "area.npy") if (meta / "area.npy").exists() else [None] * n_signals
+    layers = np.load(meta / "layer.npy") if (meta / "layer.npy").exists() else [None] * n_signals
+    groups: dict[tuple, list[int]] = {}
+    for j in range(n_signals):
+        groups.setdefault((None if areas[j] is None else str(areas[j]),
+                           None if layers[j] is None else str(layers[j])), []).append(j)
+    with scandb.connect(filled) as db:
+        rows = db.run("SELECT trial_id, area, layer, n_neurons, response_sum FROM area_frame_responses "
+                      "WHERE scan_key = ? ORDER BY trial_id", [spec.key])[1]
+    assert len(rows) == len(windows) * len(groups)
+    for trial, area, layer, n_neurons, sums in rows:
+        onset, end = windows[trial]
+        members = groups[(area, layer)]
+        assert n_neurons == len(members)
+        n_samples = sum(onset <= seq.start + i * seq.time_delta < end for i in range(n_rows))
+        samples = {j: [i for i in range(n_rows) if seq.start + i * seq.time_delta + shifts[j] >= onset]
+                   for j in members}
+        want = [sum(float(seq.data[samples[j][k], j]) if k < len(samples[j]) else float("nan") for j in members)
+                for k in range(n_samples)]
+        np.testing.assert_allclose(np.array(sums, dtype=float), np.array(want), rtol=1e-12,
+                                   err_msg=f"trial {trial} {area} {layer}")
+
+
 def test_the_readme_session_queries_answer_what_they_say(filled, sessions):
     from pathlib import Path
     import re
@@ -488,3 +523,9 @@ def test_the_readme_session_queries_answer_what_they_say(filled, sessions):
         with_treadmill = db.sql("SELECT count(*) FROM trial_means WHERE modality = 'treadmill' "
                                 "AND mean[1] IS NOT NULL").fetchone()[0]
         assert sum(r[2] for r in split) == with_treadmill > 0
+        over_time = db.sql(next(b for b in blocks if "area_frame_responses" in b)).fetchall()
+        shown_to_v1 = {r[0] for r in db.sql(
+            "SELECT image_hash FROM trials JOIN scans USING (scan_key) WHERE kind = 'experanto' AND tier = 'oracle' "
+            "AND scan_key IN (SELECT scan_key FROM neurons WHERE area = 'V1')").fetchall()}
+        assert {r[0] for r in over_time} == shown_to_v1 and len(shown_to_v1) > spec.n_test_stimuli
+        assert {r[2] for r in over_time if r[1] == 1} == {spec.n_repeats}

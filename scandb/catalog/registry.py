@@ -48,7 +48,7 @@ TABLES = (
     ScanTable("response_matrices", "file", kinds=("static", "dynamic"), export=None),
     ScanTable("area_responses", "trial", kinds=("static",)),
     ScanTable("frame_behavior", "trial", kinds=("dynamic",)),
-    ScanTable("area_frame_responses", "trial", kinds=("dynamic",)),
+    ScanTable("area_frame_responses", "trial", kinds=("dynamic", "experanto")),
     ScanTable("neuron_quality", "neuron", kinds=("static", "dynamic"), export="custom"),
     ScanTable("modalities", "modality", kinds=("experanto",), export=None),
     ScanTable("stimulus_trials", "trial", kinds=("experanto",), export=None),

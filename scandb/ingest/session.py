@@ -40,7 +40,7 @@ from ..session.files import SessionFiles, open_files
 from ..session.modalities import Screen, Sequence, Spikes, TimeIntervals
 from ..session.parse import MAX_SMALL_NPY
 from ..session.session import Session, read_session
-from ..session.windows import window_means
+from ..session.windows import window_area_sums, window_means
 from ..source import npyfile
 from ..store.images import ImageStore, discard
 from ..store.meta import MetaStore
@@ -160,6 +160,7 @@ class _SessionWriter:
                 self._insert("trials", self._trial_table(image_hashes), "* REPLACE (extra::JSON AS extra)")
                 self._insert("stimulus_trials", self._stimulus_trial_table())
                 self._write_trial_means()
+                self._write_area_sums()
                 self._insert("scan_files", self._file_table(paths, image_hashes))
                 if replaced:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
@@ -366,6 +367,34 @@ class _SessionWriter:
                 "modality": pa.array([name] * n, pa.string()),
                 "n_samples": pa.array(counts, pa.int32()),
                 "mean": lists}))
+
+    def _write_area_sums(self) -> None:
+        """Per stimulus trial and (area, layer), the responses' sum at each sample of the
+        trial's window (``session/windows.py``), as ``area_frame_responses`` holds for video scans."""
+        from .tables import strings
+
+        responses, trials = self.session.modalities.get("responses"), self.session.trials
+        if not isinstance(responses, Sequence) or not trials:
+            return
+        n = responses.n_signals
+        meta = self.session.neurons()
+        members: dict[tuple, list[int]] = {}
+        for idx, key in enumerate(zip(strings(meta.get("area"), n).to_pylist(),
+                                      strings(meta.get("layer"), n).to_pylist())):
+            members.setdefault(key, []).append(idx)
+        groups = list(members)
+        sums = window_area_sums(responses, trials, [np.array(members[g], dtype=np.int64) for g in groups])
+        rows = [(t.index, g, s) for t, per_trial in zip(trials, sums) for g, s in zip(groups, per_trial)]
+        lengths = np.array([len(s) for _, _, s in rows], dtype=np.int64)
+        values = np.concatenate([s for _, _, s in rows]) if rows else np.empty(0)
+        self._insert("area_frame_responses", pa.table({
+            "scan_key": pa.array([self.session.key] * len(rows), pa.string()),
+            "trial_id": pa.array([t for t, _, _ in rows], pa.int32()),
+            "area": pa.array([g[0] for _, g, _ in rows], pa.string()),
+            "layer": pa.array([g[1] for _, g, _ in rows], pa.string()),
+            "n_neurons": pa.array([len(members[g]) for _, g, _ in rows], pa.int32()),
+            "response_sum": pa.LargeListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lengths)])),
+                                                          pa.array(values, pa.float64()))}))
 
     def _stimulus_trial_table(self) -> pa.Table:
         trials = self.session.trials
