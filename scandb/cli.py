@@ -330,7 +330,8 @@ def gc(db_path: Path | str, older_than: float, dry_run: bool, wait: float) -> No
                    "selected rows of every table, partitioned by scan_key; npz: the aligned arrays in one file; "
                    "submission: --model's predictions of the selected trials as the Sensorium 2023 submission, "
                    "predictions_<tier>.parquet per tier (mouse, trial_indices, prediction, neuron_ids).")
-@click.option("--zip", "as_zip", is_flag=True, help="Write each scan as a zip (one top-level folder) instead of a folder.")
+@click.option("--zip", "as_zip", is_flag=True, help="Write each scan as a zip (one top-level folder) instead of a folder; an "
+              "experanto session as an uncompressed tar, as the release ships it.")
 @click.option("--model", metavar="NAME", default=None,
               help="With --format submission: the model whose stored predictions are written.")
 @db_option
@@ -342,7 +343,9 @@ def export(query: str, out: Path, neurons_query: str | None, fmt: str, as_zip: b
 
     Trials are numbered 0..n-1 in the query's order; meta arrays are taken for the selected
     trials and neurons, every other file the scan shipped is copied as it was, and
-    meta/trials/source_trial_id.npy names each trial's id in the source scan.
+    meta/trials/source_trial_id.npy names each trial's id in the source scan. An experanto
+    session is exported whole, as the folder (or with --zip the tar) it was ingested from,
+    bit for bit: select all its trials.
 
     Example: scandb export "SELECT scan_key, trial_id FROM trials_full WHERE running_speed > 1
     ORDER BY ALL" out/ --neurons "SELECT scan_key, neuron_idx FROM neurons WHERE area IN ('V1', 'LM')"

@@ -16,9 +16,11 @@ import duckdb
 from ..catalog.transaction import explain
 from ..errors import UsageError
 from ..query import neurons as neuron_choice
+from ..query import selection as selecting
 
 FORMATS = ("scan", "parquet", "npz", "submission")
-"""``scan``: the source layout, one folder (or zip) per scan; ``parquet``: the selected rows of
+"""``scan``: the source layout, one folder (or zip) per scan, or per experanto session its
+whole folder (or tar), bit for bit; ``parquet``: the selected rows of
 every table; ``npz``: the selection's aligned arrays in one file; ``submission``: a model's
 predictions of the selected trials, one Parquet file per tier as the Sensorium 2023
 submission (``submission.py``)."""
@@ -35,7 +37,8 @@ class ExportResult:
 
     def summary(self) -> str:
         where = ", ".join(str(p) for p in self.paths)
-        return f"exported {self.n_trials} trials of {self.n_scans} scan(s) as {self.format}: {where}"
+        what = "session(s)" if self.format.startswith("session") else "scan(s)"
+        return f"exported {self.n_trials} trials of {self.n_scans} {what} as {self.format}: {where}"
 
 
 def export(db, readers, selection, out: str | Path, neurons=None, *, format: str = "scan", zip: bool = False,
@@ -55,10 +58,14 @@ def export(db, readers, selection, out: str | Path, neurons=None, *, format: str
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; export writes into a folder")
-    selected = db.select(selection, params, scan)
+    selected = selecting.resolve(db.database, selection, params, scan)
     if selected.num_rows == 0:
         raise UsageError("the selection names no trials; nothing to export")
     scans = list(dict.fromkeys(selected["scan_key"].to_pylist()))
+    sessions = _sessions_among(db, scans)
+    if sessions:
+        return _export_sessions(db, selected, sessions, scans, out, format, zip, neurons)
+    selecting.check(selected, readers)
     picked = neuron_choice.picks(readers, scans, _neurons_of(db, neurons)) or {}
     if format == "scan":
         from .scanfolder import target_of, write_scan
@@ -81,6 +88,30 @@ def export(db, readers, selection, out: str | Path, neurons=None, *, format: str
 
         paths = [write_npz(db, selected, picked, out)]
     return ExportResult(format, paths, selected.num_rows, len(scans))
+
+
+def _sessions_among(db, scans: list[str]) -> list[str]:
+    kinds = dict(db.conn.execute("SELECT scan_key, kind FROM scans").fetchall())
+    return [scan for scan in scans if kinds.get(scan) == "experanto"]
+
+
+def _export_sessions(db, selected, sessions: list[str], scans: list[str], out: Path, format: str, as_tar: bool,
+                     neurons) -> ExportResult:
+    """experanto sessions are exported whole, as their folders (or tars), in format ``scan`` only."""
+    from .session import check_whole, session_target, write_session
+
+    if format != "scan":
+        raise UsageError(f"session {sessions[0]}: an experanto session exports as its folder (format 'scan', "
+                         f"--zip for a tar); format {format!r} is for scans")
+    if len(sessions) != len(scans):
+        other = next(s for s in scans if s not in sessions)
+        raise UsageError(f"the selection mixes experanto sessions ({sessions[0]}) and scans ({other}); "
+                         "export them separately")
+    for scan_key in sessions:
+        check_whole(db, scan_key, _trials_of(selected, scan_key).tolist(), neurons)
+        _refuse_existing(session_target(db, scan_key, out, as_tar))
+    paths = [write_session(db, scan_key, out, as_tar) for scan_key in sessions]
+    return ExportResult("session tar" if as_tar else "session folder", paths, selected.num_rows, len(sessions))
 
 
 def _neurons_of(db, neurons):
