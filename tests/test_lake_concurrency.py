@@ -5,8 +5,8 @@ files are collected. On a SQLite and on a PostgreSQL catalog (tests/lakes.py): c
 writers, conflicts and a killed writer's open transaction are the catalog's own business.
 The racing processes are real; set-up and checks (migrate, verify) run in this process.
 
-An ingest is paused inside its transaction (all its rows written, just before its digests
-and commit) by wrapping ``record_digests``, so the overlap is certain, not a matter of timing.
+An ingest (of a scan or a session) is paused inside its transaction (all its rows written,
+just before its digests and commit) by wrapping ``record_digests``, so the overlap is certain, not a matter of timing.
 Writers on a lake take a lock file in the data path, so a second one waits; the tests of
 the conflict itself switch that lock off, as a share whose locks do not work would.
 """
@@ -39,6 +39,7 @@ SECOND = ScanSpec(animal_id=52002, seed=6, n_trials=40, n_neurons=25)
 PAUSED_INGEST = """
 import contextlib
 import sys
+import scandb.ingest.session as session_writer
 import scandb.ingest.writer as writer
 from scandb.catalog.database import Database
 from scandb.cli import main
@@ -58,6 +59,7 @@ def pause_then_record(db, scan_key, *rest):
     return record(db, scan_key, *rest)
 
 writer.record_digests = pause_then_record
+session_writer.record_digests = pause_then_record
 sys.argv = ["scandb", "ingest", *sys.argv[1:]]
 main()
 """
