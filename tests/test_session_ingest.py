@@ -23,9 +23,12 @@ from .conftest import digest_database
 from .scans import make_scan
 from .test_cli import run_cli
 
-ARRAY_VARIANTS = ["videos", "data_key", "stimuli_names", "tiers_and_spikes", "float64_responses", "images"]
-"""Between them: data.mem and data.npy sequences, the combined_meta.json cache, stimuli by
-name, spikes and time intervals, float64 responses without neuron metadata, images."""
+ARRAY_VARIANTS = ["videos", "data_key", "stimuli_names", "tiers_and_spikes", "float64_responses", "images",
+                  "colour", "no_meta_json", "no_optional_modalities"]
+"""Every variant of tests/experanto_sessions.py: data.mem and data.npy sequences, the
+combined_meta.json cache, stimuli by name, spikes and time intervals, float64 responses
+without neuron metadata, images, colour frames, no meta.json (and no phase shifts), and
+neither eye tracker nor treadmill."""
 
 ANIMALS = {variant: {"animal_id": 29515 + i, "seed": i} for i, variant in enumerate(ARRAY_VARIANTS)}
 """A key and arrays of its own per variant (the videos variant keeps the defaults, 29515-10-12)."""
@@ -263,6 +266,24 @@ def test_sample_equals_the_written_out_reference(filled, sessions, mode):
     raw, valid = reference.interpolate(root, "screen", times[::6], rescale=True, rescale_size=[144, 256])
     assert screen[0].shape[1:] == (144, 256)
     assert_same(screen, (reference.normalize(root, "screen", raw, "normalize"), valid))
+
+
+@pytest.mark.parametrize("variant", ["colour", "no_meta_json", "no_optional_modalities", "stimuli_names"])
+def test_the_stored_session_samples_as_the_reference_reads_its_folder(filled, sessions, variant):
+    """Every modality the variant has, as stored, against the reference on the source folder."""
+    root, spec = sessions[variant], spec_of(variant)
+    with open_session(root) as source:
+        times = query_times(source, n=60)
+        names = [n for n in source.modalities if n in ("responses", "eye_tracker", "treadmill", "screen")]
+    config = {"screen": {"interpolation": {"rescale": False}, "transforms": {"normalization": "screen_default"}}}
+    with scandb.connect(filled) as db:
+        ours = db.sample(spec.key, times, names, return_valid=True, config=config)
+    modes = {"responses": "normalize_variance_only", "eye_tracker": "normalize", "treadmill": "normalize",
+             "screen": "screen_default"}
+    assert set(ours) == set(names)
+    for name in names:
+        raw, valid = reference.interpolate(root, name, times, rescale=False)
+        assert_same(ours[name], (reference.normalize(root, name, raw, modes[name]), valid))
 
 
 def test_sample_refuses_a_scan_and_fetch_refuses_a_session(filled):
