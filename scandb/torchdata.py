@@ -128,9 +128,9 @@ class ScanDataset(torch.utils.data.Dataset):
         with open_pinned(self.db_path, wait, snapshot) as db, db.database.lease():
             self.snapshot = db.database.snapshot
             selected = db.select(selection, params=params, scan=scan)
-            info = db.fetch(selected, "tier", "n_frames", "responses_withheld", "behavior_withheld")
             kinds = dict(db.sql("SELECT scan_key, kind FROM scans").fetchall())
             selected_kinds = {kinds[s] for s in selected["scan_key"].to_pylist()}
+            info = db.fetch(selected, "tier", "n_frames", "responses_withheld", "behavior_withheld")
             self.dynamic = selected_kinds == {"dynamic"}
             if keys is None:
                 keys = VIDEO_DATA_KEYS if self.dynamic else DATA_KEYS
@@ -284,3 +284,6 @@ class _FilesOnly:
     @property
     def conn(self):
         raise RuntimeError("ScanDataset reads only the store's files; everything from SQL is read when it is made")
+
+
+from .torchsessions import ChunkSampler, SessionDataset, SessionLoader  # noqa: E402,F401 (the session datasets, here for one import)
