@@ -309,3 +309,25 @@ def test_the_readme_training_example_runs(filled):
         f"SELECT scan_key FROM scans WHERE kind = 'experanto' AND scan_key <> '{KEYS['no_optional']}'"), namespace)
     assert namespace["state"]["position"] == 1
     assert namespace["item"]["screen"].shape == (1, 60, 144, 256)
+
+
+def test_a_chunk_sampler_resumes_mid_epoch(filled):
+    dataset = SessionDataset(filled["db"], KEYS["videos"], "train", config=SHORT, sample_stride=2)
+    sampler = dataset.sampler(seed=4)
+    first = list(sampler) + list(sampler)  # two epochs: different draws
+    assert len(first) == 2 * (len(dataset) // 2) and first[:len(first) // 2] != first[len(first) // 2:]
+    stopped = dataset.sampler(seed=4)
+    taken = []
+    for index in stopped:
+        taken.append(index)
+        if len(taken) == 7:
+            break
+    resumed = dataset.sampler(seed=4)
+    resumed.load_state_dict(stopped.state_dict())
+    assert taken + list(resumed) + list(resumed) == first
+    loaded = torch.utils.data.DataLoader(dataset, batch_size=8, sampler=dataset.sampler(seed=4))
+    expected = np.round(dataset.starts[first[:8]], 5)
+    responses_start = reference._meta(filled["folders"]["videos"] / "responses")["start_time"]
+    np.testing.assert_array_equal(next(iter(loaded))["timestamps"]["screen"][:, 0].numpy(),
+                                  (expected - responses_start).astype(np.float32))
+
