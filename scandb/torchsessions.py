@@ -160,7 +160,11 @@ class SessionDataset(torch.utils.data.Dataset):
 
 class ChunkSampler(torch.utils.data.Sampler):
     """A dataset's indexes for each epoch (``SessionDataset.epoch_indexes``); the epoch advances
-    after each full pass, and ``state_dict`` / ``load_state_dict`` resume one mid-epoch."""
+    after each full pass, and ``state_dict`` / ``load_state_dict`` resume one mid-epoch.
+
+    Its position counts the indexes handed out, and a ``DataLoader`` takes indexes ahead of
+    the batches it has yielded (its workers' prefetch): to resume exactly at the next batch,
+    use ``SessionLoader`` (one session or several), whose state counts batches yielded."""
 
     def __init__(self, dataset: SessionDataset, seed: int | None = 0):
         self.dataset, self.seed = dataset, seed

@@ -167,6 +167,8 @@ def test_refusals_are_one_line(filled):
         SessionDataset(filled["db"], KEYS["videos"], valid_condition={"stim_type": "stimulus.Clip"})
     with pytest.raises(UsageError, match="SessionDataset"):
         ScanDataset(filled["db"], "SELECT scan_key, trial_id FROM trials")
+    with pytest.raises(UsageError, match="SessionDataset"):
+        ScanDataset(filled["db"], "SELECT scan_key FROM scans WHERE kind = 'experanto'")
     with pytest.raises(UsageError, match="sample_stride"):
         SessionDataset(filled["db"], KEYS["videos"], sample_stride=0)
 
