@@ -245,27 +245,25 @@ def three(filled):
 
 def test_sessions_are_interleaved_each_seen_once_before_any_repeats(three):
     loader = SessionLoader(three, batch_size=8, seed=1)
-    plan = [(loader.keys[n], batch) for n, batch in loader.plan()]
-    counts = {key: -(-(len(d) // 3) // 8) for key, d in three.items()}
-    assert len(plan) == len(loader) == sum(counts.values())
+    yielded = []
+    for key, batch in loader:
+        assert batch["responses"].shape[-1] == three[key].n_neurons  # the batch is that session's
+        yielded.append(key)
+    counts = {key: -(-(len(d) // 3) // 8) for key, d in three.items()}  # sample_stride=3
+    assert len(yielded) == len(loader) == sum(counts.values())
     assert len(set(counts.values())) > 1  # sessions of different lengths
     position, rounds = 0, 0
-    while position < len(plan):
+    while position < len(yielded):
         left = {key for key, n in counts.items() if n > rounds}
-        round_keys = [key for key, _ in plan[position:position + len(left)]]
-        assert sorted(round_keys) == sorted(left), rounds  # each session with batches left, once
+        assert sorted(yielded[position:position + len(left)]) == sorted(left), rounds  # each once
         position, rounds = position + len(left), rounds + 1
-    orders = {tuple(k for k, _ in plan[i:i + 3]) for i in range(0, 3 * min(counts.values()), 3)}
+    orders = {tuple(yielded[i:i + 3]) for i in range(0, 3 * min(counts.values()), 3)}
     assert len(orders) > 1  # the order within a round is shuffled
-    for key, dataset in three.items():  # a third of a session's chunks (sample_stride=3), each once
+    plan = [(loader.keys[n], batch) for n, batch in loader.plan(0)]
+    assert [key for key, _ in plan] == yielded
+    for key, dataset in three.items():  # a third of a session's chunks, each once
         chunks = [i for k, batch in plan if k == key for i in batch]
         assert len(set(chunks)) == len(chunks) == len(dataset) // 3
-    seen = 0
-    for key, batch in loader:
-        assert batch["responses"].shape[-1] == three[key].n_neurons
-        seen += 1
-        if seen == 4:
-            break
 
 
 def test_resuming_from_a_saved_state_gives_the_remaining_batches(three):
