@@ -331,3 +331,14 @@ def test_a_chunk_sampler_resumes_mid_epoch(filled):
     np.testing.assert_array_equal(next(iter(loaded))["timestamps"]["screen"][:, 0].numpy(),
                                   (expected - responses_start).astype(np.float32))
 
+
+
+def test_offsets_and_linear_interpolation_are_chunkdatasets(filled):
+    config = {**SMALL, "responses": {"offset": 0.1}, "eye_tracker": {"offset": 0.05, "interpolation": {
+        "interpolation_mode": "linear"}}}
+    dataset = SessionDataset(filled["db"], KEYS["videos"], "oracle", config=config)
+    expected_config = reference_config(config)
+    for index in (0, len(dataset) - 1):
+        assert_same_item(dataset[index], reference.chunk(filled["folders"]["videos"], dataset.starts[index],
+                                                         expected_config))
+    assert dataset[0]["eye_tracker"].dtype == torch.float64  # linear interpolation is float64 in experanto
