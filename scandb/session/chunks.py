@@ -38,8 +38,8 @@ DEFAULT_FILTERS = {name: {"nan_filter": {"vicinity": 0.05}} for name in ("respon
 SAFE_INTERVAL_THRESHOLD = 0.5
 TIME_DECIMALS = 5
 """Chunk times are rounded to 1e-5 s."""
-NAN_SCAN_ROWS = 1 << 16
-"""Rows of a sequence checked for NaN at a time (bounded memory on long sessions)."""
+NAN_SCAN_BYTES = 32 << 20
+"""Bytes of a sequence checked for NaN at a time (bounded memory on long sessions)."""
 
 
 def conditions(tier: str | None = "train", valid_condition=None, include_blanks: bool = True) -> list[dict]:
@@ -86,8 +86,9 @@ def nan_filter_intervals(seq: Sequence, vicinity: float = 0.05) -> list[tuple[fl
     data = seq.data
     nan_rows = []
     if data.dtype.kind == "f":
-        for first in range(0, data.shape[0], NAN_SCAN_ROWS):
-            block = np.asarray(data[first:first + NAN_SCAN_ROWS])
+        step = max(1, NAN_SCAN_BYTES // max(1, data.shape[1] * data.dtype.itemsize))
+        for first in range(0, data.shape[0], step):
+            block = np.asarray(data[first:first + step])
             nan_rows.append(first + np.flatnonzero(np.isnan(block).any(axis=1)))
     rows = np.concatenate(nan_rows) if nan_rows else np.empty(0, np.int64)
     if len(rows) == 0:
