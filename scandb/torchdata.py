@@ -127,7 +127,14 @@ class ScanDataset(torch.utils.data.Dataset):
         self.cache_images = cache_images
         with open_pinned(self.db_path, wait, snapshot) as db, db.database.lease():
             self.snapshot = db.database.snapshot
-            selected = db.select(selection, params=params, scan=scan)
+            try:
+                selected = db.select(selection, params=params, scan=scan)
+            except UsageError:
+                if _names_sessions(db, selection, params):
+                    raise UsageError("the selection names experanto sessions: train on their chunks with "
+                                     "scandb.torchdata.SessionDataset (SessionDataset.per_session for several)"
+                                     ) from None
+                raise
             info = db.fetch(selected, "tier", "n_frames", "responses_withheld", "behavior_withheld")
             kinds = dict(db.sql("SELECT scan_key, kind FROM scans").fetchall())
             selected_kinds = {kinds[s] for s in selected["scan_key"].to_pylist()}
@@ -275,6 +282,21 @@ def open_pinned(db_path: str | Path, wait: float, snapshot: int | None) -> ScanD
     return connect(db_path, wait=wait, snapshot=newest)
 
 
+def _names_sessions(db: ScanDB, selection, params) -> bool:
+    """Whether a selection ScanDataset refused is SQL whose ``scan_key`` column names sessions."""
+    if not isinstance(selection, str):
+        return False
+    try:
+        relation = db.sql(selection, params=params)
+        if relation is None or "scan_key" not in relation.columns:
+            return False
+        keys = {row[0] for row in relation.select("scan_key").fetchall()}
+        kinds = dict(db.sql("SELECT scan_key, kind FROM scans").fetchall())
+    except Exception:  # not SQL a relation comes from: the original refusal stands
+        return False
+    return bool(keys) and all(kinds.get(key) == "experanto" for key in keys)
+
+
 class _FilesOnly:
     """Stands in for the database in a dataset's readers, which read only the store's files."""
 
@@ -284,3 +306,6 @@ class _FilesOnly:
     @property
     def conn(self):
         raise RuntimeError("ScanDataset reads only the store's files; everything from SQL is read when it is made")
+
+
+from .torchsessions import ChunkSampler, SessionDataset, SessionLoader  # noqa: E402,F401

@@ -236,3 +236,129 @@ def normalize(root: Path, device: str, values: np.ndarray, mode) -> np.ndarray:
             column = index[-1] if means.shape[1] > 1 else 0
             out[index] = (values[index] - dtype(means[0, column])) / dtype(stds[0, column])
     return out
+
+
+# -- ChunkDataset (EXPERANTO_FORMAT.md §3, §7): chunk starts and items --------------------------
+
+CHUNK_CONFIG = {
+    "screen": {"sampling_rate": 30, "chunk_size": 60, "offset": 0,
+               "interpolation": {"rescale": True, "rescale_size": [144, 256]}, "normalization": "normalize"},
+    "responses": {"sampling_rate": 8, "chunk_size": 16, "offset": 0.0,
+                  "interpolation": {"interpolation_mode": "nearest_neighbor"},
+                  "normalization": "normalize_variance_only", "nan_filter": 0.05},
+    "eye_tracker": {"sampling_rate": 30, "chunk_size": 60, "offset": 0,
+                    "interpolation": {"interpolation_mode": "nearest_neighbor"}, "normalization": "normalize",
+                    "nan_filter": 0.05},
+    "treadmill": {"sampling_rate": 30, "chunk_size": 60, "offset": 0,
+                  "interpolation": {"interpolation_mode": "nearest_neighbor"}, "normalization": "normalize",
+                  "nan_filter": 0.05},
+}
+"""configs/default.yaml's dataset.modality_config, flattened: ``nan_filter`` is the vicinity of
+the modality's nan filter (absent: no filter)."""
+
+
+def chunk_config(**changes) -> dict:
+    """CHUNK_CONFIG with per-modality keys replaced (``interpolation`` replaced whole)."""
+    config = {name: dict(settings) for name, settings in CHUNK_CONFIG.items()}
+    for name, keys in changes.items():
+        config.setdefault(name, {}).update(keys)
+    return config
+
+
+def _valid_range(folder: Path) -> tuple[float, float]:
+    meta = _meta(folder)
+    if meta["modality"] == "screen":
+        timestamps = np.load(folder / "timestamps.npy")
+        return float(timestamps[0]), float(timestamps[-1])
+    sequence = Sequence(folder)
+    return sequence.valid_start, sequence.valid_end
+
+
+def _trial_metas(folder: Path) -> list[dict]:
+    combined = folder / "combined_meta.json"
+    if combined.exists():
+        return list(json.loads(combined.read_text()).values())
+    files = sorted((f for f in (folder / "meta").iterdir() if re.fullmatch(r"\d{5}\.yml", f.name)),
+                   key=lambda f: int(f.stem))
+    return [yaml.safe_load(f.read_text()) for f in files]
+
+
+def _nan_points(folder: Path) -> tuple[float, float, list[float]]:
+    """A sequence's start, end and the time of every row holding a NaN."""
+    meta = _meta(folder)
+    sequence = Sequence(folder)
+    points = []
+    for row in range(sequence.data.shape[0]):
+        if any(math.isnan(float(v)) for v in sequence.data[row]):
+            points.append(meta["start_time"] + row * (1.0 / meta["sampling_rate"]))
+    return meta["start_time"], meta["end_time"], points
+
+
+def valid_chunk_starts(root: Path, config: dict, valid_condition, include_blanks: bool = True,
+                       safe_interval_threshold: float = 0.5) -> np.ndarray:
+    """ChunkDataset's chunk starts, one screen sample at a time.
+
+    A sample time t is valid when some trial matching the condition has onset <= t < the next
+    trial's onset (the last never ends) and, for every nan filter, t lies in its device's
+    [start, end) and not within [p - vicinity, p + vicinity) of any NaN row's time p (both
+    clipped to the device's range): what intersecting experanto's closed intervals and then
+    testing ``start <= t < end`` gives. A start is kept when its next chunk_size samples are
+    valid. (ChunkDataset ignores filters that leave no interval at all; no fixture does.)
+    """
+    root = Path(root)
+    ranges = [_valid_range(root / name) for name in config]
+    start = max(r[0] for r in ranges) + safe_interval_threshold
+    end = min(r[1] for r in ranges) - safe_interval_threshold
+    screen = config["screen"]
+    grid = np.arange(start, end, 1.0 / screen["sampling_rate"])
+    timestamps = np.load(root / "screen" / "timestamps.npy")
+    trials = _trial_metas(root / "screen")
+    onsets = [float(timestamps[t["first_frame_idx"]]) for t in trials]
+    ends = onsets[1:] + [math.inf]
+    wanted = [valid_condition] if isinstance(valid_condition, dict) else list(valid_condition)
+    if include_blanks:
+        wanted = wanted + [{"tier": "blank"}]
+
+    def value(trial, key):
+        return trial.get(key) if trial.get(key) is not None else "blank"
+
+    matching = [any(all(value(trial, k) == v for k, v in condition.items()) for condition in wanted)
+                for trial in trials]
+    filters = [(_nan_points(root / name), settings["nan_filter"]) for name, settings in config.items()
+               if settings.get("nan_filter") is not None]
+
+    def valid(t: float) -> bool:
+        if not any(ok and on <= t < off for ok, on, off in zip(matching, onsets, ends)):
+            return False
+        for (first, last, points), vicinity in filters:
+            if not first <= t < last:
+                return False
+            if any(max(first, p - vicinity) <= t < min(last, p + vicinity) for p in points):
+                return False
+        return True
+
+    sample_ok = [valid(float(t)) for t in grid]
+    size = screen["chunk_size"]
+    kept = [grid[i] for i in range(len(grid) - size + 1) if all(sample_ok[i:i + size])]
+    return np.array(kept, dtype=np.float64)
+
+
+def chunk(root: Path, start: float, config: dict) -> dict:
+    """ChunkDataset.__getitem__ at a start: per device its times (s + offset + k / rate, rounded
+    to 1e-5 s), values interpolated and normalised, the screen as (C, T, H, W), and the times
+    minus responses' start_time as float32."""
+    root = Path(root)
+    out, stamps = {}, {}
+    responses_start = _meta(root / "responses")["start_time"]
+    for name, settings in config.items():
+        times = np.array([np.round(start + settings["offset"] + k / settings["sampling_rate"], 5)
+                          for k in range(settings["chunk_size"])])
+        values, _ = interpolate(root, name, times, **settings["interpolation"])
+        if settings.get("normalization"):
+            values = normalize(root, name, values, settings["normalization"])
+        if name == "screen":
+            values = values[None] if values.ndim == 3 else np.transpose(values, (3, 0, 1, 2))
+        out[name] = values
+        stamps[name] = (times - responses_start).astype(np.float32)
+    out["timestamps"] = stamps
+    return out

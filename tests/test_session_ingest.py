@@ -434,7 +434,7 @@ def test_the_command_line_ingests_a_session_tar(sessions, tmp_path):
     assert again.returncode == 0 and "already ingested with the same content" in again.stdout
 
 
-def test_a_lake_holds_a_session_as_a_file_does(sessions, lake):
+def test_a_lake_holds_a_session_as_a_file_does(sessions, lake, filled):
     key = spec_of("videos").key
     with open_session(sessions["videos"]) as source:
         times = query_times(source, n=40)
@@ -446,6 +446,18 @@ def test_a_lake_holds_a_session_as_a_file_does(sessions, lake):
         ours = db.sample(key, times, return_valid=True)
         for name in expected:
             assert_same(ours[name], expected[name])
+        trained_at = db.snapshot
+    from scandb.torchdata import SessionDataset
+
+    small = {"screen": {"interpolation": {"rescale_size": [18, 32]}}}
+    training = SessionDataset(lake.url, key, "oracle", config=small)  # a lake's session trains as a file's does
+    assert training.snapshot == trained_at
+    from_folder = SessionDataset(filled, key, "oracle", config=small)
+    np.testing.assert_array_equal(training.starts, from_folder.starts)
+    for name, values in from_folder[2].items():
+        if name != "timestamps":
+            assert np.array_equal(training[2][name].numpy(), values.numpy()), name
+    with scandb.connect(lake.url, read_only=False, data_path=lake.data) as db:
         db.remove(key)
         assert db.verify().found == []
         assert db.run("SELECT count(*) FROM modalities")[1][0][0] == 0

@@ -24,7 +24,8 @@ def open_reader(database: Database, scan: str) -> ScanReader | None:
     n_trials, n_neurons, shape, image_dtype, behavior_dtype, pupil_dtype, kind, identity = found
     if kind not in READERS:
         raise UsageError(f"{scan} is an {kind} session: its modalities are sampled at times with "
-                         "db.sample(scan, times), not fetched by trial (its trials are rows in SQL)")
+                         "db.sample(scan, times), not fetched by trial (its trials are rows in SQL); "
+                         "train on its chunks with scandb.torchdata.SessionDataset")
     return READERS[kind](database, scan, n_trials, n_neurons, tuple(shape), image_dtype, behavior_dtype,
                          pupil_dtype, identity)
 
