@@ -19,9 +19,9 @@ import torch.utils.data
 
 from .catalog import DEFAULT_WAIT
 from .errors import UsageError
-from .query.sessions import StoredFiles, stored_files
+from .query.sessions import StoredFiles, session_of, stored_files
 from .session import chunks
-from .session.session import Session, read_session
+from .session.session import Session
 
 
 class SessionDataset(torch.utils.data.Dataset):
@@ -123,7 +123,7 @@ class SessionDataset(torch.utils.data.Dataset):
     def session(self) -> Session:
         """The session opened from the store's files (once per process)."""
         if getattr(self, "_session", None) is None:
-            self._session = read_session(self._files, self._files.label)
+            self._session = session_of(self._files)
         return self._session
 
     def __getstate__(self) -> dict:

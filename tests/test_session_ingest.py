@@ -540,6 +540,46 @@ def test_area_frame_responses_sum_each_areas_samples_over_the_trials_window(fill
                                    err_msg=f"trial {trial} {area} {layer}")
 
 
+@pytest.mark.parametrize("variant", ["videos", "float64_responses", "data_key"])
+def test_nan_rows_are_the_rows_of_each_sequence_holding_a_nan(filled, variant):
+    spec = spec_of(variant)
+    source = generated(spec)
+    with scandb.connect(filled) as db:
+        stored = dict(db.run("SELECT modality, rows FROM nan_rows WHERE scan_key = ?", [spec.key])[1])
+        sequences = {r[0] for r in db.run("SELECT name FROM modalities WHERE scan_key = ? AND kind = 'sequence'",
+                                          [spec.key])[1]}
+    assert set(stored) == sequences
+    for name, rows in stored.items():
+        member = next(m for m in (f"{name}/data.mem", f"{name}/data.npy") if m in source.arrays)
+        data = source.arrays[member]
+        want = [i for i in range(data.shape[0]) if any(np.isnan(float(v)) for v in data[i])]
+        assert rows == want, name
+    assert any(stored.values())  # the blinks are there
+
+
+def test_revision_0015_fills_the_gaps_and_area_sums_of_sessions_ingested_before_it(filled, tmp_path):
+    from scandb.catalog.database import Database
+
+    from .test_migrations import downgrade
+
+    copy = copy_database(filled, tmp_path)
+    queries = ["SELECT * FROM nan_rows ORDER BY ALL",
+               "SELECT * FROM area_frame_responses ORDER BY ALL",
+               "SELECT * FROM scan_digests WHERE part IN ('nan_rows', 'area_frame_responses') ORDER BY ALL"]
+    with Database(copy) as db:
+        at_ingest = [db.conn.execute(q).fetchall() for q in queries]
+    assert all(at_ingest)
+    downgrade(copy, "0014")
+    with Database(copy) as db:
+        assert db.revision() == "0014" and "nan_rows" not in db.tables()
+        assert db.conn.execute("SELECT count(*) FROM area_frame_responses").fetchone()[0] == 0
+    with Database(copy, read_only=False) as db:
+        db.upgrade()
+        assert [db.conn.execute(q).fetchall() for q in queries] == at_ingest
+    with scandb.connect(copy) as db:
+        assert db.verify().found == []
+
+
 def test_the_readme_session_queries_answer_what_they_say(filled, sessions):
     from pathlib import Path
     import re

@@ -107,6 +107,21 @@ def test_the_nan_filter_takes_out_chunks_near_blinks(filled):
     assert set(filtered) < set(ours.starts)  # the blinks do take chunks out
 
 
+def test_a_dataset_takes_the_gaps_from_sql_without_reading_the_matrices(filled, monkeypatch):
+    """The rows with a NaN were found at ingest (table nan_rows): making a dataset never scans
+    a sequence, and its filtered starts are still ChunkDataset's."""
+    from scandb.session import gaps
+
+    def no_scan(data):
+        raise AssertionError("a sequence was scanned for NaN while making the dataset")
+
+    monkeypatch.setattr(gaps, "nan_rows", no_scan)
+    everything = [{"tier": "train"}, {"tier": "validation"}, {"tier": "oracle"}]
+    dataset = SessionDataset(filled["db"], KEYS["videos"], config=SHORT, valid_condition=everything)
+    np.testing.assert_array_equal(dataset.starts, reference.valid_chunk_starts(
+        filled["folders"]["videos"], reference_config(SHORT), everything))
+
+
 def assert_same_item(ours: dict, expected: dict):
     assert set(ours) == set(expected)
     for name, values in expected.items():

@@ -53,6 +53,7 @@ TABLES = (
     ScanTable("modalities", "modality", kinds=("experanto",), export=None),
     ScanTable("stimulus_trials", "trial", kinds=("experanto",), export=None),
     ScanTable("trial_means", "trial", kinds=("experanto",), export=None),
+    ScanTable("nan_rows", "modality", kinds=("experanto",), export=None),
     ScanTable("time_intervals", "modality", kinds=("experanto",), export=None),
     ScanTable("predictions", "model", kinds=("static", "dynamic"), digested=False, export=None),
     ScanTable("prediction_matrices", "model", kinds=("dynamic",), digested=False, export=None),

@@ -110,6 +110,15 @@ trial_means = sa.Table(
 )
 """An experanto session's sequences averaged over each stimulus trial (``session/windows.py``)."""
 
+nan_rows = sa.Table(
+    "nan_rows", metadata,
+    _scan_key(),
+    sa.Column("modality", sa.String, primary_key=True, comment="a sequence: responses, eye_tracker, treadmill, ..."),
+    sa.Column("rows", sa.ARRAY(sa.BigInteger), nullable=False,
+              comment="sorted indexes of the rows with a NaN in any signal (empty: none)"),
+)
+"""Per sequence of an experanto session, its gaps, found at ingest (``session/gaps.py``)."""
+
 modalities = sa.Table(
     "modalities", metadata,
     _scan_key(),

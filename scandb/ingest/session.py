@@ -36,6 +36,7 @@ from ..catalog.database import Database
 from ..catalog.transaction import insert_arrow, transaction
 from ..errors import BadScanError, ScandbError
 from ..maintenance.digests import record_digests
+from ..session import gaps
 from ..session.files import SessionFiles, open_files
 from ..session.modalities import Screen, Sequence, Spikes, TimeIntervals
 from ..session.parse import MAX_SMALL_NPY
@@ -161,6 +162,7 @@ class _SessionWriter:
                 self._insert("stimulus_trials", self._stimulus_trial_table())
                 self._write_trial_means()
                 self._write_area_sums()
+                self._write_nan_rows()
                 self._insert("scan_files", self._file_table(paths, image_hashes))
                 if replaced:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
@@ -369,32 +371,14 @@ class _SessionWriter:
                 "mean": lists}))
 
     def _write_area_sums(self) -> None:
-        """Per stimulus trial and (area, layer), the responses' sum at each sample of the
-        trial's window (``session/windows.py``), as ``area_frame_responses`` holds for video scans."""
-        from .tables import strings
+        table = area_sum_table(self.session)
+        if table is not None:
+            self._insert("area_frame_responses", table)
 
-        responses, trials = self.session.modalities.get("responses"), self.session.trials
-        if not isinstance(responses, Sequence) or not trials:
-            return
-        n = responses.n_signals
-        meta = self.session.neurons()
-        members: dict[tuple, list[int]] = {}
-        for idx, key in enumerate(zip(strings(meta.get("area"), n).to_pylist(),
-                                      strings(meta.get("layer"), n).to_pylist())):
-            members.setdefault(key, []).append(idx)
-        groups = list(members)
-        sums = window_area_sums(responses, trials, [np.array(members[g], dtype=np.int64) for g in groups])
-        rows = [(t.index, g, s) for t, per_trial in zip(trials, sums) for g, s in zip(groups, per_trial)]
-        lengths = np.array([len(s) for _, _, s in rows], dtype=np.int64)
-        values = np.concatenate([s for _, _, s in rows]) if rows else np.empty(0)
-        self._insert("area_frame_responses", pa.table({
-            "scan_key": pa.array([self.session.key] * len(rows), pa.string()),
-            "trial_id": pa.array([t for t, _, _ in rows], pa.int32()),
-            "area": pa.array([g[0] for _, g, _ in rows], pa.string()),
-            "layer": pa.array([g[1] for _, g, _ in rows], pa.string()),
-            "n_neurons": pa.array([len(members[g]) for _, g, _ in rows], pa.int32()),
-            "response_sum": pa.LargeListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lengths)])),
-                                                          pa.array(values, pa.float64()))}))
+    def _write_nan_rows(self) -> None:
+        table = nan_row_table(self.session)
+        if table.num_rows:
+            self._insert("nan_rows", table)
 
     def _stimulus_trial_table(self) -> pa.Table:
         trials = self.session.trials
@@ -443,6 +427,48 @@ class _SessionWriter:
             "ingested_at": pa.array([datetime.now(timezone.utc).replace(tzinfo=None)], pa.timestamp("us")),
             "scandb_version": [__version__],
         })
+
+
+def area_sum_table(session: Session) -> pa.Table | None:
+    """Per stimulus trial and (area, layer), the responses' sum at each sample of the trial's
+    window (``session/windows.py``), as ``area_frame_responses`` holds for video scans; None
+    without responses or trials."""
+    from .tables import strings
+
+    responses, trials = session.modalities.get("responses"), session.trials
+    if not isinstance(responses, Sequence) or not trials:
+        return None
+    n = responses.n_signals
+    meta = session.neurons()
+    members: dict[tuple, list[int]] = {}
+    for idx, key in enumerate(zip(strings(meta.get("area"), n).to_pylist(), strings(meta.get("layer"), n).to_pylist())):
+        members.setdefault(key, []).append(idx)
+    groups = list(members)
+    sums = window_area_sums(responses, trials, [np.array(members[g], dtype=np.int64) for g in groups])
+    rows = [(t.index, g, s) for t, per_trial in zip(trials, sums) for g, s in zip(groups, per_trial)]
+    lengths = np.array([len(s) for _, _, s in rows], dtype=np.int64)
+    values = np.concatenate([s for _, _, s in rows]) if rows else np.empty(0)
+    return pa.table({
+        "scan_key": pa.array([session.key] * len(rows), pa.string()),
+        "trial_id": pa.array([t for t, _, _ in rows], pa.int32()),
+        "area": pa.array([g[0] for _, g, _ in rows], pa.string()),
+        "layer": pa.array([g[1] for _, g, _ in rows], pa.string()),
+        "n_neurons": pa.array([len(members[g]) for _, g, _ in rows], pa.int32()),
+        "response_sum": pa.LargeListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lengths)])),
+                                                      pa.array(values, pa.float64()))})
+
+
+def nan_row_table(session: Session) -> pa.Table:
+    """Per sequence, the rows holding a NaN (``session/gaps.py``): what the nan filter of a
+    training dataset needs, without reading the matrices again."""
+    names, rows = [], []
+    for name, modality in session.modalities.items():
+        if isinstance(modality, Sequence):
+            names.append(name)
+            rows.append(gaps.nan_rows(modality.data))
+    return pa.table({"scan_key": pa.array([session.key] * len(names), pa.string()),
+                     "modality": pa.array(names, pa.string()),
+                     "rows": pa.array([r.tolist() for r in rows], pa.list_(pa.int64()))})
 
 
 class _Label:

@@ -17,14 +17,17 @@ import numpy as np
 
 from ..errors import DatabaseError, UsageError
 from ..session.files import CHUNK, SessionFiles, _empty_or
+from ..session.modalities import Sequence
 from ..session.session import Session, read_session
 from ..source import npyfile
 
 
 class StoredFiles(SessionFiles):
     def __init__(self, label: str, folder_name: str, inline: dict[str, bytes],
-                 on_disk: dict[str, tuple[Path, int, int]]):
+                 on_disk: dict[str, tuple[Path, int, int]], nan_rows: dict[str, np.ndarray] | None = None):
         self.label = label
+        self.nan_rows = nan_rows or {}
+        """Per sequence, its rows holding a NaN as ingest found them (table ``nan_rows``)."""
         self.folder_name = folder_name
         self._inline = inline
         self._on_disk = on_disk
@@ -110,13 +113,24 @@ def stored_files(db, scan_key: str) -> StoredFiles:
             [scan_key]).fetchall():
         file = store.path(path)
         on_disk[member] = (file, 0, _size(file))
-    return StoredFiles(f"{db.name}: session {scan_key}", row[0], inline, on_disk)
+    nan_rows = {name: np.asarray(rows, dtype=np.int64) for name, rows in conn.execute(
+        "SELECT modality, rows FROM nan_rows WHERE scan_key = ?", [scan_key]).fetchall()}
+    return StoredFiles(f"{db.name}: session {scan_key}", row[0], inline, on_disk, nan_rows)
 
 
 def open_stored_session(db, scan_key: str) -> Session:
     """The stored session, opened as ``open_session`` opens its folder."""
-    files = stored_files(db, scan_key)
-    return read_session(files, files.label)
+    return session_of(stored_files(db, scan_key))
+
+
+def session_of(files: StoredFiles) -> Session:
+    """The session these stored files make, its sequences knowing their NaN rows."""
+    session = read_session(files, files.label)
+    for name, rows in files.nan_rows.items():
+        modality = session.modalities.get(name)
+        if isinstance(modality, Sequence):
+            modality.nan_rows = rows
+    return session
 
 
 def _size(file: Path) -> int:

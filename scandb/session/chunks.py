@@ -26,6 +26,7 @@ import copy
 import numpy as np
 
 from ..errors import UsageError
+from . import gaps
 from .config import merged_config
 from .modalities import Screen, Sequence
 from .sampling import sample
@@ -38,8 +39,6 @@ DEFAULT_FILTERS = {name: {"nan_filter": {"vicinity": 0.05}} for name in ("respon
 SAFE_INTERVAL_THRESHOLD = 0.5
 TIME_DECIMALS = 5
 """Chunk times are rounded to 1e-5 s."""
-NAN_SCAN_BYTES = 32 << 20
-"""Bytes of a sequence checked for NaN at a time (bounded memory on long sessions)."""
 
 
 def conditions(tier: str | None = "train", valid_condition=None, include_blanks: bool = True) -> list[dict]:
@@ -80,17 +79,11 @@ def trial_matches(session, condition_list: list[dict]) -> np.ndarray:
 
 def nan_filter_intervals(seq: Sequence, vicinity: float = 0.05) -> list[tuple[float, float]]:
     """experanto's ``nan_filter``: the valid intervals of ``[start_time, end_time]`` left once
-    ``vicinity`` seconds either side of every row holding a NaN are taken out."""
+    ``vicinity`` seconds either side of every row holding a NaN are taken out (the rows
+    found at ingest for a stored session, ``gaps.nan_rows``)."""
     start, end = seq.start_time, seq.end_time
     delta = 1.0 / seq.sampling_rate
-    data = seq.data
-    nan_rows = []
-    if data.dtype.kind == "f":
-        step = max(1, NAN_SCAN_BYTES // max(1, data.shape[1] * data.dtype.itemsize))
-        for first in range(0, data.shape[0], step):
-            block = np.asarray(data[first:first + step])
-            nan_rows.append(first + np.flatnonzero(np.isnan(block).any(axis=1)))
-    rows = np.concatenate(nan_rows) if nan_rows else np.empty(0, np.int64)
+    rows = seq.nan_rows if seq.nan_rows is not None else gaps.nan_rows(seq.data)
     if len(rows) == 0:
         return [(start, end)]
     points = start + rows * delta

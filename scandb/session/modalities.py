@@ -45,6 +45,8 @@ class Sequence(Modality):
     """(n_samples, n_signals), memory-mapped; row i is at start_time + i / sampling_rate."""
     phase_shifts: np.ndarray | None
     statistics: dict[str, np.ndarray] = field(default_factory=dict)
+    nan_rows: np.ndarray | None = None
+    """The rows holding a NaN, when known (a stored session's ``nan_rows``); None: scan ``data``."""
 
     @property
     def n_samples(self) -> int:

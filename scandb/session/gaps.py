@@ -1,0 +1,23 @@
+"""The rows of a sequence that hold a NaN: the gaps experanto's ``nan_filter`` keeps chunks away from.
+
+Found once, at ingest (table ``nan_rows``), so making a training dataset reads a few numbers
+from SQL instead of every value of every sequence; a session opened from its folder scans
+its matrices here instead, a block at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SCAN_BYTES = 32 << 20
+"""Bytes of a sequence checked for NaN at a time (bounded memory on long sessions)."""
+
+
+def nan_rows(data: np.ndarray) -> np.ndarray:
+    """Sorted int64 indexes of the rows with a NaN in any column (none for integer data)."""
+    if data.dtype.kind not in "fc" or data.size == 0:
+        return np.empty(0, np.int64)
+    step = max(1, SCAN_BYTES // max(1, data.shape[1] * data.dtype.itemsize))
+    found = [first + np.flatnonzero(np.isnan(np.asarray(data[first:first + step])).any(axis=1))
+             for first in range(0, data.shape[0], step)]
+    return np.concatenate(found).astype(np.int64) if found else np.empty(0, np.int64)
