@@ -36,11 +36,11 @@ from ..catalog.database import Database
 from ..catalog.transaction import insert_arrow, transaction
 from ..errors import BadScanError, ScandbError
 from ..maintenance.digests import record_digests
-from ..session.files import SessionFiles, open_files
+from ..session.files import CHUNK, SessionFiles, open_files
 from ..session.modalities import Screen, Sequence, Spikes, TimeIntervals
 from ..session.parse import MAX_SMALL_NPY
 from ..session.session import Session, read_session
-from ..session.windows import window_means
+from ..session.windows import WindowSums, window_means
 from ..source import npyfile
 from ..store.images import ImageStore, discard
 from ..store.meta import MetaStore
@@ -183,17 +183,29 @@ class _SessionWriter:
     # -- files ------------------------------------------------------------------------------
 
     def _write_arrays(self) -> dict[str, str]:
-        """Each sequence's and spikes modality's data into the session store; modality name -> key."""
+        """Each sequence's and spikes modality's data into the session store; modality name -> key.
+        A sequence's trial means are summed from the same blocks as they are copied."""
         paths = {}
+        self.window_sums: dict[str, WindowSums] = {}
         for name, modality in self.session.modalities.items():
             member = array_member(modality)
             if member is None:
                 continue
             header = b""
+            data = modality.data if isinstance(modality, Sequence) else modality.spikes
             if member.endswith(".mem"):
-                data = modality.data if isinstance(modality, Sequence) else modality.spikes
                 header = npy_header(data.dtype, data.shape)
-            key, digest = self.arrays.copy(self.files.chunks(member), header)
+            feed, size = None, CHUNK
+            skip = 0
+            if member.endswith(".npy"):  # the rows start after the file's own header
+                head = npyfile.parse_header(self.files.head(member, npyfile.MAX_HEADER + 12))
+                skip = None if head.fortran_order else head.data_offset
+            if isinstance(modality, Sequence) and self.session.trials and data.size and skip is not None:
+                sums = self.window_sums[name] = WindowSums(modality, self.session.trials)
+                feed = _RowFeeder(sums, data.dtype, data.shape[1], skip)
+                row_bytes = data.dtype.itemsize * data.shape[1]
+                size = max(1, CHUNK // row_bytes) * row_bytes if skip == 0 else CHUNK
+            key, digest = self.arrays.copy(self.files.chunks(member, size), header, feed)
             paths[name] = key
             self.digests[member] = digest
         return paths
@@ -355,7 +367,8 @@ class _SessionWriter:
         for name, modality in self.session.modalities.items():
             if not isinstance(modality, Sequence) or not trials:
                 continue
-            means, counts = window_means(modality, trials)
+            sums = getattr(self, "window_sums", {}).get(name)
+            means, counts = sums.result() if sums is not None else window_means(modality, trials)
             n = len(trials)
             values = np.concatenate(means)
             flat = pa.array(values, mask=~np.isfinite(values))  # no finite sample in the window: NULL
@@ -414,6 +427,31 @@ class _SessionWriter:
             "ingested_at": pa.array([datetime.now(timezone.utc).replace(tzinfo=None)], pa.timestamp("us")),
             "scandb_version": [__version__],
         })
+
+
+class _RowFeeder:
+    """Byte blocks of a sequence's file -> whole rows for ``WindowSums``: the first ``skip``
+    bytes (a ``.npy`` header) dropped, a row split across blocks carried to the next."""
+
+    def __init__(self, sums: WindowSums, dtype: np.dtype, n_signals: int, skip: int):
+        self.sums, self.dtype, self.n_signals, self.skip = sums, dtype, n_signals, skip
+        self.row_bytes = dtype.itemsize * n_signals
+        self.row = 0
+        self.carry = b""
+
+    def __call__(self, block: bytes) -> None:
+        if self.skip:
+            cut = min(self.skip, len(block))
+            block, self.skip = block[cut:], self.skip - cut
+        if self.carry:
+            block, self.carry = self.carry + block, b""
+        whole = len(block) // self.row_bytes * self.row_bytes
+        if whole < len(block):
+            self.carry = bytes(block[whole:])
+        if whole:
+            rows = np.frombuffer(block, dtype=self.dtype, count=whole // self.dtype.itemsize).reshape(-1, self.n_signals)
+            self.sums.add(self.row, rows)
+            self.row += len(rows)
 
 
 class _Label:

@@ -6,7 +6,8 @@ Sample ``i`` of signal ``j`` is at ``start_time + i / sampling_rate + phase_shif
 time experanto reads it at (``t - phase_shift`` maps a query back onto the grid), so a
 neuron's window mean is over the samples experanto would give for times inside the window.
 NaN samples (blinks) are left out of the mean; a signal without a finite sample in the
-window has NaN here and NULL in ``trial_means``. Read one trial's rows at a time, so memory stays one window.
+window has NaN here and NULL in ``trial_means``. Rows come a block at a time (``WindowSums``), so
+memory stays one block; the ingest feeds them from its copy of the matrix.
 """
 
 from __future__ import annotations
@@ -18,29 +19,70 @@ import numpy as np
 from .modalities import Sequence, StimulusTrial
 
 
+BLOCK_ROWS = 4096
+"""Rows read at a time when the means are computed from the memory map (``window_means``)."""
+
+
+class WindowSums:
+    """Per trial and signal, the sum and count of the finite samples in the trial's window,
+    fed the sequence's rows in order, a block at a time (``add``), as the ingest copies them:
+    the matrix is read once for its copy, digest and means."""
+
+    def __init__(self, seq: Sequence, trials: list[StimulusTrial]):
+        n_rows, n_signals = seq.data.shape
+        shifts = np.zeros(n_signals) if seq.phase_shifts is None else np.asarray(seq.phase_shifts, dtype=np.float64)
+        rate, start = float(seq.sampling_rate), float(seq.start_time)
+        self.n_signals = n_signals
+        onsets = np.array([t.onset for t in trials], dtype=np.float64)[:, np.newaxis]
+        ends = np.array([t.end for t in trials], dtype=np.float64)[:, np.newaxis]
+        # first sample at or after the onset, first at or after the end, per signal
+        self.first = np.clip(np.ceil((onsets - shifts - start) * rate).astype(np.int64), 0, n_rows)
+        self.stop = np.clip(np.ceil((ends - shifts - start) * rate).astype(np.int64), 0, n_rows)
+        self.lo, self.hi = self.first.min(axis=1), self.stop.max(axis=1)
+        self.core_lo, self.core_hi = self.first.max(axis=1), self.stop.min(axis=1)
+        """Rows inside the window for every signal: summed without a mask."""
+        self.counts = [min(max(math.ceil((t.end - start) * rate), 0), n_rows)
+                       - min(max(math.ceil((t.onset - start) * rate), 0), n_rows) for t in trials]
+        self.total = np.zeros((len(trials), n_signals))
+        self.n = np.zeros((len(trials), n_signals), dtype=np.int64)
+
+    def add(self, row: int, block: np.ndarray) -> None:
+        """Rows ``row .. row + len(block)`` of the sequence."""
+        end = row + len(block)
+        for t in np.flatnonzero((self.lo < end) & (self.hi > row)):
+            lo, hi = max(row, int(self.lo[t])), min(end, int(self.hi[t]))
+            core_lo, core_hi = max(lo, int(self.core_lo[t])), min(hi, int(self.core_hi[t]))
+            if core_hi > core_lo:
+                core = block[core_lo - row:core_hi - row].sum(axis=0, dtype=np.float64)
+                if np.all(np.isfinite(core)):
+                    self.total[t] += core
+                    self.n[t] += core_hi - core_lo
+                    self._masked(t, row, block, lo, core_lo)
+                    self._masked(t, row, block, core_hi, hi)
+                    continue
+            self._masked(t, row, block, lo, hi)
+
+    def _masked(self, t: int, row: int, block: np.ndarray, lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        values = np.asarray(block[lo - row:hi - row], dtype=np.float64)
+        rows = np.arange(lo, hi)[:, np.newaxis]
+        inside = (rows >= self.first[t][np.newaxis, :]) & (rows < self.stop[t][np.newaxis, :]) & np.isfinite(values)
+        self.total[t] += np.where(inside, values, 0.0).sum(axis=0)
+        self.n[t] += inside.sum(axis=0)
+
+    def result(self) -> tuple[list[np.ndarray], list[int]]:
+        """Per trial the per-signal mean (NaN without a finite sample) and the grid samples in the window."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(self.n > 0, self.total / np.maximum(self.n, 1), np.nan)
+        return list(means), list(self.counts)
+
+
 def window_means(seq: Sequence, trials: list[StimulusTrial]) -> tuple[list[np.ndarray], list[int]]:
     """For each trial, the per-signal mean over its window (float64 ``(n_signals,)``) and how
     many grid samples the window holds (phase shifts aside)."""
+    sums = WindowSums(seq, trials)
     data = seq.data
-    n_rows, n_signals = data.shape
-    shifts = np.zeros(n_signals) if seq.phase_shifts is None else np.asarray(seq.phase_shifts, dtype=np.float64)
-    rate, start = float(seq.sampling_rate), float(seq.start_time)
-    means, counts = [], []
-    for trial in trials:
-        first = np.ceil((trial.onset - shifts - start) * rate).astype(np.int64)  # first sample at or after onset
-        stop = np.ceil((trial.end - shifts - start) * rate).astype(np.int64)  # first sample at or after the end
-        first, stop = np.clip(first, 0, n_rows), np.clip(stop, 0, n_rows)
-        grid = [min(max(math.ceil((t - start) * rate), 0), n_rows) for t in (trial.onset, trial.end)]
-        counts.append(grid[1] - grid[0])
-        lo, hi = int(first.min()), int(stop.max())
-        if hi <= lo:
-            means.append(np.full(n_signals, np.nan))
-            continue
-        block = np.asarray(data[lo:hi], dtype=np.float64)
-        rows = np.arange(lo, hi)[:, np.newaxis]
-        inside = (rows >= first[np.newaxis, :]) & (rows < stop[np.newaxis, :]) & np.isfinite(block)
-        total = np.where(inside, block, 0.0).sum(axis=0)
-        n = inside.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means.append(np.where(n > 0, total / n, np.nan))
-    return means, counts
+    for row in range(0, data.shape[0], BLOCK_ROWS):
+        sums.add(row, np.asarray(data[row:row + BLOCK_ROWS]))
+    return sums.result()
