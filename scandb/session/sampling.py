@@ -39,6 +39,8 @@ def sample_sequence(seq: Sequence, times: np.ndarray, interpolation_mode: str = 
         return np.empty((0, data.shape[1]), dtype=data.dtype), valid
     time_delta = 1.0 / seq.sampling_rate
     shifted = seq.phase_shifts is not None
+    if shifted and interpolation_mode == "nearest_neighbor":
+        return _nearest_shifted(seq, valid_times, time_delta), valid
     if shifted:
         query = valid_times[:, np.newaxis] - seq.phase_shifts[np.newaxis, :]
     else:
@@ -68,6 +70,52 @@ def sample_sequence(seq: Sequence, times: np.ndarray, interpolation_mode: str = 
     if not keep_nans:
         _fill_nans_with_column_means(values)
     return values, valid
+
+
+def _floor_index(times, shifts, start: float, time_delta: float) -> np.ndarray:
+    """experanto's row index ``floor((t - shift - start) / time_delta)``, in its exact steps."""
+    lower = np.subtract(times, shifts)
+    lower -= start
+    np.divide(lower, time_delta, out=lower)
+    return np.floor(lower, out=lower).astype(np.intp)
+
+
+def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.ndarray:
+    """Previous sample of each neuron at ``t - phase_shift``, without an index per value.
+
+    The floor index, computed in experanto's exact steps, never increases with the shift (each
+    step rounds monotonically), so with the neurons sorted by shift each time reads row ``lo``
+    (that of the largest shift) for a suffix of them and row ``lo + 1`` for the prefix before:
+    the prefix's length is found by bisection over the sorted shifts, evaluating the same
+    expression. Each time's row is copied whole and the prefix patched from the next row.
+    Shifts spanning more than one sample take the per-value gather instead."""
+    data, shifts, start = seq.data, seq.phase_shifts, seq.start_time
+    order = np.argsort(shifts, kind="stable")
+    sorted_shifts = shifts[order]
+    lo = _floor_index(times, sorted_shifts[-1], start, time_delta)
+    hi = _floor_index(times, sorted_shifts[0], start, time_delta)
+    if np.any(hi - lo > 1):
+        lower = _floor_index(times[:, np.newaxis], shifts[np.newaxis, :], start, time_delta)
+        return _gather(data, lower, np.arange(data.shape[1]))
+    # prefix: the first index (in shift order) whose floor is lo, i.e. the count reading lo + 1
+    left = np.zeros(len(times), dtype=np.intp)  # floor(sorted_shifts[left]) == hi
+    right = np.full(len(times), len(shifts), dtype=np.intp)  # first index known to give lo (or the end)
+    step = hi > lo
+    left[~step] = right[~step] = 0
+    while np.any(right - left > 1):
+        mid = (left + right) // 2
+        at = _floor_index(times, sorted_shifts[np.minimum(mid, len(shifts) - 1)], start, time_delta)
+        up = at > lo
+        left = np.where(up, mid, left)
+        right = np.where(up, right, mid)
+    count = np.where(step, right, 0)
+    rows = data.view(np.ndarray) if isinstance(data, np.memmap) else np.asarray(data)  # no memmap subclass per row
+    out = np.empty((len(times), data.shape[1]), dtype=data.dtype)
+    np.take(rows, lo, axis=0, out=out)
+    for k in np.flatnonzero(count):
+        columns = order[:count[k]]
+        out[k, columns] = rows[lo[k] + 1, columns]
+    return out
 
 
 def _gather(data: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
@@ -102,16 +150,17 @@ def sample_screen(screen: Screen, times: np.ndarray, rescale: bool = False,
     native = screen.trials[0].image_size
     size = tuple(rescale_size) if rescale and rescale_size else native[:2]
     channels = native[2:]
-    out = np.zeros((len(valid_times),) + size + channels, dtype=np.float32)
-    unique_frames, inverse = np.unique(frame_index, return_inverse=True)
+    out = np.empty((len(valid_times),) + size + channels, dtype=np.float32)
+    # times increase, so each frame shown fills one run of rows
+    unique_frames, run_starts = np.unique(frame_index, return_index=True)
+    run_ends = np.append(run_starts[1:], len(frame_index))
     trial_of = screen.frame_trial[unique_frames]
     for trial_number in np.unique(trial_of):
         trial = screen.trials[trial_number]
         picks = np.flatnonzero(trial_of == trial_number)
         frames = screen.frames(trial)[unique_frames[picks] - trial.first_frame]
-        rendered = [_rescale(f, size) for f in frames] if rescale else frames
-        for pick, frame in zip(picks, rendered):
-            out[inverse == pick] = frame
+        for pick, frame in zip(picks, frames):
+            out[run_starts[pick]:run_ends[pick]] = _rescale(frame, size) if rescale else frame
     return out, valid
 
 
@@ -121,8 +170,9 @@ def _rescale(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     frame = np.asarray(frame, dtype=np.float32)
     if frame.ndim == 3:
         resized = cv2.resize(np.ascontiguousarray(frame.transpose(1, 0, 2)), tuple(size), interpolation=cv2.INTER_AREA)
-        return resized.astype(np.float32).transpose(1, 0, 2)
-    return cv2.resize(np.ascontiguousarray(frame.T), tuple(size), interpolation=cv2.INTER_AREA).astype(np.float32).T
+        return resized.astype(np.float32, copy=False).transpose(1, 0, 2)
+    return cv2.resize(np.ascontiguousarray(frame.T), tuple(size), interpolation=cv2.INTER_AREA).astype(
+        np.float32, copy=False).T
 
 
 def sample_time_intervals(intervals: TimeIntervals, times: np.ndarray, **_ignored) -> tuple[np.ndarray, np.ndarray]:
@@ -200,6 +250,6 @@ def sample(session, times, modalities=None, *, config: dict | None = None, retur
         values, valid = SAMPLERS[type(modality)](modality, times, **settings.get("interpolation", {}))
         mode = (settings.get("transforms") or {}).get("normalization")
         if normalize and mode:
-            values = normalize_values(session, modality, values, mode)
+            values = normalize_values(session, modality, values, mode, in_place=True)  # the samplers' own arrays
         result[name] = (values, valid) if return_valid else values
     return result
