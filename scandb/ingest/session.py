@@ -219,33 +219,48 @@ class _SessionWriter:
             return hashes, dtypes
         known = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         self.new_images = []
-        by_member: dict[str, tuple[str, str]] = {}
         members = stimulus_members(self.session)
+        stored_by_member = self._store_stimuli(sorted(set(members.values())))
+        blanks: dict[tuple, object] = {}
         for trial in screen.trials:
             member = members.get(trial.index)
             if member is None:
-                raw = npyfile.dumps(np.full(trial.image_size, trial.interleave_value, dtype=np.float32))
-            elif member in by_member:
-                hashes[trial.index], dtypes[trial.index] = by_member[member]
-                continue
+                level = (trial.image_size, trial.interleave_value)
+                if level not in blanks:
+                    raw = npyfile.dumps(np.full(trial.image_size, trial.interleave_value, dtype=np.float32))
+                    blanks[level] = self.images.put(npyfile.parse_header(raw), raw)
+                stored = blanks[level]
             else:
-                raw = self.files.read(member, MAX_STIMULUS)
-                self.digests[member] = hashlib.sha256(raw).hexdigest()
-            try:
-                header = npyfile.parse_header(raw)
-            except npyfile.NpyError as exc:
-                raise self.files.bad(member, str(exc)) from None
-            stored = self.images.put(header, raw)
+                stored = stored_by_member[member]
             if stored.image_hash not in known:
                 known.add(stored.image_hash)
                 self.new_images.append(stored)
             hashes[trial.index], dtypes[trial.index] = stored.image_hash, stored.dtype
-            if member is not None:
-                by_member[member] = (stored.image_hash, stored.dtype)
         if self.new_images:
             from .tables import image_table
             self._insert("images", image_table(self.new_images))
         return hashes, dtypes
+
+    def _store_stimuli(self, members: list[str]) -> dict:
+        """Each stimulus file read once, its sha256 taken and its pixels stored by content, two
+        files at a time (reads, digests and writes let go of the GIL); member -> stored image."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def store(member: str):
+            raw = self.files.read(member, MAX_STIMULUS)
+            digest = hashlib.sha256(raw).hexdigest()
+            try:
+                header = npyfile.parse_header(raw)
+            except npyfile.NpyError as exc:
+                raise self.files.bad(member, str(exc)) from None
+            return digest, self.images.put(header, raw)
+
+        out = {}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for member, (digest, stored) in zip(members, pool.map(store, members)):
+                self.digests[member] = digest
+                out[member] = stored
+        return out
 
     def _file_table(self, paths: dict[str, str], image_hashes: dict[int, str]) -> pa.Table:
         """Every other file, byte for byte (large ones in the meta store)."""
