@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import UsageError
 from .config import merged_config
 from .modalities import Screen, Sequence, Spikes, TimeIntervals
-from .normalize import normalize_values
+from .normalize import frame_normalizer, normalize_values
 
 SCREEN_ONSET_SLACK = 1e-4
 """experanto adds 0.1 ms to every query before looking up the frame onsets."""
@@ -72,6 +72,10 @@ def sample_sequence(seq: Sequence, times: np.ndarray, interpolation_mode: str = 
     return values, valid
 
 
+QUERY_BLOCK = 256
+"""Times whose rows are copied and patched together (a few MB)."""
+
+
 def _floor_index(times, shifts, start: float, time_delta: float) -> np.ndarray:
     """experanto's row index ``floor((t - shift - start) / time_delta)``, in its exact steps."""
     lower = np.subtract(times, shifts)
@@ -110,11 +114,16 @@ def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.
         right = np.where(up, right, mid)
     count = np.where(step, right, 0)
     rows = data.view(np.ndarray) if isinstance(data, np.memmap) else np.asarray(data)  # no memmap subclass per row
+    rank = np.empty(len(shifts), dtype=np.intp)
+    rank[order] = np.arange(len(shifts))
     out = np.empty((len(times), data.shape[1]), dtype=data.dtype)
-    np.take(rows, lo, axis=0, out=out)
-    for k in np.flatnonzero(count):
-        columns = order[:count[k]]
-        out[k, columns] = rows[lo[k] + 1, columns]
+    for first in range(0, len(times), QUERY_BLOCK):
+        block = slice(first, first + QUERY_BLOCK)
+        np.take(rows, lo[block], axis=0, out=out[block])
+        prefix = count[block]
+        if prefix.any():
+            following = np.take(rows, np.minimum(lo[block] + 1, len(rows) - 1), axis=0)
+            np.copyto(out[block], following, where=rank[np.newaxis, :] < prefix[:, np.newaxis])
     return out
 
 
@@ -137,10 +146,19 @@ def _fill_nans_with_column_means(values: np.ndarray) -> None:
         np.copyto(values, np.broadcast_to(means, values.shape), where=nans)
 
 
+def screen_shape(screen: Screen, rescale: bool = False, rescale_size: tuple[int, int] | None = None,
+                 **_ignored) -> tuple[int, ...]:
+    """The shape of one sampled frame: (H, W[, 3]), rescaled or native."""
+    native = screen.trials[0].image_size
+    return (tuple(rescale_size) if rescale and rescale_size else tuple(native[:2])) + tuple(native[2:])
+
+
 def sample_screen(screen: Screen, times: np.ndarray, rescale: bool = False,
-                  rescale_size: tuple[int, int] | None = None, **_ignored) -> tuple[np.ndarray, np.ndarray]:
+                  rescale_size: tuple[int, int] | None = None, transform=None,
+                  **_ignored) -> tuple[np.ndarray, np.ndarray]:
     """The frame shown at each time (last onset <= t + 0.1 ms), float32 (n, H, W[, 3]),
-    rescaled with ``cv2.resize`` (INTER_AREA) as experanto does (on the transposed frame)."""
+    rescaled with ``cv2.resize`` (INTER_AREA) as experanto does (on the transposed frame).
+    ``transform`` (in place, on a float32 frame of our own) runs once per frame shown."""
     times = np.asarray(times, dtype=np.float64)
     valid = valid_indexes(times, screen.valid_interval)
     valid_times = times[valid] + SCREEN_ONSET_SLACK
@@ -160,7 +178,11 @@ def sample_screen(screen: Screen, times: np.ndarray, rescale: bool = False,
         picks = np.flatnonzero(trial_of == trial_number)
         frames = screen.frames(trial)[unique_frames[picks] - trial.first_frame]
         for pick, frame in zip(picks, frames):
-            out[run_starts[pick]:run_ends[pick]] = _rescale(frame, size) if rescale else frame
+            if rescale:
+                frame = _rescale(frame, size)
+            if transform is not None:
+                frame = transform(np.array(frame, dtype=np.float32) if not rescale else frame)
+            out[run_starts[pick]:run_ends[pick]] = frame
     return out, valid
 
 
@@ -247,8 +269,14 @@ def sample(session, times, modalities=None, *, config: dict | None = None, retur
     for name in names:
         modality = session.modalities[name]
         settings = full_config.get(name, {})
-        values, valid = SAMPLERS[type(modality)](modality, times, **settings.get("interpolation", {}))
+        interpolation = settings.get("interpolation", {})
         mode = (settings.get("transforms") or {}).get("normalization")
+        if normalize and mode and isinstance(modality, Screen):  # each frame shown normalised once
+            transform = frame_normalizer(session, modality, mode, screen_shape(modality, **interpolation))
+            values, valid = sample_screen(modality, times, **interpolation, transform=transform)
+            result[name] = (values, valid) if return_valid else values
+            continue
+        values, valid = SAMPLERS[type(modality)](modality, times, **interpolation)
         if normalize and mode:
             values = normalize_values(session, modality, values, mode, in_place=True)  # the samplers' own arrays
         result[name] = (values, valid) if return_valid else values
