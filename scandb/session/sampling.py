@@ -18,6 +18,8 @@ from .config import merged_config
 from .modalities import Screen, Sequence, Spikes, TimeIntervals
 from .normalize import frame_normalizer, normalize_values
 
+PARALLEL_TIMES = 1000
+"""From this many query times on, modalities are sampled in two threads."""
 SCREEN_ONSET_SLACK = 1e-4
 """experanto adds 0.1 ms to every query before looking up the frame onsets."""
 
@@ -265,19 +267,31 @@ def sample(session, times, modalities=None, *, config: dict | None = None, retur
         if missing:
             raise UsageError(f"session {session.key} has no modality {missing[0]!r} "
                              f"(it has {', '.join(session.modalities)})")
-    result = {}
-    for name in names:
+
+    def one(name: str):
         modality = session.modalities[name]
         settings = full_config.get(name, {})
         interpolation = settings.get("interpolation", {})
         mode = (settings.get("transforms") or {}).get("normalization")
         if normalize and mode and isinstance(modality, Screen):  # each frame shown normalised once
             transform = frame_normalizer(session, modality, mode, screen_shape(modality, **interpolation))
-            values, valid = sample_screen(modality, times, **interpolation, transform=transform)
-            result[name] = (values, valid) if return_valid else values
-            continue
+            return sample_screen(modality, times, **interpolation, transform=transform)
         values, valid = SAMPLERS[type(modality)](modality, times, **interpolation)
         if normalize and mode:
             values = normalize_values(session, modality, values, mode, in_place=True)  # the samplers' own arrays
+        return values, valid
+
+    if len(names) > 1 and len(times) >= PARALLEL_TIMES:
+        # the screen's frames and the sequences' rows are independent work that mostly runs
+        # outside the GIL (cv2, numpy copies): two threads share it
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(one, name) for name in names]
+            answers = [f.result() for f in futures]
+    else:
+        answers = [one(name) for name in names]
+    result = {}
+    for name, (values, valid) in zip(names, answers):
         result[name] = (values, valid) if return_valid else values
     return result
