@@ -1,6 +1,6 @@
 """Full-size experanto sessions: ingest, db.sample and the README's cross-session SQL, timed.
 
-    .venv/bin/python -m bench.sessions                      # full size, about 10 minutes
+    .venv/bin/python -m bench.sessions                      # full size: 4-9 minutes, 15 GB of scratch
     .venv/bin/python -m bench.sessions --size tiny          # seconds (the test suite runs it)
 
 One session at full size (``--size full``, the default): 8,000 neurons, responses at 30 Hz for
