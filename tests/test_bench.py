@@ -49,3 +49,18 @@ def test_the_scoring_benchmark_checks_its_scores_and_runs_the_readme_queries(tmp
     assert result["scoring"]["shape"][0] > 0 and result["scoring"]["add_predictions_best_s"] > 0
     board = result["leaderboard"]
     assert board["neuron_scores_rows"] > 0 and len(board["query_best_s"]) == 4
+
+
+def test_the_sessions_benchmark_runs_at_a_tiny_size_and_checks_what_it_times(tmp_path: Path):
+    from bench import sessions
+
+    result = sessions.main(["--size", "tiny", "--out", str(tmp_path), "--rounds", "1", "--samples", "200",
+                            "--repeat", "1", "--sessions", "2", "--epoch-items", "5"])
+    assert result["ingest"]["rounds"][0]["ingest"]["wall"] > 0 and result["ingest"]["rounds"][0]["tar"]["wall"] > 0
+    assert all(result["sample"]["same"].values()) and result["sample"]["n"] == 200
+    assert result["epoch"]["train_chunks"] > 0 and result["epoch"]["item_shapes"]["screen"][:2] == [1, 60]
+    sql = result["sql"]
+    assert sql["sessions"] == 2 and sql["distinct_digests"] == 2
+    assert [q["sql"] for q in sql["queries"]] == [statement for _, _, statement in sessions.session_queries()]
+    assert all(q["best"] >= 0 for q in sql["queries"])
+    assert not (tmp_path / "work").exists()  # databases and the extracted folder are removed

@@ -190,3 +190,21 @@ def test_screen_needs_strictly_increasing_times(folders):
         t = session.screen.start_time + 1
         with pytest.raises(UsageError, match="strictly increasing"):
             sample(session, [t + 0.5, t], ["screen"])
+
+
+@pytest.mark.parametrize("widest", [0.09, 0.45])
+def test_phase_shifts_within_a_sample_and_wider_give_each_neurons_previous_sample(widest):
+    """Shifts within one sample period take the bisection path, wider ones the per-value gather;
+    both give data[floor((t - shift - start) / dt), neuron], in experanto's steps."""
+    from scandb.session.modalities import Sequence
+    from scandb.session.sampling import sample_sequence
+
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(200, 9)).astype(np.float32)
+    shifts = rng.uniform(0, widest, 9)
+    seq = Sequence("responses", "sequence", {}, 100.0, 100.0 + 199 / 10, 10.0, data, shifts)
+    times = np.unique(np.concatenate([rng.uniform(*seq.valid_interval, 300), seq.valid_interval]))
+    got, valid = sample_sequence(seq, times)
+    rows = np.floor((times[valid][:, None] - shifts[None, :] - 100.0) / (1.0 / 10.0)).astype(int)
+    np.testing.assert_array_equal(got, data[rows, np.arange(9)[None, :]])
+    assert len(valid) == len(times)

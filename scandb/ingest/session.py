@@ -37,11 +37,11 @@ from ..catalog.transaction import insert_arrow, transaction
 from ..errors import BadScanError, ScandbError
 from ..maintenance.digests import record_digests
 from ..session import gaps
-from ..session.files import SessionFiles, open_files
+from ..session.files import CHUNK, SessionFiles, open_files
 from ..session.modalities import Screen, Sequence, Spikes, TimeIntervals
 from ..session.parse import MAX_SMALL_NPY
 from ..session.session import Session, read_session
-from ..session.windows import window_area_sums, window_means
+from ..session.windows import AreaSums, WindowSums, area_sums, window_means
 from ..source import npyfile
 from ..store.images import ImageStore, discard
 from ..store.meta import MetaStore
@@ -186,17 +186,37 @@ class _SessionWriter:
     # -- files ------------------------------------------------------------------------------
 
     def _write_arrays(self) -> dict[str, str]:
-        """Each sequence's and spikes modality's data into the session store; modality name -> key."""
+        """Each sequence's and spikes modality's data into the session store; modality name -> key.
+        A sequence's trial means, area sums and NaN rows are found from the same blocks as they
+        are copied, so each matrix is read once."""
         paths = {}
+        self.window_sums: dict[str, WindowSums] = {}
+        self.nan_rows: dict[str, gaps.NanRows] = {}
+        self.area_sums: AreaSums | None = None
         for name, modality in self.session.modalities.items():
             member = array_member(modality)
             if member is None:
                 continue
             header = b""
+            data = modality.data if isinstance(modality, Sequence) else modality.spikes
             if member.endswith(".mem"):
-                data = modality.data if isinstance(modality, Sequence) else modality.spikes
                 header = npy_header(data.dtype, data.shape)
-            key, digest = self.arrays.copy(self.files.chunks(member), header)
+            feed, size = None, CHUNK
+            skip = 0
+            if member.endswith(".npy"):  # the rows start after the file's own header
+                head = npyfile.parse_header(self.files.head(member, npyfile.MAX_HEADER + 12))
+                skip = None if head.fortran_order else head.data_offset
+            if isinstance(modality, Sequence) and data.size and skip is not None:
+                accumulators = [self.nan_rows.setdefault(name, gaps.NanRows())]
+                if self.session.trials:
+                    accumulators.append(self.window_sums.setdefault(name, WindowSums(modality, self.session.trials)))
+                    if name == "responses":
+                        self.area_sums = AreaSums(modality, self.session.trials, area_groups(self.session)[1])
+                        accumulators.append(self.area_sums)
+                feed = _RowFeeder(accumulators, data.dtype, data.shape[1], skip)
+                row_bytes = data.dtype.itemsize * data.shape[1]
+                size = max(1, CHUNK // row_bytes) * row_bytes if skip == 0 else CHUNK
+            key, digest = self.arrays.copy(self.files.chunks(member, size), header, feed)
             paths[name] = key
             self.digests[member] = digest
         return paths
@@ -210,33 +230,48 @@ class _SessionWriter:
             return hashes, dtypes
         known = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
         self.new_images = []
-        by_member: dict[str, tuple[str, str]] = {}
         members = stimulus_members(self.session)
+        stored_by_member = self._store_stimuli(sorted(set(members.values())))
+        blanks: dict[tuple, object] = {}
         for trial in screen.trials:
             member = members.get(trial.index)
             if member is None:
-                raw = npyfile.dumps(np.full(trial.image_size, trial.interleave_value, dtype=np.float32))
-            elif member in by_member:
-                hashes[trial.index], dtypes[trial.index] = by_member[member]
-                continue
+                level = (trial.image_size, trial.interleave_value)
+                if level not in blanks:
+                    raw = npyfile.dumps(np.full(trial.image_size, trial.interleave_value, dtype=np.float32))
+                    blanks[level] = self.images.put(npyfile.parse_header(raw), raw)
+                stored = blanks[level]
             else:
-                raw = self.files.read(member, MAX_STIMULUS)
-                self.digests[member] = hashlib.sha256(raw).hexdigest()
-            try:
-                header = npyfile.parse_header(raw)
-            except npyfile.NpyError as exc:
-                raise self.files.bad(member, str(exc)) from None
-            stored = self.images.put(header, raw)
+                stored = stored_by_member[member]
             if stored.image_hash not in known:
                 known.add(stored.image_hash)
                 self.new_images.append(stored)
             hashes[trial.index], dtypes[trial.index] = stored.image_hash, stored.dtype
-            if member is not None:
-                by_member[member] = (stored.image_hash, stored.dtype)
         if self.new_images:
             from .tables import image_table
             self._insert("images", image_table(self.new_images))
         return hashes, dtypes
+
+    def _store_stimuli(self, members: list[str]) -> dict:
+        """Each stimulus file read once, its sha256 taken and its pixels stored by content, two
+        files at a time (reads, digests and writes let go of the GIL); member -> stored image."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def store(member: str):
+            raw = self.files.read(member, MAX_STIMULUS)
+            digest = hashlib.sha256(raw).hexdigest()
+            try:
+                header = npyfile.parse_header(raw)
+            except npyfile.NpyError as exc:
+                raise self.files.bad(member, str(exc)) from None
+            return digest, self.images.put(header, raw)
+
+        out = {}
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for member, (digest, stored) in zip(members, pool.map(store, members)):
+                self.digests[member] = digest
+                out[member] = stored
+        return out
 
     def _file_table(self, paths: dict[str, str], image_hashes: dict[int, str]) -> pa.Table:
         """Every other file, byte for byte (large ones in the meta store)."""
@@ -358,7 +393,8 @@ class _SessionWriter:
         for name, modality in self.session.modalities.items():
             if not isinstance(modality, Sequence) or not trials:
                 continue
-            means, counts = window_means(modality, trials)
+            sums = getattr(self, "window_sums", {}).get(name)
+            means, counts = sums.result() if sums is not None else window_means(modality, trials)
             n = len(trials)
             values = np.concatenate(means)
             flat = pa.array(values, mask=~np.isfinite(values))  # no finite sample in the window: NULL
@@ -371,12 +407,12 @@ class _SessionWriter:
                 "mean": lists}))
 
     def _write_area_sums(self) -> None:
-        table = area_sum_table(self.session)
+        table = area_sum_table(self.session, None if self.area_sums is None else self.area_sums.result())
         if table is not None:
             self._insert("area_frame_responses", table)
 
     def _write_nan_rows(self) -> None:
-        table = nan_row_table(self.session)
+        table = nan_row_table(self.session, {name: found.result() for name, found in self.nan_rows.items()})
         if table.num_rows:
             self._insert("nan_rows", table)
 
@@ -429,43 +465,78 @@ class _SessionWriter:
         })
 
 
-def area_sum_table(session: Session) -> pa.Table | None:
-    """Per stimulus trial and (area, layer), the responses' sum at each sample of the trial's
-    window (``session/windows.py``), as ``area_frame_responses`` holds for video scans; None
-    without responses or trials."""
+class _RowFeeder:
+    """Byte blocks of a sequence's file -> whole rows for its accumulators (``WindowSums``,
+    ``AreaSums``, ``NanRows``): the first ``skip`` bytes (a ``.npy`` header) dropped, a row
+    split across blocks carried to the next."""
+
+    def __init__(self, accumulators: list, dtype: np.dtype, n_signals: int, skip: int):
+        self.accumulators, self.dtype, self.n_signals, self.skip = accumulators, dtype, n_signals, skip
+        self.row_bytes = dtype.itemsize * n_signals
+        self.row = 0
+        self.carry = b""
+
+    def __call__(self, block: bytes) -> None:
+        if self.skip:
+            cut = min(self.skip, len(block))
+            block, self.skip = block[cut:], self.skip - cut
+        if self.carry:
+            block, self.carry = self.carry + block, b""
+        whole = len(block) // self.row_bytes * self.row_bytes
+        if whole < len(block):
+            self.carry = bytes(block[whole:])
+        if whole:
+            rows = np.frombuffer(block, dtype=self.dtype, count=whole // self.dtype.itemsize).reshape(-1, self.n_signals)
+            for accumulator in self.accumulators:
+                accumulator.add(self.row, rows)
+            self.row += len(rows)
+
+
+def area_groups(session: Session) -> tuple[list[tuple], list[np.ndarray]]:
+    """The responses' (area, layer) groups in order of first neuron, and each one's columns."""
     from .tables import strings
 
-    responses, trials = session.modalities.get("responses"), session.trials
-    if not isinstance(responses, Sequence) or not trials:
-        return None
-    n = responses.n_signals
+    n = _n_neurons(session)
     meta = session.neurons()
     members: dict[tuple, list[int]] = {}
     for idx, key in enumerate(zip(strings(meta.get("area"), n).to_pylist(), strings(meta.get("layer"), n).to_pylist())):
         members.setdefault(key, []).append(idx)
-    groups = list(members)
-    sums = window_area_sums(responses, trials, [np.array(members[g], dtype=np.int64) for g in groups])
-    rows = [(t.index, g, s) for t, per_trial in zip(trials, sums) for g, s in zip(groups, per_trial)]
-    lengths = np.array([len(s) for _, _, s in rows], dtype=np.int64)
-    values = np.concatenate([s for _, _, s in rows]) if rows else np.empty(0)
+    return list(members), [np.array(m, dtype=np.int64) for m in members.values()]
+
+
+def area_sum_table(session: Session, sums: list[np.ndarray] | None = None) -> pa.Table | None:
+    """Per stimulus trial and (area, layer), the responses' sum at each sample of the trial's
+    window (``session/windows.py``), as ``area_frame_responses`` holds for video scans; None
+    without responses or trials. ``sums``: ``AreaSums.result()`` when the ingest fed it."""
+    responses, trials = session.modalities.get("responses"), session.trials
+    if not isinstance(responses, Sequence) or not trials:
+        return None
+    keys, columns = area_groups(session)
+    if sums is None:
+        sums = area_sums(responses, trials, columns)
+    rows = [(t.index, g, c, s) for t, per_trial in zip(trials, sums) for g, c, s in zip(keys, columns, per_trial)]
+    lengths = np.array([len(s) for *_, s in rows], dtype=np.int64)
+    values = np.concatenate([s for *_, s in rows]) if rows else np.empty(0)
     return pa.table({
         "scan_key": pa.array([session.key] * len(rows), pa.string()),
-        "trial_id": pa.array([t for t, _, _ in rows], pa.int32()),
-        "area": pa.array([g[0] for _, g, _ in rows], pa.string()),
-        "layer": pa.array([g[1] for _, g, _ in rows], pa.string()),
-        "n_neurons": pa.array([len(members[g]) for _, g, _ in rows], pa.int32()),
+        "trial_id": pa.array([t for t, *_ in rows], pa.int32()),
+        "area": pa.array([g[0] for _, g, _, _ in rows], pa.string()),
+        "layer": pa.array([g[1] for _, g, _, _ in rows], pa.string()),
+        "n_neurons": pa.array([len(c) for _, _, c, _ in rows], pa.int32()),
         "response_sum": pa.LargeListArray.from_arrays(pa.array(np.concatenate([[0], np.cumsum(lengths)])),
                                                       pa.array(values, pa.float64()))})
 
 
-def nan_row_table(session: Session) -> pa.Table:
+def nan_row_table(session: Session, found: dict[str, np.ndarray] | None = None) -> pa.Table:
     """Per sequence, the rows holding a NaN (``session/gaps.py``): what the nan filter of a
-    training dataset needs, without reading the matrices again."""
+    training dataset needs, without reading the matrices again. ``found``: those the ingest
+    found as it copied them (the others are scanned here)."""
+    found = found or {}
     names, rows = [], []
     for name, modality in session.modalities.items():
         if isinstance(modality, Sequence):
             names.append(name)
-            rows.append(gaps.nan_rows(modality.data))
+            rows.append(found[name] if name in found else gaps.nan_rows(modality.data))
     return pa.table({"scan_key": pa.array([session.key] * len(names), pa.string()),
                      "modality": pa.array(names, pa.string()),
                      "rows": pa.array([r.tolist() for r in rows], pa.list_(pa.int64()))})

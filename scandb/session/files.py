@@ -22,6 +22,17 @@ from ..source.archive import is_junk
 
 CHUNK = 8 << 20
 """Bytes read at a time when a large file is streamed (``chunks``)."""
+READ_AHEAD = 64 << 20
+"""While a file is streamed, the kernel is asked to read this far ahead (``POSIX_FADV_WILLNEED``),
+so the disk reads overlap the work on the blocks already read."""
+
+
+def _read_ahead(fd: int, offset: int, end: int) -> None:
+    if offset < end and hasattr(os, "posix_fadvise"):
+        try:
+            os.posix_fadvise(fd, offset, min(READ_AHEAD, end - offset), os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass  # only a hint
 
 
 class SessionFiles:
@@ -120,7 +131,14 @@ class FolderFiles(SessionFiles):
     def chunks(self, name, size=CHUNK):
         try:
             with open(self._root / name, "rb") as f:
-                while block := f.read(size):
+                end = os.fstat(f.fileno()).st_size
+                done = 0
+                while True:
+                    _read_ahead(f.fileno(), done + size, end)
+                    block = f.read(size)
+                    if not block:
+                        break
+                    done += len(block)
                     yield block
         except OSError as exc:
             raise self.bad(name, f"cannot read ({exc.strerror or exc})") from None
@@ -189,6 +207,7 @@ class TarFiles(SessionFiles):
         info = self._members[name]
         done = 0
         while done < info.size:
+            _read_ahead(self._fd, info.offset_data + done + size, info.offset_data + info.size)
             block = os.pread(self._fd, min(size, info.size - done), info.offset_data + done)
             if not block:
                 raise self.bad(name, "member is cut short by the end of the tar")

@@ -13,6 +13,20 @@ SCAN_BYTES = 32 << 20
 """Bytes of a sequence checked for NaN at a time (bounded memory on long sessions)."""
 
 
+class NanRows:
+    """The rows with a NaN, fed a block of rows at a time (as the ingest copies a sequence)."""
+
+    def __init__(self):
+        self._found: list[np.ndarray] = []
+
+    def add(self, row: int, block: np.ndarray) -> None:
+        if block.dtype.kind in "fc":
+            self._found.append(row + np.flatnonzero(np.isnan(block).any(axis=1)))
+
+    def result(self) -> np.ndarray:
+        return np.concatenate(self._found).astype(np.int64) if self._found else np.empty(0, np.int64)
+
+
 def nan_rows(data: np.ndarray) -> np.ndarray:
     """Sorted int64 indexes of the rows with a NaN in any column (none for integer data)."""
     if data.dtype.kind not in "fc" or data.size == 0:

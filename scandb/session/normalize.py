@@ -46,8 +46,9 @@ def statistics(session, modality: Modality, mode) -> tuple[np.ndarray, np.ndarra
     return means.reshape(1, -1), stds.reshape(1, -1)
 
 
-def normalize_values(session, modality: Modality, values: np.ndarray, mode) -> np.ndarray:
-    """``(values - mean) / std`` in the values' dtype; a zero std is refused, as ``Normalize`` does."""
+def normalize_values(session, modality: Modality, values: np.ndarray, mode, in_place: bool = False) -> np.ndarray:
+    """``(values - mean) / std`` in the values' dtype; a zero std is refused, as ``Normalize`` does.
+    ``in_place``: the values are the caller's own (freshly sampled) and may be overwritten."""
     mean, std = statistics(session, modality, mode)
     dtype = values.dtype if values.dtype.kind == "f" else np.dtype(np.float32)
     mean, std = mean.astype(dtype), std.astype(dtype)
@@ -55,6 +56,29 @@ def normalize_values(session, modality: Modality, values: np.ndarray, mode) -> n
         raise BadScanError(session.path, f"{modality.name}/meta/stds.npy",
                            f"a std is zero; normalisation {mode!r} would divide by it (torchvision refuses)")
     if values.ndim == 2 or mean.shape[1] in (1, values.shape[-1]):
+        if in_place and values.dtype == dtype and values.flags.writeable:
+            np.subtract(values, mean, out=values)  # no full-size temporaries
+            return np.divide(values, std, out=values)
         return (values.astype(dtype, copy=False) - mean) / std
     raise BadScanError(session.path, f"{modality.name}/meta/means.npy",
                        f"{mean.shape[1]} values do not broadcast against frames of shape {values.shape[1:]}")
+
+
+def frame_normalizer(session, modality: Modality, mode, frame_shape: tuple[int, ...]):
+    """``normalize_values`` for float32 screen values of frames of ``frame_shape``, as a
+    function normalising one frame in place: the screen sampler normalises each frame shown
+    once, before copying it to every time it is shown. Refuses what ``normalize_values`` refuses."""
+    mean, std = statistics(session, modality, mode)
+    mean, std = mean.astype(np.float32), std.astype(np.float32)
+    if np.any(std == 0):
+        raise BadScanError(session.path, f"{modality.name}/meta/stds.npy",
+                           f"a std is zero; normalisation {mode!r} would divide by it (torchvision refuses)")
+    if not (len(frame_shape) == 1 or mean.shape[1] in (1, frame_shape[-1])):
+        raise BadScanError(session.path, f"{modality.name}/meta/means.npy",
+                           f"{mean.shape[1]} values do not broadcast against frames of shape {tuple(frame_shape)}")
+
+    def normalise(frame: np.ndarray) -> np.ndarray:
+        np.subtract(frame, mean[0] if frame.ndim == 1 else mean, out=frame)
+        return np.divide(frame, std[0] if frame.ndim == 1 else std, out=frame)
+
+    return normalise

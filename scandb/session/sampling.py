@@ -16,8 +16,10 @@ import numpy as np
 from ..errors import UsageError
 from .config import merged_config
 from .modalities import Screen, Sequence, Spikes, TimeIntervals
-from .normalize import normalize_values
+from .normalize import frame_normalizer, normalize_values
 
+PARALLEL_TIMES = 1000
+"""From this many query times on, modalities are sampled in two threads."""
 SCREEN_ONSET_SLACK = 1e-4
 """experanto adds 0.1 ms to every query before looking up the frame onsets."""
 
@@ -39,6 +41,8 @@ def sample_sequence(seq: Sequence, times: np.ndarray, interpolation_mode: str = 
         return np.empty((0, data.shape[1]), dtype=data.dtype), valid
     time_delta = 1.0 / seq.sampling_rate
     shifted = seq.phase_shifts is not None
+    if shifted and interpolation_mode == "nearest_neighbor":
+        return _nearest_shifted(seq, valid_times, time_delta), valid
     if shifted:
         query = valid_times[:, np.newaxis] - seq.phase_shifts[np.newaxis, :]
     else:
@@ -70,6 +74,61 @@ def sample_sequence(seq: Sequence, times: np.ndarray, interpolation_mode: str = 
     return values, valid
 
 
+QUERY_BLOCK = 256
+"""Times whose rows are copied and patched together (a few MB)."""
+
+
+def _floor_index(times, shifts, start: float, time_delta: float) -> np.ndarray:
+    """experanto's row index ``floor((t - shift - start) / time_delta)``, in its exact steps."""
+    lower = np.subtract(times, shifts)
+    lower -= start
+    np.divide(lower, time_delta, out=lower)
+    return np.floor(lower, out=lower).astype(np.intp)
+
+
+def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.ndarray:
+    """Previous sample of each neuron at ``t - phase_shift``, without an index per value.
+
+    The floor index, computed in experanto's exact steps, never increases with the shift (each
+    step rounds monotonically), so with the neurons sorted by shift each time reads row ``lo``
+    (that of the largest shift) for a suffix of them and row ``lo + 1`` for the prefix before:
+    the prefix's length is found by bisection over the sorted shifts, evaluating the same
+    expression. Each time's row is copied whole and the prefix patched from the next row.
+    Shifts spanning more than one sample take the per-value gather instead."""
+    data, shifts, start = seq.data, seq.phase_shifts, seq.start_time
+    order = np.argsort(shifts, kind="stable")
+    sorted_shifts = shifts[order]
+    lo = _floor_index(times, sorted_shifts[-1], start, time_delta)
+    hi = _floor_index(times, sorted_shifts[0], start, time_delta)
+    if np.any(hi - lo > 1):
+        lower = _floor_index(times[:, np.newaxis], shifts[np.newaxis, :], start, time_delta)
+        return _gather(data, lower, np.arange(data.shape[1]))
+    # prefix: the first index (in shift order) whose floor is lo, i.e. the count reading lo + 1
+    left = np.zeros(len(times), dtype=np.intp)  # floor(sorted_shifts[left]) == hi
+    right = np.full(len(times), len(shifts), dtype=np.intp)  # first index known to give lo (or the end)
+    step = hi > lo
+    left[~step] = right[~step] = 0
+    while np.any(right - left > 1):
+        mid = (left + right) // 2
+        at = _floor_index(times, sorted_shifts[np.minimum(mid, len(shifts) - 1)], start, time_delta)
+        up = at > lo
+        left = np.where(up, mid, left)
+        right = np.where(up, right, mid)
+    count = np.where(step, right, 0)
+    rows = data.view(np.ndarray) if isinstance(data, np.memmap) else np.asarray(data)  # no memmap subclass per row
+    rank = np.empty(len(shifts), dtype=np.intp)
+    rank[order] = np.arange(len(shifts))
+    out = np.empty((len(times), data.shape[1]), dtype=data.dtype)
+    for first in range(0, len(times), QUERY_BLOCK):
+        block = slice(first, first + QUERY_BLOCK)
+        np.take(rows, lo[block], axis=0, out=out[block])
+        prefix = count[block]
+        if prefix.any():
+            following = np.take(rows, np.minimum(lo[block] + 1, len(rows) - 1), axis=0)
+            np.copyto(out[block], following, where=rank[np.newaxis, :] < prefix[:, np.newaxis])
+    return out
+
+
 def _gather(data: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
     """``take_along_axis(data, rows, 0)`` on a memmap: only the touched rows are read."""
     if rows.size == 0:
@@ -89,10 +148,19 @@ def _fill_nans_with_column_means(values: np.ndarray) -> None:
         np.copyto(values, np.broadcast_to(means, values.shape), where=nans)
 
 
+def screen_shape(screen: Screen, rescale: bool = False, rescale_size: tuple[int, int] | None = None,
+                 **_ignored) -> tuple[int, ...]:
+    """The shape of one sampled frame: (H, W[, 3]), rescaled or native."""
+    native = screen.trials[0].image_size
+    return (tuple(rescale_size) if rescale and rescale_size else tuple(native[:2])) + tuple(native[2:])
+
+
 def sample_screen(screen: Screen, times: np.ndarray, rescale: bool = False,
-                  rescale_size: tuple[int, int] | None = None, **_ignored) -> tuple[np.ndarray, np.ndarray]:
+                  rescale_size: tuple[int, int] | None = None, transform=None,
+                  **_ignored) -> tuple[np.ndarray, np.ndarray]:
     """The frame shown at each time (last onset <= t + 0.1 ms), float32 (n, H, W[, 3]),
-    rescaled with ``cv2.resize`` (INTER_AREA) as experanto does (on the transposed frame)."""
+    rescaled with ``cv2.resize`` (INTER_AREA) as experanto does (on the transposed frame).
+    ``transform`` (in place, on a float32 frame of our own) runs once per frame shown."""
     times = np.asarray(times, dtype=np.float64)
     valid = valid_indexes(times, screen.valid_interval)
     valid_times = times[valid] + SCREEN_ONSET_SLACK
@@ -102,16 +170,21 @@ def sample_screen(screen: Screen, times: np.ndarray, rescale: bool = False,
     native = screen.trials[0].image_size
     size = tuple(rescale_size) if rescale and rescale_size else native[:2]
     channels = native[2:]
-    out = np.zeros((len(valid_times),) + size + channels, dtype=np.float32)
-    unique_frames, inverse = np.unique(frame_index, return_inverse=True)
+    out = np.empty((len(valid_times),) + size + channels, dtype=np.float32)
+    # times increase, so each frame shown fills one run of rows
+    unique_frames, run_starts = np.unique(frame_index, return_index=True)
+    run_ends = np.append(run_starts[1:], len(frame_index))
     trial_of = screen.frame_trial[unique_frames]
     for trial_number in np.unique(trial_of):
         trial = screen.trials[trial_number]
         picks = np.flatnonzero(trial_of == trial_number)
         frames = screen.frames(trial)[unique_frames[picks] - trial.first_frame]
-        rendered = [_rescale(f, size) for f in frames] if rescale else frames
-        for pick, frame in zip(picks, rendered):
-            out[inverse == pick] = frame
+        for pick, frame in zip(picks, frames):
+            if rescale:
+                frame = _rescale(frame, size)
+            if transform is not None:
+                frame = transform(np.array(frame, dtype=np.float32) if not rescale else frame)
+            out[run_starts[pick]:run_ends[pick]] = frame
     return out, valid
 
 
@@ -121,8 +194,9 @@ def _rescale(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     frame = np.asarray(frame, dtype=np.float32)
     if frame.ndim == 3:
         resized = cv2.resize(np.ascontiguousarray(frame.transpose(1, 0, 2)), tuple(size), interpolation=cv2.INTER_AREA)
-        return resized.astype(np.float32).transpose(1, 0, 2)
-    return cv2.resize(np.ascontiguousarray(frame.T), tuple(size), interpolation=cv2.INTER_AREA).astype(np.float32).T
+        return resized.astype(np.float32, copy=False).transpose(1, 0, 2)
+    return cv2.resize(np.ascontiguousarray(frame.T), tuple(size), interpolation=cv2.INTER_AREA).astype(
+        np.float32, copy=False).T
 
 
 def sample_time_intervals(intervals: TimeIntervals, times: np.ndarray, **_ignored) -> tuple[np.ndarray, np.ndarray]:
@@ -193,13 +267,31 @@ def sample(session, times, modalities=None, *, config: dict | None = None, retur
         if missing:
             raise UsageError(f"session {session.key} has no modality {missing[0]!r} "
                              f"(it has {', '.join(session.modalities)})")
-    result = {}
-    for name in names:
+
+    def one(name: str):
         modality = session.modalities[name]
         settings = full_config.get(name, {})
-        values, valid = SAMPLERS[type(modality)](modality, times, **settings.get("interpolation", {}))
+        interpolation = settings.get("interpolation", {})
         mode = (settings.get("transforms") or {}).get("normalization")
+        if normalize and mode and isinstance(modality, Screen):  # each frame shown normalised once
+            transform = frame_normalizer(session, modality, mode, screen_shape(modality, **interpolation))
+            return sample_screen(modality, times, **interpolation, transform=transform)
+        values, valid = SAMPLERS[type(modality)](modality, times, **interpolation)
         if normalize and mode:
-            values = normalize_values(session, modality, values, mode)
+            values = normalize_values(session, modality, values, mode, in_place=True)  # the samplers' own arrays
+        return values, valid
+
+    if len(names) > 1 and len(times) >= PARALLEL_TIMES:
+        # the screen's frames and the sequences' rows are independent work that mostly runs
+        # outside the GIL (cv2, numpy copies): two threads share it
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            futures = [pool.submit(one, name) for name in names]
+            answers = [f.result() for f in futures]
+    else:
+        answers = [one(name) for name in names]
+    result = {}
+    for name, (values, valid) in zip(names, answers):
         result[name] = (values, valid) if return_valid else values
     return result

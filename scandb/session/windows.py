@@ -7,12 +7,13 @@ Sample ``i`` of signal ``j`` is at ``start_time + i / sampling_rate + phase_shif
 time experanto reads it at (``t - phase_shift`` maps a query back onto the grid), so a
 neuron's window mean is over the samples experanto would give for times inside the window.
 NaN samples (blinks) are left out of the mean; a signal without a finite sample in the
-window has NaN here and NULL in ``trial_means``. Read one trial's rows at a time, so memory stays one window.
+window has NaN here and NULL in ``trial_means``. Rows come a block at a time (``WindowSums``), so
+memory stays one block; the ingest feeds them from its copy of the matrix.
 
-The per-sample sums take, for each neuron, its k-th sample at or after the trial's onset
-(k = 0 .. n_samples - 1, n_samples the grid's samples in the window as in ``trial_means``):
-element k sums those over the group's neurons. A NaN sample makes its sum NaN (a gap in the
-recording is not a zero), as does a sample past the end of the data.
+The per-sample sums (``AreaSums``) take, for each neuron, its k-th sample at or after the
+trial's onset (k = 0 .. n_samples - 1, n_samples the grid's samples in the window as in
+``trial_means``): element k sums those over the group's neurons. A NaN sample makes its sum
+NaN (a gap in the recording is not a zero), as does a sample past the end of the data.
 """
 
 from __future__ import annotations
@@ -24,67 +25,132 @@ import numpy as np
 from .modalities import Sequence, StimulusTrial
 
 
-def _windows(seq: Sequence, trial: StimulusTrial, shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per signal the first sample at or after the onset and the first at or after the end,
-    and the grid's samples in the window (phase shifts aside)."""
-    n_rows = seq.data.shape[0]
-    rate, start = float(seq.sampling_rate), float(seq.start_time)
-    first = np.ceil((trial.onset - shifts - start) * rate).astype(np.int64)
-    stop = np.ceil((trial.end - shifts - start) * rate).astype(np.int64)
-    grid = [min(max(math.ceil((t - start) * rate), 0), n_rows) for t in (trial.onset, trial.end)]
-    return np.clip(first, 0, n_rows), np.clip(stop, 0, n_rows), grid[1] - grid[0]
+BLOCK_ROWS = 4096
+"""Rows read at a time when the means are computed from the memory map (``window_means``)."""
 
 
-def _shifts(seq: Sequence) -> np.ndarray:
-    n_signals = seq.data.shape[1]
-    return np.zeros(n_signals) if seq.phase_shifts is None else np.asarray(seq.phase_shifts, dtype=np.float64)
+class WindowSums:
+    """Per trial and signal, the sum and count of the finite samples in the trial's window,
+    fed the sequence's rows in order, a block at a time (``add``), as the ingest copies them:
+    the matrix is read once for its copy, digest and means."""
+
+    def __init__(self, seq: Sequence, trials: list[StimulusTrial]):
+        n_rows, n_signals = seq.data.shape
+        shifts = np.zeros(n_signals) if seq.phase_shifts is None else np.asarray(seq.phase_shifts, dtype=np.float64)
+        rate, start = float(seq.sampling_rate), float(seq.start_time)
+        self.n_signals = n_signals
+        onsets = np.array([t.onset for t in trials], dtype=np.float64)[:, np.newaxis]
+        ends = np.array([t.end for t in trials], dtype=np.float64)[:, np.newaxis]
+        # first sample at or after the onset, first at or after the end, per signal
+        self.first = np.clip(np.ceil((onsets - shifts - start) * rate).astype(np.int64), 0, n_rows)
+        self.stop = np.clip(np.ceil((ends - shifts - start) * rate).astype(np.int64), 0, n_rows)
+        self.lo, self.hi = self.first.min(axis=1), self.stop.max(axis=1)
+        self.core_lo, self.core_hi = self.first.max(axis=1), self.stop.min(axis=1)
+        """Rows inside the window for every signal: summed without a mask."""
+        self.counts = [min(max(math.ceil((t.end - start) * rate), 0), n_rows)
+                       - min(max(math.ceil((t.onset - start) * rate), 0), n_rows) for t in trials]
+        self.total = np.zeros((len(trials), n_signals))
+        self.n = np.zeros((len(trials), n_signals), dtype=np.int64)
+
+    def add(self, row: int, block: np.ndarray) -> None:
+        """Rows ``row .. row + len(block)`` of the sequence."""
+        end = row + len(block)
+        for t in np.flatnonzero((self.lo < end) & (self.hi > row)):
+            lo, hi = max(row, int(self.lo[t])), min(end, int(self.hi[t]))
+            core_lo, core_hi = max(lo, int(self.core_lo[t])), min(hi, int(self.core_hi[t]))
+            if core_hi > core_lo:
+                core = block[core_lo - row:core_hi - row].sum(axis=0, dtype=np.float64)
+                if np.all(np.isfinite(core)):
+                    self.total[t] += core
+                    self.n[t] += core_hi - core_lo
+                    self._masked(t, row, block, lo, core_lo)
+                    self._masked(t, row, block, core_hi, hi)
+                    continue
+            self._masked(t, row, block, lo, hi)
+
+    def _masked(self, t: int, row: int, block: np.ndarray, lo: int, hi: int) -> None:
+        if hi <= lo:
+            return
+        values = np.asarray(block[lo - row:hi - row], dtype=np.float64)
+        rows = np.arange(lo, hi)[:, np.newaxis]
+        inside = (rows >= self.first[t][np.newaxis, :]) & (rows < self.stop[t][np.newaxis, :]) & np.isfinite(values)
+        self.total[t] += np.where(inside, values, 0.0).sum(axis=0)
+        self.n[t] += inside.sum(axis=0)
+
+    def result(self) -> tuple[list[np.ndarray], list[int]]:
+        """Per trial the per-signal mean (NaN without a finite sample) and the grid samples in the window."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(self.n > 0, self.total / np.maximum(self.n, 1), np.nan)
+        return list(means), list(self.counts)
 
 
-def window_area_sums(seq: Sequence, trials: list[StimulusTrial], groups: list[np.ndarray]) -> list[np.ndarray]:
-    """For each trial, float64 ``(len(groups), n_samples)``: per group of signals (their
-    column indexes) the sum of each one's k-th sample in the window."""
-    data = seq.data
-    n_rows = data.shape[0]
-    shifts = _shifts(seq)
-    sums = []
-    for trial in trials:
-        first, _, count = _windows(seq, trial, shifts)
-        out = np.full((len(groups), count), np.nan)
-        if count and n_rows:
-            rows = first[np.newaxis, :] + np.arange(count)[:, np.newaxis]  # (count, n_signals)
-            past_end = rows >= n_rows
-            lo, hi = int(rows.min()), min(int(rows.max()) + 1, n_rows)
-            if lo >= n_rows:
-                sums.append(out)
-                continue
-            block = np.asarray(data[lo:hi], dtype=np.float64)
-            values = block[np.minimum(rows, n_rows - 1) - lo, np.arange(data.shape[1])[np.newaxis, :]]
-            values[past_end] = np.nan
-            for g, columns in enumerate(groups):
-                out[g] = values[:, columns].sum(axis=1)
-        sums.append(out)
-    return sums
+class AreaSums:
+    """Per trial and group of signals, the sum of each one's k-th sample in the trial's window,
+    fed the rows in order a block at a time (``add``) as ``WindowSums`` is. Within a trial the
+    signals fall into few runs of equal first sample (phase shifts are under a few samples),
+    so each block's rows are summed per (first sample, group) run in one ``reduceat``."""
+
+    def __init__(self, seq: Sequence, trials: list[StimulusTrial], groups: list[np.ndarray]):
+        n_rows, n_signals = seq.data.shape
+        shifts = np.zeros(n_signals) if seq.phase_shifts is None else np.asarray(seq.phase_shifts, dtype=np.float64)
+        rate, start = float(seq.sampling_rate), float(seq.start_time)
+        onsets = np.array([t.onset for t in trials], dtype=np.float64)[:, np.newaxis]
+        self.first = np.clip(np.ceil((onsets - shifts - start) * rate).astype(np.int64), 0, n_rows)
+        self.counts = [min(max(math.ceil((t.end - start) * rate), 0), n_rows)
+                       - min(max(math.ceil((t.onset - start) * rate), 0), n_rows) for t in trials]
+        group_of = np.empty(n_signals, dtype=np.int64)
+        for g, columns in enumerate(groups):
+            group_of[columns] = g
+        self.sizes = np.array([len(c) for c in groups], dtype=np.int64)
+        self.lo = self.first.min(axis=1)
+        self.hi = self.first.max(axis=1) + np.array(self.counts, dtype=np.int64)
+        self.runs = []
+        """Per trial: the column order, each run's start in it, and each run's first sample,
+        group and number of signals."""
+        for t in range(len(trials)):
+            order = np.lexsort((group_of, self.first[t]))
+            firsts, owners = self.first[t][order], group_of[order]
+            starts = np.flatnonzero(np.r_[True, (np.diff(firsts) != 0) | (np.diff(owners) != 0)])
+            self.runs.append((order, starts, firsts[starts], owners[starts], np.diff(np.r_[starts, n_signals])))
+        self.total = [np.zeros((len(groups), n)) for n in self.counts]
+        self.seen = [np.zeros((len(groups), n), dtype=np.int64) for n in self.counts]
+
+    def add(self, row: int, block: np.ndarray) -> None:
+        end = row + len(block)
+        for t in np.flatnonzero((self.lo < end) & (self.hi > row) & (np.array(self.counts) > 0)):
+            r0, r1 = max(row, int(self.lo[t])), min(end, int(self.hi[t]))
+            order, starts, firsts, owners, sizes = self.runs[t]
+            run_sums = np.add.reduceat(np.asarray(block[r0 - row:r1 - row][:, order], dtype=np.float64), starts, axis=1)
+            count = self.counts[t]
+            for run, (first, group, size) in enumerate(zip(firsts.tolist(), owners.tolist(), sizes.tolist())):
+                a, b = max(r0, first), min(r1, first + count)
+                if b > a:
+                    self.total[t][group, a - first:b - first] += run_sums[a - r0:b - r0, run]
+                    self.seen[t][group, a - first:b - first] += size
+
+    def result(self) -> list[np.ndarray]:
+        """Per trial float64 ``(n_groups, n_samples)``; NaN where a signal had no such sample."""
+        return [np.where(seen == self.sizes[:, np.newaxis], total, np.nan) for total, seen in zip(self.total, self.seen)]
+
+
+def feed(data: np.ndarray, *accumulators) -> None:
+    """Every row of a memory-mapped sequence to the accumulators, ``BLOCK_ROWS`` at a time."""
+    for row in range(0, data.shape[0], BLOCK_ROWS):
+        block = np.asarray(data[row:row + BLOCK_ROWS])
+        for accumulator in accumulators:
+            accumulator.add(row, block)
+
+
+def area_sums(seq: Sequence, trials: list[StimulusTrial], groups: list[np.ndarray]) -> list[np.ndarray]:
+    """``AreaSums`` of a sequence read from its memory map."""
+    sums = AreaSums(seq, trials, groups)
+    feed(seq.data, sums)
+    return sums.result()
 
 
 def window_means(seq: Sequence, trials: list[StimulusTrial]) -> tuple[list[np.ndarray], list[int]]:
     """For each trial, the per-signal mean over its window (float64 ``(n_signals,)``) and how
     many grid samples the window holds (phase shifts aside)."""
-    data = seq.data
-    n_signals = data.shape[1]
-    shifts = _shifts(seq)
-    means, counts = [], []
-    for trial in trials:
-        first, stop, count = _windows(seq, trial, shifts)
-        counts.append(count)
-        lo, hi = int(first.min()), int(stop.max())
-        if hi <= lo:
-            means.append(np.full(n_signals, np.nan))
-            continue
-        block = np.asarray(data[lo:hi], dtype=np.float64)
-        rows = np.arange(lo, hi)[:, np.newaxis]
-        inside = (rows >= first[np.newaxis, :]) & (rows < stop[np.newaxis, :]) & np.isfinite(block)
-        total = np.where(inside, block, 0.0).sum(axis=0)
-        n = inside.sum(axis=0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            means.append(np.where(n > 0, total / n, np.nan))
-    return means, counts
+    sums = WindowSums(seq, trials)
+    feed(seq.data, sums)
+    return sums.result()

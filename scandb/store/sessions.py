@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -40,26 +42,34 @@ class SessionStore(Store):
         self.created: list[Path] = []
         """Files this object put in place: removed again if the ingest rolls back."""
 
-    def copy(self, chunks, header: bytes = b"") -> tuple[str, str]:
+    def copy(self, chunks, header: bytes = b"", on_block=None) -> tuple[str, str]:
         """Store ``header`` followed by the byte ``chunks``; returns the key and the sha256 of
-        the chunks alone (the source file's bytes)."""
-        whole = hashlib.sha256(header)
-        source = hashlib.sha256()
+        the chunks alone (the source file's bytes). ``on_block(block)`` sees each chunk as it
+        is written. The digests run in their own threads (hashlib lets go of the GIL), so the
+        copy, the digests and ``on_block`` share the cores, each block read once."""
+        whole = _Hasher(hashlib.sha256(header))
+        source = _Hasher(hashlib.sha256()) if header else whole
         staged = self.folder.staging(f"{FOLDER}/writing.npy")
         try:
-            with open(staged, "wb") as f:
-                f.write(header)
-                for block in chunks:
-                    whole.update(block)
-                    source.update(block)
-                    f.write(block)
-            key = f"{FOLDER}/{whole.hexdigest()}.npy"
+            try:
+                with open(staged, "wb") as f:
+                    f.write(header)
+                    for block in chunks:
+                        whole.put(block)
+                        if source is not whole:
+                            source.put(block)
+                        f.write(block)
+                        if on_block is not None:
+                            on_block(block)
+            finally:
+                whole_digest, source_digest = whole.close(), source.close()
+            key = f"{FOLDER}/{whole_digest}.npy"
             if self.folder.exists(key):
                 staged.unlink()
             else:
                 self.folder.publish(staged, key)
                 self.created.append(self.folder.path(key))
-            return key, source.hexdigest()
+            return key, source_digest
         except BaseException:
             staged.unlink(missing_ok=True)
             raise
@@ -67,6 +77,31 @@ class SessionStore(Store):
     def load(self, key: str) -> np.ndarray:
         """The array, memory-mapped read-only."""
         return np.load(self.folder.path(key), mmap_mode="r", allow_pickle=False)
+
+
+class _Hasher:
+    """A sha256 updated in a thread of its own, fed blocks through a short queue."""
+
+    def __init__(self, digest):
+        self._digest = digest
+        self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._result: str | None = None
+
+    def _run(self) -> None:
+        while (block := self._queue.get()) is not None:
+            self._digest.update(block)
+
+    def put(self, block: bytes) -> None:
+        self._queue.put(block)
+
+    def close(self) -> str:
+        if self._result is None:
+            self._queue.put(None)
+            self._thread.join()
+            self._result = self._digest.hexdigest()
+        return self._result
 
 
 def intact(folder: Folder, key: str) -> bool:

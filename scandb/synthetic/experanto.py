@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -75,6 +76,11 @@ class SessionSpec:
     response_dtype: str = "float32"
     lead_seconds: tuple[tuple[str, float], ...] = (("responses", 0.6), ("eye_tracker", 1.1), ("treadmill", 0.9))
     """How long before the screen's first frame each sequence starts (and after its last, ends)."""
+    stream: bool = False
+    """Write the large files (responses' ``data.mem``, stimulus videos) in blocks as the session
+    is written, never holding them whole: a full-size session (8,000 neurons x 30 min at 30 Hz,
+    1.7 GB of responses) is generated in bounded memory. Their values come from per-block
+    seeds, so they differ from the in-memory session of the same spec; ``arrays`` leaves them out."""
 
     @property
     def folder_name(self) -> str:
@@ -102,6 +108,25 @@ class GeneratedSession:
     files: dict[str, bytes] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     """Every array written, by path (``data.mem`` ones too), for tests to compare against."""
+    streamed: dict[str, tuple[int, Callable[[], Iterator[bytes]]]] = field(default_factory=dict)
+    """Files made block by block when written (``SessionSpec.stream``): path -> (size, blocks)."""
+
+    def add_streamed(self, path: str, size: int, blocks: Callable[[], Iterator[bytes]]) -> None:
+        self.streamed[path] = (size, blocks)
+
+    def names(self) -> list[str]:
+        """Every file's relative path, sorted."""
+        return sorted({*self.files, *self.streamed})
+
+    def blocks(self, path: str) -> Iterator[bytes]:
+        """A file's bytes, in blocks for a streamed file."""
+        if path in self.streamed:
+            yield from self.streamed[path][1]()
+        else:
+            yield self.files[path]
+
+    def size(self, path: str) -> int:
+        return self.streamed[path][0] if path in self.streamed else len(self.files[path])
 
     def add_npy(self, path: str, array: np.ndarray) -> None:
         self.arrays[path] = np.asarray(array)
@@ -139,6 +164,63 @@ def _stimulus_pixels(spec: SessionSpec, name: str) -> np.ndarray:
     return pixels[0] if spec.stimulus == "image" else pixels
 
 
+class _StreamedPixels:
+    """A video made a second at a time (``SessionSpec.stream``): the same drifting noise as
+    ``_stimulus_pixels``, in float32, drawn from the stimulus name so repeats are identical."""
+
+    BLOCK = 30
+
+    def __init__(self, spec: SessionSpec, name: str):
+        self.spec, self.name = spec, name
+        self.shape = (spec.video_frames, *spec.frame_shape) + ((3,) if spec.colour else ())
+        self.base = self._rng().uniform(0, 255, (1,) + self.shape[1:]).astype(np.float32)
+
+    def _rng(self) -> np.random.Generator:
+        return np.random.default_rng(int(hashlib.sha1(f"{self.spec.seed}:{self.name}".encode()).hexdigest()[:12], 16))
+
+    def mean(self) -> float:
+        """The mean level the responses follow (the first frame's, close to the video's)."""
+        return float(self.base.mean())
+
+    def blocks(self) -> Iterator[bytes]:
+        rng = self._rng()
+        rng.uniform(0, 255, (1,) + self.shape[1:])  # the base's draws
+        level = self.base[0].copy()
+        for first in range(0, self.shape[0], self.BLOCK):
+            n = min(self.BLOCK, self.shape[0] - first)
+            drift = rng.standard_normal((n,) + self.shape[1:], dtype=np.float32)
+            drift *= 12
+            drift[0] += level
+            np.cumsum(drift, axis=0, out=drift)
+            level = drift[-1].copy()
+            yield np.clip(drift, 0, 255).astype(np.uint8).tobytes()
+
+
+def _streamed_pixels(spec: SessionSpec, name: str) -> _StreamedPixels:
+    return _StreamedPixels(spec, name)
+
+
+def _add_pixels(out: GeneratedSession, path: str, pixels) -> None:
+    if isinstance(pixels, _StreamedPixels):
+        header = _npy_header(np.uint8, pixels.shape)
+        size = len(header) + int(np.prod(pixels.shape))
+        out.add_streamed(path, size, lambda: _prefixed(header, pixels.blocks()))
+    else:
+        out.add_npy(path, pixels)
+
+
+def _npy_header(dtype, shape) -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)),
+                                               "fortran_order": False, "shape": tuple(shape)})
+    return buf.getvalue()
+
+
+def _prefixed(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
+
+
 def _write_screen(out: GeneratedSession, rng: np.random.Generator) -> dict:
     """Blank, stimulus, blank, ..., blank; returns the timeline the other modalities are built on."""
     spec = out.spec
@@ -161,7 +243,8 @@ def _write_screen(out: GeneratedSession, rng: np.random.Generator) -> dict:
             level = 128.0
         else:
             name, tier = plan[i // 2]
-            pixels = _stimulus_pixels(spec, name)
+            streamed = spec.stream and spec.stimulus == "video"
+            pixels = _streamed_pixels(spec, name) if streamed else _stimulus_pixels(spec, name)
             n = 1 if spec.stimulus == "image" else spec.video_frames
             meta = {"modality": spec.stimulus, "first_frame_idx": first, "image_size": image_size}
             if spec.stimulus == "video":
@@ -174,15 +257,15 @@ def _write_screen(out: GeneratedSession, rng: np.random.Generator) -> dict:
             if spec.use_stimuli_names:
                 meta["stimulus_name"] = name
                 if name not in written_names:
-                    out.add_npy(f"screen/data/{name}.npy", pixels)
+                    _add_pixels(out, f"screen/data/{name}.npy", pixels)
                     written_names.add(name)
             else:
-                out.add_npy(f"screen/data/{i:05d}.npy", pixels)
+                _add_pixels(out, f"screen/data/{i:05d}.npy", pixels)
             jitter = rng.uniform(-2e-3, 2e-3, n)
             jitter[0] = 0.0
             onsets.extend(t + np.arange(n) / SCREEN_RATE + jitter)
             duration = IMAGE_SECONDS if spec.stimulus == "image" else n / SCREEN_RATE
-            level = float(pixels.mean())
+            level = pixels.mean() if isinstance(pixels, _StreamedPixels) else float(pixels.mean())
         out.add_yaml(f"screen/meta/{i:05d}.yml", meta)
         trials.append(meta)
         luminance.append((t, t + duration, level))
@@ -221,13 +304,59 @@ def _write_sequence(out: GeneratedSession, name: str, data: np.ndarray, start: f
             "n_timestamps": n, "dtype": str(data.dtype), "is_mem_mapped": mem,
             "phase_shift_per_signal": phase_shifts is not None, **(extra_meta or {})}
     out.add_yaml(f"{name}/meta.yml", meta)
-    if mem:
+    if isinstance(data, _StreamedResponses):
+        out.add_streamed(f"{name}/data.mem", int(np.prod(data.shape)) * data.dtype.itemsize,
+                         lambda: (block.tobytes() for block in data.blocks()))
+    elif mem:
         out.add_raw(f"{name}/data.mem", data)
     else:
         out.add_npy(f"{name}/data.npy", data)
     out.add_npy(f"{name}/timestamps.npy", start + np.arange(n) / rate)  # written by exporters, never read
     if phase_shifts is not None:
         out.add_npy(f"{name}/meta/phase_shifts.npy", phase_shifts)
+
+
+class _StreamedResponses:
+    """Responses made block by block (``SessionSpec.stream``): stimulus drive plus exponential
+    noise, about a third exactly zero, neuron 0 silent; each block of rows from its own seed, so
+    any block is made alone and the statistics pass and the write see the same values."""
+
+    ROWS = 2048
+
+    def __init__(self, spec: SessionSpec, timeline: dict, start: float, n: int, gain: np.ndarray):
+        self.spec, self.timeline, self.start, self.gain = spec, timeline, start, gain.astype(np.float32)
+        self.dtype = np.dtype(spec.response_dtype)
+        self.shape = (n, len(gain))
+
+    def block(self, index: int) -> np.ndarray:
+        lo = index * self.ROWS
+        hi = min(lo + self.ROWS, self.shape[0])
+        times = self.start + np.arange(lo, hi) / self.spec.responses_rate
+        rng = np.random.default_rng([self.spec.seed, 1, index])
+        values = rng.standard_exponential((hi - lo, self.shape[1]), dtype=np.float32)
+        values *= 0.6
+        values -= 0.25
+        values += ((_luminance_at(self.timeline, times) - 100.0).astype(np.float32)[:, None] * self.gain[None, :])
+        np.maximum(values, 0, out=values)
+        values[:, 0] = 0.0
+        return values.astype(self.dtype, copy=False)
+
+    def blocks(self) -> Iterator[np.ndarray]:
+        for index in range(-(-self.shape[0] // self.ROWS)):
+            yield self.block(index)
+
+    def __getitem__(self, rows):
+        return np.concatenate(list(self.blocks()))[rows]
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-neuron mean and std, (1, N), accumulated in float64 over the blocks."""
+        total = np.zeros(self.shape[1])
+        squares = np.zeros(self.shape[1])
+        for block in self.blocks():
+            total += block.sum(axis=0, dtype=np.float64)
+            squares += np.square(block, dtype=np.float64).sum(axis=0)
+        mean = total / self.shape[0]
+        return mean[None, :], np.sqrt(np.maximum(squares / self.shape[0] - mean ** 2, 0))[None, :]
 
 
 def _luminance_at(timeline: dict, times: np.ndarray) -> np.ndarray:
@@ -244,18 +373,25 @@ def _write_responses(out: GeneratedSession, rng: np.random.Generator, timeline: 
     start, n = _grid(spec, "responses", rate, timeline)
     times = start + np.arange(n) / rate
     gain = rng.uniform(0.002, 0.02, n_neurons)
-    drive = (_luminance_at(timeline, times) - 100.0)[:, None] * gain[None, :]
-    data = np.maximum(drive + rng.gamma(0.6, 0.5, (n, n_neurons)), 0).astype(spec.response_dtype)
-    data[:, 0] = 0.0
+    if spec.stream:
+        data = _StreamedResponses(spec, timeline, start, n, gain)
+    else:
+        drive = (_luminance_at(timeline, times) - 100.0)[:, None] * gain[None, :]
+        data = np.maximum(drive + rng.gamma(0.6, 0.5, (n, n_neurons)), 0).astype(spec.response_dtype)
+        data[:, 0] = 0.0
     shifts = rng.uniform(0, 1.0 / rate, n_neurons) if spec.phase_shifts else None
     extra = {"original_sampling_rate": 6.3}
     if spec.neuron_meta:
         extra["neuron_properties"] = {"unit_ids": "meta/unit_ids.npy",
                                       "cell_motor_coordinates": "meta/cell_motor_coordinates.npy"}
     _write_sequence(out, "responses", data, start, rate, extra, shifts)
-    with np.errstate(all="ignore"):
-        out.add_npy("responses/meta/means.npy", np.nanmean(data, axis=0, keepdims=True).astype(np.float32))
-        out.add_npy("responses/meta/stds.npy", np.nanstd(data, axis=0, keepdims=True).astype(np.float32))
+    if spec.stream:
+        means, stds = data.statistics()
+    else:
+        with np.errstate(all="ignore"):
+            means, stds = np.nanmean(data, axis=0, keepdims=True), np.nanstd(data, axis=0, keepdims=True)
+    out.add_npy("responses/meta/means.npy", means.astype(np.float32))
+    out.add_npy("responses/meta/stds.npy", stds.astype(np.float32))
     if spec.neuron_meta:
         out.add_npy("responses/meta/unit_ids.npy", np.arange(1, n_neurons + 1, dtype=np.int64) * 7)
         out.add_npy("responses/meta/cell_motor_coordinates.npy",
@@ -263,7 +399,7 @@ def _write_responses(out: GeneratedSession, rng: np.random.Generator, timeline: 
         out.add_npy("responses/meta/area.npy", np.array([AREAS[i % len(AREAS)] for i in range(n_neurons)]))
         out.add_npy("responses/meta/layer.npy", np.array([LAYERS[i % len(LAYERS)] for i in range(n_neurons)]))
     if spec.spikes:
-        _write_spikes(out, rng, data, start, rate)
+        _write_spikes(out, rng, np.asarray(data[:]) if spec.stream else data, start, rate)
 
 
 def _write_eye_tracker(out: GeneratedSession, rng: np.random.Generator, timeline: dict) -> None:
@@ -354,10 +490,12 @@ def generate_session(spec: SessionSpec = SessionSpec()) -> GeneratedSession:
 def write_session_folder(session: GeneratedSession, path: str | Path) -> Path:
     """Write the session as a folder (the session root is ``path`` itself)."""
     path = Path(path)
-    for rel, data in session.files.items():
+    for rel in session.names():
         target = path / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        with open(target, "wb") as f:
+            for block in session.blocks(rel):
+                f.write(block)
     return path
 
 
@@ -366,17 +504,37 @@ def write_session_tar(session: GeneratedSession, path: str | Path, *, top_folder
     name by default), sorted, with fixed times and owners: the same session gives the same bytes."""
     path = Path(path)
     top = session.spec.folder_name if top_folder is None else top_folder
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        folders = sorted({str(Path(rel).parent) for rel in session.files} - {"."})
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT, copybufsize=8 << 20) as tar:
+        folders = sorted({str(Path(rel).parent) for rel in session.names()} - {"."})
         for folder in [""] + folders:
             info = tarfile.TarInfo(f"{top}/{folder}".rstrip("/") if top else folder)
             if not info.name:
                 continue
             info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1_700_000_000
             tar.addfile(info)
-        for rel in sorted(session.files):
-            data = session.files[rel]
+        for rel in session.names():
             info = tarfile.TarInfo(f"{top}/{rel}" if top else rel)
-            info.size, info.mode, info.mtime = len(data), 0o644, 1_700_000_000
-            tar.addfile(info, io.BytesIO(data))
+            info.size, info.mode, info.mtime = session.size(rel), 0o644, 1_700_000_000
+            tar.addfile(info, io.BufferedReader(BlockReader(session.blocks(rel)), 8 << 20))
     return path
+
+
+class BlockReader(io.RawIOBase):
+    """A read-only file over an iterator of byte blocks (what ``tarfile.addfile`` copies from)."""
+
+    def __init__(self, blocks: Iterator[bytes]):
+        self._blocks, self._pending = iter(blocks), memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending:
+            block = next(self._blocks, None)
+            if block is None:
+                return 0
+            self._pending = memoryview(block).cast("B")
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
