@@ -74,10 +74,16 @@ SIZES = {
 
 
 def scandb_epoch(db_path: Path, scan_key: str, starts: np.ndarray):
-    """The ScanDataset epoch over the session's train chunks: an iterable of items (dicts of
-    arrays, as ``experanto_loader.chunk_item`` gives them) for ``starts``, or None while the
-    session chunk dataset is not in scandb (then only the baseline is timed)."""
-    return None
+    """The ``SessionDataset`` items of the session's train chunks at ``starts`` (dicts of
+    arrays, as ``experanto_loader.chunk_item`` gives them), read one at a time in this
+    process as the reference reads them; made (its starts found from SQL) before the clock starts."""
+    from scandb.torchdata import SessionDataset
+
+    dataset = SessionDataset(db_path, scan_key, "train")
+    index = np.searchsorted(dataset.starts, starts)
+    if len(starts) and not np.array_equal(dataset.starts[np.minimum(index, len(dataset.starts) - 1)], starts):
+        raise RuntimeError("SessionDataset's train chunk starts are not the reference's")
+    return ({k: v.numpy() for k, v in dataset[int(i)].items() if k != "timestamps"} for i in index)
 
 
 def session_spec(size: str):
@@ -245,7 +251,7 @@ def sample_against_reference(db_path: Path, key: str, root: Path, n: int, repeat
 
 
 def epoch_against_reference(db_path: Path, key: str, root: Path, items: int) -> dict:
-    """(d): the per-item reference over the first train chunks; the ScanDataset epoch if plugged in."""
+    """(d): the per-item reference over the first train chunks, and SessionDataset's items of the same chunks."""
     session = experanto_loader.Session(root)
     starts = experanto_loader.train_chunk_starts(session)
     chosen = starts[:items]

@@ -59,6 +59,7 @@ def test_the_sessions_benchmark_runs_at_a_tiny_size_and_checks_what_it_times(tmp
     assert result["ingest"]["rounds"][0]["ingest"]["wall"] > 0 and result["ingest"]["rounds"][0]["tar"]["wall"] > 0
     assert all(result["sample"]["same"].values()) and result["sample"]["n"] == 200
     assert result["epoch"]["train_chunks"] > 0 and result["epoch"]["item_shapes"]["screen"][:2] == [1, 60]
+    assert result["epoch"]["same_items"] and result["epoch"]["speedup"] > 0
     sql = result["sql"]
     assert sql["sessions"] == 2 and sql["distinct_digests"] == 2
     assert [q["sql"] for q in sql["queries"]] == [statement for _, _, statement in sessions.session_queries()]
