@@ -86,47 +86,58 @@ class WindowSums:
 
 class AreaSums:
     """Per trial and group of signals, the sum of each one's k-th sample in the trial's window,
-    fed the rows in order a block at a time (``add``) as ``WindowSums`` is. Within a trial the
-    signals fall into few runs of equal first sample (phase shifts are under a few samples),
-    so each block's rows are summed per (first sample, group) run in one ``reduceat``."""
+    fed the rows in order a block at a time (``add``) as ``WindowSums`` is.
+
+    A signal's first sample in a window, ``ceil((onset - shift - start) * rate)``, falls as
+    its phase shift grows; so with the columns put in order of (group, shift descending) once,
+    each trial's signals fall into few contiguous runs of one group and one first sample,
+    and a block's rows are summed per run as contiguous slices."""
 
     def __init__(self, seq: Sequence, trials: list[StimulusTrial], groups: list[np.ndarray]):
         n_rows, n_signals = seq.data.shape
         shifts = np.zeros(n_signals) if seq.phase_shifts is None else np.asarray(seq.phase_shifts, dtype=np.float64)
         rate, start = float(seq.sampling_rate), float(seq.start_time)
         onsets = np.array([t.onset for t in trials], dtype=np.float64)[:, np.newaxis]
-        self.first = np.clip(np.ceil((onsets - shifts - start) * rate).astype(np.int64), 0, n_rows)
-        self.counts = [min(max(math.ceil((t.end - start) * rate), 0), n_rows)
-                       - min(max(math.ceil((t.onset - start) * rate), 0), n_rows) for t in trials]
+        first = np.clip(np.ceil((onsets - shifts - start) * rate).astype(np.int64), 0, n_rows)
+        self.counts = np.array([min(max(math.ceil((t.end - start) * rate), 0), n_rows)
+                                - min(max(math.ceil((t.onset - start) * rate), 0), n_rows) for t in trials],
+                               dtype=np.int64)
         group_of = np.empty(n_signals, dtype=np.int64)
         for g, columns in enumerate(groups):
             group_of[columns] = g
         self.sizes = np.array([len(c) for c in groups], dtype=np.int64)
-        self.lo = self.first.min(axis=1)
-        self.hi = self.first.max(axis=1) + np.array(self.counts, dtype=np.int64)
+        self.order = np.lexsort((-shifts, group_of))
+        self.in_order = bool(np.array_equal(self.order, np.arange(n_signals)))
+        """Already in that order (no column gather needed)."""
+        owners = group_of[self.order]
+        self.lo = first.min(axis=1)
+        self.hi = first.max(axis=1) + self.counts
         self.runs = []
-        """Per trial: the column order, each run's start in it, and each run's first sample,
-        group and number of signals."""
+        """Per trial: each run's first column (in ``order``), first sample, group and size."""
         for t in range(len(trials)):
-            order = np.lexsort((group_of, self.first[t]))
-            firsts, owners = self.first[t][order], group_of[order]
+            firsts = first[t][self.order]
             starts = np.flatnonzero(np.r_[True, (np.diff(firsts) != 0) | (np.diff(owners) != 0)])
-            self.runs.append((order, starts, firsts[starts], owners[starts], np.diff(np.r_[starts, n_signals])))
+            self.runs.append((starts.tolist(), firsts[starts].tolist(), owners[starts].tolist(),
+                              np.diff(np.r_[starts, n_signals]).tolist()))
         self.total = [np.zeros((len(groups), n)) for n in self.counts]
         self.seen = [np.zeros((len(groups), n), dtype=np.int64) for n in self.counts]
 
     def add(self, row: int, block: np.ndarray) -> None:
         end = row + len(block)
-        for t in np.flatnonzero((self.lo < end) & (self.hi > row) & (np.array(self.counts) > 0)):
+        touched = np.flatnonzero((self.lo < end) & (self.hi > row) & (self.counts > 0))
+        if not len(touched):
+            return
+        ordered = block if self.in_order else block[:, self.order]
+        for t in touched:
             r0, r1 = max(row, int(self.lo[t])), min(end, int(self.hi[t]))
-            order, starts, firsts, owners, sizes = self.runs[t]
-            run_sums = np.add.reduceat(np.asarray(block[r0 - row:r1 - row][:, order], dtype=np.float64), starts, axis=1)
-            count = self.counts[t]
-            for run, (first, group, size) in enumerate(zip(firsts.tolist(), owners.tolist(), sizes.tolist())):
+            starts, firsts, owners, sizes = self.runs[t]
+            count, total, seen = int(self.counts[t]), self.total[t], self.seen[t]
+            for column, first, group, size in zip(starts, firsts, owners, sizes):
                 a, b = max(r0, first), min(r1, first + count)
-                if b > a:
-                    self.total[t][group, a - first:b - first] += run_sums[a - r0:b - r0, run]
-                    self.seen[t][group, a - first:b - first] += size
+                if b > a:  # contiguous columns: a fast pairwise sum along each row
+                    total[group, a - first:b - first] += ordered[a - row:b - row, column:column + size].sum(
+                        axis=1, dtype=np.float64)
+                    seen[group, a - first:b - first] += size
 
     def result(self) -> list[np.ndarray]:
         """Per trial float64 ``(n_groups, n_samples)``; NaN where a signal had no such sample."""
