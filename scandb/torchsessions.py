@@ -142,7 +142,8 @@ class SessionDataset(torch.utils.data.Dataset):
 
     def chunk(self, start: float) -> dict:
         """The chunk at any start time, as numpy arrays."""
-        return chunks.chunk(self.session, start, self.config, self.modalities, self.normalize_timestamps)
+        return chunks.chunk(self.session, start, normalize_timestamps=self.normalize_timestamps,
+                            settings=(self.full_config, self.modalities))
 
     def epoch_indexes(self, seed: int | None = 0, epoch: int = 0) -> np.ndarray:
         """The indexes an epoch visits: train, a random ``len // sample_stride`` of them in random

@@ -21,15 +21,13 @@ rounded to 1e-5 s, sampled and normalised as ``scandb.session.sampling`` does; t
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from ..errors import UsageError
 from . import gaps
 from .config import merged_config
 from .modalities import Screen, Sequence
-from .sampling import sample
+from .sampling import sample_merged
 
 CONDITION_KEYS = ("modality", "valid_trial", "tier")
 """The trial keys a valid condition may use (ChunkDataset's ``meta_conditions``)."""
@@ -218,17 +216,16 @@ def chunk_times(full_config: dict, name: str, start: float) -> np.ndarray:
 
 
 def chunk(session, start: float, config: dict | None = None, modalities=None,
-          normalize_timestamps: bool = True) -> dict:
+          normalize_timestamps: bool = True, *, settings: tuple[dict, tuple[str, ...]] | None = None) -> dict:
     """The chunk at ``start`` as numpy arrays: ChunkDataset's item (screen ``(C, T, H, W)``
-    float32, sequences ``(T, n_signals)``, and ``timestamps`` per modality)."""
-    full, names = chunk_settings(config, modalities)
-    sampling_config = {n: {k: copy.deepcopy(v) for k, v in full[n].items() if k in ("interpolation", "transforms")}
-                       for n in names}
+    float32, sequences ``(T, n_signals)``, and ``timestamps`` per modality). ``settings``:
+    ``chunk_settings(config, modalities)``, when the caller made it once for many chunks."""
+    full, names = settings if settings is not None else chunk_settings(config, modalities)
     out, stamps = {}, {}
     reference = session.modalities["responses"].start_time
     for name in names:
         times = chunk_times(full, name, start)
-        values = sample(session, times, [name], config=sampling_config)[name]
+        values = sample_merged(session, times, [name], full)[name]
         if name == "screen" or isinstance(session.modalities[name], Screen):
             values = np.moveaxis(values, -1, 0) if values.ndim == 4 else values[np.newaxis]
             values = np.ascontiguousarray(values, dtype=np.float32)

@@ -267,6 +267,13 @@ def sample(session, times, modalities=None, *, config: dict | None = None, retur
         if missing:
             raise UsageError(f"session {session.key} has no modality {missing[0]!r} "
                              f"(it has {', '.join(session.modalities)})")
+    return sample_merged(session, times, names, full_config, return_valid=return_valid, normalize=normalize)
+
+
+def sample_merged(session, times: np.ndarray, names, full_config: dict, *, return_valid: bool = False,
+                  normalize: bool = True) -> dict:
+    """``sample`` with the modalities checked and the config already merged over the default
+    (a training dataset's per-chunk calls merge it once, not per chunk)."""
 
     def one(name: str):
         modality = session.modalities[name]
