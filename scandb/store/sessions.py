@@ -44,11 +44,13 @@ class SessionStore(Store):
 
     def copy(self, chunks, header: bytes = b"", on_block=None) -> tuple[str, str]:
         """Store ``header`` followed by the byte ``chunks``; returns the key and the sha256 of
-        the chunks alone (the source file's bytes). ``on_block(block)`` sees each chunk as it
-        is written. The digests run in their own threads (hashlib lets go of the GIL), so the
-        copy, the digests and ``on_block`` share the cores, each block read once."""
+        the chunks alone (the source file's bytes). ``on_block(block)`` sees each chunk, in
+        order. The digests and ``on_block`` run in threads of their own (hashlib and numpy let
+        go of the GIL), so the copy, the digests and ``on_block`` share the cores, each block
+        read once."""
         whole = _Hasher(hashlib.sha256(header))
         source = _Hasher(hashlib.sha256()) if header else whole
+        seen = _Worker(on_block) if on_block is not None else None
         staged = self.folder.staging(f"{FOLDER}/writing.npy")
         try:
             try:
@@ -58,11 +60,13 @@ class SessionStore(Store):
                         whole.put(block)
                         if source is not whole:
                             source.put(block)
+                        if seen is not None:
+                            seen.put(block)
                         f.write(block)
-                        if on_block is not None:
-                            on_block(block)
             finally:
                 whole_digest, source_digest = whole.close(), source.close()
+                if seen is not None:
+                    seen.close()
             key = f"{FOLDER}/{whole_digest}.npy"
             if self.folder.exists(key):
                 staged.unlink()
@@ -79,29 +83,48 @@ class SessionStore(Store):
         return np.load(self.folder.path(key), mmap_mode="r", allow_pickle=False)
 
 
-class _Hasher:
-    """A sha256 updated in a thread of its own, fed blocks through a short queue."""
+class _Worker:
+    """``consume(block)`` for every block, in a thread of its own, fed through a short queue
+    (bounded memory); an exception is raised again by ``close``."""
 
-    def __init__(self, digest):
-        self._digest = digest
+    def __init__(self, consume):
+        self._consume = consume
         self._queue: queue.Queue = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
-        self._result: str | None = None
+        self._closed = False
 
     def _run(self) -> None:
         while (block := self._queue.get()) is not None:
-            self._digest.update(block)
+            if self._error is None:
+                try:
+                    self._consume(block)
+                except BaseException as exc:  # the rest of the blocks are drained, not consumed
+                    self._error = exc
 
     def put(self, block: bytes) -> None:
         self._queue.put(block)
 
-    def close(self) -> str:
-        if self._result is None:
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
             self._queue.put(None)
             self._thread.join()
-            self._result = self._digest.hexdigest()
-        return self._result
+        if self._error is not None:
+            raise self._error
+
+
+class _Hasher(_Worker):
+    """A sha256 updated in a thread of its own."""
+
+    def __init__(self, digest):
+        self._digest = digest
+        super().__init__(digest.update)
+
+    def close(self) -> str:
+        super().close()
+        return self._digest.hexdigest()
 
 
 def intact(folder: Folder, key: str) -> bool:
