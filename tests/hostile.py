@@ -51,6 +51,19 @@ class Run:
     err_lines: list[str]
 
     @property
+    def returncode(self) -> int:
+        """As ``subprocess.CompletedProcess`` names it (tests/test_cli.py runs real processes)."""
+        return self.code
+
+    @property
+    def stdout(self) -> str:
+        return self.out
+
+    @property
+    def stderr(self) -> str:
+        return "".join(line + "\n" for line in self.err_lines)
+
+    @property
     def error(self) -> str:
         """The single stderr line a failing single-path command must print."""
         assert len(self.err_lines) == 1, f"expected one line on stderr, got {self.err_lines!r}"

@@ -15,7 +15,7 @@ from scandb.ingest import ingest
 from scandb.synthetic import VideoSpec, generate_dynamic, write_folder, write_zip
 
 from .reference_loaders import neuralpredictors  # noqa: F401 (a fixture)
-from .test_cli import run_cli
+from .hostile import run_cli
 
 torch = pytest.importorskip("torch")
 

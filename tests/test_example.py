@@ -13,7 +13,7 @@ import pytest
 
 from scandb.cli import cli
 
-from .test_cli import run_cli
+from .hostile import run_cli
 
 
 def write(directory: Path, *options: str) -> list[Path]:

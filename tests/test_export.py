@@ -19,7 +19,7 @@ from scandb.synthetic import generate
 
 from .reference_loaders import neuralpredictors  # noqa: F401 (a fixture)
 from .scans import spec_for, write
-from .test_cli import run_cli
+from .hostile import run_cli
 
 KEYS = ("images", "responses", "behavior", "pupil_center")
 FIRST = spec_for("common", animal_id=41001, n_trials=40, n_neurons=20, seed=11)

@@ -15,7 +15,7 @@ from scandb.errors import UsageError
 from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, VideoSpec, generate, generate_dynamic, write_zip
 
-from .test_cli import run_cli
+from .hostile import run_cli
 
 STATIC = ScanSpec(animal_id=53001, seed=71, n_trials=30, n_neurons=9, n_test_images=3, responsive=True,
                   image_shape=(1, 18, 32))

@@ -12,7 +12,7 @@ from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, generate
 
 from .scans import make_scan
-from .test_cli import run_cli
+from .hostile import run_cli
 
 
 def test_area_sums_give_the_mean_of_every_response(lab_db):

@@ -21,7 +21,7 @@ from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database
-from .test_cli import run_cli
+from .hostile import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

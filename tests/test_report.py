@@ -19,7 +19,7 @@ from scandb.report import numbers
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .scans import spec_for, write
-from .test_cli import run_cli
+from .hostile import run_cli
 
 pytest.importorskip("matplotlib")
 

@@ -21,7 +21,7 @@ from tests.experanto_sessions import generated, make_session, spec_for
 
 from .conftest import digest_database
 from .scans import make_scan
-from .test_cli import run_cli
+from .hostile import run_cli
 
 ARRAY_VARIANTS = ["videos", "data_key", "stimuli_names", "tiers_and_spikes", "float64_responses", "images",
                   "colour", "no_meta_json", "no_optional_modalities"]

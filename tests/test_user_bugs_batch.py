@@ -4,7 +4,7 @@ paths repeated one (the same zip twice, or a zip and its unzipped folder)."""
 from __future__ import annotations
 
 from .scans import make_scan
-from .test_cli import run_cli
+from .hostile import run_cli
 
 
 def test_a_zip_its_folder_and_the_zip_again_are_one_scan(tmp_path):

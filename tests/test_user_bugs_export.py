@@ -11,7 +11,7 @@ from scandb.errors import UsageError
 from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, generate, write_zip
 
-from .test_cli import run_cli
+from .hostile import run_cli
 
 SMALL = ScanSpec(animal_id=1011, seed=1, n_neurons=30)
 LARGE = ScanSpec(animal_id=1012, seed=2, n_neurons=40)

@@ -7,7 +7,7 @@ from scandb.catalog.database import Database
 from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, generate, write_zip
 
-from .test_cli import run_cli
+from .hostile import run_cli
 
 SPEC = ScanSpec(animal_id=1031, seed=6, n_neurons=40)
 

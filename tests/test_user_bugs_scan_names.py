@@ -9,7 +9,7 @@ import scandb
 from scandb.errors import UsageError
 
 from .scans import make_scan, spec_for
-from .test_cli import run_cli
+from .hostile import run_cli
 
 
 @pytest.fixture(scope="module")
