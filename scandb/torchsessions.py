@@ -88,6 +88,10 @@ class SessionDataset(torch.utils.data.Dataset):
         filters = {**{n: chunks.DEFAULT_FILTERS[n] for n in self.modalities if n in chunks.DEFAULT_FILTERS},
                    **filters}
         session_ = self.session
+        if valid_condition is None and tier is not None:
+            tiers = sorted({t.tier for t in session_.trials})
+            if tier not in tiers:
+                raise UsageError(f"session {self.key} has no trials of tier {tier!r} (its tiers: {', '.join(tiers)})")
         self.starts = chunks.valid_chunk_starts(
             session_, self.config, self.modalities, valid_condition=self.condition, include_blanks=False,
             filters=filters, safe_interval_threshold=safe_interval_threshold)

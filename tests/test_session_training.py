@@ -186,6 +186,8 @@ def test_refusals_are_one_line(filled):
         ScanDataset(filled["db"], "SELECT scan_key FROM scans WHERE kind = 'experanto'")
     with pytest.raises(UsageError, match="sample_stride"):
         SessionDataset(filled["db"], KEYS["videos"], sample_stride=0)
+    with pytest.raises(UsageError, match="has no trials of tier 'test' \\(its tiers: .*train"):
+        SessionDataset(filled["db"], KEYS["videos"], tier="test")
 
 
 def test_a_dataset_pickles_small_and_holds_no_database(filled, tmp_path):
