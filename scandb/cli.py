@@ -29,17 +29,21 @@ class DatabaseTarget(click.ParamType):
 
 def _remember_data_path(ctx: click.Context, param, value):
     if value is not None:
+        if not value.startswith("s3://"):  # a bucket's URL stays as it is
+            value = click.Path(file_okay=False, path_type=Path).convert(value, param, ctx)
         ctx.meta[DATA_PATH_KEY] = value
     return value
 
 
 def db_option(command):
     """--db, and --data-path for a lake (read by ``connect`` through the click context)."""
-    command = click.option("--data-path", type=click.Path(file_okay=False, path_type=Path), default=None,
+    command = click.option("--data-path", type=str, default=None,
                            envvar=DATA_PATH_VARIABLE, show_envvar=True, expose_value=False,
-                           callback=_remember_data_path, metavar="DIR",
-                           help="A lake's folder for its files: stored when the lake is created; later it "
-                                "overrides the stored one (a machine mounting the share elsewhere).")(command)
+                           callback=_remember_data_path, metavar="DIR|s3://BUCKET/PREFIX",
+                           help="A lake's folder for its files, or a bucket (s3://bucket/prefix; credentials "
+                                "from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL): "
+                                "stored when the lake is created; later it overrides the stored one (a machine "
+                                "mounting the share elsewhere).")(command)
     return click.option("--db", "db_path", type=DatabaseTarget(), default=DEFAULT_DB, show_default=True,
                         metavar="FILE|ducklake:...",
                         envvar=DB_VARIABLE, show_envvar=True,
@@ -55,7 +59,7 @@ DATA_PATH_KEY = "scandb.data_path"
 DATA_PATH_VARIABLE = "SCANDB_DATA_PATH"
 
 
-def data_path() -> Path | None:
+def data_path() -> Path | str | None:
     """--data-path of the running command, if given."""
     return click.get_current_context().meta.get(DATA_PATH_KEY)
 

@@ -1,0 +1,132 @@
+"""A lake whose data path is an S3 bucket: DuckLake's Parquet files and scandb's store
+objects on moto's S3 server (tests/s3.py, a real server in its own process; nothing inside
+scandb is mocked), on a SQLite catalog. Commands run in this process (``run_cli``)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import scandb
+from scandb.catalog import lake as lakes
+from scandb.store.bucket import Bucket
+from scandb.store.cache import Cache
+
+from .hostile import run_cli
+from .s3 import moto_server, s3_bucket  # noqa: F401  (fixtures)
+from .scans import make_scan, source, spec_for
+
+SPEC = dict(n_trials=12, n_neurons=9, seed=5, animal_id=24001)
+
+
+@pytest.fixture(scope="module")
+def scan_file(tmp_path_factory):
+    return make_scan(tmp_path_factory.mktemp("bucket-scan"), **SPEC)
+
+
+def catalog(tmp_path) -> str:
+    return f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
+
+
+def assert_equal_source(db) -> None:
+    spec = spec_for(**SPEC)
+    got = db.fetch("SELECT scan_key, trial_id FROM trials ORDER BY trial_id", "images", "responses", "behavior")
+    for key in ("images", "responses", "behavior"):
+        expected = source(spec, key)
+        np.testing.assert_array_equal(got[key], expected.reshape(got[key].shape).astype(got[key].dtype),
+                                      err_msg=key)
+
+
+@pytest.fixture
+def filled(s3_bucket, tmp_path, scan_file):
+    """A lake on the bucket holding the scan, ingested with the command line."""
+    url = catalog(tmp_path)
+    run = run_cli("ingest", str(scan_file), "--db", url, "--data-path", s3_bucket.url)
+    assert run.code == 0, run
+    return url
+
+
+def test_ingest_puts_every_file_in_the_bucket_and_arrays_equal_the_source_cold_and_cached(
+        filled, s3_bucket, tmp_path, monkeypatch):
+    keys = s3_bucket.keys()
+    store = lakes.STORE_FOLDER
+    assert [k for k in keys if k.startswith(f"{store}/responses/")], keys
+    assert [k for k in keys if k.startswith(f"{store}/") and k.count("/") == 2 and k.endswith(".npy")], keys
+    assert [k for k in keys if k.startswith("main/") and k.endswith(".parquet")], keys  # DuckLake's files
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("scandb")]  # nothing local but the catalog
+
+    cold = tmp_path / "cold-cache"
+    monkeypatch.setenv("SCANDB_CACHE", str(cold))
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)  # every object downloaded
+        cached = Cache(cold).info()
+        assert cached["objects"] > 0
+        assert_equal_source(db)  # from the cache
+    assert Cache(cold).info() == cached
+
+    listed = run_cli("scans", "--db", filled)
+    assert listed.code == 0 and "24001" in listed.out, listed
+    counted = run_cli("sql", "--csv", "--db", filled, "SELECT count(*) AS n FROM trials_full")
+    assert counted.out.split() == ["n", "12"], counted
+    verified = run_cli("verify", "--db", filled)
+    assert verified.code == 0 and "ok: 1 scan" in verified.out, verified
+
+
+def test_remove_then_gc_deletes_the_objects_nothing_references(filled, s3_bucket, monkeypatch):
+    store = lakes.STORE_FOLDER
+    before = [k for k in s3_bucket.keys() if k.startswith(f"{store}/")]
+    with scandb.connect(filled) as db:
+        scan = db.scans()["scan_key"][0]
+    removed = run_cli("remove", scan, "--db", filled)
+    assert removed.code == 0, removed
+    assert [k for k in s3_bucket.keys() if k.startswith(f"{store}/")] == before  # older snapshots need them
+    monkeypatch.setattr(lakes, "IN_FLIGHT_S", 0.0)
+    from scandb.catalog.lake_catalog import LakeCatalog
+    monkeypatch.setattr(LakeCatalog, "garbage_age", 0.0)
+    collected = run_cli("gc", "--older-than", "0", "--db", filled)
+    assert collected.code == 0, collected
+    assert "deleted" in collected.out and "store file" in collected.out, collected
+    assert [k for k in s3_bucket.keys() if k.startswith(f"{store}/")] == []
+    assert run_cli("verify", "--db", filled).code == 0
+
+
+def test_a_deleted_object_is_damage_verify_names_and_fetch_refuses(filled, s3_bucket, tmp_path, monkeypatch):
+    with scandb.connect(filled) as db:
+        matrix = db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
+    s3_bucket.server.client().delete_object(Bucket=s3_bucket.name, Key=f"lab/{lakes.STORE_FOLDER}/{matrix}")
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "empty-cache"))
+    verified = run_cli("verify", "--db", filled)
+    assert verified.code != 0 and matrix.rpartition("/")[2] in verified.out + "\n".join(verified.err_lines), verified
+    with scandb.connect(filled) as db, pytest.raises(scandb.DatabaseError, match="response matrix"):
+        db.fetch("SELECT scan_key, trial_id FROM trials", "responses")
+
+
+def test_missing_credentials_are_one_line_naming_what_to_set(filled, monkeypatch):
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    listed = run_cli("scans", "--db", filled)
+    assert listed.code != 0
+    assert "AWS_SECRET_ACCESS_KEY" in listed.error and "AWS_ENDPOINT_URL" in listed.error, listed
+    assert "AWS_ACCESS_KEY_ID" not in listed.error  # only what is missing
+
+
+def test_the_bucket_medium_puts_lists_reads_and_deletes(s3_bucket, tmp_path):
+    bucket = Bucket(f"{s3_bucket.url}/store", Cache(tmp_path / "c"))
+    bucket.put("ab/one.npy", b"x" * 100)
+    staged = bucket.staging("responses/two.npy")
+    staged.write_bytes(bytes(range(256)) * 1000)
+    bucket.publish(staged, "responses/two.npy")
+    assert not staged.exists()
+    assert set(bucket.list("??/*.npy")) == {"ab/one.npy"}
+    assert set(bucket.list("responses/*.npy")) == {"responses/two.npy"}
+    assert bucket.exists("ab/one.npy") and not bucket.exists("ab/three.npy")
+    out = [memoryview(bytearray(4)), memoryview(bytearray(2))]
+    got = bucket.read_ranges([("responses/two.npy", 256 + 1, out[0]), ("ab/one.npy", 98, out[1]),
+                              ("ab/none.npy", 0, memoryview(bytearray(1)))])
+    assert got[:2] == [4, 2] and isinstance(got[2], FileNotFoundError)
+    assert bytes(out[0]) == bytes([1, 2, 3, 4]) and bytes(out[1]) == b"xx"
+    assert str(bucket.path("ab/one.npy")) == f"{s3_bucket.url}/store/ab/one.npy"
+    assert bucket.delete(["ab/one.npy", "responses/two.npy"]) == 2
+    assert bucket.list("**") == {} and s3_bucket.keys() == []
+    shutil.rmtree(tmp_path / "c")
