@@ -298,6 +298,53 @@ def snapshots(db_path: Path | str, as_csv: bool, wait: float) -> None:
     click.echo(render(["snapshot", "time_utc", "author", "change"], rows, "csv" if as_csv else "table"))
 
 
+@cli.group()
+def cache() -> None:
+    """The local cache of a bucket's objects (a lake whose data path is s3://...).
+
+    Where: $SCANDB_CACHE, else ~/.cache/scandb; size limit $SCANDB_CACHE_SIZE (default 20GB),
+    least recently used objects go first. Objects never change, so a cached one is never stale.
+    """
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """Where the cache is, how many objects and bytes it holds, and its limit."""
+    from .store.cache import Cache
+
+    found = Cache().info()
+    click.echo(f"{found['root']}: {found['objects']:,} objects, {found['bytes'] / 1e6:,.1f} MB "
+               f"(limit {found['limit'] / 1e9:,.1f} GB)")
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Remove every cached object (they are downloaded again when read)."""
+    from .store.cache import Cache
+
+    cache = Cache()
+    removed = cache.clear()
+    click.echo(f"{cache.root}: removed {removed / 1e6:,.1f} MB")
+
+
+@cache.command("warm")
+@click.argument("query")
+@db_option
+@wait_option
+def cache_warm(query: str, db_path: Path | str, wait: float) -> None:
+    """Download the store objects of the trials QUERY selects (it returns scan_key, and
+    trial_id to pick trials) into the cache, several at once: their images, and their scans'
+    response matrices and meta files."""
+    from .maintenance.warm import warm
+
+    with connect(db_path, wait=wait) as db:
+        count, size = warm(db, query)
+    if not count:
+        click.echo(f"{db_path}: the store is a local folder; nothing to cache")
+    else:
+        click.echo(f"cached {count:,} objects ({size / 1e6:,.1f} MB)")
+
+
 @cli.command()
 @db_option
 @click.option("--older-than", "older_than", type=click.FloatRange(min=0), required=True, metavar="DAYS",

@@ -5,6 +5,7 @@ scandb is mocked), on a SQLite catalog. Commands run in this process (``run_cli`
 from __future__ import annotations
 
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,8 +15,10 @@ from scandb.catalog import lake as lakes
 from scandb.store.bucket import Bucket
 from scandb.store.cache import Cache
 
-from .hostile import run_cli
-from .s3 import moto_server, s3_bucket  # noqa: F401  (fixtures)
+from scandb.shell import shell_command
+
+from .hostile import PrimedCommand, run_cli, scandb_command
+from .s3 import SECRET, moto_server, s3_bucket  # noqa: F401  (fixtures)
 from .scans import make_scan, source, spec_for
 
 SPEC = dict(n_trials=12, n_neurons=9, seed=5, animal_id=24001)
@@ -130,3 +133,48 @@ def test_the_bucket_medium_puts_lists_reads_and_deletes(s3_bucket, tmp_path):
     assert bucket.delete(["ab/one.npy", "responses/two.npy"]) == 2
     assert bucket.list("**") == {} and s3_bucket.keys() == []
     shutil.rmtree(tmp_path / "c")
+
+
+def test_cache_warm_fetches_a_selection_info_counts_it_and_clear_empties_it(filled, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "warm-cache"))
+    warmed = run_cli("cache", "warm", "SELECT scan_key FROM scans", "--db", filled)
+    assert warmed.code == 0 and "cached" in warmed.out, warmed
+    n = int(warmed.out.split()[1])
+    with scandb.connect(filled) as db:
+        images = db.conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    assert n >= images + 1  # every image and the response matrix
+    info = run_cli("cache", "info")
+    assert info.code == 0 and f"{n} objects" in info.out, info
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)
+    cleared = run_cli("cache", "clear")
+    assert cleared.code == 0, cleared
+    assert "0 objects" in run_cli("cache", "info").out
+
+
+def test_the_duckdb_shell_reads_a_lake_on_a_bucket(filled):
+    done = subprocess.run(scandb_command("shell", "--db", filled), input=".mode csv\n"
+                          "SELECT count(*) AS n FROM trials_full;\n", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "12", done.stdout
+    shown = " ".join(shell_command(filled, None, write=False))
+    assert SECRET not in shown and "getenv('AWS_SECRET_ACCESS_KEY')" in shown  # not on its command line
+
+
+def test_two_processes_ingest_into_one_bucket_lake_at_once(s3_bucket, tmp_path):
+    url = catalog(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_scan(tmp_path / "a", animal_id=24101, seed=11, n_trials=10, n_neurons=7)
+    second = make_scan(tmp_path / "b", animal_id=24102, seed=12, n_trials=10, n_neurons=7)
+    assert run_cli("migrate", "--db", url, "--data-path", s3_bucket.url).code == 0
+    writers = [PrimedCommand("ingest", str(scan), "--db", url) for scan in (first, second)]
+    for writer in writers:
+        writer.fire()
+    for writer in writers:
+        done = writer.finish()
+        assert done.code == 0, done
+    with scandb.connect(url) as db:
+        assert sorted(db.scans()["animal_id"].tolist()) == [24101, 24102]
+    verified = run_cli("verify", "--db", url)
+    assert verified.code == 0 and "ok: 2 scans" in verified.out, verified
