@@ -178,3 +178,15 @@ def test_two_processes_ingest_into_one_bucket_lake_at_once(s3_bucket, tmp_path):
         assert sorted(db.scans()["animal_id"].tolist()) == [24101, 24102]
     verified = run_cli("verify", "--db", url)
     assert verified.code == 0 and "ok: 2 scans" in verified.out, verified
+
+
+def test_a_corrupted_object_is_damage_verify_reports_even_with_a_good_copy_cached(filled, s3_bucket):
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)  # every object in the cache, intact
+        path = db.conn.execute("SELECT path FROM images ORDER BY image_hash LIMIT 1").fetchone()[0]
+    key = f"lab/{lakes.STORE_FOLDER}/{path}"
+    client = s3_bucket.server.client()
+    good = client.get_object(Bucket=s3_bucket.name, Key=key)["Body"].read()
+    client.put_object(Bucket=s3_bucket.name, Key=key, Body=good[:-1] + bytes([good[-1] ^ 0xFF]))
+    verified = run_cli("verify", "--db", filled)
+    assert verified.code != 0 and path.rpartition("/")[2].removesuffix(".npy") in verified.out, verified

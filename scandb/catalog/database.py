@@ -224,6 +224,22 @@ class Database:
             self._store, self._store_at = as_folder(where), where
         return self._store
 
+    @contextmanager
+    def reading_the_medium(self) -> Iterator[None]:
+        """Meanwhile, the store's reads skip any local cache (a bucket's): ``verify`` checks
+        the objects themselves."""
+        store = self.store
+        uncached = getattr(store, "uncached", None)
+        if uncached is None:
+            yield
+            return
+        with uncached() as fresh:
+            self._store = fresh
+            try:
+                yield
+            finally:
+                self._store = store
+
     # -- writing beside other processes ---------------------------------------------------
 
     def claim_writes(self) -> None:

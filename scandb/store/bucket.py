@@ -34,6 +34,7 @@ import shutil
 import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
@@ -320,6 +321,19 @@ class Bucket:
             for key in batch:
                 self.cache.forget(self.url_of(key))
         return len(keys)
+
+    @contextmanager
+    def uncached(self):
+        """This bucket read through a new, empty cache removed afterwards: what ``verify``
+        reads, so it checks the objects' bytes rather than copies kept earlier."""
+        import tempfile
+
+        self.cache.root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=".verify-", dir=self.cache.root))
+        try:
+            yield Bucket(self.url, Cache(folder, self.cache.limit))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def remove_empty_folders(self) -> None:
         """Nothing: a bucket has no folders."""
