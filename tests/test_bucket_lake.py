@@ -1,6 +1,7 @@
 """A lake whose data path is an S3 bucket: DuckLake's Parquet files and scandb's store
 objects on moto's S3 server (tests/s3.py, a real server in its own process; nothing inside
-scandb is mocked), on a SQLite catalog. Commands run in this process (``run_cli``)."""
+scandb is mocked), on a SQLite catalog and once on PostgreSQL. Commands run in this process
+(``run_cli``), concurrent writers and the DuckDB shell in their own."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from scandb.store.cache import Cache
 from scandb.shell import shell_command
 
 from .hostile import PrimedCommand, run_cli, scandb_command
+from .lakes import pg_server  # noqa: F401  (fixture)
 from .s3 import SECRET, moto_server, s3_bucket  # noqa: F401  (fixtures)
 from .scans import make_scan, source, spec_for
 
@@ -190,3 +192,16 @@ def test_a_corrupted_object_is_damage_verify_reports_even_with_a_good_copy_cache
     client.put_object(Bucket=s3_bucket.name, Key=key, Body=good[:-1] + bytes([good[-1] ^ 0xFF]))
     verified = run_cli("verify", "--db", filled)
     assert verified.code != 0 and path.rpartition("/")[2].removesuffix(".npy") in verified.out, verified
+
+
+def test_a_postgresql_catalog_with_its_data_path_on_a_bucket(s3_bucket, pg_server, scan_file, tmp_path, monkeypatch):
+    url = f"ducklake:postgres:{pg_server.database()}"
+    run = run_cli("ingest", str(scan_file), "--db", url, "--data-path", s3_bucket.url)
+    assert run.code == 0, run
+    assert [k for k in s3_bucket.keys() if k.startswith(f"{lakes.STORE_FOLDER}/responses/")]
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    with scandb.connect(url) as db:
+        assert_equal_source(db)
+    verified = run_cli("verify", "--db", url)
+    assert verified.code == 0 and "ok: 1 scan" in verified.out, verified
+    assert "s3://" not in run_cli("sql", "--csv", "--db", url, "SELECT path FROM response_matrices").out

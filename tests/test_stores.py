@@ -27,6 +27,8 @@ from scandb.store.images import ImageStore, image_hash
 from scandb.store.matrices import MatrixStore
 from scandb.store.meta import MetaStore, intact, stored_content
 
+from .s3 import moto_server, s3_bucket  # noqa: F401  (fixtures)
+
 
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
@@ -292,6 +294,41 @@ class MediumContract:
 class TestLocalFolder(MediumContract):
     def make(self, tmp_path: Path) -> Folder:
         return Folder(tmp_path / "lab.images")
+
+
+class TestBucket(MediumContract):
+    """The same contract on an S3 bucket (moto's server, tests/s3.py), read through a cache."""
+
+    @pytest.fixture
+    def medium(self, s3_bucket, tmp_path) -> Folder:
+        from scandb.store.bucket import Bucket
+        from scandb.store.cache import Cache
+
+        return Bucket(f"{s3_bucket.url}/lab.images", Cache(tmp_path / "cache"))
+
+    def test_listing_gives_keys_and_ages_and_no_temporaries(self, medium):
+        before = time.time()
+        medium.put("meta/a.npy", b"a")
+        medium.put("meta/b.npy", b"b")
+        medium.put("meta/.c.123.tmp", b"half")  # a bucket has no temporaries: a dot name is never a file
+        listed = medium.list("meta/*")
+        assert set(listed) == {"meta/a.npy", "meta/b.npy"}
+        assert all(before - 2 <= modified <= time.time() + 2 for modified in listed.values())
+        assert medium.temporaries("meta") == {}
+        assert medium.list("other/*") == {}
+
+    def test_delete_removes_files_and_the_folders_they_empty(self, medium):
+        medium.put("ab/cd/x.npy", b"x")
+        medium.delete(["ab/cd/x.npy", "ab/cd/gone.npy"])
+        assert not medium.exists("ab/cd/x.npy") and not medium.path("ab").exists()
+
+    def test_a_path_is_the_objects_url_and_maps_its_cached_file(self, medium, s3_bucket):
+        array = np.arange(12, dtype=np.float32).reshape(3, 4)
+        medium.put("responses/m.npy", npy_bytes(array))
+        path = medium.path("responses/m.npy")
+        assert str(path) == f"{s3_bucket.url}/lab.images/responses/m.npy"
+        np.testing.assert_array_equal(np.load(path, mmap_mode="r"), array)
+        assert path.stat().st_size == len(npy_bytes(array)) and path.exists()
 
 
 def test_keys_written_before_revision_0011_lose_the_store_folders_name():
