@@ -205,3 +205,23 @@ def test_a_postgresql_catalog_with_its_data_path_on_a_bucket(s3_bucket, pg_serve
     verified = run_cli("verify", "--db", url)
     assert verified.code == 0 and "ok: 1 scan" in verified.out, verified
     assert "s3://" not in run_cli("sql", "--csv", "--db", url, "SELECT path FROM response_matrices").out
+
+
+def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    exported = run_cli("export", "SELECT scan_key, trial_id FROM trials", str(tmp_path / "out"), "--db", filled)
+    assert exported.code == 0, exported
+    responses = sorted((tmp_path / "out").rglob("data/responses/*.npy"), key=lambda p: int(p.stem))
+    expected = source(spec_for(**SPEC), "responses")
+    np.testing.assert_array_equal(np.stack([np.load(p) for p in responses]).reshape(expected.shape),
+                                  expected.astype(np.float32))
+    reported = run_cli("report", (scan := run_cli("sql", "--csv", "--db", filled, "SELECT scan_key FROM scans")
+                                  .out.split()[1]), "--out", str(tmp_path / "report"), "--db", filled)
+    assert reported.code == 0 and (tmp_path / "report" / "report.html").is_file(), reported
+    assert "ingest" in run_cli("snapshots", "--db", filled).out
+    npz = tmp_path / "predictions.npz"
+    np.savez(npz, scan_key=np.array([scan] * 12), trial_id=np.arange(12),
+             predictions=np.random.default_rng(0).random((12, 9), dtype=np.float32))
+    added = run_cli("predictions", "add", "model", str(npz), "--db", filled)
+    assert added.code == 0, added
+    assert "model" in run_cli("predictions", "list", "--db", filled).out
