@@ -34,7 +34,8 @@ class MotoServer:
             self.endpoint = f"http://127.0.0.1:{self.port}"
             self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                                              "-p", str(self.port)],
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # (not a pipe nobody reads: it logs every request, and blocks once the pipe is full)
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and self.process.poll() is None:
                 try:
