@@ -225,3 +225,17 @@ def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, t
     added = run_cli("predictions", "add", "model", str(npz), "--db", filled)
     assert added.code == 0, added
     assert "model" in run_cli("predictions", "list", "--db", filled).out
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_it(filled, monkeypatch, tmp_path):
+    from .s3 import _free_port
+
+    endpoint = f"127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{endpoint}")
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    exported = run_cli("export", "SELECT scan_key, trial_id FROM trials", str(tmp_path / "out"), "--db", filled)
+    assert exported.code != 0 and endpoint in exported.error, exported  # DuckDB's, reading the Parquet files
+    from scandb.catalog.database import Database
+
+    with Database(filled) as db, pytest.raises(scandb.DatabaseError, match="check AWS_ENDPOINT_URL"):
+        db.store.read(db.conn.execute("SELECT path FROM response_matrices").fetchone()[0])
