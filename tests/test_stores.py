@@ -322,6 +322,19 @@ class TestBucket(MediumContract):
         medium.delete(["ab/cd/x.npy", "ab/cd/gone.npy"])
         assert not medium.exists("ab/cd/x.npy") and not medium.path("ab").exists()
 
+    def test_puts_while_uploading_are_all_in_the_bucket_when_it_ends(self, medium):
+        with medium.uploading():
+            for i in range(100):  # more than are kept in flight
+                medium.put(f"ab/{i}.npy", bytes([i]) * 10)
+        assert len(medium.list("ab/*.npy")) == 100 and medium.read("ab/7.npy") == bytes([7]) * 10
+
+    def test_a_failed_upload_while_uploading_raises_when_it_ends(self, medium):
+        from scandb.store.bucket import Bucket
+
+        nowhere = Bucket("s3://no-such-bucket-here/lab.images", medium.cache)
+        with pytest.raises(DatabaseError, match="no such bucket"), nowhere.uploading():
+            nowhere.put("ab/x.npy", b"x")
+
     def test_a_path_is_the_objects_url_and_maps_its_cached_file(self, medium, s3_bucket):
         array = np.arange(12, dtype=np.float32).reshape(3, 4)
         medium.put("responses/m.npy", npy_bytes(array))

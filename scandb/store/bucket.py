@@ -50,6 +50,8 @@ PART_SIZE = 16 << 20
 UPLOAD_THREADS = 8
 """A staged file larger than the threshold is uploaded in parts of ``PART_SIZE``, this many
 in flight (memory: about ``UPLOAD_THREADS * PART_SIZE``)."""
+UPLOADS_PENDING = 64
+"""Background uploads (``uploading``) waiting at most: their bytes are held in memory."""
 CLOUD_EXTRA = "pip install 'scandb[cloud]'"
 
 
@@ -128,6 +130,10 @@ class Bucket:
         self._client = None
         self._pid = None
         self._lock = threading.Lock()
+        self._batching = 0
+        self._uploads: ThreadPoolExecutor | None = None
+        self._uploads_pid: int | None = None
+        self._pending: list = []
 
     def __repr__(self) -> str:
         return f"Bucket({self.url!r})"
@@ -262,10 +268,6 @@ class Bucket:
                 found[key] = entry["modified"]
         return found
 
-    def sizes(self, pattern: str) -> dict[str, int]:
-        match = glob_regex(pattern)
-        return {key: entry["size"] for key, entry in self._listing("").items() if match.fullmatch(key)}
-
     def _listing(self, under: str) -> dict[str, dict]:
         start = self.object_key(f"{under}/" if under else "")
         if self.prefix and not under:
@@ -295,7 +297,43 @@ class Bucket:
     # -- writing ---------------------------------------------------------------------------
 
     def put(self, key: str, data: bytes | memoryview) -> None:
-        self._call(lambda c: c.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=bytes(data)), key)
+        """Upload the object; inside ``uploading()``, in the background (several in flight)."""
+        data = bytes(data)
+        if not self._batching:
+            return self._put_now(key, data)
+        pool = self._upload_pool()
+        self._pending.append(pool.submit(self._put_now, key, data))
+        if len(self._pending) >= UPLOADS_PENDING:  # bounded memory: wait for the oldest
+            self._pending.pop(0).result()
+
+    def _put_now(self, key: str, data: bytes) -> None:
+        self._call(lambda c: c.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data), key)
+
+    def _upload_pool(self) -> ThreadPoolExecutor:
+        if self._uploads is None or self._uploads_pid != os.getpid():  # a forked worker makes its own
+            self._uploads = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="scandb-upload")
+            self._uploads_pid, self._pending = os.getpid(), []
+        return self._uploads
+
+    @contextmanager
+    def uploading(self):
+        """Meanwhile ``put`` uploads in the background, up to ``UPLOAD_THREADS`` at once;
+        leaving waits for every upload (raising the first failure), so what follows, a
+        commit naming the objects, finds them all in the bucket."""
+        self._batching += 1
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            self._batching -= 1
+            if not self._batching:
+                pending, self._pending = self._pending, []
+                errors = [exc for exc in (f.exception() for f in pending) if exc is not None]
+                if errors and not failed:
+                    raise errors[0]
 
     def staging(self, key: str) -> Path:
         """A local file to build the object of ``key`` in; ``publish`` uploads it."""
