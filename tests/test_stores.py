@@ -335,6 +335,18 @@ class TestBucket(MediumContract):
         with pytest.raises(DatabaseError, match="no such bucket"), nowhere.uploading():
             nowhere.put("ab/x.npy", b"x")
 
+    def test_a_large_staged_file_is_uploaded_in_parts_and_kept_in_the_cache(self, medium):
+        from scandb.store import bucket
+
+        data = np.random.default_rng(1).bytes(bucket.MULTIPART_THRESHOLD + 3 * bucket.PART_SIZE // 2)
+        staged = medium.staging("responses/big.npy")
+        staged.write_bytes(data)
+        medium.publish(staged, "responses/big.npy")
+        key = medium.object_key("responses/big.npy")
+        head = medium.client.head_object(Bucket=medium.bucket, Key=key)
+        assert head["ContentLength"] == len(data) and head["ETag"].strip('"').endswith("-4")  # four parts
+        assert medium.cache.cached(medium.url_of("responses/big.npy")).read_bytes() == data
+
     def test_a_path_is_the_objects_url_and_maps_its_cached_file(self, medium, s3_bucket):
         array = np.arange(12, dtype=np.float32).reshape(3, 4)
         medium.put("responses/m.npy", npy_bytes(array))
@@ -359,3 +371,18 @@ def test_a_put_after_its_folder_was_emptied_and_removed_makes_it_again(tmp_path)
     assert not medium.path("ab").exists()
     medium.put("ab/two.npy", b"2")
     assert medium.read("ab/two.npy") == b"2"
+
+
+def test_the_cache_evicts_the_least_recently_used_objects_past_its_limit(tmp_path):
+    from scandb.store.cache import Cache, parse_size
+
+    assert parse_size("20GB") == 20 * 10**9 and parse_size("1.5 MiB") == 3 * 2**19 and parse_size("7") == 7
+    cache = Cache(tmp_path / "cache", limit=10**9)
+    for i in range(4):
+        cache.get(f"s3://b/k{i}", lambda temporary, i=i: temporary.write_bytes(bytes([i]) * 3000))
+        os.utime(cache.file(f"s3://b/k{i}"), (1000 + i, 1000 + i))
+    assert cache.cached("s3://b/k0") is not None  # used again now: the newest
+    cache.limit = 10_000  # 12,000 bytes kept: evicting goes down to 9,000
+    cache.evict()
+    assert [cache.file(f"s3://b/k{i}").exists() for i in range(4)] == [True, False, True, True]
+    assert cache.info()["bytes"] == 9000 and cache.clear() == 9000 and cache.info()["objects"] == 0
