@@ -239,3 +239,27 @@ def test_an_unreachable_endpoint_is_one_line_naming_it(filled, monkeypatch, tmp_
 
     with Database(filled) as db, pytest.raises(scandb.DatabaseError, match="check AWS_ENDPOINT_URL"):
         db.store.read(db.conn.execute("SELECT path FROM response_matrices").fetchone()[0])
+
+
+def test_dataloader_workers_train_on_a_bucket_lake_while_another_process_ingests(filled, tmp_path, monkeypatch):
+    import torch
+
+    from scandb.torchdata import ScanDataset
+
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "train-cache"))
+    (tmp_path / "more").mkdir()
+    writer = PrimedCommand("ingest", str(make_scan(tmp_path / "more", animal_id=24201, seed=21, n_trials=10,
+                                                   n_neurons=7)), "--db", filled)
+    dataset = ScanDataset(filled, "SELECT scan_key, trial_id FROM trials ORDER BY trial_id", normalize=False)
+    Cache(tmp_path / "train-cache").clear()  # the forked workers fetch what they read, each with its own client
+    writer.fire()
+    batches = list(torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2))
+    done = writer.finish()
+    assert done.code == 0, done
+    spec = spec_for(**SPEC)
+    for key in ("images", "responses"):
+        got = np.concatenate([getattr(batch, key).numpy() for batch in batches])
+        np.testing.assert_array_equal(got, source(spec, key).reshape(got.shape).astype(got.dtype), err_msg=key)
+    assert Cache(tmp_path / "train-cache").info()["objects"] > 0
+    with scandb.connect(filled) as db:
+        assert len(db.scans()) == 2
