@@ -263,3 +263,17 @@ def test_dataloader_workers_train_on_a_bucket_lake_while_another_process_ingests
     assert Cache(tmp_path / "train-cache").info()["objects"] > 0
     with scandb.connect(filled) as db:
         assert len(db.scans()) == 2
+
+
+def test_forked_ingest_workers_upload_their_chunks_images(s3_bucket, tmp_path, scan_file, monkeypatch):
+    from scandb.ingest import prefetch
+
+    monkeypatch.setattr(prefetch, "MIN_BYTES_FOR_WORKERS", 0)  # this small scan read as a big one is
+    monkeypatch.setattr(prefetch, "CHUNK_TRIALS", 4)  # three chunks, shared by two workers
+    url = catalog(tmp_path)
+    run = run_cli("ingest", str(scan_file), "--db", url, "--data-path", s3_bucket.url)
+    assert run.code == 0, run
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    with scandb.connect(url) as db:
+        assert_equal_source(db)
+    assert run_cli("verify", "--db", url).code == 0
