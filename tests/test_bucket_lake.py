@@ -73,6 +73,8 @@ def test_ingest_puts_every_file_in_the_bucket_and_arrays_equal_the_source_cold_a
 
     listed = run_cli("scans", "--db", filled)
     assert listed.code == 0 and "24001" in listed.out, listed
+    scan = run_cli("sql", "--csv", "--db", filled, "SELECT scan_key FROM scans").out.split()[1]
+    assert run_cli("info", scan, "--db", filled).out.startswith(f"scan {scan}")
     counted = run_cli("sql", "--csv", "--db", filled, "SELECT count(*) AS n FROM trials_full")
     assert counted.out.split() == ["n", "12"], counted
     verified = run_cli("verify", "--db", filled)
@@ -277,3 +279,8 @@ def test_forked_ingest_workers_upload_their_chunks_images(s3_bucket, tmp_path, s
     with scandb.connect(url) as db:
         assert_equal_source(db)
     assert run_cli("verify", "--db", url).code == 0
+
+
+def test_a_bucket_that_does_not_exist_is_one_line(s3_bucket, tmp_path, scan_file):
+    run = run_cli("ingest", str(scan_file), "--db", catalog(tmp_path), "--data-path", "s3://no-such-bucket-here/lab")
+    assert run.code != 0 and "s3://no-such-bucket-here: no such bucket" in run.error, run
