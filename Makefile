@@ -11,7 +11,7 @@ EXAMPLE := example
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,torch,reference,bench,report,lake]" "torch==2.13.0"
+	$(BIN)/pip install --quiet -e ".[test,torch,reference,bench,report,lake,cloud]" "torch==2.13.0"
 	touch $@
 
 install: $(BIN)/.installed

@@ -29,17 +29,21 @@ class DatabaseTarget(click.ParamType):
 
 def _remember_data_path(ctx: click.Context, param, value):
     if value is not None:
+        if not value.startswith("s3://"):  # a bucket's URL stays as it is
+            value = click.Path(file_okay=False, path_type=Path).convert(value, param, ctx)
         ctx.meta[DATA_PATH_KEY] = value
     return value
 
 
 def db_option(command):
     """--db, and --data-path for a lake (read by ``connect`` through the click context)."""
-    command = click.option("--data-path", type=click.Path(file_okay=False, path_type=Path), default=None,
+    command = click.option("--data-path", type=str, default=None,
                            envvar=DATA_PATH_VARIABLE, show_envvar=True, expose_value=False,
-                           callback=_remember_data_path, metavar="DIR",
-                           help="A lake's folder for its files: stored when the lake is created; later it "
-                                "overrides the stored one (a machine mounting the share elsewhere).")(command)
+                           callback=_remember_data_path, metavar="DIR|s3://BUCKET/PREFIX",
+                           help="A lake's folder for its files, or a bucket (s3://bucket/prefix; credentials "
+                                "from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, AWS_ENDPOINT_URL): "
+                                "stored when the lake is created; later it overrides the stored one (a machine "
+                                "mounting the share elsewhere).")(command)
     return click.option("--db", "db_path", type=DatabaseTarget(), default=DEFAULT_DB, show_default=True,
                         metavar="FILE|ducklake:...",
                         envvar=DB_VARIABLE, show_envvar=True,
@@ -55,7 +59,7 @@ DATA_PATH_KEY = "scandb.data_path"
 DATA_PATH_VARIABLE = "SCANDB_DATA_PATH"
 
 
-def data_path() -> Path | None:
+def data_path() -> Path | str | None:
     """--data-path of the running command, if given."""
     return click.get_current_context().meta.get(DATA_PATH_KEY)
 
@@ -292,6 +296,53 @@ def snapshots(db_path: Path | str, as_csv: bool, wait: float) -> None:
         history = db.snapshots()
     rows = [(s.id, s.when, s.author or "", s.change) for s in history]
     click.echo(render(["snapshot", "time_utc", "author", "change"], rows, "csv" if as_csv else "table"))
+
+
+@cli.group()
+def cache() -> None:
+    """The local cache of a bucket's objects (a lake whose data path is s3://...).
+
+    Where: $SCANDB_CACHE, else ~/.cache/scandb; size limit $SCANDB_CACHE_SIZE (default 20GB),
+    least recently used objects go first. Objects never change, so a cached one is never stale.
+    """
+
+
+@cache.command("info")
+def cache_info() -> None:
+    """Where the cache is, how many objects and bytes it holds, and its limit."""
+    from .store.cache import Cache
+
+    found = Cache().info()
+    click.echo(f"{found['root']}: {found['objects']:,} objects, {found['bytes'] / 1e6:,.1f} MB "
+               f"(limit {found['limit'] / 1e9:,.1f} GB)")
+
+
+@cache.command("clear")
+def cache_clear() -> None:
+    """Remove every cached object (they are downloaded again when read)."""
+    from .store.cache import Cache
+
+    cache = Cache()
+    removed = cache.clear()
+    click.echo(f"{cache.root}: removed {removed / 1e6:,.1f} MB")
+
+
+@cache.command("warm")
+@click.argument("query")
+@db_option
+@wait_option
+def cache_warm(query: str, db_path: Path | str, wait: float) -> None:
+    """Download the store objects of the trials QUERY selects (it returns scan_key, and
+    trial_id to pick trials) into the cache, several at once: their images, and their scans'
+    response matrices and meta files."""
+    from .maintenance.warm import warm
+
+    with connect(db_path, wait=wait) as db:
+        count, size = warm(db, query)
+    if not count:
+        click.echo(f"{db_path}: the store is a local folder; nothing to cache")
+    else:
+        click.echo(f"cached {count:,} objects ({size / 1e6:,.1f} MB)")
 
 
 @cli.command()

@@ -27,6 +27,8 @@ from scandb.store.images import ImageStore, image_hash
 from scandb.store.matrices import MatrixStore
 from scandb.store.meta import MetaStore, intact, stored_content
 
+from .s3 import moto_server, s3_bucket  # noqa: F401  (fixtures)
+
 
 def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
@@ -294,6 +296,66 @@ class TestLocalFolder(MediumContract):
         return Folder(tmp_path / "lab.images")
 
 
+class TestBucket(MediumContract):
+    """The same contract on an S3 bucket (moto's server, tests/s3.py), read through a cache."""
+
+    @pytest.fixture
+    def medium(self, s3_bucket, tmp_path) -> Folder:
+        from scandb.store.bucket import Bucket
+        from scandb.store.cache import Cache
+
+        return Bucket(f"{s3_bucket.url}/lab.images", Cache(tmp_path / "cache"))
+
+    def test_listing_gives_keys_and_ages_and_no_temporaries(self, medium):
+        before = time.time()
+        medium.put("meta/a.npy", b"a")
+        medium.put("meta/b.npy", b"b")
+        medium.put("meta/.c.123.tmp", b"half")  # a bucket has no temporaries: a dot name is never a file
+        listed = medium.list("meta/*")
+        assert set(listed) == {"meta/a.npy", "meta/b.npy"}
+        assert all(before - 2 <= modified <= time.time() + 2 for modified in listed.values())
+        assert medium.temporaries("meta") == {}
+        assert medium.list("other/*") == {}
+
+    def test_delete_removes_files_and_the_folders_they_empty(self, medium):
+        medium.put("ab/cd/x.npy", b"x")
+        medium.delete(["ab/cd/x.npy", "ab/cd/gone.npy"])
+        assert not medium.exists("ab/cd/x.npy") and not medium.path("ab").exists()
+
+    def test_puts_while_uploading_are_all_in_the_bucket_when_it_ends(self, medium):
+        with medium.uploading():
+            for i in range(100):  # more than are kept in flight
+                medium.put(f"ab/{i}.npy", bytes([i]) * 10)
+        assert len(medium.list("ab/*.npy")) == 100 and medium.read("ab/7.npy") == bytes([7]) * 10
+
+    def test_a_failed_upload_while_uploading_raises_when_it_ends(self, medium):
+        from scandb.store.bucket import Bucket
+
+        nowhere = Bucket("s3://no-such-bucket-here/lab.images", medium.cache)
+        with pytest.raises(DatabaseError, match="no such bucket"), nowhere.uploading():
+            nowhere.put("ab/x.npy", b"x")
+
+    def test_a_large_staged_file_is_uploaded_in_parts_and_kept_in_the_cache(self, medium):
+        from scandb.store import bucket
+
+        data = np.random.default_rng(1).bytes(bucket.MULTIPART_THRESHOLD + 3 * bucket.PART_SIZE // 2)
+        staged = medium.staging("responses/big.npy")
+        staged.write_bytes(data)
+        medium.publish(staged, "responses/big.npy")
+        key = medium.object_key("responses/big.npy")
+        head = medium.client.head_object(Bucket=medium.bucket, Key=key)
+        assert head["ContentLength"] == len(data) and head["ETag"].strip('"').endswith("-4")  # four parts
+        assert medium.cache.cached(medium.url_of("responses/big.npy")).read_bytes() == data
+
+    def test_a_path_is_the_objects_url_and_maps_its_cached_file(self, medium, s3_bucket):
+        array = np.arange(12, dtype=np.float32).reshape(3, 4)
+        medium.put("responses/m.npy", npy_bytes(array))
+        path = medium.path("responses/m.npy")
+        assert str(path) == f"{s3_bucket.url}/lab.images/responses/m.npy"
+        np.testing.assert_array_equal(np.load(path, mmap_mode="r"), array)
+        assert path.stat().st_size == len(npy_bytes(array)) and path.exists()
+
+
 def test_keys_written_before_revision_0011_lose_the_store_folders_name():
     assert key_of("lab.images/responses/abc.npy") == "responses/abc.npy"
     assert key_of("x y.images/meta/abc.npy") == "meta/abc.npy"
@@ -309,3 +371,18 @@ def test_a_put_after_its_folder_was_emptied_and_removed_makes_it_again(tmp_path)
     assert not medium.path("ab").exists()
     medium.put("ab/two.npy", b"2")
     assert medium.read("ab/two.npy") == b"2"
+
+
+def test_the_cache_evicts_the_least_recently_used_objects_past_its_limit(tmp_path):
+    from scandb.store.cache import Cache, parse_size
+
+    assert parse_size("20GB") == 20 * 10**9 and parse_size("1.5 MiB") == 3 * 2**19 and parse_size("7") == 7
+    cache = Cache(tmp_path / "cache", limit=10**9)
+    for i in range(4):
+        cache.get(f"s3://b/k{i}", lambda temporary, i=i: temporary.write_bytes(bytes([i]) * 3000))
+        os.utime(cache.file(f"s3://b/k{i}"), (1000 + i, 1000 + i))
+    assert cache.cached("s3://b/k0") is not None  # used again now: the newest
+    cache.limit = 10_000  # 12,000 bytes kept: evicting goes down to 9,000
+    cache.evict()
+    assert [cache.file(f"s3://b/k{i}").exists() for i in range(4)] == [True, False, True, True]
+    assert cache.info()["bytes"] == 9000 and cache.clear() == 9000 and cache.info()["objects"] == 0

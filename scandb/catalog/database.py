@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import duckdb
 
 from ..errors import DatabaseError, UsageError
+from ..store.base import as_folder
 from ..store.folder import Folder
 from . import DEFAULT_DB  # noqa: F401  (re-exported: callers open DEFAULT_DB by default)
 from . import DEFAULT_WAIT, OFFLINE  # noqa: F401  (OFFLINE re-exported)
@@ -119,6 +120,8 @@ class Database:
         self._closed = False
         self._rooted: duckdb.DuckDBPyConnection | None = None
         """The connection the ``scandb_root``/``scandb_store`` variables were set on."""
+        self._store: Folder | None = None
+        self._store_at: Path | str | None = None
         creating = self.path is not None and not self.path.exists()  # opened on first use: no empty file
         self._conn: duckdb.DuckDBPyConnection | None = None if creating and not held else self._open()
         self._engine: "sa.Engine | None" = None
@@ -208,14 +211,34 @@ class Database:
         return self.catalog.stamp(lambda: self.conn, self.snapshot)
 
     @property
-    def image_dir(self) -> Path:
-        """The store's folder: keys in rows are relative to it."""
+    def image_dir(self) -> Path | str:
+        """The store's folder (a bucket's: its ``s3://`` URL): keys in rows are relative to it."""
         return self.catalog.store_folder
 
     @property
     def store(self) -> Folder:
-        """The medium of the store's files: every read and write of them goes through it."""
-        return Folder(self.image_dir)
+        """The medium of the store's files: every read and write of them goes through it (a
+        local ``Folder``, or a ``Bucket`` for a data path on S3, made once: it holds a client)."""
+        where = self.image_dir
+        if self._store is None or self._store_at != where:
+            self._store, self._store_at = as_folder(where), where
+        return self._store
+
+    @contextmanager
+    def reading_the_medium(self) -> Iterator[None]:
+        """Meanwhile, the store's reads skip any local cache (a bucket's): ``verify`` checks
+        the objects themselves."""
+        store = self.store
+        uncached = getattr(store, "uncached", None)
+        if uncached is None:
+            yield
+            return
+        with uncached() as fresh:
+            self._store = fresh
+            try:
+                yield
+            finally:
+                self._store = store
 
     # -- writing beside other processes ---------------------------------------------------
 

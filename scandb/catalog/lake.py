@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from ..errors import DamageError, DatabaseError, first_line
+from ..store import bucket as buckets
 from . import LAKE_PREFIX as PREFIX
 from . import is_lake  # noqa: F401  (re-exported)
 CATALOGS = {"sqlite": "sqlite_scanner", "postgres": "postgres_scanner"}
@@ -48,7 +49,8 @@ class Lake:
     """``sqlite`` or ``postgres``."""
     location: str
     """The SQLite file (absolute) or the libpq conninfo."""
-    data_path: Path | None = None
+    data_path: Path | str | None = None
+    """A local folder, or an ``s3://bucket/prefix`` URL (``store/bucket.py``)."""
 
     @property
     def url(self) -> str:
@@ -76,8 +78,34 @@ def parse(target: str, data_path: str | Path | None = None) -> Lake:
                             f"or ducklake:postgres:<conninfo> (e.g. 'dbname=lab host=server')")
     if catalog == "sqlite":
         location = str(Path(location).expanduser().absolute())
-    folder = None if data_path is None else Path(data_path).expanduser().absolute()
-    return Lake(catalog, location, folder)
+    return Lake(catalog, location, where(data_path))
+
+
+def where(data_path: str | Path | None) -> Path | str | None:
+    """A data path as given: an ``s3://`` URL kept as it is, a folder made absolute."""
+    if data_path is None:
+        return None
+    if buckets.is_url(str(data_path)):
+        return str(data_path).rstrip("/")
+    return Path(data_path).expanduser().absolute()
+
+
+def on_bucket(data_path) -> bool:
+    return data_path is not None and buckets.is_url(str(data_path))
+
+
+def bucket_statements(data_path: str, *, shell: bool = False) -> list[str]:
+    """LOAD httpfs and make the secret for a data path on a bucket (the shell reads the
+    credentials with ``getenv``, so they are not on its command line)."""
+    found = buckets.credentials(str(data_path))
+    statement = buckets.secret_statement(str(data_path))
+    if shell:
+        statement = statement.replace(f"KEY_ID {quote(found.key_id)}", "KEY_ID getenv('AWS_ACCESS_KEY_ID')")
+        statement = statement.replace(f"SECRET {quote(found.secret)}", "SECRET getenv('AWS_SECRET_ACCESS_KEY')")
+        if found.token:
+            statement = statement.replace(f"SESSION_TOKEN {quote(found.token)}",
+                                          "SESSION_TOKEN getenv('AWS_SESSION_TOKEN')")
+    return [*extension_statements("httpfs"), statement]
 
 
 def extension_file(name: str) -> Path | None:
@@ -147,9 +175,12 @@ def attach_statement(lake: Lake, *, read_only: bool = False, snapshot: int | Non
     return f"ATTACH IF NOT EXISTS {quote(lake.url)} AS {ALIAS}{listed}"
 
 
-def open_statements(lake: Lake, *, read_only: bool = False) -> list[str]:
-    """Everything the DuckDB shell or Python runs to use the lake (after disabling autoinstall)."""
-    return [*load_statements(lake), attach_statement(lake, read_only=read_only), f"USE {ALIAS}"]
+def open_statements(lake: Lake, *, read_only: bool = False, stored: Path | str | None = None) -> list[str]:
+    """Everything the DuckDB shell runs to use the lake (after disabling autoinstall);
+    ``stored``: the data path the catalog holds (a bucket's needs httpfs and a secret)."""
+    bucket = lake.data_path if on_bucket(lake.data_path) else stored if on_bucket(stored) else None
+    return [*load_statements(lake), *(bucket_statements(bucket, shell=True) if bucket else []),
+            attach_statement(lake, read_only=read_only), f"USE {ALIAS}"]
 
 
 def open_lake(lake: Lake, offline: dict, *, read_only: bool = False, snapshot: int | None = None
@@ -170,6 +201,8 @@ def open_lake(lake: Lake, offline: dict, *, read_only: bool = False, snapshot: i
             except duckdb.Error as exc:
                 raise DatabaseError(f"{lake.name}: cannot load DuckDB's {statement.split()[-1]} extension "
                                     f"({first_line(str(exc))}); install it with {LAKE_EXTRA}") from None
+        if on_bucket(lake.data_path):
+            _reach_bucket(conn, lake, lake.data_path)
         _attach(conn, lake, read_only, snapshot)
         conn.execute(f"USE {ALIAS}")
     except BaseException:
@@ -178,9 +211,23 @@ def open_lake(lake: Lake, offline: dict, *, read_only: bool = False, snapshot: i
     return conn
 
 
+def _reach_bucket(conn: duckdb.DuckDBPyConnection, lake: Lake, url: str) -> None:
+    """httpfs and the secret for a data path on a bucket (credentials from the environment)."""
+    for statement in bucket_statements(url):
+        try:
+            conn.execute(statement)
+        except duckdb.Error as exc:
+            what = "DuckDB's httpfs extension" if statement.startswith(("LOAD", "INSTALL")) else "the S3 secret"
+            raise DatabaseError(f"{lake.name}: cannot load {what} ({first_line(str(exc))}); "
+                                f"install it with {buckets.CLOUD_EXTRA}") from None
+
+
 def _attach(conn: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, snapshot: int | None = None) -> None:
     """ATTACH, retrying briefly while another process holds a SQLite catalog being created."""
+    import re
+
     deadline = time.monotonic() + SQLITE_BUSY_MS / 1000
+    reached = on_bucket(lake.data_path)
     while True:
         try:
             conn.execute(attach_statement(lake, read_only=read_only, snapshot=snapshot))
@@ -189,6 +236,11 @@ def _attach(conn: duckdb.DuckDBPyConnection, lake: Lake, read_only: bool, snapsh
             message = first_line(str(exc))
             if "locked" in message and time.monotonic() < deadline:
                 time.sleep(0.1)
+                continue
+            bucket = re.search(r"Data path (s3://\S+) requires the extension httpfs", message)
+            if bucket and not reached:  # the data path stored in the catalog is a bucket
+                _reach_bucket(conn, lake, where(bucket[1]))
+                reached = True
                 continue
             if "creating a new DuckLake is explicitly disabled" in message:
                 raise _missing(lake) from None
@@ -239,11 +291,18 @@ def _needs_data_path(lake: Lake) -> DatabaseError:
                          f"scandb.connect(..., data_path=DIR))")
 
 
-def data_path(conn: duckdb.DuckDBPyConnection) -> Path | None:
-    """The data path stored in the attached lake's catalog."""
+def data_path(conn: duckdb.DuckDBPyConnection) -> Path | str | None:
+    """The data path stored in the attached lake's catalog (a bucket's as its URL)."""
     row = conn.execute(f"SELECT value FROM ducklake_options({quote(ALIAS)}) WHERE option_name = 'data_path'"
                        ).fetchone()
-    return Path(row[0]) if row and row[0] else None
+    if not row or not row[0]:
+        return None
+    return where(row[0]) if on_bucket(row[0]) else Path(row[0])
+
+
+def store_folder(root: Path | str) -> Path | str:
+    """The store's folder under a data path (a bucket's: its URL)."""
+    return f"{str(root).rstrip('/')}/{STORE_FOLDER}" if on_bucket(root) else Path(root) / STORE_FOLDER
 
 
 def current_snapshot(conn: duckdb.DuckDBPyConnection) -> int:
@@ -327,6 +386,9 @@ def writer_lock(data_path: Path, name: str):
     import fcntl
     import logging
 
+    if on_bucket(data_path):
+        yield  # a bucket has no locks: the claim keeps writes apart (docs/lab.md, object storage)
+        return
     path = data_path / LOCK_FILE
     try:
         data_path.mkdir(parents=True, exist_ok=True)

@@ -41,8 +41,8 @@ class LakeCatalog(Catalog):
         self._newest = NewestSnapshot(lake, OFFLINE)
 
     @property
-    def store_folder(self) -> Path:
-        return self.root / lakes.STORE_FOLDER
+    def store_folder(self) -> Path | str:
+        return lakes.store_folder(self.root)
 
     def open(self, read_only: bool, wait: float, snapshot: int | None) -> duckdb.DuckDBPyConnection:
         conn = lakes.open_lake(self.lake, OFFLINE, read_only=read_only, snapshot=snapshot)
@@ -109,7 +109,15 @@ class LakeCatalog(Catalog):
 
         if self.lake.exists() is False:
             raise DatabaseError(f"{self.name}: no lake there (create one with 'scandb ingest')")
-        return [binary, *SHELL_OFFLINE, "-cmd", "; ".join(lakes.open_statements(self.lake, read_only=not write))]
+        stored = None
+        if not lakes.on_bucket(self.lake.data_path):  # a bucket's data path needs httpfs and a secret
+            conn = lakes.open_lake(self.lake, OFFLINE, read_only=True)
+            try:
+                stored = lakes.data_path(conn)
+            finally:
+                conn.close()
+        statements = lakes.open_statements(self.lake, read_only=not write, stored=stored)
+        return [binary, *SHELL_OFFLINE, "-cmd", "; ".join(statements)]
 
     def current_snapshot(self, conn: duckdb.DuckDBPyConnection) -> int | None:
         return snapshots.current(conn)

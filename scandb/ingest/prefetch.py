@@ -58,6 +58,14 @@ MIN_BYTES_FOR_WORKERS = 64 << 20
 passing chunks through their pipes costs more than it saves on a small scan."""
 
 
+def uploading(folder):
+    """The medium's background uploads for a chunk (a bucket's), or nothing (a folder)."""
+    from contextlib import nullcontext
+
+    start = getattr(folder, "uploading", None)
+    return start() if start is not None else nullcontext()
+
+
 def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.ndarray,
                frames: FrameStore | None = None, matrix: RowSink | None = None) -> TrialChunk:
     """These trials read, checked, hashed, and their images stored (and, given ``frames``,
@@ -67,7 +75,8 @@ def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.n
     created_before = len(store.created)
     frames_before = len(frames.created) if frames is not None else 0
     try:
-        chunk = _read_chunk(scan, store, groups, trials, created_before, frames, frames_before)
+        with uploading(store.folder):  # a bucket uploads the chunk's images several at once
+            chunk = _read_chunk(scan, store, groups, trials, created_before, frames, frames_before)
         if matrix is not None and chunk.n_frames is not None:
             chunk.row_digests = matrix.write(chunk.trials, chunk.responses.transpose(0, 2, 1))
             chunk.responses = None

@@ -305,4 +305,4 @@ def orphan_file_problems(db: Database, stores: list[tuple[Store, set[str]]]) -> 
 
 def shown(db: Database, key: str) -> str:
     """A store file as messages name it: under the store folder's name (``lab.images/ab/...``)."""
-    return f"{db.image_dir.name}/{key}"
+    return f"{PurePosixPath(str(db.image_dir)).name}/{key}"

@@ -63,7 +63,9 @@ def database_folder(conn: duckdb.DuckDBPyConnection) -> Path:
 
 def store_folder(conn: duckdb.DuckDBPyConnection) -> Folder:
     """The store keys in rows are relative to (revision 0011 on), set on every connection."""
-    return Folder(conn.execute("SELECT getvariable('scandb_store')").fetchone()[0])
+    from ..store.base import as_folder
+
+    return as_folder(conn.execute("SELECT getvariable('scandb_store')").fetchone()[0])
 
 
 def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Folder,

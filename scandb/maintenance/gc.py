@@ -61,6 +61,13 @@ class GcResult:
         return "\n".join(lines)
 
 
+def _size(path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return path.relative_to(root).as_posix()
@@ -83,7 +90,7 @@ def gc(db: Database, older_than_days: float, *, dry_run: bool = False) -> GcResu
                  if modified <= cutoff and modified < float("inf")]
         result.young += sum(cutoff < modified < float("inf") for modified in ages.values())
         result.files += sorted(going)
-    result.n_bytes = sum(path.stat().st_size for path in result.files if path.exists())
+    result.n_bytes = sum(_size(path) for path in result.files)
     if not dry_run:
         try:
             collect_garbage(stores, db.garbage_age)

@@ -14,7 +14,13 @@ DIGESTS_MISSING = Kind("scan", "without recorded digests")
 
 
 def verify(db: Database) -> VerifyReport:
-    """Check the schema revision, the recorded digests, and that rows and files agree."""
+    """Check the schema revision, the recorded digests, and that rows and files agree (a
+    bucket's objects as they are in it, not through the local cache)."""
+    with db.reading_the_medium():
+        return _verify(db)
+
+
+def _verify(db: Database) -> VerifyReport:
     db.check_revision()  # a database at another revision is a DatabaseError (exit 4), not damage
     report = VerifyReport(db.name)
     report.n_scans, report.n_trials = db.conn.execute(

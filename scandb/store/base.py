@@ -6,7 +6,8 @@ under ``frames/``. Rows reference a store's files by a reference (an image's has
 matrix's key); ``files`` maps each reference to the key of its file. Every file is written
 under a temporary name and renamed into place, so a real name never holds a partial file;
 files no row references, and temporaries, are garbage: ``collect_garbage`` removes both,
-for any store. A store on another medium is another ``Folder``; nothing here changes.
+for any store. A store on another medium is another ``Folder`` (``bucket.Bucket``: objects on S3, read
+through a local cache); nothing here changes.
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ __all__ = ["TEMPORARY_SUFFIX", "Folder", "Store", "as_folder", "collect_garbage"
 
 
 def as_folder(where: Folder | Path | str) -> Folder:
-    """The medium a store is given: a ``Folder``, or a local folder's path."""
-    return where if isinstance(where, Folder) else Folder(where)
+    """The medium a store is given: a ``Folder`` (or ``bucket.Bucket``), a local folder's
+    path, or an ``s3://bucket/prefix`` URL."""
+    if isinstance(where, Folder) or hasattr(where, "read_ranges"):
+        return where
+    if isinstance(where, str) and where.startswith("s3://"):
+        from .bucket import Bucket
+
+        return Bucket(where)
+    return Folder(where)
 
 
 class Store(ABC):

@@ -223,8 +223,8 @@ def write_then_rename(target: Path, data: bytes | memoryview) -> None:
 
 def remove_if_empty(folder: Path, root: Path) -> None:
     """Drop a sub-folder of a store once its last file is gone, so undoing a write leaves no trace."""
-    if folder == root or root not in folder.parents:
-        return
+    if not isinstance(folder, Path) or folder == root or root not in folder.parents:
+        return  # a bucket's objects have no folders
     try:
         folder.rmdir()
     except OSError:

@@ -77,8 +77,9 @@ class ImageStore(Store):
 
 
 def discard(paths, root: Path) -> None:
-    """Remove files a rolled-back write created, and the fan-out folders they leave empty."""
+    """Remove files a rolled-back write created, and the fan-out folders they leave empty
+    (``root``: the store's ``root``; on a bucket, objects, named by path or URL)."""
     for path in paths:
-        path = Path(path)
+        path = root.locate(path) if hasattr(root, "locate") else Path(path)
         path.unlink(missing_ok=True)
         remove_if_empty(path.parent, root)

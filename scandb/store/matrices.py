@@ -93,7 +93,7 @@ class MatrixWriter:
         self._file.close()
         self.temporary.unlink(missing_ok=True)
         if final:
-            self.final.unlink(missing_ok=True)
+            self.store.folder.delete([self.key])
 
 
 

@@ -1,0 +1,498 @@
+"""The store's medium on an S3 bucket: ``Folder``'s methods over objects, read through a
+local cache (``cache.py``).
+
+A lake whose data path is ``s3://bucket/prefix`` keeps the store's files as objects under
+``s3://bucket/prefix/scandb.images/<key>``, beside DuckLake's Parquet files. The key
+layouts above (``images.py``, ``matrices.py``, ...) are unchanged: keys are content hashes,
+so an object never changes once written, and a cached copy is never stale.
+
+- Writing: ``put`` uploads bytes in one request; a file built piece by piece (a response
+  matrix) is built in a local staging file and ``publish`` uploads it (multipart, several
+  parts in flight, bounded memory), then keeps it in the cache. An upload is atomic: an
+  object's name never holds part of one, so a bucket has no temporaries; a killed ingest
+  leaves whole objects no row references, which ``gc`` deletes once they are older than
+  an ingest could still be running.
+- Reading: ``read``, ``open``, ``read_into``, ``read_ranges`` and a path's ``__fspath__``
+  (``np.load(store.path(key), mmap_mode="r")``) fetch the whole object into the cache first
+  and read the local file; ``exists``, ``list`` and ``delete`` ask the bucket.
+
+Credentials come the ecosystem's way: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``
+(``AWS_SESSION_TOKEN``), ``AWS_REGION`` and, for a server other than AWS,
+``AWS_ENDPOINT_URL``. They are never stored in the catalog.
+
+The client is boto3 (the ``cloud`` extra), created anew in each process: ingest workers are
+forked, and so are DataLoader workers. (obstore, faster at coalesced range reads, hung in a
+forked child here.)
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import SimpleNamespace
+
+from ..errors import DatabaseError
+from .cache import Cache
+
+SCHEME = "s3://"
+FETCH_THREADS = 8
+"""Objects downloaded at once by ``read_ranges`` (and ``scandb cache warm``)."""
+MULTIPART_THRESHOLD = 32 << 20
+PART_SIZE = 16 << 20
+UPLOAD_THREADS = 8
+"""A staged file larger than the threshold is uploaded in parts of ``PART_SIZE``, this many
+in flight (memory: about ``UPLOAD_THREADS * PART_SIZE``)."""
+UPLOADS_PENDING = 64
+"""Background uploads (``uploading``) waiting at most: their bytes are held in memory."""
+CLOUD_EXTRA = "pip install 'scandb[cloud]'"
+
+
+def is_url(where) -> bool:
+    return isinstance(where, str) and where.startswith(SCHEME)
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix/`` as ``("bucket", "some/prefix")``."""
+    bucket, _, prefix = url[len(SCHEME):].partition("/")
+    return bucket, prefix.strip("/")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    key_id: str
+    secret: str
+    region: str
+    endpoint: str | None
+    """``http://host:port`` of a server other than AWS (``AWS_ENDPOINT_URL``)."""
+    token: str | None = None
+
+
+def credentials(url: str) -> Credentials:
+    """The credentials of the environment, or one line naming what to set."""
+    key_id, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not key_id or not secret:
+        missing = " and ".join(name for name, value in (("AWS_ACCESS_KEY_ID", key_id),
+                                                        ("AWS_SECRET_ACCESS_KEY", secret)) if not value)
+        raise DatabaseError(f"{url}: no credentials for the bucket; set {missing} "
+                            f"(and AWS_ENDPOINT_URL for a server other than AWS)")
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return Credentials(key_id, secret, region, os.environ.get("AWS_ENDPOINT_URL") or None,
+                       os.environ.get("AWS_SESSION_TOKEN") or None)
+
+
+SECRET_NAME = "scandb_s3"
+
+
+def secret_statement(url: str) -> str:
+    """The DuckDB secret (httpfs) that lets DuckLake read and write its Parquet files under
+    ``url``, made from the environment's credentials on every connection (in memory only)."""
+    from ..catalog.lake import quote
+
+    found = credentials(url)
+    options = ["TYPE s3", f"KEY_ID {quote(found.key_id)}", f"SECRET {quote(found.secret)}",
+               f"REGION {quote(found.region)}", f"SCOPE {quote(SCHEME + split_url(url)[0])}"]
+    if found.token:
+        options.append(f"SESSION_TOKEN {quote(found.token)}")
+    if found.endpoint:
+        scheme, _, host = found.endpoint.partition("://")
+        options += [f"ENDPOINT {quote(host.rstrip('/'))}", "URL_STYLE 'path'",
+                    f"USE_SSL {'true' if scheme == 'https' else 'false'}"]
+    return f"CREATE OR REPLACE SECRET {SECRET_NAME} ({', '.join(options)})"
+
+
+def glob_regex(pattern: str) -> re.Pattern:
+    """A store's glob (``??/*.npy``, ``meta/*``) as a regex over keys: wildcards stay within
+    one path component, as ``Path.glob``'s do."""
+    out = []
+    for char in pattern:
+        out.append("[^/]" if char == "?" else "[^/]*" if char == "*" else re.escape(char))
+    return re.compile("".join(out))
+
+
+class Bucket:
+    """Store files as objects under ``url`` (``s3://bucket/prefix/scandb.images``), by key."""
+
+    def __init__(self, url: str, cache: Cache | None = None):
+        self.url = url.rstrip("/")
+        self.bucket, self.prefix = split_url(self.url)
+        if not self.bucket:
+            raise DatabaseError(f"{url}: no bucket named (use s3://bucket/prefix)")
+        self.cache = cache if cache is not None else Cache()
+        self.root = ObjectPath(self, "")
+        self._client = None
+        self._pid = None
+        self._lock = threading.Lock()
+        self._batching = 0
+        self._uploads: ThreadPoolExecutor | None = None
+        self._uploads_pid: int | None = None
+        self._pending: list = []
+
+    def __repr__(self) -> str:
+        return f"Bucket({self.url!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Bucket) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __getstate__(self):
+        return {"url": self.url, "cache": self.cache}
+
+    def __setstate__(self, state):
+        self.__init__(state["url"], state["cache"])
+
+    # -- the client ------------------------------------------------------------------------
+
+    @property
+    def client(self):
+        """boto3's S3 client, made in this process (a forked worker makes its own)."""
+        if self._client is None or self._pid != os.getpid():
+            with self._lock:
+                if self._client is None or self._pid != os.getpid():
+                    self._client, self._pid = _client(self.url), os.getpid()
+        return self._client
+
+    def object_key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def url_of(self, key: str) -> str:
+        return f"{self.url}/{key}" if key else self.url
+
+    def key_of(self, where) -> str:
+        """The key of a path this bucket gave (or its URL, as worker processes pass it back)."""
+        if isinstance(where, ObjectPath):
+            return where.key
+        text = str(where)
+        if not text.startswith(self.url + "/"):
+            raise ValueError(f"{text}: not in {self.url}")
+        return text[len(self.url) + 1:]
+
+    def _call(self, action, key: str = ""):
+        """Run ``action(client)``; a missing object is FileNotFoundError, anything the bucket
+        refuses (credentials, no bucket, unreachable server) one DatabaseError line."""
+        try:
+            return action(self.client)
+        except Exception as exc:
+            raise _translated(exc, self, key) from None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def path(self, key: str) -> "ObjectPath":
+        """The object of ``key``: a path whose ``os.fspath`` is the cached local file (fetched
+        then), for memory maps; its ``str`` is the object's URL, for messages."""
+        return ObjectPath(self, key)
+
+    def local(self, key: str) -> Path:
+        """The object's cached local file, downloaded first when it is not kept."""
+        return self.cache.get(self.url_of(key), lambda temporary: self._download(key, temporary))
+
+    def _download(self, key: str, temporary: Path) -> None:
+        def fetch(client):
+            body = client.get_object(Bucket=self.bucket, Key=self.object_key(key))["Body"]
+            with open(temporary, "wb") as f:
+                shutil.copyfileobj(body, f, 1 << 20)
+        self._call(fetch, key)
+
+    def exists(self, key: str) -> bool:
+        return self.head(key) is not None
+
+    def head(self, key: str) -> dict | None:
+        """The object's size and modification time, or None when there is none."""
+        try:
+            found = self._call(lambda c: c.head_object(Bucket=self.bucket, Key=self.object_key(key)), key)
+        except FileNotFoundError:
+            return None
+        return {"size": found["ContentLength"], "modified": found["LastModified"].timestamp()}
+
+    def read(self, key: str) -> bytes:
+        return self.local(key).read_bytes()
+
+    def open(self, key: str):
+        return open(self.local(key), "rb")
+
+    def read_into(self, key: str, buffers: list, offset: int = 0) -> int:
+        fd = os.open(self.local(key), os.O_RDONLY)
+        try:
+            return os.preadv(fd, buffers, offset)
+        finally:
+            os.close(fd)
+
+    def fetch(self, keys: Iterable[str]) -> dict[str, Path | OSError]:
+        """Each object's local file (downloaded, several at once, when not kept), or the
+        OSError fetching it raised."""
+        keys = list(dict.fromkeys(keys))
+
+        def one(key):
+            try:
+                return self.local(key)
+            except OSError as exc:
+                return exc
+
+        if len(keys) < 2:
+            return {key: one(key) for key in keys}
+        with ThreadPoolExecutor(min(FETCH_THREADS, len(keys)), thread_name_prefix="scandb-fetch") as pool:
+            return dict(zip(keys, pool.map(one, keys)))
+
+    def read_ranges(self, jobs: list[tuple[str, int, memoryview]], parallel: bool = True) -> list[int | OSError]:
+        """As ``Folder.read_ranges``, from the cached files (objects not kept are fetched first)."""
+        files = self.fetch(key for key, _, _ in jobs)
+        out = []
+        for key, offset, buffer in jobs:
+            local = files[key]
+            if isinstance(local, OSError):
+                out.append(local)
+                continue
+            fd = os.open(local, os.O_RDONLY)
+            try:
+                out.append(os.preadv(fd, [buffer], offset))
+            finally:
+                os.close(fd)
+        return out
+
+    def list(self, pattern: str) -> dict[str, float]:
+        """Objects whose key matches the glob ``pattern``, with their modification times."""
+        literal = re.split(r"[*?\[]", pattern, maxsplit=1)[0]
+        match = glob_regex(pattern)
+        found = {}
+        for key, entry in self._listing(literal.rpartition("/")[0]).items():
+            if match.fullmatch(key) and not key.rpartition("/")[2].startswith("."):
+                found[key] = entry["modified"]
+        return found
+
+    def _listing(self, under: str) -> dict[str, dict]:
+        start = self.object_key(f"{under}/" if under else "")
+        if self.prefix and not under:
+            start = self.prefix + "/"
+        cut = len(self.prefix) + 1 if self.prefix else 0
+
+        def listing(client):
+            found = {}
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=start):
+                for entry in page.get("Contents", []):
+                    found[entry["Key"][cut:]] = {"size": entry["Size"],
+                                                 "modified": entry["LastModified"].timestamp()}
+            return found
+        return self._call(listing)
+
+    def any_under(self, key: str) -> bool:
+        start = self.object_key(f"{key}/" if key else "")
+        if self.prefix and not key:
+            start = self.prefix + "/"
+        page = self._call(lambda c: c.list_objects_v2(Bucket=self.bucket, Prefix=start, MaxKeys=1))
+        return bool(page.get("Contents"))
+
+    def temporaries(self, folder_pattern: str) -> dict[str, float]:
+        """None: an upload is atomic, no object name ever holds part of one."""
+        return {}
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes | memoryview) -> None:
+        """Upload the object; inside ``uploading()``, in the background (several in flight)."""
+        data = bytes(data)
+        if not self._batching:
+            return self._put_now(key, data)
+        pool = self._upload_pool()
+        self._pending.append(pool.submit(self._put_now, key, data))
+        if len(self._pending) >= UPLOADS_PENDING:  # bounded memory: wait for the oldest
+            self._pending.pop(0).result()
+
+    def _put_now(self, key: str, data: bytes) -> None:
+        self._call(lambda c: c.put_object(Bucket=self.bucket, Key=self.object_key(key), Body=data), key)
+
+    def _upload_pool(self) -> ThreadPoolExecutor:
+        if self._uploads is None or self._uploads_pid != os.getpid():  # a forked worker makes its own
+            self._uploads = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="scandb-upload")
+            self._uploads_pid, self._pending = os.getpid(), []
+        return self._uploads
+
+    @contextmanager
+    def uploading(self):
+        """Meanwhile ``put`` uploads in the background, up to ``UPLOAD_THREADS`` at once;
+        leaving waits for every upload (raising the first failure), so what follows, a
+        commit naming the objects, finds them all in the bucket."""
+        self._batching += 1
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            self._batching -= 1
+            if not self._batching:
+                pending, self._pending = self._pending, []
+                errors = [exc for exc in (f.exception() for f in pending) if exc is not None]
+                if errors and not failed:
+                    raise errors[0]
+
+    def staging(self, key: str) -> Path:
+        """A local file to build the object of ``key`` in; ``publish`` uploads it."""
+        return self.cache.staging()
+
+    def publish(self, staged: Path, key: str) -> None:
+        """Upload a file built by ``staging`` as ``key`` (in parts when large), then keep it
+        in the cache."""
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=PART_SIZE,
+                                max_concurrency=UPLOAD_THREADS)
+        self._call(lambda c: c.upload_file(str(staged), self.bucket, self.object_key(key), Config=config), key)
+        self.cache.keep(self.url_of(key), staged)
+
+    def delete(self, keys: Iterable[str]) -> int:
+        """Delete these objects (missing ones are fine); returns how many were asked for."""
+        keys = list(keys)
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
+            objects = [{"Key": self.object_key(key)} for key in batch]
+            self._call(lambda c: c.delete_objects(Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}))
+            for key in batch:
+                self.cache.forget(self.url_of(key))
+        return len(keys)
+
+    @contextmanager
+    def uncached(self):
+        """This bucket read through a new, empty cache removed afterwards: what ``verify``
+        reads, so it checks the objects' bytes rather than copies kept earlier."""
+        import tempfile
+
+        self.cache.root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix=".verify-", dir=self.cache.root))
+        try:
+            yield Bucket(self.url, Cache(folder, self.cache.limit))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def remove_empty_folders(self) -> None:
+        """Nothing: a bucket has no folders."""
+
+    def discard(self, paths: Iterable) -> None:
+        """Delete objects a rolled-back write created (paths, or their URLs)."""
+        self.delete(self.key_of(path) for path in paths)
+
+
+class ObjectPath:
+    """An object of a bucket where code expects a ``Path``: ``str`` is its URL,
+    ``os.fspath`` its cached local file (fetched then: ``np.load(path, mmap_mode="r")``)."""
+
+    def __init__(self, bucket: Bucket, key: str):
+        self.bucket, self.key = bucket, key.strip("/")
+
+    def __str__(self) -> str:
+        return self.bucket.url_of(self.key)
+
+    def __repr__(self) -> str:
+        return f"ObjectPath({str(self)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.bucket.local(self.key))
+
+    def resolve(self) -> Path:
+        """The cached local file (what ``np.memmap`` records as its file name)."""
+        return self.bucket.local(self.key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ObjectPath) and str(other) == str(self)
+
+    def __hash__(self) -> int:
+        return hash(str(self))
+
+    def __lt__(self, other) -> bool:
+        return str(self) < str(other)
+
+    def __truediv__(self, part: str) -> "ObjectPath":
+        return ObjectPath(self.bucket, f"{self.key}/{part}" if self.key else part)
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(str(self)).name
+
+    @property
+    def parent(self) -> "ObjectPath":
+        return ObjectPath(self.bucket, self.key.rpartition("/")[0])
+
+    def locate(self, where) -> "ObjectPath":
+        """A path of this bucket from itself or its URL (as worker processes pass paths back)."""
+        return ObjectPath(self.bucket, self.bucket.key_of(where))
+
+    def relative_to(self, other) -> PurePosixPath:
+        if isinstance(other, ObjectPath) and other.bucket == self.bucket and \
+                (not other.key or self.key.startswith(other.key + "/")):
+            return PurePosixPath(self.key[len(other.key):].lstrip("/"))
+        raise ValueError(f"{self} is not under {other}")
+
+    def exists(self) -> bool:
+        return self.bucket.exists(self.key) if self.key else self.bucket.any_under("")
+
+    def is_file(self) -> bool:
+        return bool(self.key) and self.bucket.exists(self.key)
+
+    def is_dir(self) -> bool:
+        """Whether any object is under it."""
+        return self.bucket.any_under(self.key)
+
+    def stat(self):
+        found = self.bucket.head(self.key)
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, "no such object", str(self))
+        return SimpleNamespace(st_size=found["size"], st_mtime=found["modified"])
+
+    def unlink(self, missing_ok: bool = False) -> None:
+        if not missing_ok and not self.bucket.exists(self.key):
+            raise FileNotFoundError(errno.ENOENT, "no such object", str(self))
+        self.bucket.delete([self.key])
+
+
+def _client(url: str):
+    found = credentials(url)
+    try:
+        import boto3
+        from botocore.config import Config
+    except ModuleNotFoundError:
+        raise DatabaseError(f"{url}: a store on a bucket needs boto3; install it with {CLOUD_EXTRA}") from None
+    session = boto3.session.Session(aws_access_key_id=found.key_id, aws_secret_access_key=found.secret,
+                                    aws_session_token=found.token, region_name=found.region)
+    config = Config(max_pool_connections=32, retries={"max_attempts": 5, "mode": "standard"},
+                    s3={"addressing_style": "path"} if found.endpoint else None,
+                    connect_timeout=10, read_timeout=60)
+    return session.client("s3", endpoint_url=found.endpoint, config=config)
+
+
+REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken",
+           "ExpiredToken", "AuthorizationHeaderMalformed"}
+
+
+def _translated(exc: Exception, bucket: Bucket, key: str) -> Exception:
+    """What a boto3 failure means here: FileNotFoundError for a missing object, one line for
+    the rest."""
+    from botocore import exceptions as boto
+
+    where = bucket.url_of(key)
+    if isinstance(exc, (DatabaseError, OSError)) and not isinstance(exc, boto.BotoCoreError):
+        return exc
+    if isinstance(exc, boto.ClientError):
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("NoSuchKey", "404", "NotFound"):
+            return FileNotFoundError(errno.ENOENT, "no such object", where)
+        if code == "NoSuchBucket":
+            return DatabaseError(f"{SCHEME}{bucket.bucket}: no such bucket (create it first, or check the data path)")
+        if code in REFUSED:
+            return DatabaseError(f"{SCHEME}{bucket.bucket}: the server refused the credentials ({code}); check "
+                                 f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        return DatabaseError(f"{where}: the bucket refused the request ({code or exc})")
+    if isinstance(exc, boto.NoCredentialsError):
+        return DatabaseError(f"{where}: no credentials for the bucket; set AWS_ACCESS_KEY_ID and "
+                             f"AWS_SECRET_ACCESS_KEY")
+    if isinstance(exc, (boto.EndpointConnectionError, boto.ConnectTimeoutError)):
+        return DatabaseError(f"{where}: cannot reach the server ({exc}); check AWS_ENDPOINT_URL")
+    return exc

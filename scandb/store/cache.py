@@ -1,0 +1,200 @@
+"""A read-through local cache of a bucket's objects, whole, by URL.
+
+Store objects never change once written (their keys are content hashes), so a cached
+object is never stale: it is kept until the cache outgrows its limit, then the least
+recently used files go (a read touches a file's modification time). Several processes and
+DataLoader workers share one cache: an object is downloaded under a temporary name beside
+its place and renamed into it, so a name never holds a partial file; two processes fetching
+one object at once both download it and the second rename wins with equal bytes. Evicting
+a file another process has memory-mapped is safe on POSIX (the mapping keeps it).
+
+Where: ``$SCANDB_CACHE``, else ``~/.cache/scandb``; size limit ``$SCANDB_CACHE_SIZE``
+(``20GB`` unless set; ``500MB``, ``1.5TB``, or bytes).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import UsageError
+
+CACHE_VARIABLE = "SCANDB_CACHE"
+SIZE_VARIABLE = "SCANDB_CACHE_SIZE"
+DEFAULT_LIMIT = 20 * 10**9
+OBJECTS = "objects"
+STAGING = "staging"
+PART_SUFFIX = ".part"
+EVICT_TO = 0.9
+"""Eviction stops once the cache is this fraction of its limit (not right at it)."""
+
+UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+         "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """``20GB``, ``500 MB``, ``1.5TB``, ``123`` as bytes; anything else is a UsageError."""
+    found = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if not found or found[2].upper() not in UNITS:
+        raise UsageError(f"{SIZE_VARIABLE}={text!r}: not a size (e.g. 20GB, 500MB)")
+    return int(float(found[1]) * UNITS[found[2].upper()])
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "scandb").expanduser().absolute()
+
+
+def default_limit() -> int:
+    text = os.environ.get(SIZE_VARIABLE)
+    return parse_size(text) if text else DEFAULT_LIMIT
+
+
+class Cache:
+    """Objects by URL under ``root/objects/<bucket>/<key>``; local files being built for
+    upload under ``root/staging/``."""
+
+    def __init__(self, root: Path | str | None = None, limit: int | None = None):
+        self.root = Path(root).absolute() if root is not None else default_root()
+        self.limit = default_limit() if limit is None else int(limit)
+        self._added = 0
+        """Bytes this process added since it last measured the cache (measuring lists it all)."""
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Cache({str(self.root)!r}, limit={self.limit})"
+
+    def __getstate__(self):
+        return {"root": self.root, "limit": self.limit}
+
+    def __setstate__(self, state):
+        self.__init__(state["root"], state["limit"])
+
+    # -- where ---------------------------------------------------------------------------
+
+    def file(self, url: str) -> Path:
+        """Where the object of ``url`` (``s3://bucket/key``) is kept (whether or not it is)."""
+        scheme, _, rest = url.partition("://")
+        return self.root / OBJECTS / scheme / rest
+
+    def staging(self) -> Path:
+        """A new local file name to build an object in before it is uploaded."""
+        folder = self.root / STAGING
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f".{os.getpid()}.{uuid.uuid4().hex}{PART_SUFFIX}"
+
+    # -- reading through -------------------------------------------------------------------
+
+    def cached(self, url: str) -> Path | None:
+        """The kept file of ``url``, touched as just used; None when it is not kept."""
+        path = self.file(url)
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            pass  # a read-only cache: still usable
+        return path
+
+    def get(self, url: str, download: Callable[[Path], None]) -> Path:
+        """The kept file of ``url``; when it is not kept, ``download(temporary)`` writes the
+        object into a temporary file, which is then renamed into place."""
+        found = self.cached(url)
+        if found is not None:
+            return found
+        target = self.file(url)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}")
+        try:
+            download(temporary)
+            size = temporary.stat().st_size
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        self._grew(size)
+        return target
+
+    def keep(self, url: str, local: Path) -> None:
+        """Move a local file (just uploaded as ``url``) into the cache."""
+        target = self.file(url)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = local.stat().st_size
+        os.replace(local, target)
+        self._grew(size)
+
+    def forget(self, url: str) -> None:
+        """Drop the kept file of a deleted object."""
+        self.file(url).unlink(missing_ok=True)
+
+    # -- size ------------------------------------------------------------------------------
+
+    def _grew(self, size: int) -> None:
+        with self._lock:
+            self._added += size
+            due = self._added > self.limit * (1 - EVICT_TO) / 2 or self._added > self.limit
+            if due:
+                self._added = 0
+        if due:
+            self.evict()
+
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """Every kept object: (last used, bytes, path)."""
+        found = []
+        for folder, _, names in os.walk(self.root / OBJECTS):
+            for name in names:
+                if name.endswith(PART_SUFFIX):
+                    continue
+                path = Path(folder) / name
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                found.append((stat.st_mtime, stat.st_size, path))
+        return found
+
+    def evict(self, limit: int | None = None) -> int:
+        """Remove least recently used objects until the cache is within ``EVICT_TO`` of its
+        limit (or ``limit``); returns the bytes removed. Partial downloads older than an
+        hour (of processes that were killed) go too."""
+        limit = self.limit if limit is None else limit
+        entries = sorted(self.entries())
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        goal = limit * EVICT_TO if limit else 0
+        for _, size, path in entries:
+            if total - removed <= goal and (limit or not size):
+                break  # clearing (limit 0) removes empty files too
+            try:
+                path.unlink()
+                removed += size
+            except FileNotFoundError:
+                pass
+        self._remove_stale_parts()
+        return removed
+
+    def _remove_stale_parts(self, age: float = 3600.0) -> None:
+        cutoff = time.time() - age
+        for top in (self.root / OBJECTS, self.root / STAGING):
+            for folder, _, names in os.walk(top):
+                for name in names:
+                    if name.endswith(PART_SUFFIX):
+                        path = Path(folder) / name
+                        try:
+                            if path.stat().st_mtime < cutoff:
+                                path.unlink()
+                        except FileNotFoundError:
+                            pass
+
+    def info(self) -> dict:
+        entries = self.entries()
+        return {"root": str(self.root), "objects": len(entries), "bytes": sum(e[1] for e in entries),
+                "limit": self.limit}
+
+    def clear(self) -> int:
+        """Remove every kept object; returns the bytes removed."""
+        return self.evict(limit=0)

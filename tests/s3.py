@@ -1,0 +1,105 @@
+"""An S3 server for the bucket tests: ``moto_server`` (moto[server], the test extra) in its
+own process on 127.0.0.1 at a free port, started once per test session; a fresh bucket per
+test, made with boto3, and the environment scandb reads its credentials from."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+KEY_ID, SECRET, REGION = "testing-key", "testing-secret", "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MotoServer:
+    """moto's S3 server in a child process (nothing inside scandb is mocked)."""
+
+    def __init__(self):
+        for attempt in range(5):
+            self.port = _free_port()
+            self.endpoint = f"http://127.0.0.1:{self.port}"
+            self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
+                                             "-p", str(self.port)],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            # (not a pipe nobody reads: it logs every request, and blocks once the pipe is full)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2).close()
+                    self._names = itertools.count()
+                    return
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+        raise RuntimeError("moto_server did not start")
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name=REGION,
+                            aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET)
+
+    def bucket(self) -> str:
+        name = f"scandb-test-{os.getpid()}-{next(self._names)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    server = MotoServer()
+    yield server
+    server.stop()
+
+
+@dataclass
+class BucketUnderTest:
+    server: MotoServer
+    name: str
+    url: str
+    """The data path: ``s3://<bucket>/lab``."""
+    cache: Path
+
+    def keys(self, under: str = "") -> list[str]:
+        """Every object's key under the data path (``under``: below it)."""
+        start = f"lab/{under}"
+        pages = self.server.client().get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=start)
+        return sorted(entry["Key"][len("lab/"):] for page in pages for entry in page.get("Contents", []))
+
+
+@pytest.fixture
+def s3_bucket(moto_server, tmp_path, monkeypatch) -> BucketUnderTest:
+    """A new bucket, the credentials and endpoint in the environment, a cache in tmp_path."""
+    name = moto_server.bucket()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SCANDB_CACHE", str(cache))
+    return BucketUnderTest(moto_server, name, f"s3://{name}/lab", cache)

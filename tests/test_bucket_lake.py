@@ -1,0 +1,286 @@
+"""A lake whose data path is an S3 bucket: DuckLake's Parquet files and scandb's store
+objects on moto's S3 server (tests/s3.py, a real server in its own process; nothing inside
+scandb is mocked), on a SQLite catalog and once on PostgreSQL. Commands run in this process
+(``run_cli``), concurrent writers and the DuckDB shell in their own."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import scandb
+from scandb.catalog import lake as lakes
+from scandb.store.bucket import Bucket
+from scandb.store.cache import Cache
+
+from scandb.shell import shell_command
+
+from .hostile import PrimedCommand, run_cli, scandb_command
+from .lakes import pg_server  # noqa: F401  (fixture)
+from .s3 import SECRET, moto_server, s3_bucket  # noqa: F401  (fixtures)
+from .scans import make_scan, source, spec_for
+
+SPEC = dict(n_trials=12, n_neurons=9, seed=5, animal_id=24001)
+
+
+@pytest.fixture(scope="module")
+def scan_file(tmp_path_factory):
+    return make_scan(tmp_path_factory.mktemp("bucket-scan"), **SPEC)
+
+
+def catalog(tmp_path) -> str:
+    return f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
+
+
+def assert_equal_source(db) -> None:
+    spec = spec_for(**SPEC)
+    got = db.fetch("SELECT scan_key, trial_id FROM trials ORDER BY trial_id", "images", "responses", "behavior")
+    for key in ("images", "responses", "behavior"):
+        expected = source(spec, key)
+        np.testing.assert_array_equal(got[key], expected.reshape(got[key].shape).astype(got[key].dtype),
+                                      err_msg=key)
+
+
+@pytest.fixture
+def filled(s3_bucket, tmp_path, scan_file):
+    """A lake on the bucket holding the scan, ingested with the command line."""
+    url = catalog(tmp_path)
+    run = run_cli("ingest", str(scan_file), "--db", url, "--data-path", s3_bucket.url)
+    assert run.code == 0, run
+    return url
+
+
+def test_ingest_puts_every_file_in_the_bucket_and_arrays_equal_the_source_cold_and_cached(
+        filled, s3_bucket, tmp_path, monkeypatch):
+    keys = s3_bucket.keys()
+    store = lakes.STORE_FOLDER
+    assert [k for k in keys if k.startswith(f"{store}/responses/")], keys
+    assert [k for k in keys if k.startswith(f"{store}/") and k.count("/") == 2 and k.endswith(".npy")], keys
+    assert [k for k in keys if k.startswith("main/") and k.endswith(".parquet")], keys  # DuckLake's files
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("scandb")]  # nothing local but the catalog
+
+    cold = tmp_path / "cold-cache"
+    monkeypatch.setenv("SCANDB_CACHE", str(cold))
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)  # every object downloaded
+        cached = Cache(cold).info()
+        assert cached["objects"] > 0
+        assert_equal_source(db)  # from the cache
+    assert Cache(cold).info() == cached
+
+    listed = run_cli("scans", "--db", filled)
+    assert listed.code == 0 and "24001" in listed.out, listed
+    scan = run_cli("sql", "--csv", "--db", filled, "SELECT scan_key FROM scans").out.split()[1]
+    assert run_cli("info", scan, "--db", filled).out.startswith(f"scan {scan}")
+    counted = run_cli("sql", "--csv", "--db", filled, "SELECT count(*) AS n FROM trials_full")
+    assert counted.out.split() == ["n", "12"], counted
+    verified = run_cli("verify", "--db", filled)
+    assert verified.code == 0 and "ok: 1 scan" in verified.out, verified
+
+
+def test_remove_then_gc_deletes_the_objects_nothing_references(filled, s3_bucket, monkeypatch):
+    store = lakes.STORE_FOLDER
+    before = [k for k in s3_bucket.keys() if k.startswith(f"{store}/")]
+    with scandb.connect(filled) as db:
+        scan = db.scans()["scan_key"][0]
+    removed = run_cli("remove", scan, "--db", filled)
+    assert removed.code == 0, removed
+    assert [k for k in s3_bucket.keys() if k.startswith(f"{store}/")] == before  # older snapshots need them
+    monkeypatch.setattr(lakes, "IN_FLIGHT_S", 0.0)
+    from scandb.catalog.lake_catalog import LakeCatalog
+    monkeypatch.setattr(LakeCatalog, "garbage_age", 0.0)
+    collected = run_cli("gc", "--older-than", "0", "--db", filled)
+    assert collected.code == 0, collected
+    assert "deleted" in collected.out and "store file" in collected.out, collected
+    assert [k for k in s3_bucket.keys() if k.startswith(f"{store}/")] == []
+    assert run_cli("verify", "--db", filled).code == 0
+
+
+def test_a_deleted_object_is_damage_verify_names_and_fetch_refuses(filled, s3_bucket, tmp_path, monkeypatch):
+    with scandb.connect(filled) as db:
+        matrix = db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
+    s3_bucket.server.client().delete_object(Bucket=s3_bucket.name, Key=f"lab/{lakes.STORE_FOLDER}/{matrix}")
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "empty-cache"))
+    verified = run_cli("verify", "--db", filled)
+    assert verified.code != 0 and matrix.rpartition("/")[2] in verified.out + "\n".join(verified.err_lines), verified
+    with scandb.connect(filled) as db, pytest.raises(scandb.DatabaseError, match="response matrix"):
+        db.fetch("SELECT scan_key, trial_id FROM trials", "responses")
+
+
+def test_missing_credentials_are_one_line_naming_what_to_set(filled, monkeypatch):
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    listed = run_cli("scans", "--db", filled)
+    assert listed.code != 0
+    assert "AWS_SECRET_ACCESS_KEY" in listed.error and "AWS_ENDPOINT_URL" in listed.error, listed
+    assert "AWS_ACCESS_KEY_ID" not in listed.error  # only what is missing
+
+
+def test_the_bucket_medium_puts_lists_reads_and_deletes(s3_bucket, tmp_path):
+    bucket = Bucket(f"{s3_bucket.url}/store", Cache(tmp_path / "c"))
+    bucket.put("ab/one.npy", b"x" * 100)
+    staged = bucket.staging("responses/two.npy")
+    staged.write_bytes(bytes(range(256)) * 1000)
+    bucket.publish(staged, "responses/two.npy")
+    assert not staged.exists()
+    assert set(bucket.list("??/*.npy")) == {"ab/one.npy"}
+    assert set(bucket.list("responses/*.npy")) == {"responses/two.npy"}
+    assert bucket.exists("ab/one.npy") and not bucket.exists("ab/three.npy")
+    out = [memoryview(bytearray(4)), memoryview(bytearray(2))]
+    got = bucket.read_ranges([("responses/two.npy", 256 + 1, out[0]), ("ab/one.npy", 98, out[1]),
+                              ("ab/none.npy", 0, memoryview(bytearray(1)))])
+    assert got[:2] == [4, 2] and isinstance(got[2], FileNotFoundError)
+    assert bytes(out[0]) == bytes([1, 2, 3, 4]) and bytes(out[1]) == b"xx"
+    assert str(bucket.path("ab/one.npy")) == f"{s3_bucket.url}/store/ab/one.npy"
+    assert bucket.delete(["ab/one.npy", "responses/two.npy"]) == 2
+    assert bucket.list("**") == {} and s3_bucket.keys() == []
+    shutil.rmtree(tmp_path / "c")
+
+
+def test_cache_warm_fetches_a_selection_info_counts_it_and_clear_empties_it(filled, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "warm-cache"))
+    warmed = run_cli("cache", "warm", "SELECT scan_key FROM scans", "--db", filled)
+    assert warmed.code == 0 and "cached" in warmed.out, warmed
+    n = int(warmed.out.split()[1])
+    with scandb.connect(filled) as db:
+        images = db.conn.execute("SELECT count(*) FROM images").fetchone()[0]
+    assert n >= images + 1  # every image and the response matrix
+    info = run_cli("cache", "info")
+    assert info.code == 0 and f"{n} objects" in info.out, info
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)
+    cleared = run_cli("cache", "clear")
+    assert cleared.code == 0, cleared
+    assert "0 objects" in run_cli("cache", "info").out
+
+
+def test_the_duckdb_shell_reads_a_lake_on_a_bucket(filled):
+    done = subprocess.run(scandb_command("shell", "--db", filled), input=".mode csv\n"
+                          "SELECT count(*) AS n FROM trials_full;\n", capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "12", done.stdout
+    shown = " ".join(shell_command(filled, None, write=False))
+    assert SECRET not in shown and "getenv('AWS_SECRET_ACCESS_KEY')" in shown  # not on its command line
+
+
+def test_two_processes_ingest_into_one_bucket_lake_at_once(s3_bucket, tmp_path):
+    url = catalog(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_scan(tmp_path / "a", animal_id=24101, seed=11, n_trials=10, n_neurons=7)
+    second = make_scan(tmp_path / "b", animal_id=24102, seed=12, n_trials=10, n_neurons=7)
+    assert run_cli("migrate", "--db", url, "--data-path", s3_bucket.url).code == 0
+    writers = [PrimedCommand("ingest", str(scan), "--db", url) for scan in (first, second)]
+    for writer in writers:
+        writer.fire()
+    for writer in writers:
+        done = writer.finish()
+        assert done.code == 0, done
+    with scandb.connect(url) as db:
+        assert sorted(db.scans()["animal_id"].tolist()) == [24101, 24102]
+    verified = run_cli("verify", "--db", url)
+    assert verified.code == 0 and "ok: 2 scans" in verified.out, verified
+
+
+def test_a_corrupted_object_is_damage_verify_reports_even_with_a_good_copy_cached(filled, s3_bucket):
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)  # every object in the cache, intact
+        path = db.conn.execute("SELECT path FROM images ORDER BY image_hash LIMIT 1").fetchone()[0]
+    key = f"lab/{lakes.STORE_FOLDER}/{path}"
+    client = s3_bucket.server.client()
+    good = client.get_object(Bucket=s3_bucket.name, Key=key)["Body"].read()
+    client.put_object(Bucket=s3_bucket.name, Key=key, Body=good[:-1] + bytes([good[-1] ^ 0xFF]))
+    verified = run_cli("verify", "--db", filled)
+    assert verified.code != 0 and path.rpartition("/")[2].removesuffix(".npy") in verified.out, verified
+
+
+def test_a_postgresql_catalog_with_its_data_path_on_a_bucket(s3_bucket, pg_server, scan_file, tmp_path, monkeypatch):
+    url = f"ducklake:postgres:{pg_server.database()}"
+    run = run_cli("ingest", str(scan_file), "--db", url, "--data-path", s3_bucket.url)
+    assert run.code == 0, run
+    assert [k for k in s3_bucket.keys() if k.startswith(f"{lakes.STORE_FOLDER}/responses/")]
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    with scandb.connect(url) as db:
+        assert_equal_source(db)
+    verified = run_cli("verify", "--db", url)
+    assert verified.code == 0 and "ok: 1 scan" in verified.out, verified
+    assert "s3://" not in run_cli("sql", "--csv", "--db", url, "SELECT path FROM response_matrices").out
+
+
+def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    exported = run_cli("export", "SELECT scan_key, trial_id FROM trials", str(tmp_path / "out"), "--db", filled)
+    assert exported.code == 0, exported
+    responses = sorted((tmp_path / "out").rglob("data/responses/*.npy"), key=lambda p: int(p.stem))
+    expected = source(spec_for(**SPEC), "responses")
+    np.testing.assert_array_equal(np.stack([np.load(p) for p in responses]).reshape(expected.shape),
+                                  expected.astype(np.float32))
+    reported = run_cli("report", (scan := run_cli("sql", "--csv", "--db", filled, "SELECT scan_key FROM scans")
+                                  .out.split()[1]), "--out", str(tmp_path / "report"), "--db", filled)
+    assert reported.code == 0 and (tmp_path / "report" / "report.html").is_file(), reported
+    assert "ingest" in run_cli("snapshots", "--db", filled).out
+    npz = tmp_path / "predictions.npz"
+    np.savez(npz, scan_key=np.array([scan] * 12), trial_id=np.arange(12),
+             predictions=np.random.default_rng(0).random((12, 9), dtype=np.float32))
+    added = run_cli("predictions", "add", "model", str(npz), "--db", filled)
+    assert added.code == 0, added
+    assert "model" in run_cli("predictions", "list", "--db", filled).out
+
+
+def test_an_unreachable_endpoint_is_one_line_naming_it(filled, monkeypatch, tmp_path):
+    from .s3 import _free_port
+
+    endpoint = f"127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{endpoint}")
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    exported = run_cli("export", "SELECT scan_key, trial_id FROM trials", str(tmp_path / "out"), "--db", filled)
+    assert exported.code != 0 and endpoint in exported.error, exported  # DuckDB's, reading the Parquet files
+    from scandb.catalog.database import Database
+
+    with Database(filled) as db, pytest.raises(scandb.DatabaseError, match="check AWS_ENDPOINT_URL"):
+        db.store.read(db.conn.execute("SELECT path FROM response_matrices").fetchone()[0])
+
+
+def test_dataloader_workers_train_on_a_bucket_lake_while_another_process_ingests(filled, tmp_path, monkeypatch):
+    import torch
+
+    from scandb.torchdata import ScanDataset
+
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "train-cache"))
+    (tmp_path / "more").mkdir()
+    writer = PrimedCommand("ingest", str(make_scan(tmp_path / "more", animal_id=24201, seed=21, n_trials=10,
+                                                   n_neurons=7)), "--db", filled)
+    dataset = ScanDataset(filled, "SELECT scan_key, trial_id FROM trials ORDER BY trial_id", normalize=False)
+    Cache(tmp_path / "train-cache").clear()  # the forked workers fetch what they read, each with its own client
+    writer.fire()
+    batches = list(torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2))
+    done = writer.finish()
+    assert done.code == 0, done
+    spec = spec_for(**SPEC)
+    for key in ("images", "responses"):
+        got = np.concatenate([getattr(batch, key).numpy() for batch in batches])
+        np.testing.assert_array_equal(got, source(spec, key).reshape(got.shape).astype(got.dtype), err_msg=key)
+    assert Cache(tmp_path / "train-cache").info()["objects"] > 0
+    with scandb.connect(filled) as db:
+        assert len(db.scans()) == 2
+
+
+def test_forked_ingest_workers_upload_their_chunks_images(s3_bucket, tmp_path, scan_file, monkeypatch):
+    from scandb.ingest import prefetch
+
+    monkeypatch.setattr(prefetch, "MIN_BYTES_FOR_WORKERS", 0)  # this small scan read as a big one is
+    monkeypatch.setattr(prefetch, "CHUNK_TRIALS", 4)  # three chunks, shared by two workers
+    url = catalog(tmp_path)
+    run = run_cli("ingest", str(scan_file), "--db", url, "--data-path", s3_bucket.url)
+    assert run.code == 0, run
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    with scandb.connect(url) as db:
+        assert_equal_source(db)
+    assert run_cli("verify", "--db", url).code == 0
+
+
+def test_a_bucket_that_does_not_exist_is_one_line(s3_bucket, tmp_path, scan_file):
+    run = run_cli("ingest", str(scan_file), "--db", catalog(tmp_path), "--data-path", "s3://no-such-bucket-here/lab")
+    assert run.code != 0 and "s3://no-such-bucket-here: no such bucket" in run.error, run
