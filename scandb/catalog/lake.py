@@ -139,10 +139,11 @@ def installed_intact(name: str) -> bool:
 
 
 def connection_config(lake: Lake, offline: dict) -> dict:
-    """DuckDB's settings for a lake's connection: offline, and where every extension it loads
-    is one pip installed and this process checked (``installed_intact``), without DuckDB's
-    per-LOAD signature check (BENCHMARKS.md, Numbers behind the code: attaching a lake)."""
-    names = ("ducklake", CATALOGS[lake.catalog])
+    """DuckDB's settings for a lake's connection: offline, and where every extension it may
+    load (httpfs too, when installed, for a bucket) is one pip installed and this process
+    checked (``installed_intact``), without DuckDB's per-LOAD signature check (BENCHMARKS.md,
+    Numbers behind the code: attaching a lake)."""
+    names = ("ducklake", CATALOGS[lake.catalog]) + (("httpfs",) if extension_file("httpfs") else ())
     if all(installed_intact(name) for name in names):
         return {**offline, "allow_unsigned_extensions": True}
     return dict(offline)
@@ -212,7 +213,12 @@ def open_lake(lake: Lake, offline: dict, *, read_only: bool = False, snapshot: i
 
 
 def _reach_bucket(conn: duckdb.DuckDBPyConnection, lake: Lake, url: str) -> None:
-    """httpfs and the secret for a data path on a bucket (credentials from the environment)."""
+    """httpfs and the secret for a data path on a bucket (credentials from the environment).
+    Only the wheel's httpfs, which ``connection_config`` checked: never one INSTALL fetches
+    into a connection that skips signature checks."""
+    if extension_file("httpfs") is None:
+        raise DatabaseError(f"{lake.name}: its data path {url} is a bucket, which needs DuckDB's httpfs "
+                            f"extension; install it with {buckets.CLOUD_EXTRA}")
     for statement in bucket_statements(url):
         try:
             conn.execute(statement)
