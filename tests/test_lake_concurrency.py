@@ -90,6 +90,18 @@ class PausedIngest:
         return Run(self.process.returncode, out, err.splitlines())
 
 
+def commit_at_once(ingests: list[PausedIngest]) -> list[Run]:
+    """Let paused ingests commit at the same moment (without the writer lock, one conflicts
+    and retries); their runs once finished, each of which must have succeeded."""
+    for ingest in ingests:
+        ingest.inside()
+    for ingest in ingests:
+        ingest.release()
+    runs = [ingest.finish() for ingest in ingests]
+    assert [r.code for r in runs] == [0] * len(runs), runs
+    return runs
+
+
 @pytest.fixture(scope="module")
 def scans(tmp_path_factory) -> dict[str, Path]:
     """The two scans as zips, written once: tests only read them."""
@@ -195,13 +207,7 @@ def test_a_second_ingest_waits_for_the_first_and_both_commit(lake, scans):
 @on_both_catalogs
 def test_two_ingests_of_different_scans_at_once_both_commit(lake, scans):
     assert run_cli("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
-    ingests = [PausedIngest(scans[key], "--db", lake.url, lock=False) for key in (FIRST.key, SECOND.key)]
-    for ingest in ingests:
-        ingest.inside()
-    for ingest in ingests:  # both commit at the same moment: one conflicts and retries
-        ingest.release()
-    runs = [ingest.finish() for ingest in ingests]
-    assert [r.code for r in runs] == [0, 0], runs
+    runs = commit_at_once([PausedIngest(scans[key], "--db", lake.url, lock=False) for key in (FIRST.key, SECOND.key)])
     assert any("another process committed first; retrying" in line for r in runs for line in r.err_lines), runs
     assert_consistent(lake.url, sorted([FIRST.key, SECOND.key]))
     with scandb.connect(lake.url) as db:

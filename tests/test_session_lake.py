@@ -13,7 +13,7 @@ from tests.experanto_sessions import make_session, spec_for
 
 from .hostile import run_cli
 from .scans import make_scan
-from .test_lake_concurrency import PausedIngest, assert_consistent
+from .test_lake_concurrency import PausedIngest, assert_consistent, commit_at_once
 
 SESSIONS = {"videos": {"animal_id": 41001, "seed": 1}, "tiers_and_spikes": {"animal_id": 41002, "seed": 2}}
 
@@ -34,13 +34,7 @@ def sources(tmp_path_factory):
 def test_two_sessions_ingested_at_once_beside_a_scan_both_commit_and_sample_as_their_folders(lake, sources,
                                                                                                 tmp_path):
     assert run_cli("ingest", str(sources["scan"]), "--db", lake.url, "--data-path", str(lake.data)).code == 0
-    ingests = [PausedIngest(sources[variant], "--db", lake.url, lock=False) for variant in SESSIONS]
-    for ingest in ingests:
-        ingest.inside()
-    for ingest in ingests:  # both commit at the same moment: one conflicts and retries
-        ingest.release()
-    runs = [ingest.finish() for ingest in ingests]
-    assert [r.code for r in runs] == [0, 0], runs
+    runs = commit_at_once([PausedIngest(sources[variant], "--db", lake.url, lock=False) for variant in SESSIONS])
     assert any("another process committed first; retrying" in line for r in runs for line in r.err_lines), runs
     keys = [spec_for(variant, **changes).key for variant, changes in SESSIONS.items()]
     with scandb.connect(lake.url) as db:

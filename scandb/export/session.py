@@ -10,14 +10,11 @@ unchanged), and experanto reads it as it read the original.
 from __future__ import annotations
 
 import shutil
-import tarfile
 from pathlib import Path
 
 from ..errors import UsageError
 from ..query.sessions import stored_files
-
-MTIME = 1_700_000_000
-"""Fixed member time in an exported tar: the same session gives the same bytes."""
+from ..session.writing import write_folder, write_tar
 
 
 def session_target(db, scan_key: str, out: Path, as_tar: bool) -> Path:
@@ -48,9 +45,9 @@ def write_session(db, scan_key: str, out: Path, as_tar: bool) -> Path:
     partial = reserve(target)
     try:
         if as_tar:
-            _write_tar(files, partial, target.stem)
+            write_tar(partial, target.stem, files.names(), files.size, files.chunks)
         else:
-            _write_folder(files, partial)
+            write_folder(partial, files.names(), files.chunks)
         partial.rename(target)
     except BaseException:
         if partial.is_dir():
@@ -59,51 +56,3 @@ def write_session(db, scan_key: str, out: Path, as_tar: bool) -> Path:
             partial.unlink(missing_ok=True)
         raise
     return target
-
-
-def _write_folder(files, folder: Path) -> None:
-    folder.mkdir()
-    for name in files.names():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "wb") as f:
-            for chunk in files.chunks(name):
-                f.write(chunk)
-
-
-def _write_tar(files, path: Path, top: str) -> None:
-    """Members under one top folder, sorted, with fixed times and owners."""
-    names = files.names()
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
-        for folder in [top, *sorted({f"{top}/{Path(n).parent}" for n in names} - {f"{top}/."})]:
-            info = tarfile.TarInfo(folder)
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, MTIME
-            tar.addfile(info)
-        for name in names:
-            info = tarfile.TarInfo(f"{top}/{name}")
-            info.size, info.mode, info.mtime = files.size(name), 0o644, MTIME
-            tar.addfile(info, _ChunkReader(files.chunks(name)))
-
-
-class _ChunkReader:
-    """A file-like ``read`` over a generator of chunks (tarfile copies ``size`` bytes from it
-    in small reads: each is a slice of the current chunk, never a copy of the rest)."""
-
-    def __init__(self, chunks):
-        self._chunks = iter(chunks)
-        self._chunk = memoryview(b"")
-
-    def read(self, n: int = -1) -> bytes:
-        parts = []
-        while n < 0 or n > 0:
-            if not self._chunk:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._chunk = memoryview(chunk)
-            take = len(self._chunk) if n < 0 else min(n, len(self._chunk))
-            parts.append(self._chunk[:take])
-            self._chunk = self._chunk[take:]
-            if n > 0:
-                n -= take
-        return b"".join(parts)

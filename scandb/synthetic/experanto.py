@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..session.writing import write_folder, write_tar
 from ..source.npyfile import dumps
 
 SCREEN_RATE = 30.0
@@ -489,52 +489,11 @@ def generate_session(spec: SessionSpec = SessionSpec()) -> GeneratedSession:
 
 def write_session_folder(session: GeneratedSession, path: str | Path) -> Path:
     """Write the session as a folder (the session root is ``path`` itself)."""
-    path = Path(path)
-    for rel in session.names():
-        target = path / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as f:
-            for block in session.blocks(rel):
-                f.write(block)
-    return path
+    return write_folder(path, session.names(), session.blocks)
 
 
 def write_session_tar(session: GeneratedSession, path: str | Path, *, top_folder: str | None = None) -> Path:
     """Write the session as an uncompressed tar, its files under one top folder (the folder
     name by default), sorted, with fixed times and owners: the same session gives the same bytes."""
-    path = Path(path)
     top = session.spec.folder_name if top_folder is None else top_folder
-    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT, copybufsize=8 << 20) as tar:
-        folders = sorted({str(Path(rel).parent) for rel in session.names()} - {"."})
-        for folder in [""] + folders:
-            info = tarfile.TarInfo(f"{top}/{folder}".rstrip("/") if top else folder)
-            if not info.name:
-                continue
-            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1_700_000_000
-            tar.addfile(info)
-        for rel in session.names():
-            info = tarfile.TarInfo(f"{top}/{rel}" if top else rel)
-            info.size, info.mode, info.mtime = session.size(rel), 0o644, 1_700_000_000
-            tar.addfile(info, io.BufferedReader(BlockReader(session.blocks(rel)), 8 << 20))
-    return path
-
-
-class BlockReader(io.RawIOBase):
-    """A read-only file over an iterator of byte blocks (what ``tarfile.addfile`` copies from)."""
-
-    def __init__(self, blocks: Iterator[bytes]):
-        self._blocks, self._pending = iter(blocks), memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            block = next(self._blocks, None)
-            if block is None:
-                return 0
-            self._pending = memoryview(block).cast("B")
-        n = min(len(buffer), len(self._pending))
-        buffer[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+    return write_tar(path, top, session.names(), session.size, session.blocks)
