@@ -494,14 +494,10 @@ class _RowFeeder:
 
 def area_groups(session: Session) -> tuple[list[tuple], list[np.ndarray]]:
     """The responses' (area, layer) groups in order of first neuron, and each one's columns."""
-    from .tables import strings
+    from .tables import groups_of
 
-    n = _n_neurons(session)
-    meta = session.neurons()
-    members: dict[tuple, list[int]] = {}
-    for idx, key in enumerate(zip(strings(meta.get("area"), n).to_pylist(), strings(meta.get("layer"), n).to_pylist())):
-        members.setdefault(key, []).append(idx)
-    return list(members), [np.array(m, dtype=np.int64) for m in members.values()]
+    groups = groups_of(session.neurons(), _n_neurons(session))
+    return [key for key, _ in groups], [columns for _, columns in groups]
 
 
 def area_sum_table(session: Session, sums: list[np.ndarray] | None = None) -> pa.Table | None:

@@ -324,9 +324,13 @@ def image_order(scan: Scan) -> np.ndarray:
 
 
 def neuron_groups(scan: Scan) -> NeuronGroups:
-    n = scan.n_neurons
-    keys = list(zip(strings(scan.neurons.get("area"), n).to_pylist(),
-                    strings(scan.neurons.get("layer"), n).to_pylist()))
+    return groups_of(scan.neurons, scan.n_neurons)
+
+
+def groups_of(neurons: dict, n: int) -> NeuronGroups:
+    """The (area, layer) groups of ``n`` neurons, in order of first neuron, from their
+    ``area`` and ``layer`` arrays (either may be missing: NULL)."""
+    keys = list(zip(strings(neurons.get("area"), n).to_pylist(), strings(neurons.get("layer"), n).to_pylist()))
     groups: dict[tuple, list[int]] = {}
     for idx, key in enumerate(keys):
         groups.setdefault(key, []).append(idx)
