@@ -29,9 +29,9 @@ class NanRows:
 
 def nan_rows(data: np.ndarray) -> np.ndarray:
     """Sorted int64 indexes of the rows with a NaN in any column (none for integer data)."""
-    if data.dtype.kind not in "fc" or data.size == 0:
-        return np.empty(0, np.int64)
-    step = max(1, SCAN_BYTES // max(1, data.shape[1] * data.dtype.itemsize))
-    found = [first + np.flatnonzero(np.isnan(np.asarray(data[first:first + step])).any(axis=1))
-             for first in range(0, data.shape[0], step)]
-    return np.concatenate(found).astype(np.int64) if found else np.empty(0, np.int64)
+    found = NanRows()
+    if data.dtype.kind in "fc" and data.size:
+        step = max(1, SCAN_BYTES // max(1, data.shape[1] * data.dtype.itemsize))
+        for first in range(0, data.shape[0], step):
+            found.add(first, np.asarray(data[first:first + step]))
+    return found.result()
