@@ -306,13 +306,15 @@ def test_verify_finds_nothing_wrong_with_scans_and_sessions_together(filled):
     assert kinds == ["experanto", "static"]
 
 
-def test_verify_finds_a_changed_session_array(filled, tmp_path):
+@pytest.mark.parametrize("where", ["last value", "header"])
+def test_verify_finds_a_changed_session_array(filled, tmp_path, where):
+    """A stored data.mem is its bytes behind a .npy header: a change to either is damage."""
     path = copy_database(filled, tmp_path)
     with scandb.connect(path) as db:
         key = db.run("SELECT path FROM modalities WHERE name = 'responses' LIMIT 1")[1][0][0]
         target = db.database.store.path(key)
     data = bytearray(target.read_bytes())
-    data[-1] ^= 1
+    data[-1 if where == "last value" else 20] ^= 1
     target.write_bytes(bytes(data))
     with scandb.connect(path) as db:
         found = [p.text for p in db.verify().found]

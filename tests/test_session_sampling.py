@@ -70,6 +70,54 @@ def test_screen_default_config_rescales_to_144_by_256_with_inter_area(folders):
                                                        rescale_size=[144, 256]))
 
 
+def dense_screen_times(session, seconds: float) -> np.ndarray:
+    """Times at 120 Hz over the screen's first seconds (and just before it): each 30 Hz frame
+    is shown at several of them."""
+    start, end = session.modalities["screen"].valid_interval
+    return np.arange(start - 0.05, min(end, start + seconds), 1 / 120)
+
+
+@pytest.mark.parametrize("variant", ["videos", "colour"])
+@pytest.mark.parametrize("rescale_size", [[36, 64], [54, 32], [18, 96], [144, 256], [36, 48], [12, 16]])
+def test_enlarging_by_whole_factors_gives_inter_areas_floats(folders, variant, rescale_size):
+    """Whole-factor enlargements (the native frames are 18 x 32) take a path of their own in
+    scandb; the reference rescales every frame with cv2's INTER_AREA."""
+    interpolation = {"rescale": True, "rescale_size": rescale_size}
+    with open_session(folders[variant]) as session:
+        times = dense_screen_times(session, 3)
+        ours = sample(session, times, ["screen"], config={"screen": {"interpolation": interpolation}},
+                      return_valid=True, normalize=False)["screen"]
+    raw, valid = reference.interpolate(folders[variant], "screen", times, **interpolation)
+    assert len(valid) > 3 * 30 * 2  # most frames shown more than once
+    assert_same(ours, (raw, valid))
+
+
+@pytest.mark.parametrize("variant, rescale_size", [("videos", [36, 64]), ("colour", [54, 32])])
+def test_normalising_frames_enlarged_by_whole_factors(folders, variant, rescale_size):
+    """One mean and std for every pixel: scandb normalises the native frame, then enlarges it."""
+    interpolation = {"rescale": True, "rescale_size": rescale_size}
+    with open_session(folders[variant]) as session:
+        times = dense_screen_times(session, 1)
+        ours = sample(session, times, ["screen"], config={"screen": {"interpolation": interpolation}},
+                      return_valid=True)["screen"]
+    raw, valid = reference.interpolate(folders[variant], "screen", times, **interpolation)
+    assert_same(ours, (reference.normalize(folders[variant], "screen", raw, "normalize"), valid))
+
+
+def test_a_per_column_screen_normalisation_applies_after_enlarging(folders):
+    """A mean and std per output column cannot be applied to the native frame: each column
+    gets its own values, as (x - mean) / std broadcasts them over the enlarged frame."""
+    width = 64
+    mode = {"means": np.linspace(-3, 3, width).tolist(), "stds": np.linspace(0.5, 2.5, width).tolist()}
+    config = {"screen": {"interpolation": {"rescale": True, "rescale_size": [36, width]},
+                         "transforms": {"normalization": mode}}}
+    with open_session(folders["videos"]) as session:
+        times = dense_screen_times(session, 0.5)
+        ours = sample(session, times, ["screen"], config=config, return_valid=True)["screen"]
+    raw, valid = reference.interpolate(folders["videos"], "screen", times, rescale=True, rescale_size=[36, width])
+    assert_same(ours, (reference.normalize(folders["videos"], "screen", raw, mode), valid))
+
+
 def test_intervals_and_spikes_match_experanto(folders):
     root = folders["tiers_and_spikes"]
     with open_session(root) as session:

@@ -48,6 +48,8 @@ class Sequence(Modality):
     nan_rows: np.ndarray | None = None
     """The rows holding a NaN, when known (a stored session's ``nan_rows``); None: scan ``data``."""
 
+    _shift_order: tuple | None = field(default=None, repr=False)
+
     @property
     def n_samples(self) -> int:
         return self.data.shape[0]
@@ -55,6 +57,17 @@ class Sequence(Modality):
     @property
     def n_signals(self) -> int:
         return self.data.shape[1]
+
+    @property
+    def shift_order(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(order, sorted shifts, rank): the neurons sorted by phase shift (stable), the shifts
+        in that order, and each neuron's place in it; sorted once, read by every query."""
+        if self._shift_order is None:
+            order = np.argsort(self.phase_shifts, kind="stable")
+            rank = np.empty(len(order), dtype=np.intp)
+            rank[order] = np.arange(len(order))
+            self._shift_order = (order, self.phase_shifts[order], rank)
+        return self._shift_order
 
     @property
     def dtype(self) -> np.dtype:

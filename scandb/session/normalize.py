@@ -57,17 +57,25 @@ def normalize_values(session, modality: Modality, values: np.ndarray, mode, in_p
                            f"a std is zero; normalisation {mode!r} would divide by it (torchvision refuses)")
     if values.ndim == 2 or mean.shape[1] in (1, values.shape[-1]):
         if in_place and values.dtype == dtype and values.flags.writeable:
-            np.subtract(values, mean, out=values)  # no full-size temporaries
+            if not _all_positive_zero(mean):  # x - (+0.0) is x for every float: a pass saved
+                np.subtract(values, mean, out=values)  # no full-size temporaries
             return np.divide(values, std, out=values)
         return (values.astype(dtype, copy=False) - mean) / std
     raise BadScanError(session.path, f"{modality.name}/meta/means.npy",
                        f"{mean.shape[1]} values do not broadcast against frames of shape {values.shape[1:]}")
 
 
+def _all_positive_zero(values: np.ndarray) -> bool:
+    """Every value +0.0 (``normalize_variance_only``'s means); -0.0 would turn -0.0 into +0.0."""
+    return not np.any(values) and not np.any(np.signbit(values))
+
+
 def frame_normalizer(session, modality: Modality, mode, frame_shape: tuple[int, ...]):
     """``normalize_values`` for float32 screen values of frames of ``frame_shape``, as a
-    function normalising one frame in place: the screen sampler normalises each frame shown
-    once, before copying it to every time it is shown. Refuses what ``normalize_values`` refuses."""
+    function normalising frames in place (one frame, or a stack of them): the screen sampler
+    normalises each frame shown once. Its ``uniform`` is true when one mean and one std apply
+    to every pixel, so normalising before enlarging a frame gives the same floats.
+    Refuses what ``normalize_values`` refuses."""
     mean, std = statistics(session, modality, mode)
     mean, std = mean.astype(np.float32), std.astype(np.float32)
     if np.any(std == 0):
@@ -81,4 +89,5 @@ def frame_normalizer(session, modality: Modality, mode, frame_shape: tuple[int, 
         np.subtract(frame, mean[0] if frame.ndim == 1 else mean, out=frame)
         return np.divide(frame, std[0] if frame.ndim == 1 else std, out=frame)
 
+    normalise.uniform = mean.size == 1 and std.size == 1
     return normalise

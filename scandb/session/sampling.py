@@ -96,8 +96,7 @@ def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.
     expression. Each time's row is copied whole and the prefix patched from the next row.
     Shifts spanning more than one sample take the per-value gather instead."""
     data, shifts, start = seq.data, seq.phase_shifts, seq.start_time
-    order = np.argsort(shifts, kind="stable")
-    sorted_shifts = shifts[order]
+    order, sorted_shifts, rank = seq.shift_order
     lo = _floor_index(times, sorted_shifts[-1], start, time_delta)
     hi = _floor_index(times, sorted_shifts[0], start, time_delta)
     if np.any(hi - lo > 1):
@@ -116,8 +115,6 @@ def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.
         right = np.where(up, right, mid)
     count = np.where(step, right, 0)
     rows = data.view(np.ndarray) if isinstance(data, np.memmap) else np.asarray(data)  # no memmap subclass per row
-    rank = np.empty(len(shifts), dtype=np.intp)
-    rank[order] = np.arange(len(shifts))
     out = np.empty((len(times), data.shape[1]), dtype=data.dtype)
     for first in range(0, len(times), QUERY_BLOCK):
         block = slice(first, first + QUERY_BLOCK)
@@ -160,7 +157,7 @@ def sample_screen(screen: Screen, times: np.ndarray, rescale: bool = False,
                   **_ignored) -> tuple[np.ndarray, np.ndarray]:
     """The frame shown at each time (last onset <= t + 0.1 ms), float32 (n, H, W[, 3]),
     rescaled with ``cv2.resize`` (INTER_AREA) as experanto does (on the transposed frame).
-    ``transform`` (in place, on a float32 frame of our own) runs once per frame shown."""
+    ``transform`` normalises float32 frames of our own in place (``frame_normalizer``)."""
     times = np.asarray(times, dtype=np.float64)
     valid = valid_indexes(times, screen.valid_interval)
     valid_times = times[valid] + SCREEN_ONSET_SLACK
@@ -169,23 +166,65 @@ def sample_screen(screen: Screen, times: np.ndarray, rescale: bool = False,
     frame_index = np.searchsorted(screen.timestamps, valid_times) - 1
     native = screen.trials[0].image_size
     size = tuple(rescale_size) if rescale and rescale_size else native[:2]
-    channels = native[2:]
-    out = np.empty((len(valid_times),) + size + channels, dtype=np.float32)
     # times increase, so each frame shown fills one run of rows
-    unique_frames, run_starts = np.unique(frame_index, return_index=True)
+    unique_frames, run_starts, runs = np.unique(frame_index, return_index=True, return_inverse=True)
+    factors = whole_factors(native[:2], size)
+    if factors is not None:
+        return _replicated(_native_frames(screen, unique_frames), runs, factors, transform), valid
+    out = np.empty((len(valid_times),) + size + native[2:], dtype=np.float32)
     run_ends = np.append(run_starts[1:], len(frame_index))
+    for pick, frame in enumerate(_native_frames(screen, unique_frames)):
+        frame = _rescale(frame, size)
+        if transform is not None:
+            transform(frame)
+        out[run_starts[pick]:run_ends[pick]] = frame
+    return out, valid
+
+
+def whole_factors(native: tuple[int, int], size: tuple[int, int]) -> tuple[int, int] | None:
+    """(rows, columns) each native pixel becomes, when ``size`` is a whole multiple of ``native``.
+
+    ``cv2.resize`` with INTER_AREA enlarging by whole factors gives every source pixel an
+    interpolation weight of 1 and its neighbour 0 (``(dx + 1) - (sx + 1) / scale`` is never
+    positive), so the result is each pixel repeated: the same floats, without the arithmetic."""
+    if size[0] % native[0] or size[1] % native[1]:
+        return None
+    return size[0] // native[0], size[1] // native[1]
+
+
+def _native_frames(screen: Screen, unique_frames: np.ndarray) -> np.ndarray:
+    """The frames at these screen indexes, float32 (k, H, W[, 3]) (``np.asarray(frame,
+    float32)``, as experanto casts each before rescaling), each trial's file read once."""
+    native = screen.trials[0].image_size
+    out = np.empty((len(unique_frames),) + tuple(native), dtype=np.float32)
     trial_of = screen.frame_trial[unique_frames]
     for trial_number in np.unique(trial_of):
         trial = screen.trials[trial_number]
         picks = np.flatnonzero(trial_of == trial_number)
-        frames = screen.frames(trial)[unique_frames[picks] - trial.first_frame]
-        for pick, frame in zip(picks, frames):
-            if rescale:
-                frame = _rescale(frame, size)
-            if transform is not None:
-                frame = transform(np.array(frame, dtype=np.float32) if not rescale else frame)
-            out[run_starts[pick]:run_ends[pick]] = frame
-    return out, valid
+        out[picks] = screen.frames(trial)[unique_frames[picks] - trial.first_frame]
+    return out
+
+
+def _replicated(frames: np.ndarray, runs: np.ndarray, factors: tuple[int, int], transform) -> np.ndarray:
+    """Each time's frame (``frames[runs]``), every pixel repeated ``factors`` times: the frames
+    stacked into one tall image that one nearest-neighbour ``cv2.resize`` enlarges. A
+    per-pixel-uniform normalisation runs on the native frames, four times fewer values."""
+    uniform = transform is not None and getattr(transform, "uniform", False)
+    if uniform:
+        transform(frames)
+    rows = frames[runs] if len(frames) < len(runs) else frames
+    n, height, width = rows.shape[:3]
+    if factors == (1, 1):
+        out = rows
+    elif n == 0:
+        out = np.empty((0, height * factors[0], width * factors[1]) + rows.shape[3:], dtype=np.float32)
+    else:
+        tall = rows.reshape((n * height, width) + rows.shape[3:])
+        out = cv2.resize(tall, (width * factors[1], n * height * factors[0]), interpolation=cv2.INTER_NEAREST)
+        out = out.reshape((n, height * factors[0], width * factors[1]) + rows.shape[3:])
+    if transform is not None and not uniform:
+        transform(out)
+    return out
 
 
 def _rescale(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -2,9 +2,11 @@
 
 A session's ``data.npy`` is copied byte for byte; a headerless ``data.mem`` gets the `.npy`
 header of its ``meta.yml`` shape and dtype in front of its bytes, unchanged, so every
-stored array is memory-mapped by ``np.load`` alike. Files sit under ``sessions/``, named by
-the sha256 of their bytes (``modalities.path`` holds the key): immutable, shared by equal
-arrays. The copy streams in bounded chunks, hashing as it goes, into a temporary name,
+stored array is memory-mapped by ``np.load`` alike. Files sit under ``sessions/``
+(``modalities.path`` holds the key), immutable, shared by equal arrays, named by what they
+hold: a copied ``.npy`` by the sha256 of its bytes; a ``data.mem`` by the sha256 of the
+source's bytes (the digest its session's identity needs anyway, so its 1-2 GB are hashed
+once), then ``-h`` and 16 hex digits of the header's sha256. The copy streams in bounded chunks, hashing as it goes, into a temporary name,
 renamed into place before the commit; a rolled-back ingest removes what it created.
 """
 
@@ -48,8 +50,7 @@ class SessionStore(Store):
         order. The digests and ``on_block`` run in threads of their own (hashlib and numpy let
         go of the GIL), so the copy, the digests and ``on_block`` share the cores, each block
         read once."""
-        whole = _Hasher(hashlib.sha256(header))
-        source = _Hasher(hashlib.sha256()) if header else whole
+        source = _Hasher(hashlib.sha256())
         seen = _Worker(on_block) if on_block is not None else None
         staged = self.folder.staging(f"{FOLDER}/writing.npy")
         try:
@@ -57,17 +58,15 @@ class SessionStore(Store):
                 with open(staged, "wb") as f:
                     f.write(header)
                     for block in chunks:
-                        whole.put(block)
-                        if source is not whole:
-                            source.put(block)
+                        source.put(block)
                         if seen is not None:
                             seen.put(block)
                         f.write(block)
             finally:
-                whole_digest, source_digest = whole.close(), source.close()
+                source_digest = source.close()
                 if seen is not None:
                     seen.close()
-            key = f"{FOLDER}/{whole_digest}.npy"
+            key = f"{FOLDER}/{source_digest}{_header_tag(header)}.npy"
             if self.folder.exists(key):
                 staged.unlink()
             else:
@@ -127,7 +126,24 @@ class _Hasher(_Worker):
         return self._digest.hexdigest()
 
 
+HEADER_TAG = "-h"
+
+
+def _header_tag(header: bytes) -> str:
+    return f"{HEADER_TAG}{hashlib.sha256(header).hexdigest()[:16]}" if header else ""
+
+
 def intact(folder: Folder, key: str) -> bool:
-    """The file's bytes still hash to its name."""
+    """The file's bytes still hash to its name (its header and the bytes after it apart, for a
+    name with a header tag)."""
+    digest, _, tag = Path(key).stem.partition(HEADER_TAG)
     with folder.open(key) as f:
-        return hashlib.file_digest(f, "sha256").hexdigest() == Path(key).stem
+        header = b""
+        if tag:
+            prefix = f.read(10)
+            if len(prefix) < 10 or prefix[:6] != b"\x93NUMPY" or prefix[6] != 1:
+                return False
+            header = prefix + f.read(int.from_bytes(prefix[8:10], "little"))
+            if _header_tag(header) != HEADER_TAG + tag:
+                return False
+        return hashlib.file_digest(f, "sha256").hexdigest() == digest
