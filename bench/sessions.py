@@ -203,10 +203,18 @@ def ingest_against_tar(tar: Path, work: Path, rounds: int) -> dict:
             raise RuntimeError(f"ingest failed: {run.output[-800:]}")
         row["ingest"] = {"wall": run.wall, "cpu": run.cpu, "peak_rss_mb": run.peak_rss_mb}
         row["ratio"] = run.wall / row["tar"]["wall"]
+        # warm (the ingest just read the tar); hashlib's sha256, as the ingest's (coreutils'
+        # sha256sum is 5x slower here: no SHA extensions)
+        digest = measure.run_process([sys.executable, "-c", "import hashlib, sys; hashlib.file_digest("
+                                      "open(sys.argv[1], 'rb'), 'sha256')", str(tar)])
+        row["sha256_cpu_s"] = digest.cpu
+        # an ingest writes what tar writes and hashes every byte (content identity): on the
+        # machine's cores at best in parallel, that alone is this fraction of tar's time
+        row["floor_ratio"] = (row["tar"]["cpu"] + digest.cpu) / max(os.cpu_count() or 1, 1) / row["tar"]["wall"]
         out.append(row)
         print(f"round {n + 1}: tar -xf {row['tar']['wall']:.2f} s, ingest {run.wall:.2f} s "
-              f"({row['ratio']:.2f}x, {run.cpu:.1f} CPU s, peak RSS {run.peak_rss_mb:.0f} MB); load {row['load']}",
-              flush=True)
+              f"({row['ratio']:.2f}x, {run.cpu:.1f} CPU s, peak RSS {run.peak_rss_mb:.0f} MB); sha256 of the tar "
+              f"{digest.cpu:.2f} CPU s, floor {row['floor_ratio']:.2f}x; load {row['load']}", flush=True)
     root = next(p for p in extracted.iterdir() if p.is_dir())
     return {"rounds": out, "extracted": str(root), "db": str(db),
             "tar_gb": tar.stat().st_size / 1e9, "db_gb": sum(measure.tree_size(p)[0] for p in
@@ -265,6 +273,19 @@ def _timed_items(items) -> tuple[float, list[dict[str, str]]]:
                         + str(v.dtype) + str(v.shape) for k, v in item.items()})
 
 
+def item_floor(item: dict[str, np.ndarray], n: int) -> float:
+    """Seconds per item to write an item's arrays once into freshly allocated memory (each
+    dropped once made, as the items are): no loader makes an item faster than its bytes."""
+    def make():
+        made = {k: np.empty_like(v) for k, v in item.items()}
+        for k, v in made.items():
+            np.copyto(v, item[k])
+        return made
+
+    elapsed, _ = _timed_items(make() for _ in range(max(n, 1)))
+    return elapsed / max(n, 1)
+
+
 def epoch_against_reference(db_path: Path, key: str, root: Path, items: int) -> dict:
     """(d): the per-item reference over the first train chunks, and SessionDataset's items of
     the same chunks: each side one item at a time in this process, items dropped once made."""
@@ -277,6 +298,8 @@ def epoch_against_reference(db_path: Path, key: str, root: Path, items: int) -> 
               "reference_epoch_s_projected": elapsed / max(len(chosen), 1) * len(starts)}
     first = experanto_loader.chunk_item(session, float(chosen[0])) if len(chosen) else {}
     result["item_shapes"] = {k: list(v.shape) for k, v in first.items()}
+    result["floor_s_per_item"] = item_floor(first, len(chosen))
+    result["floor_speedup"] = result["reference_s_per_item"] / result["floor_s_per_item"]
     candidate = scandb_epoch(db_path, key, chosen)
     if candidate is not None:
         elapsed, got = _timed_items(candidate)
@@ -284,6 +307,8 @@ def epoch_against_reference(db_path: Path, key: str, root: Path, items: int) -> 
         result["speedup"] = result["reference_s_per_item"] / result["scandb_s_per_item"]
         result["same_items"] = len(got) == len(reference) and all(
             all(a.get(k) == b[k] for k in b) for a, b in zip(got, reference))
+    print(f"writing an item's arrays into fresh memory: {result['floor_s_per_item'] * 1e3:.2f} ms "
+          f"(at most {result['floor_speedup']:.1f}x faster than the reference)", flush=True)
     print(f"epoch reference: {len(starts)} train chunks, {result['reference_s_per_item'] * 1e3:.1f} ms per item "
           f"(projected epoch {result['reference_epoch_s_projected']:.0f} s); SessionDataset: "
           f"{'%.1f ms per item, %.1fx faster' % (result['scandb_s_per_item'] * 1e3, result['speedup']) if 'speedup' in result else 'not plugged in'}",

@@ -407,12 +407,11 @@ class ScanDB:
         name -> (values, valid indexes into ``times``) with ``return_valid``. Read from the
         database's store (memory-mapped), not from the source folder."""
         from .query.scan_names import resolve_scan
-        from .query.sessions import open_stored_session
         from .session.sampling import sample
 
-        with open_stored_session(self.database, resolve_scan(self.conn, scan)) as session:
-            return sample(session, times, modalities, config=dict(config) if config else None,
-                          return_valid=return_valid)
+        session = self._readers.session(resolve_scan(self.conn, scan))
+        return sample(session, times, modalities, config=dict(config) if config else None,
+                      return_valid=return_valid)
 
     # -- writing and upkeep ---------------------------------------------------------------
 
@@ -646,6 +645,7 @@ class ScanDB:
     # -- lifetime -------------------------------------------------------------------------
 
     def close(self) -> None:
+        self._readers.clear()  # kept sessions' memory maps too
         self.database.close()
         if self._results is not None:
             self._results.close()

@@ -286,6 +286,26 @@ def test_the_stored_session_samples_as_the_reference_reads_its_folder(filled, se
         assert_same(ours[name], (reference.normalize(root, name, raw, modes[name]), valid))
 
 
+def test_a_session_replaced_between_two_samples_is_sampled_as_it_is_now(filled, sessions, tmp_path):
+    """db.sample keeps the opened session between calls; a replace by another command (here the
+    CLI, between two calls of one ScanDB) makes the next call read the new arrays."""
+    path = copy_database(filled, tmp_path)
+    spec = spec_of("videos")
+    (tmp_path / "new").mkdir()
+    replacement = make_session(tmp_path / "new", "videos", **{**ANIMALS["videos"], "seed": 77})
+    with open_session(sessions["videos"]) as before, open_session(replacement) as after:
+        times = query_times(before, n=40)
+        expected_before = sample(before, times, ["responses"])["responses"]
+        expected_after = sample(after, times, ["responses"])["responses"]
+    assert not np.array_equal(expected_before, expected_after, equal_nan=True)
+    with scandb.connect(path) as db:
+        np.testing.assert_array_equal(db.sample(spec.key, times, ["responses"])["responses"], expected_before)
+        np.testing.assert_array_equal(db.sample(spec.key, times, ["responses"])["responses"], expected_before)
+        run = run_cli("ingest", str(replacement), "--db", str(path), "--replace")
+        assert run.code == 0, run
+        np.testing.assert_array_equal(db.sample(spec.key, times, ["responses"])["responses"], expected_after)
+
+
 def test_sample_refuses_a_scan_and_fetch_refuses_a_session(filled):
     with scandb.connect(filled) as db:
         static = db.run("SELECT scan_key FROM scans WHERE kind = 'static'")[1][0][0]

@@ -36,6 +36,8 @@ class Readers:
     def __init__(self, database: Database):
         self.database = database
         self._readers: dict[str, ScanReader] = {}
+        self._sessions: dict[str, tuple[str, object]] = {}
+        """Stored experanto sessions opened so far: scan key -> (identity, open Session)."""
         self._stamp: tuple | None = None
         """The database's stamp taken before any kept reader was read (see ``follow``)."""
 
@@ -52,6 +54,21 @@ class Readers:
             self._readers[scan] = reader
         return reader
 
+    def session(self, scan: str):
+        """The stored session, opened once (its files mapped, its trials parsed) and kept across
+        calls as readers are: ``db.sample`` in a loop opens it once, not per call."""
+        kept = self._sessions.get(scan)
+        if kept is None:
+            from .sessions import open_stored_session
+
+            if not self._readers and not self._sessions:
+                self._stamp = self.database.stamp()
+            session = open_stored_session(self.database, scan)  # refuses an unknown scan or a non-session
+            identity = self.database.conn.execute(f"SELECT {IDENTITY} FROM scans WHERE scan_key = ?",
+                                                  [scan]).fetchone()[0]
+            kept = self._sessions[scan] = (identity, session)
+        return kept[1]
+
     def known(self) -> list[str]:
         return [r[0] for r in self.database.conn.execute("SELECT scan_key FROM scans ORDER BY 1").fetchall()]
 
@@ -65,18 +82,24 @@ class Readers:
     def clear(self) -> None:
         """Forget every reader: a write may have replaced a scan."""
         self._readers.clear()
+        self._close_sessions(list(self._sessions))
+
+    def _close_sessions(self, scans) -> None:
+        for scan in scans:
+            self._sessions.pop(scan)[1].close()
 
     def follow(self, stamp_now: Callable[[], tuple]) -> None:
         """When the database changed since the last call (another process wrote), forget the
         readers of scans that were removed or replaced; the others stay valid. Without kept
         readers there is nothing to check (a short command never asks for the stamp)."""
-        if not self._readers:
+        if not self._readers and not self._sessions:
             return
         stamp = stamp_now()
         if stamp == self._stamp:
             return
         self._stamp = stamp
-        kept = list(self._readers)
+        kept = list(self._readers) + list(self._sessions)
         now = dict(self.database.conn.execute(f"SELECT scan_key, {IDENTITY} FROM scans WHERE scan_key IN "
                                               f"({', '.join('?' * len(kept))})", kept).fetchall())
         self._readers = {scan: reader for scan, reader in self._readers.items() if now.get(scan) == reader.identity}
+        self._close_sessions([scan for scan, (identity, _) in self._sessions.items() if now.get(scan) != identity])

@@ -122,7 +122,7 @@ def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.
         prefix = count[block]
         if prefix.any():
             following = np.take(rows, np.minimum(lo[block] + 1, len(rows) - 1), axis=0)
-            np.copyto(out[block], following, where=rank[np.newaxis, :] < prefix[:, np.newaxis])
+            np.putmask(out[block], rank[np.newaxis, :] < prefix[:, np.newaxis], following)  # 3x copyto(where=)
     return out
 
 
@@ -198,10 +198,17 @@ def _native_frames(screen: Screen, unique_frames: np.ndarray) -> np.ndarray:
     native = screen.trials[0].image_size
     out = np.empty((len(unique_frames),) + tuple(native), dtype=np.float32)
     trial_of = screen.frame_trial[unique_frames]
-    for trial_number in np.unique(trial_of):
+    # the frames are sorted, so each trial's are one run of ``out``, often consecutive frames
+    # (a slice of the file, copied and cast in one pass, without fancy indexing)
+    trials, starts = np.unique(trial_of, return_index=True)
+    for trial_number, first, last in zip(trials, starts, np.append(starts[1:], len(trial_of))):
         trial = screen.trials[trial_number]
-        picks = np.flatnonzero(trial_of == trial_number)
-        out[picks] = screen.frames(trial)[unique_frames[picks] - trial.first_frame]
+        wanted = unique_frames[first:last] - trial.first_frame
+        frames = screen.frames(trial)
+        if wanted[-1] - wanted[0] == last - first - 1:
+            out[first:last] = frames[wanted[0]:wanted[-1] + 1]
+        else:
+            out[first:last] = frames[wanted]
     return out
 
 
