@@ -92,8 +92,8 @@ def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.
     The floor index, computed in experanto's exact steps, never increases with the shift (each
     step rounds monotonically), so with the neurons sorted by shift each time reads row ``lo``
     (that of the largest shift) for a suffix of them and row ``lo + 1`` for the prefix before:
-    the prefix's length is found by bisection over the sorted shifts, evaluating the same
-    expression. Each time's row is copied whole and the prefix patched from the next row.
+    the prefix's length is found from the shift where the exact quotient crosses ``lo + 1``,
+    then settled by evaluating the same expression either side (``_prefix_lengths``). Each time's row is copied whole and the prefix patched from the next row.
     Shifts spanning more than one sample take the per-value gather instead."""
     data, shifts, start = seq.data, seq.phase_shifts, seq.start_time
     order, sorted_shifts, rank = seq.shift_order
@@ -102,18 +102,7 @@ def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.
     if np.any(hi - lo > 1):
         lower = _floor_index(times[:, np.newaxis], shifts[np.newaxis, :], start, time_delta)
         return _gather(data, lower, np.arange(data.shape[1]))
-    # prefix: the first index (in shift order) whose floor is lo, i.e. the count reading lo + 1
-    left = np.zeros(len(times), dtype=np.intp)  # floor(sorted_shifts[left]) == hi
-    right = np.full(len(times), len(shifts), dtype=np.intp)  # first index known to give lo (or the end)
-    step = hi > lo
-    left[~step] = right[~step] = 0
-    while np.any(right - left > 1):
-        mid = (left + right) // 2
-        at = _floor_index(times, sorted_shifts[np.minimum(mid, len(shifts) - 1)], start, time_delta)
-        up = at > lo
-        left = np.where(up, mid, left)
-        right = np.where(up, right, mid)
-    count = np.where(step, right, 0)
+    count = _prefix_lengths(times, sorted_shifts, lo, hi, start, time_delta)
     rows = data.view(np.ndarray) if isinstance(data, np.memmap) else np.asarray(data)  # no memmap subclass per row
     out = np.empty((len(times), data.shape[1]), dtype=data.dtype)
     for first in range(0, len(times), QUERY_BLOCK):
@@ -124,6 +113,27 @@ def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.
             following = np.take(rows, np.minimum(lo[block] + 1, len(rows) - 1), axis=0)
             np.putmask(out[block], rank[np.newaxis, :] < prefix[:, np.newaxis], following)  # 3x copyto(where=)
     return out
+
+
+def _prefix_lengths(times, sorted_shifts, lo, hi, start: float, time_delta: float) -> np.ndarray:
+    """Per time, how many of the sorted shifts give a floor index above ``lo`` (all the others
+    give ``lo``). The shift where ``(t - s - start) / dt`` reaches ``lo + 1`` in exact arithmetic
+    gives a first guess (searchsorted); the rounded steps may put the boundary a place or two
+    away, so the guess moves until the expression itself agrees on both sides of it."""
+    n = len(sorted_shifts)
+    step = hi > lo
+    crossing = (times - start) - (lo + 1) * time_delta
+    count = np.where(step, np.searchsorted(sorted_shifts, crossing, side="right"), 0)
+
+    def above(index):  # the floor at sorted_shifts[index] is above lo (index within 0..n-1)
+        return _floor_index(times, sorted_shifts[np.clip(index, 0, n - 1)], start, time_delta) > lo
+
+    while True:  # invariant sought: above(count - 1) (or count == 0) and not above(count) (or count == n)
+        grow = step & (count < n) & above(count)
+        shrink = step & (count > 0) & ~above(count - 1)
+        if not (grow.any() or shrink.any()):
+            return count
+        count = count + grow - shrink
 
 
 def _gather(data: np.ndarray, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
