@@ -50,6 +50,23 @@ def test_sequences_match_experanto_bit_for_bit(folders, variant, mode):
             assert_same(ours[name], reference.interpolate(folders[variant], name, times, interpolation_mode=mode))
 
 
+def test_times_on_a_neurons_own_sample_edge_read_the_rows_experanto_reads(folders):
+    """Times exactly one neuron's shift past a sample (t = start + k / rate + shift): where the
+    rounded quotient lands on either side of a whole number decides the row, neuron by neuron."""
+    root = folders["videos"]
+    with open_session(root) as session:
+        seq = session.modalities["responses"]
+        rng = np.random.default_rng(11)
+        low, high = seq.valid_interval
+        k = rng.integers(int((low - seq.start_time) * seq.sampling_rate) + 1,
+                         int((high - seq.start_time) * seq.sampling_rate) - 1, 300)
+        shift = seq.phase_shifts[rng.integers(0, len(seq.phase_shifts), 300)]
+        times = np.unique(seq.start_time + k / seq.sampling_rate + shift)
+        times = times[(times >= low) & (times <= high)]
+        ours = sample(session, times, ["responses"], return_valid=True, normalize=False)["responses"]
+    assert_same(ours, reference.interpolate(root, "responses", times))
+
+
 @pytest.mark.parametrize("variant", ["videos", "images", "stimuli_names", "colour", "data_key"])
 @pytest.mark.parametrize("rescale", [True, False])
 def test_screen_frames_match_experanto_bit_for_bit(folders, variant, rescale):
