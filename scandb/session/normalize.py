@@ -15,7 +15,19 @@ from .modalities import Modality, Sequence
 
 
 def statistics(session, modality: Modality, mode) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std), each ``(1, k)``, for a normalisation mode (a string or a {means, stds} dict)."""
+    """(mean, std), each ``(1, k)``, for a normalisation mode (a string or a {means, stds} dict);
+    a named mode's are worked out once per opened modality (a training item asks four times)."""
+    if not isinstance(mode, str):
+        return _statistics(session, modality, mode)
+    kept = modality.__dict__.setdefault("_statistics_by_mode", {})
+    if mode not in kept:
+        mean, std = _statistics(session, modality, mode)
+        mean.flags.writeable = std.flags.writeable = False  # shared by every later call
+        kept[mode] = (mean, std)
+    return kept[mode]
+
+
+def _statistics(session, modality: Modality, mode) -> tuple[np.ndarray, np.ndarray]:
     stats = getattr(modality, "statistics", {})
     for stat in ("means", "stds"):
         if stat not in stats:
