@@ -90,16 +90,23 @@ class BucketUnderTest:
         return sorted(entry["Key"][len("lab/"):] for page in pages for entry in page.get("Contents", []))
 
 
+def use_bucket(server: MotoServer, monkeypatch, cache: Path, key_id: str = KEY_ID,
+               secret: str = SECRET) -> BucketUnderTest:
+    """A new bucket on ``server``, the credentials and endpoint in the environment (through
+    ``monkeypatch``, so a module-scoped ``pytest.MonkeyPatch`` can share one), ``cache`` as
+    the cache."""
+    name = server.bucket()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("SCANDB_CACHE", str(cache))
+    return BucketUnderTest(server, name, f"s3://{name}/lab", cache)
+
+
 @pytest.fixture
 def s3_bucket(moto_server, tmp_path, monkeypatch) -> BucketUnderTest:
     """A new bucket, the credentials and endpoint in the environment, a cache in tmp_path."""
-    name = moto_server.bucket()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", KEY_ID)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("SCANDB_CACHE", str(cache))
-    return BucketUnderTest(moto_server, name, f"s3://{name}/lab", cache)
+    return use_bucket(moto_server, monkeypatch, tmp_path / "cache")
