@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import sqlite3
+import subprocess
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,9 +23,10 @@ from scandb.synthetic import VideoSpec, generate_dynamic, write_zip
 from tests import experanto_reference as reference
 from tests.experanto_sessions import make_session, spec_for
 
-from .hostile import run_cli
-from .s3 import BucketUnderTest, moto_server, s3_bucket, use_bucket  # noqa: F401  (fixtures)
-from .scans import stack
+from .hostile import run_cli, scandb_command
+from .s3 import (REGION, BucketUnderTest, moto_server, moto_server_checking_keys, s3_bucket,  # noqa: F401  (fixtures)
+                 use_bucket)
+from .scans import make_scan, stack
 
 VIDEO = VideoSpec(animal_id=29521, seed=3, n_trials=12, n_neurons=6, video_shape=(18, 32), n_frames=20,
                   min_length=10)
@@ -160,32 +164,165 @@ def test_the_session_exports_from_the_bucket_as_its_source_folder(shared, source
 # -- damage and freeing ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("damage", ["deleted", "changed"])
-def test_a_deleted_or_changed_session_array_is_damage_verify_names(own, damage, monkeypatch, tmp_path):
-    (array,) = [p for p in session_arrays(own.url) if p.endswith(".npy")][:1]
-    key = f"lab/{STORE}/{array}"
+def test_a_deleted_and_a_changed_session_array_are_damage_verify_names(own):
+    deleted, changed = sorted(p for p in session_arrays(own.url))[:2]
     client = own.bucket.server.client()
-    if damage == "deleted":
-        client.delete_object(Bucket=own.bucket.name, Key=key)
-    else:
-        good = client.get_object(Bucket=own.bucket.name, Key=key)["Body"].read()
-        client.put_object(Bucket=own.bucket.name, Key=key, Body=good[:-1] + bytes([good[-1] ^ 1]))
+    client.delete_object(Bucket=own.bucket.name, Key=f"lab/{STORE}/{deleted}")
+    good = client.get_object(Bucket=own.bucket.name, Key=f"lab/{STORE}/{changed}")["Body"].read()
+    client.put_object(Bucket=own.bucket.name, Key=f"lab/{STORE}/{changed}", Body=good[:-1] + bytes([good[-1] ^ 1]))
     verified = run_cli("verify", "--db", own.url)
-    name = array.rpartition("/")[2].removesuffix(".npy")
-    assert verified.code != 0 and name in verified.out, verified
-    assert "session array" in verified.out, verified
+    assert verified.code != 0, verified
+    found = [line for line in verified.out.splitlines() if "session array" in line]
+    for array in (deleted, changed):
+        assert any(array.rpartition("/")[2].removesuffix(".npy") in line for line in found), (array, verified.out)
 
 
-def test_remove_then_gc_deletes_the_sessions_objects(own, monkeypatch):
+def test_remove_then_gc_deletes_the_sessions_objects_and_keeps_the_video_scans(own, monkeypatch):
     arrays = session_arrays(own.url)
-    assert arrays and all(f"{STORE}/{a}" in own.bucket.keys() for a in arrays)
+    before = own.bucket.keys(f"{STORE}/")
+    assert arrays and all(f"{STORE}/{a}" in before for a in arrays)
     removed = run_cli("remove", SESSION_KEY, "--db", own.url)
     assert removed.code == 0, removed
-    assert all(f"{STORE}/{a}" in own.bucket.keys() for a in arrays)  # kept for readers that started before
+    assert own.bucket.keys(f"{STORE}/") == before  # kept for readers that started before
     monkeypatch.setattr(LakeCatalog, "garbage_age", 0.0)
     collected = run_cli("gc", "--older-than", "0", "--db", own.url)
     assert collected.code == 0, collected
-    left = own.bucket.keys(f"{STORE}/sessions/")
+    left = own.bucket.keys(f"{STORE}/")
     assert not [a for a in arrays if f"{STORE}/{a}" in left], left
-    verified = run_cli("verify", "--db", own.url)
-    assert verified.code == 0 and "ok: 1 scan" in verified.out, verified
+    with scandb.connect(own.url) as db:
+        videos = [row[0] for row in db.run("SELECT path FROM images")[1]]
+        assert db.scans()["scan_key"].tolist() == [VIDEO.key]
+    assert videos and all(f"{STORE}/{v}" in left for v in videos)
+
+
+# -- a killed ingest -------------------------------------------------------------------------------
+
+BIG_SESSION = dict(animal_id=29530, seed=7, responses_rate=100.0, n_neurons=6000)
+"""A session whose responses (40 MB) go up in parts (past ``bucket.MULTIPART_THRESHOLD``)
+for most of a second: long enough to kill the ingest mid-upload."""
+
+
+def catalog_rows(url: str) -> list:
+    """Every row of a SQLite catalog, as SQL: equal lists are equal catalogs."""
+    with contextlib.closing(sqlite3.connect(url.removeprefix("ducklake:sqlite:"))) as conn:
+        return list(conn.iterdump())
+
+
+def test_an_ingest_killed_mid_upload_leaves_nothing_visible_and_gc_takes_its_objects_and_its_upload(
+        s3_bucket, tmp_path, monkeypatch):
+    from scandb.store import bucket as buckets
+
+    session = make_session(tmp_path, "videos", **BIG_SESSION)
+    assert (session / "responses" / "data.mem").stat().st_size > buckets.MULTIPART_THRESHOLD
+    url = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
+    assert run_cli("migrate", "--db", url, "--data-path", s3_bucket.url).code == 0
+    before = catalog_rows(url)
+    client = s3_bucket.server.client()
+
+    def uploads():
+        return client.list_multipart_uploads(Bucket=s3_bucket.name).get("Uploads", [])
+
+    ingest = subprocess.Popen(scandb_command("ingest", str(session), "--db", url),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not uploads() and ingest.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        ingest.send_signal(signal.SIGKILL)
+        ingest.wait()
+    assert ingest.returncode == -signal.SIGKILL  # killed, not finished
+    unfinished = [u["Key"] for u in uploads()]
+    assert unfinished and all(k.startswith(f"lab/{STORE}/sessions/") for k in unfinished), unfinished
+    orphans = s3_bucket.keys(f"{STORE}/")
+    assert orphans, "no object was uploaded before the upload in parts"
+
+    assert catalog_rows(url) == before  # nothing visible
+    with scandb.connect(url) as db:
+        assert len(db.scans()) == 0
+
+    monkeypatch.setattr(lakes, "IN_FLIGHT_S", 0.0)
+    monkeypatch.setattr(LakeCatalog, "garbage_age", 0.0)
+    listed = run_cli("gc", "--older-than", "0", "--dry-run", "--db", url)
+    assert listed.code == 0 and "would abort 1 unfinished upload" in listed.out, listed
+    assert f"upload {unfinished[0].removeprefix('lab/')}" in listed.out, listed
+    assert [u["Key"] for u in uploads()] == unfinished
+
+    # moto dates every upload 2010-11-10 (its listing's Initiated is fixed): an age reaching
+    # past that makes the upload one an ingest may still be sending
+    monkeypatch.setattr(LakeCatalog, "garbage_age", time.time())
+    kept = run_cli("gc", "--older-than", "0", "--db", url)
+    assert kept.code == 0 and "kept 1 newer unfinished upload" in kept.out, kept
+    assert [u["Key"] for u in uploads()] == unfinished and s3_bucket.keys(f"{STORE}/") == orphans
+
+    monkeypatch.setattr(LakeCatalog, "garbage_age", 0.0)
+    collected = run_cli("gc", "--older-than", "0", "--db", url)
+    assert collected.code == 0, collected
+    assert "aborted 1 unfinished upload" in collected.out, collected
+    assert f"deleted {len(orphans)} store file" in collected.out, collected
+    assert uploads() == [] and s3_bucket.keys(f"{STORE}/") == []
+    with scandb.connect(url) as db:
+        assert len(db.scans()) == 0
+
+
+# -- a server that checks keys ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def checking(moto_server_checking_keys, tmp_path, monkeypatch):
+    """The environment for the server checking keys, with the key it accepts."""
+    server = moto_server_checking_keys
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.server.endpoint)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cache"))
+    return server
+
+
+@pytest.fixture(scope="module")
+def checked_lake(moto_server_checking_keys, tmp_path_factory):
+    """A lake on the server checking keys, holding one scan ingested with the key it accepts."""
+    server, root = moto_server_checking_keys, tmp_path_factory.mktemp("checked")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ACCESS_KEY_ID", server.key_id)
+        patch.setenv("AWS_SECRET_ACCESS_KEY", server.secret)
+        patch.setenv("AWS_REGION", REGION)
+        patch.setenv("AWS_ENDPOINT_URL", server.server.endpoint)
+        patch.delenv("AWS_SESSION_TOKEN", raising=False)
+        patch.delenv("AWS_PROFILE", raising=False)
+        patch.setenv("SCANDB_CACHE", str(root / "cache"))
+        url = f"ducklake:sqlite:{root / 'catalog.sqlite'}"
+        run = run_cli("ingest", str(make_scan(root, animal_id=24301, seed=31, n_trials=6, n_neurons=5)),
+                      "--db", url, "--data-path", f"s3://{server.bucket}/lab")
+        assert run.code == 0, run  # the key made through moto's IAM works
+        yield url, root
+
+
+@pytest.mark.parametrize("wrong", ["secret", "key id"])
+def test_a_refused_key_is_one_line_naming_what_to_set_and_changes_nothing(checked_lake, wrong, tmp_path,
+                                                                          monkeypatch):
+    from scandb.catalog.database import Database
+
+    url, root = checked_lake
+    second = make_scan(tmp_path, animal_id=24302, seed=32, n_trials=6, n_neurons=5)
+    before = catalog_rows(url)
+    if wrong == "secret":
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-of-that-key")
+        code = "SignatureDoesNotMatch"
+    else:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY0000000")
+        code = "InvalidAccessKeyId"
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))  # nothing read before
+    for command in (["ingest", str(second)], ["verify"], ["export", "SELECT scan_key, trial_id FROM trials",
+                                                            str(tmp_path / "out")]):
+        refused = run_cli(*command, "--db", url)
+        assert refused.code != 0, (command, refused)
+        line = refused.error  # exactly one line
+        assert "the server refused the credentials" in line and code in line, (command, line)
+        assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line, (command, line)
+    assert not (tmp_path / "out").exists()
+    assert catalog_rows(url) == before
+    with Database(url) as db, pytest.raises(scandb.DatabaseError, match=f"refused the credentials \\({code}"):
+        db.store.read(db.conn.execute("SELECT path FROM response_matrices").fetchone()[0])  # the store's client
