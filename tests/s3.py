@@ -136,12 +136,18 @@ class BucketUnderTest:
         return sorted(entry["Key"][len("lab/"):] for page in pages for entry in page.get("Contents", []))
 
 
-def use_bucket(server: MotoServer, monkeypatch, cache: Path, key_id: str = KEY_ID,
-               secret: str = SECRET) -> BucketUnderTest:
+def use_bucket(server: MotoServer, monkeypatch, cache: Path) -> BucketUnderTest:
     """A new bucket on ``server``, the credentials and endpoint in the environment (through
     ``monkeypatch``, so a module-scoped ``pytest.MonkeyPatch`` can share one), ``cache`` as
     the cache."""
     name = server.bucket()
+    use_credentials(server, monkeypatch, cache)
+    return BucketUnderTest(server, name, f"s3://{name}/lab", cache)
+
+
+def use_credentials(server: MotoServer, monkeypatch, cache: Path, key_id: str = KEY_ID,
+                    secret: str = SECRET) -> None:
+    """The environment scandb reads for ``server``: this key, its endpoint, ``cache``."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
     monkeypatch.setenv("AWS_REGION", REGION)
@@ -149,7 +155,6 @@ def use_bucket(server: MotoServer, monkeypatch, cache: Path, key_id: str = KEY_I
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("SCANDB_CACHE", str(cache))
-    return BucketUnderTest(server, name, f"s3://{name}/lab", cache)
 
 
 @pytest.fixture

@@ -1,7 +1,11 @@
-"""Video scans and experanto sessions on a lake whose data path is an S3 bucket (moto's
-server, tests/s3.py; nothing inside scandb is mocked), on a SQLite catalog: they ingest,
-read back as their sources, verify clean, name a deleted or changed session array as
-damage, free their objects through remove and gc, and export as their source folders."""
+"""A lake whose data path is an S3 bucket (moto's server, tests/s3.py; nothing inside scandb
+is mocked), on a SQLite catalog, beyond the static scans of tests/test_bucket_lake.py.
+
+Video scans and experanto sessions ingest, read back as their sources, verify clean, name a
+deleted or changed session array as damage, free their objects through remove and gc, and
+export as their source folders. A ``scandb ingest`` killed mid-upload leaves the catalog as
+it was, and gc takes its objects and its unfinished multipart upload. On a second server,
+one that checks keys, a refused key is one line naming what to set."""
 
 from __future__ import annotations
 
@@ -24,8 +28,8 @@ from tests import experanto_reference as reference
 from tests.experanto_sessions import make_session, spec_for
 
 from .hostile import run_cli, scandb_command
-from .s3 import (REGION, BucketUnderTest, moto_server, moto_server_checking_keys, s3_bucket,  # noqa: F401  (fixtures)
-                 use_bucket)
+from .s3 import (BucketUnderTest, moto_server, moto_server_checking_keys, s3_bucket,  # noqa: F401  (fixtures)
+                 use_bucket, use_credentials)
 from .scans import make_scan, stack
 
 VIDEO = VideoSpec(animal_id=29521, seed=3, n_trials=12, n_neurons=6, video_shape=(18, 32), n_frames=20,
@@ -268,31 +272,12 @@ def test_an_ingest_killed_mid_upload_leaves_nothing_visible_and_gc_takes_its_obj
 # -- a server that checks keys ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def checking(moto_server_checking_keys, tmp_path, monkeypatch):
-    """The environment for the server checking keys, with the key it accepts."""
-    server = moto_server_checking_keys
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.key_id)
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", server.server.endpoint)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cache"))
-    return server
-
-
 @pytest.fixture(scope="module")
 def checked_lake(moto_server_checking_keys, tmp_path_factory):
     """A lake on the server checking keys, holding one scan ingested with the key it accepts."""
     server, root = moto_server_checking_keys, tmp_path_factory.mktemp("checked")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_ACCESS_KEY_ID", server.key_id)
-        patch.setenv("AWS_SECRET_ACCESS_KEY", server.secret)
-        patch.setenv("AWS_REGION", REGION)
-        patch.setenv("AWS_ENDPOINT_URL", server.server.endpoint)
-        patch.delenv("AWS_SESSION_TOKEN", raising=False)
-        patch.delenv("AWS_PROFILE", raising=False)
-        patch.setenv("SCANDB_CACHE", str(root / "cache"))
+        use_credentials(server.server, patch, root / "cache", server.key_id, server.secret)
         url = f"ducklake:sqlite:{root / 'catalog.sqlite'}"
         run = run_cli("ingest", str(make_scan(root, animal_id=24301, seed=31, n_trials=6, n_neurons=5)),
                       "--db", url, "--data-path", f"s3://{server.bucket}/lab")
@@ -301,8 +286,8 @@ def checked_lake(moto_server_checking_keys, tmp_path_factory):
 
 
 @pytest.mark.parametrize("wrong", ["secret", "key id"])
-def test_a_refused_key_is_one_line_naming_what_to_set_and_changes_nothing(checked_lake, wrong, tmp_path,
-                                                                          monkeypatch):
+def test_a_refused_key_is_one_line_naming_what_to_set_and_changes_nothing(checked_lake, moto_server_checking_keys,
+                                                                          wrong, tmp_path, monkeypatch):
     from scandb.catalog.database import Database
 
     url, root = checked_lake
@@ -324,5 +309,10 @@ def test_a_refused_key_is_one_line_naming_what_to_set_and_changes_nothing(checke
         assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in line, (command, line)
     assert not (tmp_path / "out").exists()
     assert catalog_rows(url) == before
+    new = tmp_path / "new.sqlite"  # a new lake: refused before its catalog is made
+    refused = run_cli("ingest", str(second), "--db", f"ducklake:sqlite:{new}", "--data-path",
+                      f"s3://{moto_server_checking_keys.bucket}/new")
+    assert refused.code != 0 and code in refused.error and "AWS_SECRET_ACCESS_KEY" in refused.error, refused
+    assert not new.exists()
     with Database(url) as db, pytest.raises(scandb.DatabaseError, match=f"refused the credentials \\({code}"):
         db.store.read(db.conn.execute("SELECT path FROM response_matrices").fetchone()[0])  # the store's client

@@ -108,6 +108,14 @@ def secret_statement(url: str) -> str:
     return f"CREATE OR REPLACE SECRET {SECRET_NAME} ({', '.join(options)})"
 
 
+def check_access(url: str) -> None:
+    """One request to the bucket of a lake about to be created: a refused key, a missing
+    bucket or an unreachable server is its one line before any catalog names the data path
+    (DuckLake itself writes nothing to the bucket until the first rows, so a new lake on a
+    bucket it cannot use would otherwise be created, empty, and fail only then)."""
+    Bucket(url).any_under("")
+
+
 def glob_regex(pattern: str) -> re.Pattern:
     """A store's glob (``??/*.npy``, ``meta/*``) as a regex over keys: wildcards stay within
     one path component, as ``Path.glob``'s do."""
