@@ -42,6 +42,7 @@ class GcResult:
     uploads: list = field(default_factory=list)
     """Unfinished multipart uploads under a bucket's data path, old enough to abort (``uploads.py``)."""
     young_uploads: int = 0
+    """Unfinished uploads begun too recently to abort (another machine's ingest may be sending them)."""
 
     def summary(self) -> str:
         verb = ("would expire", "would delete") if self.dry_run else ("expired", "deleted")
