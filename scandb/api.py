@@ -451,7 +451,10 @@ class ScanDB:
 
         with self.database.lease(), self.database.writer_lock():
             self.database.retrying(self.database.ensure_schema, f"{self.database.name}: creating the schema")
-            collect_orphans(self.database)
+            try:
+                collect_orphans(self.database)
+            except duckdb.Error as exc:  # reading the references (a lake's Parquet files)
+                raise explain(exc, f"{self.database.name}: ingest") from None
         results = []
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
         for number, path in enumerate(map(Path, paths)):

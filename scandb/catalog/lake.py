@@ -194,6 +194,8 @@ def open_lake(lake: Lake, offline: dict, *, read_only: bool = False, snapshot: i
             raise _needs_data_path(lake)
         if not Path(lake.location).parent.is_dir():
             raise DatabaseError(f"{lake.name}: folder {Path(lake.location).parent} does not exist")
+    if lake.exists() is not True and on_bucket(lake.data_path):  # (a PostgreSQL catalog: only attaching can tell)
+        buckets.check_access(str(lake.data_path))  # before a new catalog names it
     conn = duckdb.connect(config=connection_config(lake, offline))
     try:
         for statement in load_statements(lake):

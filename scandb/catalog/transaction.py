@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import duckdb
 
 from ..errors import DamageError, DatabaseError, ScandbError, UsageError, first_line
+from ..store.bucket import refused_in_duckdb
 
 DENIED = ("Read-only file system", "Permission denied", "Operation not permitted")
 """Operating-system causes of a file that may not be written."""
@@ -84,6 +85,9 @@ def explain(exc: BaseException, doing: str, *, users_sql: bool = False, rolled_b
     """
     if isinstance(exc, ScandbError):
         return exc
+    refused = refused_in_duckdb(str(exc))  # a lake's Parquet files on a bucket, credentials refused
+    if refused is not None:
+        return refused
     text = first_line(str(exc))
     if damage(str(exc)):
         where = doing if opening else f"{doing} failed"

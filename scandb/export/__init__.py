@@ -8,6 +8,7 @@ only when complete, so a failed export leaves ``out`` as it was.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,17 @@ def export(db, readers, selection, out: str | Path, neurons=None, *, format: str
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; export writes into a folder")
+    made = not out.exists()
+    try:
+        return _export(db, readers, selection, out, neurons, format, zip, params, scan, model)
+    except BaseException:
+        if made:  # a failed export leaves no empty folder it made (the partial outputs are gone already)
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+
+
+def _export(db, readers, selection, out: Path, neurons, format: str, zip: bool, params, scan, model) -> ExportResult:
     selected = selecting.resolve(db.database, selection, params, scan)
     if selected.num_rows == 0:
         raise UsageError("the selection names no trials; nothing to export")

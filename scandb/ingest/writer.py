@@ -25,6 +25,7 @@ from ..catalog.transaction import damage, explain, insert_arrow, transaction, wr
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
 from ..maintenance.digests import record_digests
 from ..source.scan import Scan, open_scan
+from ..store.bucket import refused_in_duckdb
 from ..store.images import ImageStore, discard
 from ..store.matrices import MatrixStore, MatrixWriter
 from ..store.meta import MetaStore
@@ -289,6 +290,9 @@ def _explain(db: Database, scan: Scan, exc: Exception) -> ScandbError:
     """An unexpected failure while writing, as one line naming the scan and the cause."""
     message = first_line(str(exc)) or type(exc).__name__
     kept = "nothing of this scan was kept"
+    refused = refused_in_duckdb(str(exc))
+    if refused is not None:
+        return DatabaseError(f"{scan.label}: {refused}; {kept}")
     if isinstance(exc, OSError):
         return DatabaseError(f"{scan.label}: cannot write {exc.filename or db.image_dir} "
                              f"({exc.strerror or message}); {kept}")

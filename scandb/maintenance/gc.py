@@ -5,12 +5,14 @@ Removal and replacement delete no file: a training job that started before still
 a newer one replaced it more than that long ago, and a file goes when no snapshot left
 references it (and it is older than an ingest in another process could still be writing;
 ``Database.garbage_age``). In a database file a released file goes once it was released
-more than that long ago (``released_files``).
+more than that long ago (``released_files``). On a bucket, multipart uploads a killed
+writer never finished go too, once they began longer ago than that age (``uploads.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..catalog import snapshots
@@ -19,6 +21,7 @@ from ..errors import DatabaseError
 from ..store.base import collect_garbage, unreferenced_ages
 from ..store.folder import age_cutoff
 from .orphans import stores_and_references
+from .uploads import abort_unfinished_uploads, unfinished_uploads
 from .report import plural
 
 
@@ -36,6 +39,10 @@ class GcResult:
     """Whether the database keeps snapshots (a lake), which the summary then speaks of."""
     young: int = 0
     """Files nothing references but too new to delete (another process's ingest may be writing them)."""
+    uploads: list = field(default_factory=list)
+    """Unfinished multipart uploads under a bucket's data path, old enough to abort (``uploads.py``)."""
+    young_uploads: int = 0
+    """Unfinished uploads begun too recently to abort (another machine's ingest may be sending them)."""
 
     def summary(self) -> str:
         verb = ("would expire", "would delete") if self.dry_run else ("expired", "deleted")
@@ -50,6 +57,10 @@ class GcResult:
                 f"({snapshots.id_ranges(self.kept)}); {verb[1]} {files} no kept snapshot references")
         if self.young:
             line += f"; kept {plural(self.young, 'newer unreferenced file')} (an ingest may be writing them)"
+        if self.uploads:
+            line += f"; {'would abort' if self.dry_run else 'aborted'} {plural(len(self.uploads), 'unfinished upload')}"
+        if self.young_uploads:
+            line += f"; kept {plural(self.young_uploads, 'newer unfinished upload')} (an ingest may be sending it)"
         return line
 
     def text(self) -> str:
@@ -58,6 +69,7 @@ class GcResult:
         if self.dry_run:
             lines += [f"  snapshot {s.id}  {s.when}  {s.change}" for s in self.expired]
             lines += [f"  file {_relative(path, self.root)}" for path in self.files]
+            lines += [f"  upload {upload.key}  (begun {_when(upload.started)})" for upload in self.uploads]
         return "\n".join(lines)
 
 
@@ -66,6 +78,10 @@ def _size(path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -91,10 +107,12 @@ def gc(db: Database, older_than_days: float, *, dry_run: bool = False) -> GcResu
         result.young += sum(cutoff < modified < float("inf") for modified in ages.values())
         result.files += sorted(going)
     result.n_bytes = sum(_size(path) for path in result.files)
+    medium, result.uploads, result.young_uploads = unfinished_uploads(db)
     if not dry_run:
         try:
             collect_garbage(stores, db.garbage_age)
         except OSError as exc:
             raise DatabaseError(f"{db.name}: gc could not delete {exc.filename or 'a store file'} "
                                 f"({exc.strerror or exc}); 'scandb gc' again deletes it") from None
+        abort_unfinished_uploads(medium, result.uploads)
     return result

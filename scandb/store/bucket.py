@@ -108,6 +108,14 @@ def secret_statement(url: str) -> str:
     return f"CREATE OR REPLACE SECRET {SECRET_NAME} ({', '.join(options)})"
 
 
+def check_access(url: str) -> None:
+    """One request to the bucket of a lake about to be created: a refused key, a missing
+    bucket or an unreachable server is its one line before any catalog names the data path
+    (DuckLake itself writes nothing to the bucket until the first rows, so a new lake on a
+    bucket it cannot use would otherwise be created, empty, and fail only then)."""
+    Bucket(url).any_under("")
+
+
 def glob_regex(pattern: str) -> re.Pattern:
     """A store's glob (``??/*.npy``, ``meta/*``) as a regex over keys: wildcards stay within
     one path component, as ``Path.glob``'s do."""
@@ -360,6 +368,35 @@ class Bucket:
                 self.cache.forget(self.url_of(key))
         return len(keys)
 
+    def unfinished_uploads(self) -> list["Upload"]:
+        """Multipart uploads begun under this bucket's prefix and neither completed nor
+        aborted: a writer killed mid-upload (an ingest's matrix, DuckDB's Parquet file)
+        leaves one. Its parts take space, yet are no object: listing objects never shows
+        them, only ``abort`` frees them."""
+        start = f"{self.prefix}/" if self.prefix else ""
+        cut = len(start)
+
+        def listing(client):
+            found = []
+            for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=start):
+                for entry in page.get("Uploads", []):
+                    found.append(Upload(entry["Key"][cut:], entry["UploadId"], entry["Initiated"].timestamp()))
+            return found
+        return self._call(listing)
+
+    def abort(self, uploads: Iterable["Upload"]) -> int:
+        """Abort these multipart uploads (their parts are deleted; one finished or aborted
+        meanwhile is fine); returns how many were asked for."""
+        count = 0
+        for upload in uploads:
+            try:
+                self._call(lambda c: c.abort_multipart_upload(Bucket=self.bucket, Key=self.object_key(upload.key),
+                                                              UploadId=upload.id), upload.key)
+            except FileNotFoundError:
+                pass  # NoSuchUpload: gone already
+            count += 1
+        return count
+
     @contextmanager
     def uncached(self):
         """This bucket read through a new, empty cache removed afterwards: what ``verify``
@@ -379,6 +416,15 @@ class Bucket:
     def discard(self, paths: Iterable) -> None:
         """Delete objects a rolled-back write created (paths, or their URLs)."""
         self.delete(self.key_of(path) for path in paths)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A multipart upload not finished: the key it was for, its id, when it began (epoch s)."""
+
+    key: str
+    id: str
+    started: float
 
 
 class ObjectPath:
@@ -468,8 +514,31 @@ def _client(url: str):
     return session.client("s3", endpoint_url=found.endpoint, config=config)
 
 
-REFUSED = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403", "InvalidToken",
-           "ExpiredToken", "AuthorizationHeaderMalformed"}
+REFUSED = {"InvalidAccessKeyId": "no such key id", "SignatureDoesNotMatch": "the secret is not that key id's",
+           "AccessDenied": "the key may not use this bucket", "403": "forbidden",
+           "InvalidToken": "the session token is not valid", "ExpiredToken": "the session token expired",
+           "AuthorizationHeaderMalformed": "the region or key id is malformed"}
+"""The S3 error codes of credentials the server refused, each with what it means."""
+
+
+def refused(bucket: str | None, code: str) -> DatabaseError:
+    """The one line for credentials the server refused (``code``: its S3 error code)."""
+    where = f"{SCHEME}{bucket}" if bucket else "the bucket"
+    return DatabaseError(f"{where}: the server refused the credentials ({code}: {REFUSED.get(code, 'refused')}); "
+                         f"set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to a key it accepts")
+
+
+def refused_in_duckdb(message: str) -> DatabaseError | None:
+    """``refused`` for a DuckDB (httpfs) error reading or writing the lake's Parquet files
+    with credentials the server refused (HTTP 403 and an S3 code of ``REFUSED``), else None.
+    httpfs names the object by its ``s3://`` URL, or by the endpoint's URL, path style."""
+    if "403" not in message:
+        return None
+    code = next((c for c in REFUSED if c != "403" and re.search(rf"\b{c}\b", message)), None)
+    if code is None:
+        return None
+    found = re.search(r"s3://([^/'\s]+)", message) or re.search(r"https?://[^/'\s]+/([^/'\s]+)/", message)
+    return refused(found[1] if found else None, code)
 
 
 def _translated(exc: Exception, bucket: Bucket, key: str) -> Exception:
@@ -482,13 +551,12 @@ def _translated(exc: Exception, bucket: Bucket, key: str) -> Exception:
         return exc
     if isinstance(exc, boto.ClientError):
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in ("NoSuchKey", "404", "NotFound"):
+        if code in ("NoSuchKey", "NoSuchUpload", "404", "NotFound"):
             return FileNotFoundError(errno.ENOENT, "no such object", where)
         if code == "NoSuchBucket":
             return DatabaseError(f"{SCHEME}{bucket.bucket}: no such bucket (create it first, or check the data path)")
         if code in REFUSED:
-            return DatabaseError(f"{SCHEME}{bucket.bucket}: the server refused the credentials ({code}); check "
-                                 f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+            return refused(bucket.bucket, code)
         return DatabaseError(f"{where}: the bucket refused the request ({code or exc})")
     if isinstance(exc, boto.NoCredentialsError):
         return DatabaseError(f"{where}: no credentials for the bucket; set AWS_ACCESS_KEY_ID and "

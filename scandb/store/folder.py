@@ -184,6 +184,14 @@ class Folder:
                 remove_if_empty(folder, self.root)
         return removed
 
+    def unfinished_uploads(self) -> list:
+        """None: a file is written whole under a temporary name (``temporaries``), never in
+        parts a server keeps apart (``bucket.Bucket.unfinished_uploads``)."""
+        return []
+
+    def abort(self, uploads) -> int:
+        return 0
+
     def remove_empty_folders(self) -> None:
         """Drop empty sub-folders (a writer killed between creating a folder and its first file)."""
         self._made.clear()
