@@ -17,6 +17,7 @@ from scandb.catalog import DEFAULT_WAIT
 from scandb.catalog.database import Database
 
 from .conftest import THREE_SPECS
+from .hostile import ahead_of_ingest_nice
 from .scans import make_scan
 
 COMMANDS = ("ingest", "scans", "migrate", "sql", "shell", "info", "example", "predictions", "scores")
@@ -25,7 +26,7 @@ COMMANDS = ("ingest", "scans", "migrate", "sql", "shell", "info", "example", "pr
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "SCANDB_DEBUG"}
     return subprocess.run([sys.executable, "-m", "scandb", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+                          cwd=cwd, env=env, timeout=300, preexec_fn=ahead_of_ingest_nice)
 
 
 def test_help_lists_every_command_and_the_exit_codes():
@@ -167,7 +168,8 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise(tmp_path):
     main, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     process = subprocess.Popen([sys.executable, "-m", "scandb", "ingest", "--db", str(tmp_path / "t.duckdb"),
-                                str(scan)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child)
+                                str(scan)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child,
+                               preexec_fn=ahead_of_ingest_nice)
     os.close(child)
     out, _ = process.communicate(timeout=120)
     terminal = b""
@@ -270,7 +272,7 @@ def test_a_foreign_file_is_not_a_scandb_database(tmp_path, command, kind):
     args = [str(make_scan(tmp_path)) if a == "SCAN" else a for a in command]
     env = {k: v for k, v in os.environ.items() if k != "SCANDB_DEBUG"} | OFFLINE_ENV
     result = subprocess.run([sys.executable, "-m", "scandb", *args, "--db", str(foreign)], capture_output=True,
-                            text=True, env=env, timeout=120)
+                            text=True, env=env, timeout=120, preexec_fn=ahead_of_ingest_nice)
     assert result.returncode == 4
     assert result.stderr.strip() == f"scandb: error: {foreign}: not a scandb database (" + (
         "a SQLite database)" if kind == "sqlite" else "not a DuckDB file)")
@@ -364,7 +366,7 @@ def test_shell_write_keeps_scandb_row_group_size(tmp_path, lab_db):
     create = "CREATE TABLE mine AS SELECT range AS i FROM range(10000);\n"
     copy = shutil.copy(lab_db, tmp_path / "copy.duckdb")
     result = subprocess.run([sys.executable, "-m", "scandb", "shell", "--write", "--db", str(copy)], input=create,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, preexec_fn=ahead_of_ingest_nice)
     assert result.returncode == 0 and not result.stderr, result.stderr
     assert row_groups(copy, "mine") == -(-10000 // ROW_GROUP_SIZE)
     plain = shutil.copy(lab_db, tmp_path / "plain.duckdb")

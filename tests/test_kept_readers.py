@@ -17,7 +17,7 @@ import scandb
 from scandb.errors import UsageError
 from scandb.synthetic import ScanSpec, generate, write_zip
 
-from .hostile import run_scandb
+from .hostile import ahead_of_ingest_nice, run_scandb
 from .scans import source
 
 FIRST = ScanSpec(animal_id=71001, seed=1, n_trials=30, n_neurons=20)
@@ -135,7 +135,8 @@ def test_without_psycopg_a_postgres_lake_still_follows_other_processes(lake_post
     options = ["--data-path", str(tmp_path / "data")]
     ingest(lake_postgres, options, FIRST, tmp_path)
     reader = subprocess.Popen([sys.executable, "-c", WITHOUT_PSYCOPG, lake_postgres, FIRST.key],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=ahead_of_ingest_nice)
 
     def ask() -> tuple[str, float]:
         reader.stdin.write("again\n")

@@ -24,6 +24,7 @@ from scandb.catalog.database import Database
 from scandb.errors import DatabaseError
 from scandb.synthetic import VideoSpec, generate_dynamic, write_zip
 
+from .hostile import ahead_of_ingest_nice
 from .scans import make_scan
 
 CLI = [sys.executable, "-m", "scandb"]
@@ -41,7 +42,8 @@ def store_files(store: Path) -> dict[str, bytes]:
 
 
 def run(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=120)
+    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=120,
+                          preexec_fn=ahead_of_ingest_nice)
 
 
 def scan_key(db_path: Path, name_like: str) -> str:
