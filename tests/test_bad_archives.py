@@ -17,7 +17,7 @@ from scandb.errors import BadScanError
 from scandb.source.scan import DATA_KEYS, MAX_OTHER_FILE, open_scan
 from scandb.synthetic import generate, write_folder, write_zip
 
-from .hostile import (BAD_SPEC, BOMB_BYTES, RawMember, assert_refused, bad_base, before, bomb,  # noqa: F401
+from .hostile import (BAD_SPEC, BOMB_BYTES, RawMember, ahead_of_ingest_nice, assert_refused, bad_base, before, bomb,  # noqa: F401
                       fresh, good_db, scan_members, scandb_command, template_db, write_raw_zip)
 
 
@@ -203,7 +203,7 @@ def test_a_bomb_never_takes_memory(tmp_path, bad_base, good_db):
     # Linux keeps a process's peak RSS across fork and exec: measure from a small parent,
     # not from this (large) test process.
     done = subprocess.run([sys.executable, "-c", PEAK_RSS, *map(str, scandb_command("ingest", scan, "--db", good_db))],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, preexec_fn=ahead_of_ingest_nice)
     code, maxrss_kb = map(int, done.stdout.split())
     stderr = done.stderr
     assert code == 3, stderr

@@ -5,7 +5,9 @@ scandb is mocked), on a SQLite catalog and once on PostgreSQL. Commands run in t
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import sqlite3
 import subprocess
 
 import numpy as np
@@ -44,12 +46,44 @@ def assert_equal_source(db) -> None:
                                       err_msg=key)
 
 
+@pytest.fixture(scope="module")
+def filled_template(tmp_path_factory) -> dict:
+    """Where ``filled`` ingests once per module: a catalog, a cache and (once made) a bucket of its own."""
+    return {"folder": tmp_path_factory.mktemp("bucket-template")}
+
+
 @pytest.fixture
-def filled(s3_bucket, tmp_path, scan_file):
-    """A lake on the bucket holding the scan, ingested with the command line."""
+def filled(s3_bucket, tmp_path, scan_file, filled_template, monkeypatch):
+    """A lake on the bucket holding the scan, as ``scandb ingest`` of it into a new lake
+    leaves it: its catalog, its bucket's objects and the objects the ingest kept in the cache.
+
+    Ingested with the command line once per module into a template bucket, then copied as
+    ``fill_lake`` copies a SQLite lake (tests/lakes.py): the objects server-side into this
+    test's bucket, with new modification times as just written; the catalog file with the
+    data path it records changed to this bucket; the cached objects under this bucket's name."""
+    template = filled_template
+    folder = template["folder"]
+    if "bucket" not in template:
+        template["bucket"] = s3_bucket.server.bucket()
+        with monkeypatch.context() as env:
+            env.setenv("SCANDB_CACHE", str(folder / "cache"))
+            run = run_cli("ingest", str(scan_file), "--db", catalog(folder), "--data-path",
+                          f"s3://{template['bucket']}/lab")
+        assert run.code == 0, run
+    client = s3_bucket.server.client()
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=template["bucket"]):
+        for entry in page.get("Contents", []):
+            client.copy_object(Bucket=s3_bucket.name, Key=entry["Key"],
+                               CopySource={"Bucket": template["bucket"], "Key": entry["Key"]})
     url = catalog(tmp_path)
-    run = run_cli("ingest", str(scan_file), "--db", url, "--data-path", s3_bucket.url)
-    assert run.code == 0, run
+    shutil.copy(folder / "catalog.sqlite", tmp_path / "catalog.sqlite")
+    with contextlib.closing(sqlite3.connect(tmp_path / "catalog.sqlite")) as conn, conn:
+        changed = conn.execute("UPDATE ducklake_metadata SET value = ? WHERE key = 'data_path'",
+                               [s3_bucket.url + "/"]).rowcount
+    assert changed == 1
+    shutil.copytree(folder / "cache" / "objects" / "s3" / template["bucket"],
+                    s3_bucket.cache / "objects" / "s3" / s3_bucket.name)
+    (s3_bucket.cache / "staging").mkdir()
     return url
 
 

@@ -1,4 +1,10 @@
-"""The command line as users meet it: help, version, ingest of several paths, sql, info."""
+"""The command line as users meet it: help, version, ingest of several paths, sql, info.
+
+Commands run in this process through the same ``main()`` the installed command runs
+(tests/hostile.py ``run_cli``: exit code, stdout, stderr lines); in a real process
+(``run_process``) where the process itself is what is checked: help and version as the
+executable prints them, the progress bar on a terminal, a foreign file with downloads
+cut off, a database another process holds, the DuckDB shell, the CPU priority."""
 
 from __future__ import annotations
 
@@ -17,19 +23,21 @@ from scandb.catalog import DEFAULT_WAIT
 from scandb.catalog.database import Database
 
 from .conftest import THREE_SPECS
+from .hostile import ahead_of_ingest_nice, run_cli
 from .scans import make_scan
 
 COMMANDS = ("ingest", "scans", "migrate", "sql", "shell", "info", "example", "predictions", "scores")
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_process(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m scandb ARGS`` in a child process."""
     env = {k: v for k, v in os.environ.items() if k != "SCANDB_DEBUG"}
     return subprocess.run([sys.executable, "-m", "scandb", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+                          cwd=cwd, env=env, timeout=300, preexec_fn=ahead_of_ingest_nice)
 
 
 def test_help_lists_every_command_and_the_exit_codes():
-    result = run_cli("--help")
+    result = run_process("--help")
     assert result.returncode == 0
     for command in COMMANDS:
         assert command in result.stdout
@@ -38,13 +46,13 @@ def test_help_lists_every_command_and_the_exit_codes():
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
-    result = run_cli(command, "--help")
+    result = run_process(command, "--help")
     assert result.returncode == 0
     assert "Usage: scandb " + command in result.stdout.replace("python -m scandb", "scandb")
 
 
 def test_version():
-    result = run_cli("--version")
+    result = run_process("--version")
     assert result.returncode == 0 and __version__ in result.stdout
 
 
@@ -167,7 +175,8 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise(tmp_path):
     main, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
     process = subprocess.Popen([sys.executable, "-m", "scandb", "ingest", "--db", str(tmp_path / "t.duckdb"),
-                                str(scan)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child)
+                                str(scan)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child,
+                               preexec_fn=ahead_of_ingest_nice)
     os.close(child)
     out, _ = process.communicate(timeout=120)
     terminal = b""
@@ -182,7 +191,7 @@ def test_progress_bar_on_a_terminal_plain_lines_otherwise(tmp_path):
     os.close(main)
     assert process.returncode == 0
     assert b"trial" in terminal and b"/40" in terminal
-    plain = run_cli("ingest", "--db", str(tmp_path / "p.duckdb"), str(scan))
+    plain = run_process("ingest", "--db", str(tmp_path / "p.duckdb"), str(scan))
     assert plain.stderr == "" and plain.stdout.startswith("26872-17-20: ingested 40 trials")
 
 
@@ -270,7 +279,7 @@ def test_a_foreign_file_is_not_a_scandb_database(tmp_path, command, kind):
     args = [str(make_scan(tmp_path)) if a == "SCAN" else a for a in command]
     env = {k: v for k, v in os.environ.items() if k != "SCANDB_DEBUG"} | OFFLINE_ENV
     result = subprocess.run([sys.executable, "-m", "scandb", *args, "--db", str(foreign)], capture_output=True,
-                            text=True, env=env, timeout=120)
+                            text=True, env=env, timeout=120, preexec_fn=ahead_of_ingest_nice)
     assert result.returncode == 4
     assert result.stderr.strip() == f"scandb: error: {foreign}: not a scandb database (" + (
         "a SQLite database)" if kind == "sqlite" else "not a DuckDB file)")
@@ -292,11 +301,11 @@ def test_python_errors_name_python_arguments_and_the_cli_names_options(tmp_path)
         with pytest.raises(scandb.DatabaseError) as raised:
             scandb.connect(db, wait=0)
         assert "pass wait=SECONDS" in str(raised.value) and "--wait" not in str(raised.value)
-        cli = run_cli("scans", "--db", str(db), "--wait", "0")
+        cli = run_process("scans", "--db", str(db), "--wait", "0")
         assert cli.returncode == 4 and "pass --wait SECONDS" in cli.stderr and "wait=" not in cli.stderr
         assert cli.stderr.count("\n") == 1 and "in use by another process" in cli.stderr
         assert time.monotonic() - started < DEFAULT_WAIT / 2  # at once, not after the default wait
-        waited = run_cli("scans", "--db", str(db), "--wait", "0.5")
+        waited = run_process("scans", "--db", str(db), "--wait", "0.5")
         assert waited.returncode == 4
         waiting, error = waited.stderr.splitlines()
         assert waiting.startswith(f"scandb: {db}: in use by ") and waiting.endswith("waiting up to 0.5 s")
@@ -364,7 +373,7 @@ def test_shell_write_keeps_scandb_row_group_size(tmp_path, lab_db):
     create = "CREATE TABLE mine AS SELECT range AS i FROM range(10000);\n"
     copy = shutil.copy(lab_db, tmp_path / "copy.duckdb")
     result = subprocess.run([sys.executable, "-m", "scandb", "shell", "--write", "--db", str(copy)], input=create,
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, preexec_fn=ahead_of_ingest_nice)
     assert result.returncode == 0 and not result.stderr, result.stderr
     assert row_groups(copy, "mine") == -(-10000 // ROW_GROUP_SIZE)
     plain = shutil.copy(lab_db, tmp_path / "plain.duckdb")

@@ -17,7 +17,7 @@ from scandb.catalog import DEFAULT_WAIT
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database
-from .hostile import (BAD_SPEC, BIG_SPEC, GOOD_SPEC, PrimedCommand, bad_base, before, big_scan,  # noqa: F401
+from .hostile import (BAD_SPEC, BIG_SPEC, GOOD_SPEC, PrimedCommand, ahead_of_ingest_nice, bad_base, before, big_scan,  # noqa: F401
                       good_db, image_files, run_cli, scan_keys, scandb_command, template_db, wait_for)
 
 HOLDER = """
@@ -36,7 +36,7 @@ class Holder:
 
     def __init__(self, db: Path, mode: str):
         self.process = subprocess.Popen([sys.executable, "-c", HOLDER, str(db), mode], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, text=True, preexec_fn=ahead_of_ingest_nice)
 
     @property
     def pid(self) -> int:
@@ -116,7 +116,8 @@ def test_a_second_ingest_started_during_a_running_one_waits_and_both_go_in(good_
     second = PrimedCommand("ingest", third, "--db", good_db)
     already = len(image_files(good_db))
     first = subprocess.Popen(scandb_command("ingest", big_scan, second_scan, "--db", good_db),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=ahead_of_ingest_nice)
     wait_for_store_to_grow(good_db, already)
 
     waited = second.run()
@@ -158,11 +159,11 @@ def test_an_ingest_succeeds_while_scandb_sql_polls_and_every_poll_succeeds(good_
                                                                           tmp_path):
     stop = tmp_path / "stop"
     poller = subprocess.Popen([sys.executable, "-c", POLLER, str(good_db), str(stop)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True, preexec_fn=ahead_of_ingest_nice)
     try:
         assert poller.stdout.readline().strip() == "n"  # polling
         ingest = subprocess.run(scandb_command("ingest", big_scan, second_scan, "--db", good_db),
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=120, preexec_fn=ahead_of_ingest_nice)
     finally:
         stop.touch()
         out, err = poller.communicate(timeout=120)

@@ -17,7 +17,7 @@ from scandb.ingest import ingest
 from scandb.synthetic import ScanSpec, generate, write_zip
 
 from .conftest import digest_database
-from .hostile import (GOOD_SPEC, bad_base, before, big_scan, copy_database, good_db,  # noqa: F401
+from .hostile import (GOOD_SPEC, ahead_of_ingest_nice, bad_base, before, big_scan, copy_database, good_db,  # noqa: F401
                       grow_disk, image_files, immutable, run_cli, run_scandb, scan_keys, scandb_command,
                       small_disk, template_db, wait_for)
 
@@ -29,7 +29,7 @@ def test_an_ingest_killed_mid_way_leaves_no_trace(good_db, before, big_scan):
     """kill -9 with image files already written: no rows, orphans collected by the next run."""
     already = len(image_files(good_db))
     process = subprocess.Popen(scandb_command("ingest", big_scan, "--db", good_db),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ahead_of_ingest_nice)
     try:
         started = wait_for(lambda: len(image_files(good_db)) > already + 50, timeout=60)
     finally:
@@ -58,7 +58,7 @@ def test_a_killed_ingest_takes_its_reader_processes_with_it(good_db, before, big
               "ingest(db, Path(sys.argv[1]), workers=2)")
     already = len(image_files(good_db))
     process = subprocess.Popen([sys.executable, "-c", script, str(big_scan), str(good_db)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=ahead_of_ingest_nice)
     children = Path(f"/proc/{process.pid}/task/{process.pid}/children")
     try:
         started = wait_for(lambda: len(image_files(good_db)) > already + 50, timeout=60)

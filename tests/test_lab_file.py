@@ -18,7 +18,7 @@ import scandb
 from scandb.errors import DatabaseError
 from scandb.synthetic import ScanSpec, generate, write_zip
 
-from .hostile import BAD_SPEC, GOOD_SPEC, bad_base, before, good_db, run_cli, run_scandb, template_db  # noqa: F401
+from .hostile import BAD_SPEC, GOOD_SPEC, ahead_of_ingest_nice, bad_base, before, good_db, run_cli, run_scandb, template_db  # noqa: F401
 from .test_concurrency import Holder
 
 IDLE_READER = """
@@ -35,7 +35,7 @@ for line in sys.stdin:  # each line asks again, on the same connection
 class IdleReader:
     def __init__(self, db: Path):
         self.process = subprocess.Popen([sys.executable, "-c", IDLE_READER, str(db)], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, text=True, preexec_fn=ahead_of_ingest_nice)
 
     def scans(self) -> list[str]:
         return self.process.stdout.readline().strip().split(",")
@@ -128,7 +128,8 @@ db.close()
 def test_a_multi_scan_ingest_lets_readers_in_between_scans(good_db, second_scan, tmp_path):
     third = write_zip(generate(ScanSpec(animal_id=30002, seed=12, n_trials=30, n_neurons=20)), tmp_path / "third.zip")
     ingest = subprocess.Popen([sys.executable, "-c", PAUSING_INGEST, str(good_db), str(second_scan), str(third)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              preexec_fn=ahead_of_ingest_nice)
     try:
         assert ingest.stdout.readline().split() == ["ingested", BAD_SPEC.key]
         with scandb.connect(good_db, wait=0) as db:  # between the two scans, with no wait

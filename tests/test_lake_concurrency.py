@@ -28,7 +28,7 @@ from scandb.catalog import lake as lakes
 from scandb.catalog.database import Database
 from scandb.synthetic import ScanSpec, generate, write_zip
 
-from .hostile import Run, run_cli, scandb_command
+from .hostile import Run, ahead_of_ingest_nice, run_cli, scandb_command
 from .lakes import on_both_catalogs
 from .scans import source
 
@@ -72,7 +72,7 @@ class PausedIngest:
         self.process = subprocess.Popen([sys.executable, "-c", PAUSED_INGEST, "with-lock" if lock else "without-lock",
                                          *map(str, args)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                        text=True)
+                                        text=True, preexec_fn=ahead_of_ingest_nice)
 
     def inside(self) -> "PausedIngest":
         line = self.process.stdout.readline().strip()
@@ -157,7 +157,7 @@ def test_readers_run_while_an_ingest_is_inside_its_transaction(lake_with_first, 
     pytest.importorskip("torch")
     lake = lake_with_first
     reader = subprocess.Popen([sys.executable, "-c", READER, lake.url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, preexec_fn=ahead_of_ingest_nice)
 
     def ask() -> str:
         reader.stdin.write("again\n")
@@ -169,11 +169,12 @@ def test_readers_run_while_an_ingest_is_inside_its_transaction(lake_with_first, 
         ingest = PausedIngest(scans[SECOND.key], "--db", lake.url).inside()
         assert ask() == FIRST.key
         shell = subprocess.run(scandb_command("shell", "--db", lake.url), input=".mode csv\n"
-                               "SELECT count(*) FROM trials;\n", capture_output=True, text=True, timeout=120)
+                               "SELECT count(*) FROM trials;\n", capture_output=True, text=True, timeout=120,
+                               preexec_fn=ahead_of_ingest_nice)
         assert shell.returncode == 0 and shell.stdout.split()[-1] == str(FIRST.n_trials), shell
         selection = f"SELECT scan_key, trial_id FROM trials WHERE scan_key = '{FIRST.key}' ORDER BY trial_id"
         training = subprocess.run([sys.executable, "-c", TRAINING, lake.url, selection, str(tmp_path / "epoch")],
-                                  capture_output=True, text=True, timeout=300)
+                                  capture_output=True, text=True, timeout=300, preexec_fn=ahead_of_ingest_nice)
         assert training.returncode == 0, training.stderr
         for epoch in range(2):
             for key in ("images", "responses"):
@@ -194,7 +195,8 @@ def test_a_second_ingest_waits_for_the_first_and_both_commit(lake, scans):
     assert run_cli("migrate", "--db", lake.url, "--data-path", str(lake.data)).code == 0
     first = PausedIngest(scans[FIRST.key], "--db", lake.url).inside()
     second = subprocess.Popen(scandb_command("ingest", scans[SECOND.key], "--db", lake.url),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=ahead_of_ingest_nice)
     assert second.stderr.readline().strip() == \
         f"scandb: {lakes.parse(lake.url).name}: another process is writing to the lake; waiting for it"
     first.release()

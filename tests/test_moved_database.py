@@ -11,8 +11,6 @@ rows name.
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -24,9 +22,8 @@ from scandb.catalog.database import Database
 from scandb.errors import DatabaseError
 from scandb.synthetic import VideoSpec, generate_dynamic, write_zip
 
+from .hostile import Run, run_cli
 from .scans import make_scan
-
-CLI = [sys.executable, "-m", "scandb"]
 
 
 def source_responses(zip_path: Path) -> np.ndarray:
@@ -40,8 +37,9 @@ def store_files(store: Path) -> dict[str, bytes]:
     return {p.relative_to(store).as_posix(): p.read_bytes() for p in sorted(store.rglob("*.npy"))}
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=120)
+def run(*args: str | Path) -> Run:
+    """``scandb ARGS`` in this process (nothing here is about the process itself)."""
+    return run_cli(*map(str, args))
 
 
 def scan_key(db_path: Path, name_like: str) -> str:

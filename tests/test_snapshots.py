@@ -135,10 +135,11 @@ def test_snapshots_list_each_commit_with_its_time_author_and_what_changed(lake, 
 
 
 @on_both_catalogs
-def test_a_training_job_keeps_its_data_while_its_scan_is_replaced_and_removed(lake, zips):
+def test_a_training_job_keeps_its_data_while_its_scan_is_replaced_and_removed(lake, zips, fill_lake):
     """The job's dataset reads the newest snapshot when made; other processes then replace and
     remove its scan; fresh workers every epoch still read exactly the original files."""
-    ingested = ingest(lake, zips["original"])
+    fill_lake(lake, zips["original"])
+    ingested = newest(lake)
     dataset = ScanDataset(lake.url, selection(ORIGINAL), normalize=False)
     assert dataset.snapshot == ingested
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, num_workers=2, persistent_workers=False)
@@ -172,8 +173,10 @@ def test_in_a_database_file_too_a_training_job_keeps_its_data_until_gc(tmp_path,
     assert run_cli("verify", "--db", db_file).code == 0
 
 
-def test_a_dataset_made_at_a_snapshot_after_its_scan_was_replaced_and_removed_is_the_original(lake, zips):
-    first = ingest(lake, zips["original"])
+def test_a_dataset_made_at_a_snapshot_after_its_scan_was_replaced_and_removed_is_the_original(lake, zips,
+                                                                                              fill_lake):
+    fill_lake(lake, zips["original"])
+    first = newest(lake)
     replaced = ingest(lake, zips["replacement"], replace=True)
     assert cli(lake, "remove", ORIGINAL.key).code == 0
 
@@ -186,8 +189,9 @@ def test_a_dataset_made_at_a_snapshot_after_its_scan_was_replaced_and_removed_is
 
 
 @on_both_catalogs
-def test_db_snapshot_is_the_id_a_connection_reads(lake, zips):
-    first = ingest(lake, zips["original"])
+def test_db_snapshot_is_the_id_a_connection_reads(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"])
+    first = newest(lake)
     with scandb.connect(lake.url) as newest_db, scandb.connect(lake.url, snapshot=first) as pinned:
         assert newest_db.snapshot == pinned.snapshot == first
         second = ingest(lake, zips["other"], run=run_scandb)  # another process commits
@@ -242,8 +246,9 @@ def test_a_connection_at_a_snapshot_refuses_writes_in_one_line(lake, zips, fill_
 # -- gc ----------------------------------------------------------------------------------------
 
 
-def test_gc_keeps_what_unexpired_snapshots_reference_and_deletes_the_rest(lake, zips):
-    first = ingest(lake, zips["original"], zips["other"])
+def test_gc_keeps_what_unexpired_snapshots_reference_and_deletes_the_rest(lake, zips, fill_lake):
+    fill_lake(lake, zips["original"], zips["other"])
+    first = newest(lake)
     replaced = ingest(lake, zips["replacement"], replace=True)
     at_first, at_replaced = referenced_at(lake, first), referenced_at(lake, replaced)
     only_original = at_first - at_replaced
