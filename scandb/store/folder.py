@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+MKDIR_ATTEMPTS = 5
+"""Tries at making a sub-folder that another writer's rollback may remove meanwhile."""
 TEMPORARY_SUFFIX = ".tmp"
 
 READ_THREADS = 4
@@ -163,7 +165,15 @@ class Folder:
 
     def _make_folder(self, folder: Path) -> None:
         if folder not in self._made:
-            folder.mkdir(parents=True, exist_ok=True)
+            for attempt in range(MKDIR_ATTEMPTS):
+                try:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    break
+                except FileExistsError:
+                    # mkdir found it, then it was gone: another writer's rollback removed the
+                    # empty folder in between (exist_ok checks is_dir() after EEXIST). Again.
+                    if attempt == MKDIR_ATTEMPTS - 1 or folder.is_symlink() or folder.is_file():
+                        raise
             self._made.add(folder)
 
     def delete(self, keys: Iterable[str]) -> int:
