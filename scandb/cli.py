@@ -309,11 +309,13 @@ def cache() -> None:
 
 @cache.command("info")
 def cache_info() -> None:
-    """Where the cache is, how many objects and bytes it holds, and its limit."""
+    """Where the cache is, how many objects (and blocks of objects read in parts) and bytes
+    it holds, and its limit."""
     from .store.cache import Cache
 
     found = Cache().info()
-    click.echo(f"{found['root']}: {found['objects']:,} objects, {found['bytes'] / 1e6:,.1f} MB "
+    blocks = f" and {found['blocks']:,} blocks" if found["blocks"] else ""
+    click.echo(f"{found['root']}: {found['objects']:,} objects{blocks}, {found['bytes'] / 1e6:,.1f} MB "
                f"(limit {found['limit'] / 1e9:,.1f} GB)")
 
 

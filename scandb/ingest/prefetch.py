@@ -76,7 +76,10 @@ def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.n
     frames_before = len(frames.created) if frames is not None else 0
     try:
         with uploading(store.folder):  # a bucket uploads the chunk's images several at once
-            chunk = _read_chunk(scan, store, groups, trials, created_before, frames, frames_before)
+            chunk = _read_chunk(scan, store, groups, trials, frames)
+        chunk.created = [str(p) for p in store.created[created_before:]]  # known once every upload is done
+        if frames is not None:
+            chunk.created += [str(p) for p in frames.created[frames_before:]]
         if matrix is not None and chunk.n_frames is not None:
             chunk.row_digests = matrix.write(chunk.trials, chunk.responses.transpose(0, 2, 1))
             chunk.responses = None
@@ -91,7 +94,7 @@ def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.n
 
 
 def _read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.ndarray,
-                created_before: int, frames: FrameStore | None, frames_before: int) -> TrialChunk:
+                frames: FrameStore | None = None) -> TrialChunk:
     n = len(trials)
     digests: dict[str, str] = {}
     images = []
@@ -108,9 +111,7 @@ def _read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.
     if responses.dtype != np.float32:
         lossy = int(np.count_nonzero(as_float32.astype(responses.dtype) != responses))
     non_finite = int(np.count_nonzero(~np.isfinite(as_float32)))
-    created = [str(p) for p in store.created[created_before:]]
-    if frames is not None:
-        created += [str(p) for p in frames.created[frames_before:]]
+    created: list[str] = []  # (read_chunk fills it in)
     responses_withheld = all_zero(as_float32) & test_tiers(scan.trials["tiers"][trials])
     if scan.kind == "dynamic":
         behavior = _read_key(scan, "behavior", trials, digests).astype(np.float64)

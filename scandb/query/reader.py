@@ -18,11 +18,12 @@ from ..catalog.database import Database
 from ..errors import DatabaseError, UsageError
 from ..keys import STIMULUS_KEY
 from ..maintenance.digests import store_folder
-from ..source.npyfile import NpyError
+from ..source.npyfile import MAX_HEADER, NpyError, parse_header
 from ..source.npyfile import load as load_npy
 from ..store.folder import Folder
 from ..store.meta import stored_content
 from .normalize import NEEDED, normalize
+from .ranged import RangedMatrix
 
 
 def read_statistic(conn: duckdb.DuckDBPyConnection, scan: str, variable: str, stat: str,
@@ -172,6 +173,8 @@ class ScanReader:
         row = self._matrix_row
         if row is None:
             return None
+        if self.store.reads_by_range:
+            return self._ranged_matrix(row[0], self.matrix_shape(row[1], row[2]))
         path = self.store.path(row[0])  # memory-mapped: the local store's fast path
         try:
             mapped = np.load(path, mmap_mode="r", allow_pickle=False)
@@ -185,6 +188,26 @@ class ScanReader:
             raise DatabaseError(f"{path}: response matrix of scan {self.scan} is {matrix.shape} "
                                 f"{matrix.dtype}, expected {shape} float32; run 'scandb verify'")
         return matrix
+
+    def _ranged_matrix(self, key: str, shape: tuple[int, ...]) -> RangedMatrix:
+        """The matrix of ``key`` read by range (a bucket's object), its header checked as the
+        memory map's would be."""
+        prefix = bytearray(MAX_HEADER + 12)
+        got = self.store.read_ranges([(key, 0, memoryview(prefix))])[0]
+        path = self.store.path(key)
+        if isinstance(got, OSError):
+            raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable "
+                                f"({got.strerror or got}); run 'scandb verify'")
+        try:
+            header = parse_header(bytes(prefix[:got]))
+        except NpyError as exc:
+            raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable ({exc}); "
+                                "run 'scandb verify'") from None
+        if header.shape != shape or header.dtype != np.float32 or header.fortran_order:
+            raise DatabaseError(f"{path}: response matrix of scan {self.scan} is {header.shape} "
+                                f"{header.dtype}, expected {shape} float32; run 'scandb verify'")
+        self._matrix_file = (key, header.data_offset)
+        return RangedMatrix(self._read_matrix, key, header.data_offset, shape)
 
     def __getstate__(self) -> dict:
         """A pickled reader (a DataLoader worker's copy) maps the matrix file again rather

@@ -67,10 +67,11 @@ class StaticReader(ScanReader):
         out = np.empty((len(paths), *self.image_shape), self.image_dtype)
         if not paths:
             return out
+        cache = self.image_cache
+        self.store.prefetch(path for path in dict.fromkeys(paths) if cache is None or path not in cache)
         header = self._usual_image_header(paths[0])
         rows = out.reshape(len(paths), -1).view(np.uint8)
         scratch, beyond = bytearray(len(header or b"")), bytearray(1)
-        cache = self.image_cache
         for row, path in enumerate(paths):
             if cache is not None and path in cache:
                 out[row] = cache[path]

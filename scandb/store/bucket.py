@@ -12,9 +12,12 @@ so an object never changes once written, and a cached copy is never stale.
   object's name never holds part of one, so a bucket has no temporaries; a killed ingest
   leaves whole objects no row references, which ``gc`` deletes once they are older than
   an ingest could still be running.
-- Reading: ``read``, ``open``, ``read_into``, ``read_ranges`` and a path's ``__fspath__``
+- Reading: ``read``, ``open``, ``read_into`` and a path's ``__fspath__``
   (``np.load(store.path(key), mmap_mode="r")``) fetch the whole object into the cache first
-  and read the local file; ``exists``, ``list`` and ``delete`` ask the bucket.
+  and read the local file; ``prefetch`` fetches many at once. ``read_ranges`` (a batch's
+  rows of a response matrix or a video copy) fetches only the blocks of the object the
+  ranges cover, by ranged GETs, and keeps them in the cache (``BLOCK_SIZE``); ``exists``,
+  ``list`` and ``delete`` ask the bucket.
 
 Credentials come the ecosystem's way: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``
 (``AWS_SESSION_TOKEN``), ``AWS_REGION`` and, for a server other than AWS,
@@ -43,8 +46,17 @@ from ..errors import DatabaseError
 from .cache import Cache
 
 SCHEME = "s3://"
-FETCH_THREADS = 8
-"""Objects downloaded at once by ``read_ranges`` (and ``scandb cache warm``)."""
+FETCH_THREADS = 16
+"""Requests in flight at once: objects downloaded by ``prefetch`` and ``scandb cache warm``,
+ranged GETs of ``read_ranges``."""
+BLOCK_SIZE = 1 << 20
+"""An object not kept whole is read and kept in blocks of this many bytes: a random batch's
+rows of a response matrix (a few kB each) cost about one block each, not the whole matrix."""
+RUN_BLOCKS = 8
+BLOCKS_HELD = 64
+"""Blocks one ``read_ranges`` call holds in memory at once (64 MiB)."""
+"""Adjacent missing blocks fetched in one ranged GET, up to this many (8 MiB, a request size
+at which S3 delivers its throughput)."""
 MULTIPART_THRESHOLD = 32 << 20
 PART_SIZE = 16 << 20
 UPLOAD_THREADS = 8
@@ -127,6 +139,10 @@ def glob_regex(pattern: str) -> re.Pattern:
 
 class Bucket:
     """Store files as objects under ``url`` (``s3://bucket/prefix/scandb.images``), by key."""
+
+    reads_by_range = True
+    """Readers read a large object's rows by ``read_ranges`` rather than memory-mapping it
+    (which would download all of it first)."""
 
     def __init__(self, url: str, cache: Cache | None = None):
         self.url = url.rstrip("/")
@@ -250,21 +266,100 @@ class Bucket:
         with ThreadPoolExecutor(min(FETCH_THREADS, len(keys)), thread_name_prefix="scandb-fetch") as pool:
             return dict(zip(keys, pool.map(one, keys)))
 
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Download the objects not kept yet, several at once, before a loop reads them one
+        by one (a batch's images: one request each, in flight together rather than in turn).
+        A failure is left for the read that follows to report."""
+        self.fetch(key for key in keys if self.cache.cached(self.url_of(key)) is None)
+
     def read_ranges(self, jobs: list[tuple[str, int, memoryview]], parallel: bool = True) -> list[int | OSError]:
-        """As ``Folder.read_ranges``, from the cached files (objects not kept are fetched first)."""
-        files = self.fetch(key for key, _, _ in jobs)
+        """As ``Folder.read_ranges``: from the kept file of an object downloaded whole, else
+        from the blocks of it the ranges cover, those not kept fetched by byte range first,
+        several requests in flight (adjacent blocks in one request). Jobs are served in
+        groups covering at most ``BLOCKS_HELD`` blocks, so memory stays bounded whatever a
+        call reads (a whole train tier's rows)."""
+        whole = {key: self.cache.cached(self.url_of(key)) for key in dict.fromkeys(key for key, _, _ in jobs)}
+        out: list[int | OSError] = []
+        group: list[tuple[str, int, memoryview]] = []
+        wanted: dict[str, set[int]] = {}
+        for job in jobs:
+            key, offset, buffer = job
+            if whole[key] is None and len(buffer):
+                indexes = range(offset // BLOCK_SIZE, (offset + len(buffer) - 1) // BLOCK_SIZE + 1)
+                if group and sum(map(len, wanted.values())) + len(indexes) > BLOCKS_HELD:
+                    out += self._read_group(group, wanted, whole)
+                    group, wanted = [], {}
+                wanted.setdefault(key, set()).update(indexes)
+            group.append(job)
+        return out + self._read_group(group, wanted, whole)
+
+    def _read_group(self, jobs, wanted: dict[str, set[int]], whole: dict[str, Path | None]) -> list[int | OSError]:
+        blocks, failed = self._blocks(wanted)
         out = []
         for key, offset, buffer in jobs:
-            local = files[key]
-            if isinstance(local, OSError):
-                out.append(local)
-                continue
-            fd = os.open(local, os.O_RDONLY)
-            try:
-                out.append(os.preadv(fd, [buffer], offset))
-            finally:
-                os.close(fd)
+            if key in failed:
+                out.append(failed[key])
+            elif whole[key] is not None:
+                out.append(_pread(whole[key], buffer, offset))
+            else:
+                out.append(_copy_blocks(blocks.get(key, {}), buffer, offset))
         return out
+
+    def _blocks(self, wanted: dict[str, set[int]]) -> tuple[dict[str, dict[int, bytes]], dict[str, OSError]]:
+        """The bytes of each wanted block, by key and index (from the cache, else fetched:
+        runs of adjacent missing blocks, each run one ranged GET), and per key the OSError
+        fetching it raised (a missing object)."""
+        blocks: dict[str, dict[int, bytes]] = {key: {} for key in wanted}
+        runs = []
+        for key, indexes in wanted.items():
+            url = self.url_of(key)
+            missing = []
+            for index in sorted(indexes):
+                kept = self.cache.touched(self.cache.block(url, index))
+                data = _read_file(kept) if kept is not None else None
+                if data is None:
+                    missing.append(index)
+                else:
+                    blocks[key][index] = data
+            runs += [(key, run) for run in _runs(missing, RUN_BLOCKS)]
+        failed: dict[str, OSError] = {}
+
+        def one(job):
+            key, run = job
+            try:
+                return key, self._fetch_run(key, run)
+            except OSError as exc:
+                return key, exc
+
+        with ThreadPoolExecutor(max(1, min(FETCH_THREADS, len(runs))), thread_name_prefix="scandb-range") as pool:
+            for key, got in pool.map(one, runs):
+                if isinstance(got, OSError):
+                    failed.setdefault(key, got)
+                else:
+                    blocks[key].update(got)
+        return blocks, failed
+
+    def _fetch_run(self, key: str, run: list[int]) -> dict[int, bytes]:
+        """Blocks ``run`` (adjacent indexes) of the object in one ranged GET, each then kept
+        in the cache; a block past the object's end is empty, the last one may be short."""
+        first, last = run[0] * BLOCK_SIZE, (run[-1] + 1) * BLOCK_SIZE - 1
+
+        def fetch(client):
+            try:
+                return client.get_object(Bucket=self.bucket, Key=self.object_key(key),
+                                         Range=f"bytes={first}-{last}")["Body"].read()
+            except Exception as exc:
+                if getattr(exc, "response", {}).get("Error", {}).get("Code") == "InvalidRange":
+                    return b""  # the range starts past the object's end
+                raise
+        data = self._call(fetch, key)
+        url = self.url_of(key)
+        found = {}
+        for position, index in enumerate(run):
+            part = data[position * BLOCK_SIZE:(position + 1) * BLOCK_SIZE]
+            found[index] = part
+            self.cache.fill(self.cache.block(url, index), lambda temporary, part=part: temporary.write_bytes(part))
+        return found
 
     def list(self, pattern: str) -> dict[str, float]:
         """Objects whose key matches the glob ``pattern``, with their modification times."""
@@ -307,10 +402,25 @@ class Bucket:
     def put(self, key: str, data: bytes | memoryview) -> None:
         """Upload the object; inside ``uploading()``, in the background (several in flight)."""
         data = bytes(data)
+        self._submit(lambda: self._put_now(key, data))
+
+    def put_new(self, key: str, data: bytes | memoryview, created) -> None:
+        """Upload the object unless it is in the bucket already (content-named: it holds
+        these bytes), then call ``created()``; inside ``uploading()`` the HEAD asking and the
+        PUT both run in the background, so an ingest never waits a round trip per image."""
+        data = bytes(data)
+
+        def upload():
+            if self.head(key) is None:
+                self._put_now(key, data)
+                created()
+        self._submit(upload)
+
+    def _submit(self, upload) -> None:
         if not self._batching:
-            return self._put_now(key, data)
+            return upload()
         pool = self._upload_pool()
-        self._pending.append(pool.submit(self._put_now, key, data))
+        self._pending.append(pool.submit(upload))
         if len(self._pending) >= UPLOADS_PENDING:  # bounded memory: wait for the oldest
             self._pending.pop(0).result()
 
@@ -416,6 +526,53 @@ class Bucket:
     def discard(self, paths: Iterable) -> None:
         """Delete objects a rolled-back write created (paths, or their URLs)."""
         self.delete(self.key_of(path) for path in paths)
+
+
+def _runs(indexes: list[int], longest: int) -> list[list[int]]:
+    """Sorted ``indexes`` as runs of consecutive ones, each at most ``longest`` long."""
+    runs: list[list[int]] = []
+    for index in indexes:
+        if runs and runs[-1][-1] == index - 1 and len(runs[-1]) < longest:
+            runs[-1].append(index)
+        else:
+            runs.append([index])
+    return runs
+
+
+def _read_file(path: Path) -> bytes | None:
+    """A kept block's bytes; None when another process evicted it meanwhile."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _pread(path: Path, buffer: memoryview, offset: int) -> int | OSError:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        return exc
+    try:
+        return os.preadv(fd, [buffer], offset)
+    finally:
+        os.close(fd)
+
+
+def _copy_blocks(blocks: dict[int, bytes], buffer: memoryview, offset: int) -> int:
+    """Copy the range at ``offset`` out of the object's blocks into ``buffer``; returns the
+    bytes copied (short when the object ends first)."""
+    copied, position = 0, offset
+    while copied < len(buffer):
+        index, within = divmod(position, BLOCK_SIZE)
+        part = blocks[index][within:within + len(buffer) - copied]
+        if not part:
+            break
+        buffer[copied:copied + len(part)] = part
+        copied += len(part)
+        position += len(part)
+        if within + len(part) < BLOCK_SIZE:
+            break  # a short block: the object's last
+    return copied
 
 
 @dataclass(frozen=True)

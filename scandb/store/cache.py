@@ -8,6 +8,11 @@ its place and renamed into it, so a name never holds a partial file; two process
 one object at once both download it and the second rename wins with equal bytes. Evicting
 a file another process has memory-mapped is safe on POSIX (the mapping keeps it).
 
+A large object read in parts (rows of a response matrix for a random batch) is kept as the
+blocks of it that were read (``block``): fixed-size pieces, each its own file, fetched by
+byte range, so a training job that starts with an empty cache downloads each byte it needs
+once and no more. Blocks are kept, evicted and shared between processes as whole objects are.
+
 Where: ``$SCANDB_CACHE``, else ``~/.cache/scandb``; size limit ``$SCANDB_CACHE_SIZE``
 (``20GB`` unless set; ``500MB``, ``1.5TB``, or bytes).
 """
@@ -16,10 +21,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from itertools import chain
 from pathlib import Path
 
 from ..errors import UsageError
@@ -28,6 +35,7 @@ CACHE_VARIABLE = "SCANDB_CACHE"
 SIZE_VARIABLE = "SCANDB_CACHE_SIZE"
 DEFAULT_LIMIT = 20 * 10**9
 OBJECTS = "objects"
+BLOCKS = "blocks"
 STAGING = "staging"
 PART_SUFFIX = ".part"
 EVICT_TO = 0.9
@@ -55,8 +63,9 @@ def default_limit() -> int:
 
 
 class Cache:
-    """Objects by URL under ``root/objects/<bucket>/<key>``; local files being built for
-    upload under ``root/staging/``."""
+    """Objects by URL under ``root/objects/s3/<bucket>/<key>``, blocks of objects read in
+    parts under ``root/blocks/s3/<bucket>/<key>/<index>``; local files being built for upload
+    under ``root/staging/``."""
 
     def __init__(self, root: Path | str | None = None, limit: int | None = None):
         self.root = Path(root).absolute() if root is not None else default_root()
@@ -81,6 +90,11 @@ class Cache:
         scheme, _, rest = url.partition("://")
         return self.root / OBJECTS / scheme / rest
 
+    def block(self, url: str, index: int) -> Path:
+        """Where block ``index`` of the object of ``url`` is kept (whether or not it is)."""
+        scheme, _, rest = url.partition("://")
+        return self.root / BLOCKS / scheme / rest / f"{index:08d}"
+
     def staging(self) -> Path:
         """A new local file name to build an object in before it is uploaded."""
         folder = self.root / STAGING
@@ -91,7 +105,12 @@ class Cache:
 
     def cached(self, url: str) -> Path | None:
         """The kept file of ``url``, touched as just used; None when it is not kept."""
-        path = self.file(url)
+        return self.touched(self.file(url))
+
+    @staticmethod
+    def touched(path: Path) -> Path | None:
+        """``path`` touched as just used (least recently used goes first), or None when it is
+        not kept."""
         try:
             os.utime(path)
         except FileNotFoundError:
@@ -103,10 +122,14 @@ class Cache:
     def get(self, url: str, download: Callable[[Path], None]) -> Path:
         """The kept file of ``url``; when it is not kept, ``download(temporary)`` writes the
         object into a temporary file, which is then renamed into place."""
-        found = self.cached(url)
+        return self.fill(self.file(url), download)
+
+    def fill(self, target: Path, download: Callable[[Path], None]) -> Path:
+        """``target`` (an object's or a block's file), written by ``download(temporary)``
+        and renamed into place when it is not kept already."""
+        found = self.touched(target)
         if found is not None:
             return found
-        target = self.file(url)
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{PART_SUFFIX}")
         try:
@@ -128,8 +151,9 @@ class Cache:
         self._grew(size)
 
     def forget(self, url: str) -> None:
-        """Drop the kept file of a deleted object."""
+        """Drop the kept file and blocks of a deleted object."""
         self.file(url).unlink(missing_ok=True)
+        shutil.rmtree(self.block(url, 0).parent, ignore_errors=True)
 
     # -- size ------------------------------------------------------------------------------
 
@@ -145,7 +169,7 @@ class Cache:
     def entries(self) -> list[tuple[float, int, Path]]:
         """Every kept object: (last used, bytes, path)."""
         found = []
-        for folder, _, names in os.walk(self.root / OBJECTS):
+        for folder, _, names in chain(os.walk(self.root / OBJECTS), os.walk(self.root / BLOCKS)):
             for name in names:
                 if name.endswith(PART_SUFFIX):
                     continue
@@ -179,7 +203,7 @@ class Cache:
 
     def _remove_stale_parts(self, age: float = 3600.0) -> None:
         cutoff = time.time() - age
-        for top in (self.root / OBJECTS, self.root / STAGING):
+        for top in (self.root / OBJECTS, self.root / BLOCKS, self.root / STAGING):
             for folder, _, names in os.walk(top):
                 for name in names:
                     if name.endswith(PART_SUFFIX):
@@ -192,8 +216,10 @@ class Cache:
 
     def info(self) -> dict:
         entries = self.entries()
-        return {"root": str(self.root), "objects": len(entries), "bytes": sum(e[1] for e in entries),
-                "limit": self.limit}
+        blocks = f"{self.root / BLOCKS}{os.sep}"
+        n_blocks = sum(str(path).startswith(blocks) for _, _, path in entries)
+        return {"root": str(self.root), "objects": len(entries) - n_blocks, "blocks": n_blocks,
+                "bytes": sum(e[1] for e in entries), "limit": self.limit}
 
     def clear(self) -> int:
         """Remove every kept object; returns the bytes removed."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -85,6 +85,13 @@ class Folder:
         finally:
             os.close(fd)
 
+    reads_by_range = False
+    """Readers memory-map large files (``Bucket``'s objects are read by range instead)."""
+
+    def prefetch(self, keys: Iterable[str]) -> None:
+        """Nothing: a local file needs no fetching before it is read (a bucket downloads
+        objects a loop is about to read, several at once)."""
+
     def read_ranges(self, jobs: list[tuple[str, int, memoryview]], parallel: bool = True) -> list[int | OSError]:
         """For each ``(key, offset, buffer)``, read ``len(buffer)`` bytes at ``offset`` into
         the buffer; returns per job the bytes read, or the OSError opening its file raised.
@@ -151,6 +158,13 @@ class Folder:
             self._made.discard(target.parent)
             remove_if_empty(target.parent, self.root)
             raise
+
+    def put_new(self, key: str, data: bytes | memoryview, created: Callable[[], None]) -> None:
+        """``put`` unless a file of ``key`` is there already (content-named: it holds these
+        bytes); ``created()`` is called once this call wrote it."""
+        if not self.exists(key):
+            self.put(key, data)
+            created()
 
     def staging(self, key: str) -> Path:
         """A local file to build the file of ``key`` in piece by piece (rows written by several

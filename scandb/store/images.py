@@ -70,9 +70,8 @@ class ImageStore(Store):
         with self._lock:
             mine = digest not in self._claimed
             self._claimed.add(digest)
-        if mine and not target.exists():
-            self.folder.put(self.key(digest), raw)
-            self.created.append(target)
+        if mine:
+            self.folder.put_new(self.key(digest), raw, lambda: self.created.append(target))
         return StoredImage(digest, self.key(digest), header.shape, header.dtype.str, header.nbytes)
 
 
