@@ -18,7 +18,7 @@ from ..catalog.database import Database
 from ..errors import DatabaseError, UsageError
 from ..keys import STIMULUS_KEY
 from ..maintenance.digests import store_folder
-from ..source.npyfile import MAX_HEADER, NpyError, parse_header
+from ..source.npyfile import MAX_HEADER, NpyError, header_length, parse_header
 from ..source.npyfile import load as load_npy
 from ..store.folder import Folder
 from ..store.meta import stored_content
@@ -192,14 +192,17 @@ class ScanReader:
     def _ranged_matrix(self, key: str, shape: tuple[int, ...]) -> RangedMatrix:
         """The matrix of ``key`` read by range (a bucket's object), its header checked as the
         memory map's would be."""
-        prefix = bytearray(MAX_HEADER + 12)
-        got = self.store.read_ranges([(key, 0, memoryview(prefix))])[0]
         path = self.store.path(key)
-        if isinstance(got, OSError):
-            raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable "
-                                f"({got.strerror or got}); run 'scandb verify'")
+
+        def first(n: int) -> bytes:
+            prefix = bytearray(n)
+            got = self.store.read_ranges([(key, 0, memoryview(prefix))])[0]
+            if isinstance(got, OSError):
+                raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable "
+                                    f"({got.strerror or got}); run 'scandb verify'")
+            return bytes(prefix[:got])
         try:
-            header = parse_header(bytes(prefix[:got]))
+            header = parse_header(first(min(header_length(first(12)), MAX_HEADER + 12)))
         except NpyError as exc:
             raise DatabaseError(f"{path}: response matrix of scan {self.scan} unreadable ({exc}); "
                                 "run 'scandb verify'") from None

@@ -1,0 +1,137 @@
+"""Reading a bucket's objects by byte range: an object not cached whole is fetched in blocks,
+only those a read covers, each kept in the cache and never fetched again; a batch from a
+lake with an empty cache downloads a few blocks of the response matrix, not all of it.
+Against moto's S3 server (tests/s3.py); the block size is made small so that small
+objects span many blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import scandb
+from scandb.store import bucket as buckets
+from scandb.store.bucket import Bucket
+from scandb.store.cache import Cache
+
+from .hostile import run_cli
+from .s3 import moto_server, s3_bucket  # noqa: F401  (fixtures)
+from .scans import make_scan, source, spec_for
+
+BLOCK = 1000
+"""The block size these tests read with (the real one is 1 MiB)."""
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(buckets, "BLOCK_SIZE", BLOCK)
+
+
+def object_in_bucket(s3_bucket, key: str, data: bytes) -> None:
+    """An object put by another client: nothing of it is in this machine's cache."""
+    s3_bucket.server.client().put_object(Bucket=s3_bucket.name, Key=f"lab/store/{key}", Body=data)
+
+
+def kept_blocks(cache: Cache, url: str) -> list[int]:
+    folder = cache.block(url, 0).parent
+    return sorted(int(p.name) for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_ranges_of_an_uncached_object_fetch_only_the_blocks_they_cover(s3_bucket, small_blocks, tmp_path):
+    data = np.random.default_rng(1).bytes(3 * BLOCK + 500)
+    object_in_bucket(s3_bucket, "responses/m.npy", data)
+    cache = Cache(tmp_path / "c")
+    bucket = Bucket(f"{s3_bucket.url}/store", cache)
+    wanted = [(10, 20), (990, 30), (3 * BLOCK + 480, 20), (3 * BLOCK + 490, 50), (5 * BLOCK, 8), (7, 0)]
+    buffers = [memoryview(bytearray(n)) for _, n in wanted]
+    got = bucket.read_ranges([("responses/m.npy", offset, b) for (offset, _), b in zip(wanted, buffers)])
+    assert got == [20, 30, 20, 10, 0, 0]  # short at the object's end, nothing past it
+    for (offset, n), buffer, count in zip(wanted, buffers, got):
+        assert bytes(buffer[:count]) == data[offset:offset + count]
+    url = bucket.url_of("responses/m.npy")
+    assert kept_blocks(cache, url) == [0, 1, 3, 5]  # block 2 was not asked for; 5 is past the end, empty
+    assert not cache.file(url).exists()  # never downloaded whole
+    assert cache.info()["blocks"] == 4 and cache.info()["objects"] == 0
+
+    s3_bucket.server.client().delete_object(Bucket=s3_bucket.name, Key="lab/store/responses/m.npy")
+    again = memoryview(bytearray(BLOCK + 100))
+    assert bucket.read_ranges([("responses/m.npy", 0, again)]) == [BLOCK + 100]  # from the kept blocks
+    assert bytes(again) == data[:BLOCK + 100]
+    missing = bucket.read_ranges([("responses/m.npy", 2 * BLOCK, memoryview(bytearray(10)))])
+    assert isinstance(missing[0], FileNotFoundError)  # block 2 was never fetched: the bucket is asked
+
+
+def test_a_read_of_many_blocks_is_served_in_bounded_groups_and_equals_the_object(s3_bucket, small_blocks,
+                                                                                   monkeypatch, tmp_path):
+    monkeypatch.setattr(buckets, "BLOCKS_HELD", 3)
+    data = np.random.default_rng(2).bytes(20 * BLOCK + 1)
+    object_in_bucket(s3_bucket, "responses/big.npy", data)
+    cache = Cache(tmp_path / "c")
+    bucket = Bucket(f"{s3_bucket.url}/store", cache)
+    rows = np.random.default_rng(3).permutation(40)
+    buffers = [memoryview(bytearray(BLOCK // 2)) for _ in rows]
+    got = bucket.read_ranges([("responses/big.npy", int(row) * BLOCK // 2, b) for row, b in zip(rows, buffers)])
+    assert got == [BLOCK // 2] * 40
+    for row, buffer in zip(rows, buffers):
+        assert bytes(buffer) == data[row * BLOCK // 2:(row + 1) * BLOCK // 2]
+    assert kept_blocks(cache, bucket.url_of("responses/big.npy")) == list(range(20))
+
+
+def test_a_missing_object_read_by_range_is_its_error_and_keeps_no_block(s3_bucket, small_blocks, tmp_path):
+    cache = Cache(tmp_path / "c")
+    bucket = Bucket(f"{s3_bucket.url}/store", cache)
+    got = bucket.read_ranges([("responses/none.npy", 0, memoryview(bytearray(5)))])
+    assert isinstance(got[0], FileNotFoundError) and "responses/none.npy" in str(got[0])
+    assert cache.info()["blocks"] == 0
+
+
+def test_a_batch_from_an_empty_cache_reads_blocks_of_the_matrix_not_all_of_it(s3_bucket, small_blocks, tmp_path,
+                                                                               monkeypatch):
+    spec = dict(n_trials=40, n_neurons=60, seed=7, animal_id=24301)
+    url = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
+    run = run_cli("ingest", str(make_scan(tmp_path, **spec)), "--db", url, "--data-path", s3_bucket.url)
+    assert run.code == 0, run
+    cold = tmp_path / "cold"
+    monkeypatch.setenv("SCANDB_CACHE", str(cold))
+    trials = [3, 17, 38]
+    with scandb.connect(url) as db:
+        got = db.fetch(trials, "images", "responses", scan=db.scans()["scan_key"][0])
+        matrix = db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
+        images = db.conn.execute(f"SELECT count(DISTINCT image_hash) FROM trials WHERE trial_id IN {tuple(trials)}"
+                                 ).fetchone()[0]
+    for key in ("images", "responses"):
+        expected = source(spec_for(**spec), key, trials)
+        np.testing.assert_array_equal(got[key], expected.reshape(got[key].shape).astype(got[key].dtype))
+    cache = Cache(cold)
+    matrix_url = f"{s3_bucket.url}/{scandb.catalog.lake.STORE_FOLDER}/{matrix}"
+    assert not cache.file(matrix_url).exists()
+    row, data = spec["n_neurons"] * 4, 128  # 240-byte rows after numpy's 128-byte header: 10 blocks in all
+    needed = {0} | {(data + trial * row + end) // BLOCK for trial in trials for end in (0, row - 1)}
+    assert kept_blocks(cache, matrix_url) == sorted(needed)  # the header's block and the rows', no other
+    assert cache.info()["objects"] == images  # each image downloaded whole, once
+
+
+def test_eviction_and_forgetting_take_blocks_as_they_take_objects(tmp_path):
+    cache = Cache(tmp_path / "c", limit=100_000)
+    url = "s3://b/responses/m.npy"
+    for index in range(4):
+        cache.fill(cache.block(url, index), lambda temporary: temporary.write_bytes(b"x" * 3000))
+    cache.fill(cache.file("s3://b/ab/i.npy"), lambda temporary: temporary.write_bytes(b"y" * 100))
+    info = cache.info()
+    assert (info["objects"], info["blocks"], info["bytes"]) == (1, 4, 12_100)
+    assert cache.evict(limit=10_000) == 6000  # to within 90% of the limit: the least recently used first
+    assert cache.info()["blocks"] == 2 and not cache.block(url, 0).exists() and not cache.block(url, 1).exists()
+    cache.forget(url)
+    assert cache.info()["blocks"] == 0
+    assert cache.clear() >= 0 and cache.info() == {**cache.info(), "objects": 0, "blocks": 0, "bytes": 0}
+
+
+def test_put_new_uploads_only_what_is_not_there_and_says_which_it_made(s3_bucket, tmp_path):
+    bucket = Bucket(f"{s3_bucket.url}/store", Cache(tmp_path / "c"))
+    bucket.put("ab/old.npy", b"old")
+    made = []
+    with bucket.uploading():
+        for key in ("ab/old.npy", "ab/new.npy", "cd/other.npy"):
+            bucket.put_new(key, key.encode(), lambda key=key: made.append(key))
+    assert sorted(made) == ["ab/new.npy", "cd/other.npy"]
+    assert bucket.read("ab/old.npy") == b"old" and bucket.read("ab/new.npy") == b"ab/new.npy"
