@@ -31,6 +31,10 @@ import numpy as np
 from .measure import timings
 
 BATCH = 128
+IMAGE_SHAPE = (1, 144, 256)
+"""The scans' images: the size of Sensorium 2022's (the harness's own test makes them smaller)."""
+INGEST_NICE = 10
+"""The ingests under load run at ``scandb ingest``'s default priority, as a lab's would."""
 
 QUIET_S = 0.5
 """Fetches are timed this long after the warm-up: a reader's state between commits (a
@@ -50,7 +54,7 @@ def write_scans(out: Path, trials: int, neurons: int) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, animal in enumerate((61001, 62002, 63003)):
-        spec = ScanSpec(animal_id=animal, seed=i, n_trials=trials, n_neurons=neurons, image_shape=(1, 144, 256))
+        spec = ScanSpec(animal_id=animal, seed=i, n_trials=trials, n_neurons=neurons, image_shape=IMAGE_SHAPE)
         path = out / f"{spec.name}.zip"
         if not path.exists():
             write_zip(generate_scan(spec), path.with_suffix(".part"))
@@ -130,7 +134,8 @@ def under_load(target: str, scan_key: str, others: list[Path], idle_seconds: flo
     deadline = time.monotonic() + idle_seconds
     idle = batches_while(target, scan_key, lambda: time.monotonic() < deadline)
     started = time.perf_counter()
-    ingests = [subprocess.Popen([sys.executable, "-m", "scandb", "ingest", str(p), "--db", target],
+    ingests = [subprocess.Popen([sys.executable, "-m", "scandb", "ingest", str(p), "--db", target,
+                                 "--nice", str(INGEST_NICE)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for p in others]
     loaded = batches_while(target, scan_key, lambda: any(p.poll() is None for p in ingests))
     retries = 0
