@@ -6,9 +6,11 @@ scandb is mocked), on a SQLite catalog and once on PostgreSQL. Commands run in t
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sqlite3
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ import pytest
 import scandb
 from scandb.catalog import lake as lakes
 from scandb.store.bucket import Bucket
-from scandb.store.cache import Cache
+from scandb.store.cache import IN_USE_S, Cache
 
 from scandb.shell import shell_command
 
@@ -334,20 +336,32 @@ from scandb.torchdata import ScanDataset
 
 print("ready", flush=True)
 sys.stdin.readline()
-url, out = sys.argv[1], Path(sys.argv[2])
+url, out, epochs_to_run = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 dataset = ScanDataset(url, "SELECT scan_key, trial_id FROM trials ORDER BY scan_key, trial_id", normalize=False)
 loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, persistent_workers=True)
 epochs = []
-for epoch in range(EPOCHS):
+for epoch in range(epochs_to_run):
     batches = list(loader)
     epochs.append({key: np.concatenate([getattr(b, key).numpy() for b in batches]) for key in ("images", "responses")})
 np.savez(out, scan_keys=dataset.scan_keys.astype(str), trial_ids=dataset.trial_ids,
          **{f"{key}_{n}": array for n, epoch in enumerate(epochs) for key, array in epoch.items()})
 print(len(epochs), "epochs of", len(dataset), "trials", flush=True)
-""".replace("EPOCHS", "3")
-"""A third machine: a DataLoader with 2 workers over the lake's trials at the newest
-snapshot when it starts, 3 epochs (the first reads through its empty cache); saves what
-each epoch read."""
+"""
+"""A trainer (``TRAINER url out epochs``): a DataLoader with 2 workers over the lake's
+trials at the newest snapshot when it starts, for some epochs; saves what each epoch read."""
+
+
+def assert_trainer_read_the_source(out, specs: dict, epochs: int) -> None:
+    """Every epoch ``TRAINER`` saved in ``out`` holds the source files' arrays of its trials."""
+    report = np.load(out)
+    names = sorted({name.rpartition("_")[2] for name in report.files if name.startswith("images_")})
+    assert len(names) == epochs, report.files
+    for key in ("images", "responses"):
+        expected = np.stack([source(specs[scan], key, [trial])[0]
+                             for scan, trial in zip(report["scan_keys"], report["trial_ids"])])
+        for epoch in names:
+            got = report[f"{key}_{epoch}"]
+            np.testing.assert_array_equal(got, expected.reshape(got.shape).astype(got.dtype), err_msg=(key, epoch))
 
 MACHINE_SCANS = [dict(SPEC, animal_id=24111, seed=13, n_trials=10), dict(SPEC, animal_id=24112, seed=14, n_trials=10)]
 """What two machines ingest at once (the neurons of SPEC's scan: one trainer batch may mix scans)."""
@@ -376,7 +390,7 @@ def test_two_machines_ingest_into_a_bucket_lake_at_once_while_a_third_trains(
     scans = [make_scan(places[name]["cwd"].parent, **spec) for name, spec in zip("ab", MACHINE_SCANS)]
     writers = [PrimedCommand("ingest", str(scan), "--db", url, **places[name]) for name, scan in zip("ab", scans)]
     read = tmp_path / "trainer" / "read.npz"
-    trainer = PrimedCommand(url, read, script=TRAINER, **places["trainer"])
+    trainer = PrimedCommand(url, read, 3, script=TRAINER, **places["trainer"])
     for writer in writers:
         writer.fire()
     trainer.fire()
@@ -387,16 +401,8 @@ def test_two_machines_ingest_into_a_bucket_lake_at_once_while_a_third_trains(
     assert trained.code == 0, trained
 
     specs = {spec.key: spec for spec in [spec_for(**SPEC), *(spec_for(**s) for s in MACHINE_SCANS)]}
-    report = np.load(read)
-    assert len(report["trial_ids"]) >= SPEC["n_trials"]  # at least the scan that was in before
-    epochs = sorted({name.rpartition("_")[2] for name in report.files if name.startswith("images_")})
-    assert len(epochs) == 3, report.files
-    for key in ("images", "responses"):
-        expected = np.stack([source(specs[scan], key, [trial])[0]
-                             for scan, trial in zip(report["scan_keys"], report["trial_ids"])])
-        for epoch in epochs:
-            got = report[f"{key}_{epoch}"]
-            np.testing.assert_array_equal(got, expected.reshape(got.shape).astype(got.dtype), err_msg=(key, epoch))
+    assert len(np.load(read)["trial_ids"]) >= SPEC["n_trials"]  # at least the scan that was in before
+    assert_trainer_read_the_source(read, specs, 3)
     for name in "ab":
         assert Cache(places[name]["env"]["SCANDB_CACHE"]).info()["objects"] > 0  # each machine its own cache
     assert Cache(places["trainer"]["env"]["SCANDB_CACHE"]).info()["objects"] > 0
@@ -414,3 +420,39 @@ def test_two_machines_ingest_into_a_bucket_lake_at_once_while_a_third_trains(
     assert Cache(cold).info() == cached
     verified = run_cli("verify", "--db", url)
     assert verified.code == 0 and "ok: 3 scans" in verified.out, verified
+
+
+
+def test_processes_and_dataloader_workers_read_through_one_small_cache_evicting_as_they_go(
+        filled, tmp_path, monkeypatch):
+    """A cache that holds two of the scan's images: each read evicts what another process may
+    be about to open or has memory-mapped."""
+    import torch
+
+    from scandb.torchdata import ScanDataset
+
+    shared, limit = tmp_path / "shared-cache", 6000
+    env = {"SCANDB_CACHE": str(shared), "SCANDB_CACHE_SIZE": str(limit)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    other = PrimedCommand(filled, tmp_path / "read.npz", 4, script=TRAINER)
+    dataset = ScanDataset(filled, "SELECT scan_key, trial_id FROM trials ORDER BY trial_id", normalize=False)
+    other.fire()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2, persistent_workers=True)
+    spec = spec_for(**SPEC)
+    for epoch in range(4):
+        batches = list(loader)
+        for key in ("images", "responses"):
+            got = np.concatenate([getattr(batch, key).numpy() for batch in batches])
+            np.testing.assert_array_equal(got, source(spec, key).reshape(got.shape).astype(got.dtype),
+                                          err_msg=(key, epoch))
+    done = other.finish()
+    assert done.code == 0, done
+    assert_trainer_read_the_source(tmp_path / "read.npz", {spec.key: spec}, 4)
+    entries = Cache(shared, limit).entries()
+    old = [size for used, size, _ in entries if used < time.time() - IN_USE_S]
+    assert sum(old) <= limit, entries  # beyond it only what was read in the last seconds
+    for used, _, path in entries:
+        os.utime(path, (used - IN_USE_S, used - IN_USE_S))  # as if read a while ago
+    Cache(shared, limit).evict()
+    assert 0 < Cache(shared, limit).info()["bytes"] <= limit
