@@ -147,9 +147,18 @@ class PrimedCommand:
     starts this first, then fires it at the moment that matters.
     """
 
-    def __init__(self, *args):
-        self.process = subprocess.Popen([sys.executable, "-c", PRIMED, *map(str, args)], stdin=subprocess.PIPE,
-                                        preexec_fn=ahead_of_ingest_nice,
+    def __init__(self, *args, cwd: Path | None = None, env: dict[str, str] | None = None, script: str = PRIMED):
+        """``cwd``: where it runs; ``env``: variables set (or, as None, unset) over this
+        process's; ``script``: Python run with ``args`` as its ``sys.argv[1:]``, which prints
+        ``ready`` and waits for a line before it starts (as ``PRIMED``, the command line)."""
+        environment = dict(os.environ)
+        for name, value in (env or {}).items():
+            if value is None:
+                environment.pop(name, None)
+            else:
+                environment[name] = value
+        self.process = subprocess.Popen([sys.executable, "-c", script, *map(str, args)], stdin=subprocess.PIPE,
+                                        preexec_fn=ahead_of_ingest_nice, cwd=cwd, env=environment,
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._ready = False
 

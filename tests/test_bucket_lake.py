@@ -6,9 +6,11 @@ scandb is mocked), on a SQLite catalog and once on PostgreSQL. Commands run in t
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sqlite3
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ import pytest
 import scandb
 from scandb.catalog import lake as lakes
 from scandb.store.bucket import Bucket
-from scandb.store.cache import Cache
+from scandb.store.cache import IN_USE_S, Cache
 
 from scandb.shell import shell_command
 
@@ -37,9 +39,12 @@ def catalog(tmp_path) -> str:
     return f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
 
 
-def assert_equal_source(db) -> None:
-    spec = spec_for(**SPEC)
-    got = db.fetch("SELECT scan_key, trial_id FROM trials ORDER BY trial_id", "images", "responses", "behavior")
+def assert_equal_source(db, spec=None) -> None:
+    """The scan of ``spec`` (the module's scan unless given) reads as its source files."""
+    spec = spec or spec_for(**SPEC)
+    got = db.fetch("SELECT scan_key, trial_id FROM trials WHERE scan_key = ? ORDER BY trial_id", "images",
+                   "responses", "behavior", params=[spec.key])
+    assert len(got["images"]) == spec.n_trials, spec.key
     for key in ("images", "responses", "behavior"):
         expected = source(spec, key)
         np.testing.assert_array_equal(got[key], expected.reshape(got[key].shape).astype(got[key].dtype),
@@ -318,3 +323,136 @@ def test_forked_ingest_workers_upload_their_chunks_images(s3_bucket, tmp_path, s
 def test_a_bucket_that_does_not_exist_is_one_line(s3_bucket, tmp_path, scan_file):
     run = run_cli("ingest", str(scan_file), "--db", catalog(tmp_path), "--data-path", "s3://no-such-bucket-here/lab")
     assert run.code != 0 and "s3://no-such-bucket-here: no such bucket" in run.error, run
+
+
+TRAINER = """
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from scandb.torchdata import ScanDataset
+
+print("ready", flush=True)
+sys.stdin.readline()
+url, out, epochs_to_run = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+dataset = ScanDataset(url, "SELECT scan_key, trial_id FROM trials ORDER BY scan_key, trial_id", normalize=False)
+loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, persistent_workers=True)
+epochs = []
+for epoch in range(epochs_to_run):
+    batches = list(loader)
+    epochs.append({key: np.concatenate([getattr(b, key).numpy() for b in batches]) for key in ("images", "responses")})
+np.savez(out, scan_keys=dataset.scan_keys.astype(str), trial_ids=dataset.trial_ids,
+         **{f"{key}_{n}": array for n, epoch in enumerate(epochs) for key, array in epoch.items()})
+print(len(epochs), "epochs of", len(dataset), "trials", flush=True)
+"""
+"""A trainer (``TRAINER url out epochs``): a DataLoader with 2 workers over the lake's
+trials at the newest snapshot when it starts, for some epochs; saves what each epoch read."""
+
+
+def assert_trainer_read_the_source(out, specs: dict, epochs: int) -> None:
+    """Every epoch ``TRAINER`` saved in ``out`` holds the source files' arrays of its trials."""
+    report = np.load(out)
+    names = sorted({name.rpartition("_")[2] for name in report.files if name.startswith("images_")})
+    assert len(names) == epochs, report.files
+    for key in ("images", "responses"):
+        expected = np.stack([source(specs[scan], key, [trial])[0]
+                             for scan, trial in zip(report["scan_keys"], report["trial_ids"])])
+        for epoch in names:
+            got = report[f"{key}_{epoch}"]
+            np.testing.assert_array_equal(got, expected.reshape(got.shape).astype(got.dtype), err_msg=(key, epoch))
+
+MACHINE_SCANS = [dict(SPEC, animal_id=24111, seed=13, n_trials=10), dict(SPEC, animal_id=24112, seed=14, n_trials=10)]
+"""What two machines ingest at once (the neurons of SPEC's scan: one trainer batch may mix scans)."""
+
+
+def machine(folder) -> dict:
+    """A machine of its own: working folder, cache, home and temporary folder under ``folder``
+    (what it shares with the others: the catalog and the bucket)."""
+    places = {name: folder / name for name in ("work", "cache", "home", "tmp")}
+    for place in places.values():
+        place.mkdir(parents=True)
+    return {"cwd": places["work"], "env": {"SCANDB_CACHE": str(places["cache"]), "HOME": str(places["home"]),
+                                           "TMPDIR": str(places["tmp"]), "XDG_CACHE_HOME": None}}
+
+
+@pytest.mark.parametrize("catalog_kind", ["sqlite", "postgres"])
+def test_two_machines_ingest_into_a_bucket_lake_at_once_while_a_third_trains(
+        catalog_kind, request, s3_bucket, scan_file, tmp_path, monkeypatch):
+    if catalog_kind == "sqlite":
+        url = request.getfixturevalue("filled")
+    else:
+        url = f"ducklake:postgres:{request.getfixturevalue('pg_server').database()}"
+        run = run_cli("ingest", str(scan_file), "--db", url, "--data-path", s3_bucket.url)
+        assert run.code == 0, run
+    places = {name: machine(tmp_path / name) for name in ("a", "b", "trainer")}
+    scans = [make_scan(places[name]["cwd"].parent, **spec) for name, spec in zip("ab", MACHINE_SCANS)]
+    writers = [PrimedCommand("ingest", str(scan), "--db", url, **places[name]) for name, scan in zip("ab", scans)]
+    read = tmp_path / "trainer" / "read.npz"
+    trainer = PrimedCommand(url, read, 3, script=TRAINER, **places["trainer"])
+    for writer in writers:
+        writer.fire()
+    trainer.fire()
+    trained = trainer.finish()
+    ingests = [writer.finish() for writer in writers]
+    for done in ingests:
+        assert done.code == 0, done
+    assert trained.code == 0, trained
+
+    specs = {spec.key: spec for spec in [spec_for(**SPEC), *(spec_for(**s) for s in MACHINE_SCANS)]}
+    assert len(np.load(read)["trial_ids"]) >= SPEC["n_trials"]  # at least the scan that was in before
+    assert_trainer_read_the_source(read, specs, 3)
+    for name in "ab":
+        assert Cache(places[name]["env"]["SCANDB_CACHE"]).info()["objects"] > 0  # each machine its own cache
+    assert Cache(places["trainer"]["env"]["SCANDB_CACHE"]).info()["objects"] > 0
+    assert all(not any(places[name]["cwd"].iterdir()) for name in places)  # nothing in a working folder
+
+    cold = tmp_path / "cold-cache"
+    monkeypatch.setenv("SCANDB_CACHE", str(cold))
+    with scandb.connect(url) as db:
+        assert sorted(db.scans()["animal_id"].tolist()) == [24001, 24111, 24112]
+        for spec in specs.values():
+            assert_equal_source(db, spec)  # every object downloaded
+        cached = Cache(cold).info()
+        for spec in specs.values():
+            assert_equal_source(db, spec)  # from the cache
+    assert Cache(cold).info() == cached
+    verified = run_cli("verify", "--db", url)
+    assert verified.code == 0 and "ok: 3 scans" in verified.out, verified
+
+
+
+def test_processes_and_dataloader_workers_read_through_one_small_cache_evicting_as_they_go(
+        filled, tmp_path, monkeypatch):
+    """A cache that holds two of the scan's images: each read evicts what another process may
+    be about to open or has memory-mapped."""
+    import torch
+
+    from scandb.torchdata import ScanDataset
+
+    shared, limit = tmp_path / "shared-cache", 6000
+    env = {"SCANDB_CACHE": str(shared), "SCANDB_CACHE_SIZE": str(limit)}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    other = PrimedCommand(filled, tmp_path / "read.npz", 4, script=TRAINER)
+    dataset = ScanDataset(filled, "SELECT scan_key, trial_id FROM trials ORDER BY trial_id", normalize=False)
+    other.fire()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=3, num_workers=2, persistent_workers=True)
+    spec = spec_for(**SPEC)
+    for epoch in range(4):
+        batches = list(loader)
+        for key in ("images", "responses"):
+            got = np.concatenate([getattr(batch, key).numpy() for batch in batches])
+            np.testing.assert_array_equal(got, source(spec, key).reshape(got.shape).astype(got.dtype),
+                                          err_msg=(key, epoch))
+    done = other.finish()
+    assert done.code == 0, done
+    assert_trainer_read_the_source(tmp_path / "read.npz", {spec.key: spec}, 4)
+    entries = Cache(shared, limit).entries()
+    old = [size for used, size, _ in entries if used < time.time() - IN_USE_S]
+    assert sum(old) <= limit, entries  # beyond it only what was read in the last seconds
+    for used, _, path in entries:
+        os.utime(path, (used - IN_USE_S, used - IN_USE_S))  # as if read a while ago
+    Cache(shared, limit).evict()
+    assert 0 < Cache(shared, limit).info()["bytes"] <= limit

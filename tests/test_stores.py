@@ -386,3 +386,20 @@ def test_the_cache_evicts_the_least_recently_used_objects_past_its_limit(tmp_pat
     cache.evict()
     assert [cache.file(f"s3://b/k{i}").exists() for i in range(4)] == [True, False, True, True]
     assert cache.info()["bytes"] == 9000 and cache.clear() == 9000 and cache.info()["objects"] == 0
+
+
+def test_an_object_a_reader_just_touched_is_not_evicted_before_it_opens_it(tmp_path):
+    """A reader touches an object (``cached``/``get``) and then opens it; another process's
+    eviction in between would fail the read with FileNotFoundError."""
+    from scandb.store.cache import IN_USE_S, Cache
+
+    reader = Cache(tmp_path / "cache", limit=10**9)
+    for i in range(3):
+        reader.get(f"s3://b/k{i}", lambda temporary, i=i: temporary.write_bytes(bytes([i]) * 3000))
+        os.utime(reader.file(f"s3://b/k{i}"), (1000 + i, 1000 + i))
+    path = reader.cached("s3://b/k2")  # about to be opened
+    other = Cache(tmp_path / "cache", limit=2000)  # another process's view: even k2 is past its limit
+    assert other.evict() == 6000
+    assert path.read_bytes() == bytes([2]) * 3000
+    os.utime(path, (path.stat().st_mtime - IN_USE_S - 1,) * 2)  # not used for a while: it goes
+    assert other.evict() == 3000 and other.info()["objects"] == 0

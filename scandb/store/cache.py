@@ -2,7 +2,8 @@
 
 Store objects never change once written (their keys are content hashes), so a cached
 object is never stale: it is kept until the cache outgrows its limit, then the least
-recently used files go (a read touches a file's modification time). Several processes and
+recently used files go (a read touches a file's modification time), except those used in
+the last ``IN_USE_S`` seconds. Several processes and
 DataLoader workers share one cache: an object is downloaded under a temporary name beside
 its place and renamed into it, so a name never holds a partial file; two processes fetching
 one object at once both download it and the second rename wins with equal bytes. Evicting
@@ -40,6 +41,10 @@ STAGING = "staging"
 PART_SUFFIX = ".part"
 EVICT_TO = 0.9
 """Eviction stops once the cache is this fraction of its limit (not right at it)."""
+IN_USE_S = 10.0
+"""Objects used this recently are not evicted: a reader touches a file, then opens it (a
+batch fetches all its objects, then reads them), and another process evicting in between
+would make the read fail. The cache can pass its limit by the objects of the last seconds."""
 
 UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -190,10 +195,13 @@ class Cache:
         total = sum(size for _, size, _ in entries)
         removed = 0
         goal = limit * EVICT_TO if limit else 0
+        recent = time.time() - IN_USE_S
         for _, size, path in entries:
             if total - removed <= goal and (limit or not size):
                 break  # clearing (limit 0) removes empty files too
             try:
+                if limit and path.stat().st_mtime > recent:
+                    continue  # touched since listed, or in use: a reader may be about to open it
                 path.unlink()
                 removed += size
             except FileNotFoundError:
