@@ -10,7 +10,9 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -367,12 +369,16 @@ MACHINE_SCANS = [dict(SPEC, animal_id=24111, seed=13, n_trials=10), dict(SPEC, a
 """What two machines ingest at once (the neurons of SPEC's scan: one trainer batch may mix scans)."""
 
 
-def machine(folder) -> dict:
+def machine(folder, request) -> dict:
     """A machine of its own: working folder, cache, home and temporary folder under ``folder``
-    (what it shares with the others: the catalog and the bucket)."""
-    places = {name: folder / name for name in ("work", "cache", "home", "tmp")}
+    (what it shares with the others: the catalog and the bucket). The temporary folder is
+    a short path of its own: DataLoader workers put Unix sockets there, whose paths may
+    not pass 107 bytes (a pytest-xdist worker's ``tmp_path`` is longer than that allows)."""
+    places = {name: folder / name for name in ("work", "cache", "home")}
     for place in places.values():
         place.mkdir(parents=True)
+    places["tmp"] = Path(tempfile.mkdtemp(prefix="scandb-machine-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(places["tmp"], ignore_errors=True))
     return {"cwd": places["work"], "env": {"SCANDB_CACHE": str(places["cache"]), "HOME": str(places["home"]),
                                            "TMPDIR": str(places["tmp"]), "XDG_CACHE_HOME": None}}
 
@@ -386,7 +392,7 @@ def test_two_machines_ingest_into_a_bucket_lake_at_once_while_a_third_trains(
         url = f"ducklake:postgres:{request.getfixturevalue('pg_server').database()}"
         run = run_cli("ingest", str(scan_file), "--db", url, "--data-path", s3_bucket.url)
         assert run.code == 0, run
-    places = {name: machine(tmp_path / name) for name in ("a", "b", "trainer")}
+    places = {name: machine(tmp_path / name, request) for name in ("a", "b", "trainer")}
     scans = [make_scan(places[name]["cwd"].parent, **spec) for name, spec in zip("ab", MACHINE_SCANS)]
     writers = [PrimedCommand("ingest", str(scan), "--db", url, **places[name]) for name, scan in zip("ab", scans)]
     read = tmp_path / "trainer" / "read.npz"

@@ -6,6 +6,8 @@ objects span many blocks."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -116,6 +118,7 @@ def test_eviction_and_forgetting_take_blocks_as_they_take_objects(tmp_path):
     url = "s3://b/responses/m.npy"
     for index in range(4):
         cache.fill(cache.block(url, index), lambda temporary: temporary.write_bytes(b"x" * 3000))
+        os.utime(cache.block(url, index), (1000.0 + index, 1000.0 + index))  # last used long ago, in order
     cache.fill(cache.file("s3://b/ab/i.npy"), lambda temporary: temporary.write_bytes(b"y" * 100))
     info = cache.info()
     assert (info["objects"], info["blocks"], info["bytes"]) == (1, 4, 12_100)
