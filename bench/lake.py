@@ -46,14 +46,15 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def write_scans(out: Path, trials: int, neurons: int) -> list[Path]:
+def write_scans(out: Path, trials: int, neurons: int, count: int = 3) -> list[Path]:
+    """``count`` (up to 3) synthetic scans of this size as zips under ``out``, made once."""
     from scandb.synthetic import ScanSpec, write_zip
 
     from .generate import generate_scan
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, animal in enumerate((61001, 62002, 63003)):
+    for i, animal in enumerate((61001, 62002, 63003)[:count]):
         spec = ScanSpec(animal_id=animal, seed=i, n_trials=trials, n_neurons=neurons, image_shape=IMAGE_SHAPE)
         path = out / f"{spec.name}.zip"
         if not path.exists():

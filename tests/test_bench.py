@@ -65,3 +65,20 @@ def test_the_sessions_benchmark_runs_at_a_tiny_size_and_checks_what_it_times(tmp
     assert [q["sql"] for q in sql["queries"]] == [statement for _, _, statement in sessions.session_queries()]
     assert all(q["best"] >= 0 for q in sql["queries"])
     assert not (tmp_path / "work").exists()  # databases and the extracted folder are removed
+
+
+def test_the_bucket_benchmark_times_every_target_and_checks_the_bytes_it_read(tmp_path: Path):
+    from bench import bucket
+
+    result = bucket.main(["--trials", "16", "--neurons", "8", "--repeat", "1", "--warm", "1", "--workers", "0",
+                          "--out", str(tmp_path)])
+    targets = result["targets"]
+    assert list(targets) == [bucket.FOLDER, bucket.BUCKET, bucket.DELAYED]
+    for name, measures in targets.items():
+        assert list(measures) == list(bucket.MEASURES), name
+        assert all(got["median"] > 0 and got["ratio"] > 0 for got in measures.values()), name
+    assert result["checked"] == 2 * 5  # five digests per bucket target, each equal to the folder's
+    delayed = targets[bucket.DELAYED]
+    assert delayed["ingest"]["requests"] > 0 and delayed["batch of 128, cold"]["requests"] > 0
+    assert delayed["batch of 128, cold"]["median"] >= 0.020  # at least one request's delay
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith("bucket-bench-")]  # lakes and caches removed
