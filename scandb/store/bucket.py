@@ -305,22 +305,21 @@ class Bucket:
                 out.append(_copy_blocks(blocks.get(key, {}), buffer, offset))
         return out
 
-    def _blocks(self, wanted: dict[str, set[int]]) -> tuple[dict[str, dict[int, bytes]], dict[str, OSError]]:
-        """The bytes of each wanted block, by key and index (from the cache, else fetched:
-        runs of adjacent missing blocks, each run one ranged GET), and per key the OSError
-        fetching it raised (a missing object)."""
-        blocks: dict[str, dict[int, bytes]] = {key: {} for key in wanted}
+    def _blocks(self, wanted: dict[str, set[int]]) -> tuple[dict[str, dict[int, bytes | Path]], dict[str, OSError]]:
+        """Each wanted block by key and index: its kept file, else its bytes, fetched (runs
+        of adjacent missing blocks, each run one ranged GET) and kept; and per key the
+        OSError fetching it raised (a missing object)."""
+        blocks: dict[str, dict[int, bytes | Path]] = {key: {} for key in wanted}
         runs = []
         for key, indexes in wanted.items():
             url = self.url_of(key)
             missing = []
             for index in sorted(indexes):
                 kept = self.cache.touched(self.cache.block(url, index))
-                data = _read_file(kept) if kept is not None else None
-                if data is None:
+                if kept is None:
                     missing.append(index)
                 else:
-                    blocks[key][index] = data
+                    blocks[key][index] = kept  # read in place: only the bytes a range needs
             runs += [(key, run) for run in _runs(missing, RUN_BLOCKS)]
         failed: dict[str, OSError] = {}
 
@@ -539,14 +538,6 @@ def _runs(indexes: list[int], longest: int) -> list[list[int]]:
     return runs
 
 
-def _read_file(path: Path) -> bytes | None:
-    """A kept block's bytes; None when another process evicted it meanwhile."""
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        return None
-
-
 def _pread(path: Path, buffer: memoryview, offset: int) -> int | OSError:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -558,19 +549,24 @@ def _pread(path: Path, buffer: memoryview, offset: int) -> int | OSError:
         os.close(fd)
 
 
-def _copy_blocks(blocks: dict[int, bytes], buffer: memoryview, offset: int) -> int:
-    """Copy the range at ``offset`` out of the object's blocks into ``buffer``; returns the
-    bytes copied (short when the object ends first)."""
+def _copy_blocks(blocks: dict[int, bytes | Path], buffer: memoryview, offset: int) -> int | OSError:
+    """Copy the range at ``offset`` out of the object's blocks (bytes, or kept files read in
+    place) into ``buffer``; returns the bytes copied (short when the object ends first)."""
     copied, position = 0, offset
     while copied < len(buffer):
         index, within = divmod(position, BLOCK_SIZE)
-        part = blocks[index][within:within + len(buffer) - copied]
-        if not part:
-            break
-        buffer[copied:copied + len(part)] = part
-        copied += len(part)
-        position += len(part)
-        if within + len(part) < BLOCK_SIZE:
+        block = blocks[index]
+        wanted = min(len(buffer) - copied, BLOCK_SIZE - within)
+        if isinstance(block, Path):
+            got = _pread(block, buffer[copied:copied + wanted], within)
+            if isinstance(got, OSError):
+                return got
+        else:
+            got = len(block[within:within + wanted])
+            buffer[copied:copied + got] = block[within:within + got]
+        copied += got
+        position += got
+        if got < wanted:
             break  # a short block: the object's last
     return copied
 
