@@ -10,6 +10,7 @@ one that checks keys, a refused key is one line naming what to set."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import sqlite3
@@ -316,3 +317,22 @@ def test_a_refused_key_is_one_line_naming_what_to_set_and_changes_nothing(checke
     assert not new.exists()
     with Database(url) as db, pytest.raises(scandb.DatabaseError, match=f"refused the credentials \\({code}"):
         db.store.read(db.conn.execute("SELECT path FROM response_matrices").fetchone()[0])  # the store's client
+
+
+@pytest.mark.parametrize("wrong", ["secret", "key id"])
+def test_the_duckdb_shell_with_a_refused_key_is_one_line_naming_what_to_set(checked_lake, wrong, tmp_path):
+    """The lake's small tables are inlined in its catalog: without a check before the shell
+    starts, the refused key would be met only at the first query reading a Parquet file."""
+    works = subprocess.run(scandb_command("shell", "--db", checked_lake), input=".mode csv\nSELECT count(*) AS n "
+                           "FROM trials_full;\n", capture_output=True, text=True, timeout=120)
+    assert works.returncode == 0 and works.stdout.split()[-1] == "6", works.stderr  # the key it accepts
+    variable, code = (("AWS_SECRET_ACCESS_KEY", "SignatureDoesNotMatch") if wrong == "secret" else
+                      ("AWS_ACCESS_KEY_ID", "InvalidAccessKeyId"))
+    env = {**os.environ, variable: "AKIANOSUCHKEY0000000", "SCANDB_CACHE": str(tmp_path / "c")}
+    done = subprocess.run(scandb_command("shell", "--db", checked_lake), input="SELECT * FROM trials_full;\n",
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode != 0 and not done.stdout, (done.stdout[-600:], done.stderr)
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert f"the server refused the credentials ({code}" in lines[0], lines
+    assert "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in lines[0], lines

@@ -105,6 +105,7 @@ class LakeCatalog(Catalog):
         """Its extensions loaded by path, the lake attached as ``scandb`` (read-only unless
         ``write``) and used. The shell must be the DuckDB release the extension wheels were
         built for (duckdb-cli 1.5.5 with the 1.5.5 wheels)."""
+        from ..store.bucket import check_access
         from .file_catalog import SHELL_OFFLINE
 
         if self.lake.exists() is False:
@@ -116,6 +117,9 @@ class LakeCatalog(Catalog):
                 stored = lakes.data_path(conn)
             finally:
                 conn.close()
+        bucket = next((p for p in (self.lake.data_path, stored) if lakes.on_bucket(p)), None)
+        if bucket is not None:  # a refused key is one line here, not DuckDB's at the first query
+            check_access(str(bucket))
         statements = lakes.open_statements(self.lake, read_only=not write, stored=stored)
         return [binary, *SHELL_OFFLINE, "-cmd", "; ".join(statements)]
 
