@@ -78,12 +78,18 @@ def environment(values: dict[str, str | None]):
     """``values`` in ``os.environ`` (None: unset) for the block, then as they were."""
     before = {name: os.environ.get(name) for name in values}
     try:
-        for name, value in values.items():
-            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+        _set(values)
         yield
     finally:
-        for name, value in before.items():
-            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+        _set(before)
+
+
+def _set(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @contextmanager
