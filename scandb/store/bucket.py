@@ -270,7 +270,8 @@ class Bucket:
         """Download the objects not kept yet, several at once, before a loop reads them one
         by one (a batch's images: one request each, in flight together rather than in turn).
         A failure is left for the read that follows to report."""
-        self.fetch(key for key in keys if self.cache.cached(self.url_of(key)) is None)
+        self.fetch(key for key in keys if not os.path.exists(self.cache.file(self.url_of(key))))
+        # (exists, not ``cached``: the read that follows touches the file)
 
     def read_ranges(self, jobs: list[tuple[str, int, memoryview]], parallel: bool = True) -> list[int | OSError]:
         """As ``Folder.read_ranges``: from the kept file of an object downloaded whole, else
