@@ -121,6 +121,25 @@ def test_normalising_frames_enlarged_by_whole_factors(folders, variant, rescale_
     assert_same(ours, (reference.normalize(folders[variant], "screen", raw, "normalize"), valid))
 
 
+@pytest.mark.parametrize("dtype", ["uint16", "float32"])
+def test_frames_other_than_uint8_enlarged_and_normalised(tmp_path, dtype):
+    """uint8 frames are normalised through a table of their 256 values; pixels of another
+    dtype (here the same videos scaled, so values differ from any table's) take the frames'
+    own arithmetic, and both give experanto's floats."""
+    root = make_session(tmp_path, "videos")
+    for path in sorted((root / "screen" / "data").glob("*.npy")):
+        pixels = np.load(path)
+        np.save(path, (pixels.astype(dtype) * 3 + (0.25 if dtype == "float32" else 1)).astype(dtype))
+    interpolation = {"rescale": True, "rescale_size": [36, 64]}
+    with open_session(root) as session:
+        times = dense_screen_times(session, 1)
+        ours = sample(session, times, ["screen"], config={"screen": {"interpolation": interpolation}},
+                      return_valid=True)["screen"]
+    raw, valid = reference.interpolate(root, "screen", times, **interpolation)
+    assert np.abs(raw).max() > 255
+    assert_same(ours, (reference.normalize(root, "screen", raw, "normalize"), valid))
+
+
 def test_a_per_column_screen_normalisation_applies_after_enlarging(folders):
     """A mean and std per output column cannot be applied to the native frame: each column
     gets its own values, as (x - mean) / std broadcasts them over the enlarged frame."""
