@@ -527,13 +527,11 @@ def test_trial_means_are_each_signals_mean_over_the_trials_window(filled, sessio
                                        err_msg=f"{modality} trial {trial}")
 
 
-@pytest.mark.parametrize("variant", ["videos", "float64_responses"])
-def test_area_frame_responses_sum_each_areas_samples_over_the_trials_window(filled, sessions, variant):
-    """Element k of a trial's sum is, over the (area, layer)'s neurons, each one's k-th sample
-    at or after the onset (at its phase shift), for the grid's samples in [onset, end);
-    computed here one sample at a time from the source files. Without area files one group
-    of every neuron, area and layer NULL."""
-    spec, root = spec_of(variant), sessions[variant]
+def expected_area_sums(root) -> dict[tuple, tuple[list[int], dict[int, list[float]]]]:
+    """(area, layer) -> (its neurons, per trial the sums): element k of a trial's sum is, over
+    the group's neurons, each one's k-th sample at or after the onset (at its phase shift),
+    for the grid's samples in [onset, end), NaN past the data; one sample at a time from
+    the source files. Without area files one group of every neuron, area and layer None."""
     windows = source_trial_windows(root)
     seq = reference.Sequence(root / "responses")
     n_rows, n_signals = seq.data.shape
@@ -545,21 +543,57 @@ def test_area_frame_responses_sum_each_areas_samples_over_the_trials_window(fill
     for j in range(n_signals):
         groups.setdefault((None if areas[j] is None else str(areas[j]),
                            None if layers[j] is None else str(layers[j])), []).append(j)
+    out = {}
+    for key, members in groups.items():
+        per_trial = {}
+        for trial, (onset, end) in enumerate(windows):
+            n_samples = sum(onset <= seq.start + i * seq.time_delta < end for i in range(n_rows))
+            samples = {j: [i for i in range(n_rows) if seq.start + i * seq.time_delta + shifts[j] >= onset]
+                       for j in members}
+            per_trial[trial] = [sum(float(seq.data[samples[j][k], j]) if k < len(samples[j]) else float("nan")
+                                    for j in members) for k in range(n_samples)]
+        out[key] = (members, per_trial)
+    return out
+
+
+@pytest.mark.parametrize("variant", ["videos", "float64_responses"])
+def test_area_frame_responses_sum_each_areas_samples_over_the_trials_window(filled, sessions, variant):
+    """The stored sums are ``expected_area_sums`` of the source files."""
+    spec, root = spec_of(variant), sessions[variant]
+    expected = expected_area_sums(root)
     with scandb.connect(filled) as db:
         rows = db.run("SELECT trial_id, area, layer, n_neurons, response_sum FROM area_frame_responses "
                       "WHERE scan_key = ? ORDER BY trial_id", [spec.key])[1]
-    assert len(rows) == len(windows) * len(groups)
+    assert len(rows) == len(source_trial_windows(root)) * len(expected)
     for trial, area, layer, n_neurons, sums in rows:
-        onset, end = windows[trial]
-        members = groups[(area, layer)]
+        members, per_trial = expected[(area, layer)]
         assert n_neurons == len(members)
-        n_samples = sum(onset <= seq.start + i * seq.time_delta < end for i in range(n_rows))
-        samples = {j: [i for i in range(n_rows) if seq.start + i * seq.time_delta + shifts[j] >= onset]
-                   for j in members}
-        want = [sum(float(seq.data[samples[j][k], j]) if k < len(samples[j]) else float("nan") for j in members)
-                for k in range(n_samples)]
-        np.testing.assert_allclose(np.array(sums, dtype=float), np.array(want), rtol=1e-12,
+        np.testing.assert_allclose(np.array(sums, dtype=float), np.array(per_trial[trial]), rtol=1e-12,
                                    err_msg=f"trial {trial} {area} {layer}")
+
+
+@pytest.mark.parametrize("rows", [1, 7, 64])
+def test_area_sums_fed_in_small_blocks_are_the_sources_sums(sessions, rows):
+    """A session's rows come to the area sums a block at a time; blocks of any size (a trial's
+    window, a neuron's shifted samples split between them) give the sums of the source files."""
+    from scandb.ingest.session import area_groups
+    from scandb.session.windows import AreaSums
+
+    root = sessions["videos"]
+    expected = expected_area_sums(root)
+    with open_session(root) as session:
+        responses = session.modalities["responses"]
+        keys, columns = area_groups(session)
+        sums = AreaSums(responses, session.trials, columns)
+        data = np.asarray(responses.data)
+        for first in range(0, len(data), rows):
+            sums.add(first, data[first:first + rows])
+        got = sums.result()
+    for g, key in enumerate(keys):
+        members, per_trial = expected[key]
+        assert sorted(columns[g].tolist()) == members
+        for trial, want in per_trial.items():
+            np.testing.assert_allclose(got[trial][g], np.array(want), rtol=1e-12, err_msg=f"trial {trial} {key}")
 
 
 @pytest.mark.parametrize("variant", ["videos", "float64_responses", "data_key"])

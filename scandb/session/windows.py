@@ -27,6 +27,8 @@ from .modalities import Sequence, StimulusTrial
 
 BLOCK_ROWS = 4096
 """Rows read at a time when the means are computed from the memory map (``window_means``)."""
+AREA_BLOCK_BYTES = 16 << 20
+"""Float64 rows ``AreaSums`` puts in order and sums at a time (262 rows of 8,000 neurons)."""
 
 
 class WindowSums:
@@ -90,8 +92,10 @@ class AreaSums:
 
     A signal's first sample in a window, ``ceil((onset - shift - start) * rate)``, falls as
     its phase shift grows; so with the columns put in order of (group, shift descending) once,
-    each trial's signals fall into few contiguous runs of one group and one first sample,
-    and a block's rows are summed per run as contiguous slices."""
+    each trial's signals fall into few contiguous runs of one group and one first sample.
+    Each block is put in that order and cast to float64 once (``np.take`` into a buffer kept
+    between blocks), then one ``np.add.reduceat`` per trial sums every run of every row
+    (pairwise, as ``sum`` does); each run's column is added at its samples."""
 
     def __init__(self, seq: Sequence, trials: list[StimulusTrial], groups: list[np.ndarray]):
         n_rows, n_signals = seq.data.shape
@@ -113,30 +117,53 @@ class AreaSums:
         self.lo = first.min(axis=1)
         self.hi = first.max(axis=1) + self.counts
         self.runs = []
-        """Per trial: each run's first column (in ``order``), first sample, group and size."""
+        """Per trial: each run's first column (in ``order``, an index array for reduceat), and
+        each run's first sample, group and size."""
         for t in range(len(trials)):
             firsts = first[t][self.order]
             starts = np.flatnonzero(np.r_[True, (np.diff(firsts) != 0) | (np.diff(owners) != 0)])
-            self.runs.append((starts.tolist(), firsts[starts].tolist(), owners[starts].tolist(),
+            self.runs.append((starts, firsts[starts].tolist(), owners[starts].tolist(),
                               np.diff(np.r_[starts, n_signals]).tolist()))
         self.total = [np.zeros((len(groups), n)) for n in self.counts]
         self.seen = [np.zeros((len(groups), n), dtype=np.int64) for n in self.counts]
+        self._buffers: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _ordered(self, block: np.ndarray) -> np.ndarray:
+        """The block's columns in ``order``, as float64, in buffers kept while blocks keep their shape."""
+        if self._buffers is None or self._buffers[0].shape != block.shape or self._buffers[0].dtype != block.dtype:
+            self._buffers = (np.empty(block.shape, block.dtype), np.empty(block.shape, np.float64))
+        gathered, cast = self._buffers
+        if block.dtype == np.float64:
+            gathered = cast
+        if self.in_order:
+            gathered = block
+        else:
+            np.take(block, self.order, axis=1, out=gathered, mode="clip")  # a permutation: in bounds
+        if gathered is not cast:
+            np.copyto(cast, gathered)
+        return cast
 
     def add(self, row: int, block: np.ndarray) -> None:
+        """Rows ``row .. row + len(block)``, summed ``AREA_BLOCK_BYTES`` of float64 at a time."""
+        step = max(1, AREA_BLOCK_BYTES // max(1, 8 * block.shape[1]))
+        for first in range(0, len(block), step):
+            self._add(row + first, block[first:first + step])
+
+    def _add(self, row: int, block: np.ndarray) -> None:
         end = row + len(block)
         touched = np.flatnonzero((self.lo < end) & (self.hi > row) & (self.counts > 0))
-        if not len(touched):
+        if not len(touched) or not block.shape[1]:
             return
-        ordered = block if self.in_order else block[:, self.order]
+        ordered = self._ordered(block)
         for t in touched:
             r0, r1 = max(row, int(self.lo[t])), min(end, int(self.hi[t]))
             starts, firsts, owners, sizes = self.runs[t]
+            sums = np.add.reduceat(ordered[r0 - row:r1 - row], starts, axis=1)
             count, total, seen = int(self.counts[t]), self.total[t], self.seen[t]
-            for column, first, group, size in zip(starts, firsts, owners, sizes):
+            for run, (first, group, size) in enumerate(zip(firsts, owners, sizes)):
                 a, b = max(r0, first), min(r1, first + count)
-                if b > a:  # contiguous columns: a fast pairwise sum along each row
-                    total[group, a - first:b - first] += ordered[a - row:b - row, column:column + size].sum(
-                        axis=1, dtype=np.float64)
+                if b > a:
+                    total[group, a - first:b - first] += sums[a - r0:b - r0, run]
                     seen[group, a - first:b - first] += size
 
     def result(self) -> list[np.ndarray]:
