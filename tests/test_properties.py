@@ -35,7 +35,7 @@ specs = st.builds(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(spec=specs, as_folder=st.booleans(), order_seed=st.integers(0, 2**32 - 1))
 def test_generated_scans_round_trip(spec, as_folder, order_seed):
     scan = generate(spec)

@@ -16,7 +16,7 @@ pytest.importorskip("neuralpredictors")
 
 def test_both_loaders_run_two_epochs_and_the_real_one_fails_with_workers(tmp_path):
     results = loaders.main(["--out", str(tmp_path), "--tiny", "--workers", "0", "2",
-                            "--loaders", "scandb", "filetree", "--timeout", "10"])
+                            "--loaders", "scandb", "filetree", "--timeout", "6"])
     tiers = generate(scan_specs(1, tiny=True)[0]).arrays["meta/trials/tiers.npy"]
     by = {(r["loader"], r["workers"]): r for r in results}
     for key in (("scandb", 0), ("filetree", 0), ("scandb", 2)):
