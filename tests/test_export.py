@@ -176,6 +176,21 @@ def test_parquet_holds_the_selected_rows_partitioned_by_scan(lab, source, tmp_pa
     assert list(first["neuron_idx"]) == NEURONS[FIRST.key]
 
 
+def test_parquet_images_hold_each_shown_images_file_byte_for_byte(lab, source, tmp_path):
+    import pyarrow.parquet as pq
+
+    with connect(lab) as db:
+        db.export(SELECTION, tmp_path, neurons=NEURONS, format="parquet")
+        shown = db.run("SELECT scan_key, trial_id, image_hash FROM trials")[1]
+    images = pq.read_table(tmp_path / "parquet" / "images.parquet").to_pylist()
+    files = {row["image_hash"]: row["npy"] for row in images}
+    selected = {(scan, trial): digest for scan, trial, digest in shown if (scan, trial) in set(SELECTION)}
+    assert set(files) == set(selected.values())
+    for (scan, trial), digest in selected.items():
+        assert files[digest] == source[scan][f"data/images/{trial}.npy"]
+    assert all(np.load(io.BytesIO(row["npy"])).shape == tuple(row["shape"]) for row in images)
+
+
 def test_npz_holds_the_aligned_arrays(lab, source, tmp_path):
     with connect(lab) as db:
         db.export([(FIRST.key, t) for t in TRIALS[FIRST.key]], tmp_path, neurons=NEURONS[FIRST.key],

@@ -4,8 +4,9 @@ Parquet: the selected rows of every scan table that has any (the registry in
 ``catalog/registry.py`` says which and how), hive-partitioned by ``scan_key``
 (``trials/scan_key=.../*.parquet``), with ``export_position`` giving each trial's place in
 the selection (and, for neurons, in the neuron choice); responses are cut to the chosen
-neurons. ``images.parquet`` holds the images (and videos) the trials show (pixels as the
-``.npy`` bytes). A dynamic scan's response matrix is not a table: ``format="npz"`` or
+neurons. ``images.parquet`` holds the images (and videos) the trials show: their ``images``
+rows, and in ``npy`` each one's ``.npy`` file as stored, byte for byte (``np.load`` of
+``io.BytesIO(npy)`` gives the pixels). A dynamic scan's response matrix is not a table: ``format="npz"`` or
 the scan layout carry its values.
 npz: ``images``, ``responses``, ``behavior``, ``pupil_center`` aligned with ``scan_key`` and
 ``trial_id``, as ``ScanDB.fetch`` returns them.
@@ -26,6 +27,9 @@ from ..source.npyfile import load
 
 PARQUET_FOLDER = "parquet"
 NPZ_FILE = "selection.npz"
+IMAGES_FILE = "images.parquet"
+IMAGES_PER_GROUP = 256
+"""Images read and written per Parquet row group: the export's memory stays a few of them."""
 
 def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Path) -> Path:
     """``out/parquet/<table>/scan_key=<key>/*.parquet`` for every scan table with rows of the
@@ -68,9 +72,7 @@ def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Pa
             if conn.execute(f"SELECT EXISTS ({query})").fetchone()[0]:
                 conn.execute(f"COPY ({query} ORDER BY ALL) TO '{_quoted(partial / table)}' "
                              "(FORMAT parquet, PARTITION_BY (scan_key))")
-        conn.execute(f"""COPY (SELECT DISTINCT i.* FROM images i JOIN trials t USING (image_hash)
-                              JOIN _export_trials e USING (scan_key, trial_id) ORDER BY i.image_hash)
-                         TO '{_quoted(partial / 'images.parquet')}' (FORMAT parquet)""")
+        _write_images(db, partial / IMAGES_FILE)
         partial.rename(target)
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
@@ -82,6 +84,24 @@ def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Pa
         conn.unregister("_export_neurons")
         conn.unregister("_export_stored")
     return target
+
+
+def _write_images(db, target: Path) -> None:
+    """``images.parquet``: the selection's ``images`` rows in hash order, each with its
+    ``.npy`` file's bytes in ``npy``, written a row group at a time."""
+    import pyarrow.parquet as pq
+
+    rows = db.conn.execute("""SELECT DISTINCT i.* FROM images i JOIN trials t USING (image_hash)
+                              JOIN _export_trials e USING (scan_key, trial_id) ORDER BY i.image_hash""").arrow()
+    if isinstance(rows, pa.RecordBatchReader):
+        rows = rows.read_all()
+    schema = rows.schema.append(pa.field("npy", pa.binary()))
+    store = db.database.store
+    with pq.ParquetWriter(target, schema) as writer:
+        for start in range(0, max(rows.num_rows, 1), IMAGES_PER_GROUP):
+            group = rows.slice(start, IMAGES_PER_GROUP)
+            files = [store.read(path) for path in group["path"].to_pylist()]
+            writer.write_table(group.append_column("npy", pa.array(files, pa.binary())))
 
 
 STATISTIC_PATH = "'meta/statistics/' || s.variable || '/' || s.source || '/' || s.stat || '.npy'"
