@@ -258,19 +258,36 @@ def sample_against_reference(db_path: Path, key: str, root: Path, n: int, repeat
     return result
 
 
+def _digest(item: dict) -> dict[str, str]:
+    return {k: hashlib.sha256(np.ascontiguousarray(v).view(np.uint8).data).hexdigest() + str(v.dtype) + str(v.shape)
+            for k, v in item.items()}
+
+
 def _timed_items(items) -> tuple[float, list[dict[str, str]]]:
     """Seconds spent producing the items (each consumed, then dropped, as a training loop
     does), and each item's arrays' sha256 by key (taken off the clock) to compare them."""
-    elapsed, digests = 0.0, []
-    iterator = iter(items)
-    while True:
-        started = time.perf_counter()
-        item = next(iterator, None)
-        elapsed += time.perf_counter() - started
-        if item is None:
-            return elapsed, digests
-        digests.append({k: hashlib.sha256(np.ascontiguousarray(v).view(np.uint8).data).hexdigest()
-                        + str(v.dtype) + str(v.shape) for k, v in item.items()})
+    (elapsed, digests), = _timed_alternately([items])
+    return elapsed, digests
+
+
+def _timed_alternately(sides: list) -> list[tuple[float, list[dict[str, str]]]]:
+    """``_timed_items`` of several item iterators at once, one item of each in turn: every
+    side is timed under the same conditions (the other jobs of a shared machine, the caches
+    the off-clock digests leave behind, the modules imported), not each in a phase of its
+    own. Each side's previous item is dropped when its next one is made, as in a loop."""
+    iterators = [iter(items) for items in sides]
+    elapsed, digests, held = [0.0] * len(sides), [[] for _ in sides], [None] * len(sides)
+    live = list(range(len(sides)))
+    while live:
+        for n in list(live):
+            started = time.perf_counter()
+            held[n] = next(iterators[n], None)
+            elapsed[n] += time.perf_counter() - started
+            if held[n] is None:
+                live.remove(n)
+            else:
+                digests[n].append(_digest(held[n]))
+    return list(zip(elapsed, digests))
 
 
 def item_floor(item: dict[str, np.ndarray], n: int) -> float:
@@ -288,22 +305,26 @@ def item_floor(item: dict[str, np.ndarray], n: int) -> float:
 
 def epoch_against_reference(db_path: Path, key: str, root: Path, items: int) -> dict:
     """(d): the per-item reference over the first train chunks, and SessionDataset's items of
-    the same chunks: each side one item at a time in this process, items dropped once made."""
+    the same chunks: one item of each side in turn in this process (the same conditions for
+    both), each item's digests taken off the clock, items dropped once the next is made."""
     session = experanto_loader.Session(root)
     starts = experanto_loader.train_chunk_starts(session)
     chosen = starts[:items]
-    elapsed, reference = _timed_items(experanto_loader.chunk_item(session, float(s)) for s in chosen)
-    result = {"train_chunks": int(len(starts)), "items_timed": int(len(chosen)),
+    candidate = scandb_epoch(db_path, key, chosen)  # the dataset is made (and torch imported) off the clock
+    reference_items = (experanto_loader.chunk_item(session, float(s)) for s in chosen)
+    if candidate is None:
+        (elapsed, reference), = _timed_alternately([reference_items])
+    else:
+        (elapsed, reference), (scandb_elapsed, got) = _timed_alternately([reference_items, candidate])
+    result = {"train_chunks": int(len(starts)), "items_timed": int(len(chosen)), "alternating": True,
               "reference_s_per_item": elapsed / max(len(chosen), 1),
               "reference_epoch_s_projected": elapsed / max(len(chosen), 1) * len(starts)}
     first = experanto_loader.chunk_item(session, float(chosen[0])) if len(chosen) else {}
     result["item_shapes"] = {k: list(v.shape) for k, v in first.items()}
     result["floor_s_per_item"] = item_floor(first, len(chosen))
     result["floor_speedup"] = result["reference_s_per_item"] / result["floor_s_per_item"]
-    candidate = scandb_epoch(db_path, key, chosen)
     if candidate is not None:
-        elapsed, got = _timed_items(candidate)
-        result["scandb_s_per_item"] = elapsed / max(len(chosen), 1)
+        result["scandb_s_per_item"] = scandb_elapsed / max(len(chosen), 1)
         result["speedup"] = result["reference_s_per_item"] / result["scandb_s_per_item"]
         result["same_items"] = len(got) == len(reference) and all(
             all(a.get(k) == b[k] for k in b) for a, b in zip(got, reference))

@@ -196,13 +196,14 @@ def sample_screen(screen: Screen, times: np.ndarray, rescale: bool = False,
     frame_index = np.searchsorted(screen.timestamps, valid_times) - 1
     native = screen.trials[0].image_size
     size = tuple(rescale_size) if rescale and rescale_size else native[:2]
-    # times increase, so each frame shown fills one run of rows
-    unique_frames, run_starts, runs = np.unique(frame_index, return_index=True, return_inverse=True)
     factors = whole_factors(native[:2], size)
     if factors is not None:
         looked_up = _looked_up(screen, frame_index, size, factors, transform)
         if looked_up is not None:
             return looked_up, valid
+    # times increase, so each frame shown fills one run of rows
+    unique_frames, run_starts, runs = np.unique(frame_index, return_index=True, return_inverse=True)
+    if factors is not None:
         return _replicated(_native_frames(screen, unique_frames), runs, factors, transform), valid
     out = np.empty((len(valid_times),) + size + native[2:], dtype=np.float32)
     run_ends = np.append(run_starts[1:], len(frame_index))
