@@ -1,6 +1,7 @@
 """Reading a bucket's objects by byte range: an object not cached whole is fetched in blocks,
 only those a read covers, each kept in the cache and never fetched again; a batch from a
-lake with an empty cache downloads a few blocks of the response matrix, not all of it.
+lake with an empty cache downloads a few blocks of the response matrix and of the pack
+holding the scan's images, not all of them.
 Against moto's S3 server (tests/s3.py); the block size is made small so that small
 objects span many blocks."""
 
@@ -87,7 +88,7 @@ def test_a_missing_object_read_by_range_is_its_error_and_keeps_no_block(s3_bucke
     assert cache.info()["blocks"] == 0
 
 
-def test_a_batch_from_an_empty_cache_reads_blocks_of_the_matrix_not_all_of_it(s3_bucket, small_blocks, tmp_path,
+def test_a_batch_from_an_empty_cache_reads_blocks_of_the_matrix_and_the_pack_not_all_of_them(s3_bucket, small_blocks, tmp_path,
                                                                                monkeypatch):
     spec = dict(n_trials=40, n_neurons=60, seed=7, animal_id=24301)
     url = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
@@ -99,8 +100,8 @@ def test_a_batch_from_an_empty_cache_reads_blocks_of_the_matrix_not_all_of_it(s3
     with scandb.connect(url) as db:
         got = db.fetch(trials, "images", "responses", scan=db.scans()["scan_key"][0])
         matrix = db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
-        images = db.conn.execute(f"SELECT count(DISTINCT image_hash) FROM trials WHERE trial_id IN {tuple(trials)}"
-                                 ).fetchone()[0]
+        placed = db.conn.execute(f"""SELECT DISTINCT i.path, i.pack_offset, i.pack_length FROM trials t
+                                     JOIN images i USING (image_hash) WHERE t.trial_id IN {tuple(trials)}""").fetchall()
     for key in ("images", "responses"):
         expected = source(spec_for(**spec), key, trials)
         np.testing.assert_array_equal(got[key], expected.reshape(got[key].shape).astype(got[key].dtype))
@@ -110,7 +111,12 @@ def test_a_batch_from_an_empty_cache_reads_blocks_of_the_matrix_not_all_of_it(s3
     row, data = spec["n_neurons"] * 4, 128  # 240-byte rows after numpy's 128-byte header: 10 blocks in all
     needed = {0} | {(data + trial * row + end) // BLOCK for trial in trials for end in (0, row - 1)}
     assert kept_blocks(cache, matrix_url) == sorted(needed)  # the header's block and the rows', no other
-    assert cache.info()["objects"] == images  # each image downloaded whole, once
+    packs = {path for path, _, _ in placed}
+    assert len(packs) == 1 and all(offset is not None for _, offset, _ in placed)  # one chunk: one pack
+    pack_url = f"{s3_bucket.url}/{scandb.catalog.lake.STORE_FOLDER}/{packs.pop()}"
+    covering = {index for _, offset, length in placed for index in range(offset // BLOCK, (offset + length - 1) // BLOCK + 1)}
+    assert kept_blocks(cache, pack_url) == sorted(covering)  # the blocks of the batch's images, no other
+    assert not cache.file(pack_url).exists() and cache.info()["objects"] == 0  # nothing downloaded whole
 
 
 def test_eviction_and_forgetting_take_blocks_as_they_take_objects(tmp_path):

@@ -4,6 +4,9 @@
   the object ``path`` names, when that object is a pack of several images
   (``scandb/store/packs.py``); NULL when the object is the image's file alone, as every
   image before this revision is.
+- trials_full shows them as ``image_pack_offset`` and ``image_pack_length``: a packed image's
+  ``image_path`` is its pack's key, and its ``.npy`` file is that object's bytes
+  ``[image_pack_offset, image_pack_offset + image_pack_length)``.
 
 Every row keeps its values (the new columns are NULL), but a row's hash covers every column,
 so each scan's digest of ``images`` is recorded again: only where the rows still matched the
@@ -19,6 +22,7 @@ Create Date: 2026-12-06
 import sqlalchemy as sa
 from alembic import op
 
+from scandb.catalog.views import create_trials_full
 from scandb.maintenance.digests import recorded_digests, table_digests, table_method
 
 revision = "0016"
@@ -32,6 +36,7 @@ def upgrade() -> None:
     intact = _intact_image_digests(conn)
     op.add_column("images", sa.Column("pack_offset", sa.BigInteger))
     op.add_column("images", sa.Column("pack_length", sa.BigInteger))
+    op.execute(create_trials_full("0016"))
     _record_image_digests(conn, intact)
 
 
@@ -40,6 +45,7 @@ def downgrade() -> None:
     if conn.execute("SELECT count(*) FROM images WHERE pack_offset IS NOT NULL").fetchone()[0]:
         raise RuntimeError("images are kept in packs: a database before revision 0016 cannot read them")
     intact = _intact_image_digests(conn)
+    op.execute(create_trials_full("0014"))
     op.drop_column("images", "pack_length")
     op.drop_column("images", "pack_offset")
     _record_image_digests(conn, intact)

@@ -80,11 +80,16 @@ class ImageStore(Store):
         """Store the `.npy` bytes of one image unless an equal image is there already
         (inside ``packing()``, into the pack: its place is known once the pack is written)."""
         digest = image_hash(header, raw)
-        if self._pack is not None and len(raw) <= MEMBER_MAX and digest not in self.known:
+        pack = self._pack
+        if pack is not None and len(raw) <= MEMBER_MAX:
+            unplaced = StoredImage(digest, None, header.shape, header.dtype.str, header.nbytes)
+            if digest in self.known:
+                return unplaced  # its row names where it is; nothing is written (``placed`` keeps it so)
             if digest in self._placed:
-                return self.placed(StoredImage(digest, None, header.shape, header.dtype.str, header.nbytes))
-            self._pack.add(digest, raw)
-            return StoredImage(digest, None, header.shape, header.dtype.str, header.nbytes)
+                return self.placed(unplaced)
+            with self._lock:
+                pack.add(digest, raw)
+            return unplaced
         target = self.file(digest)
         with self._lock:
             mine = digest not in self._claimed
@@ -114,8 +119,8 @@ class ImageStore(Store):
 
     def placed(self, stored: StoredImage) -> StoredImage:
         """``stored`` with its pack's key and its place in the pack, once the pack is written."""
-        if stored.path is not None:
-            return stored
+        if stored.path is not None or stored.image_hash not in self._placed and stored.image_hash in self.known:
+            return stored  # its own file, or an image the database holds already (its row stays)
         key, offset, length = self._placed[stored.image_hash]
         return replace(stored, path=key, pack_offset=offset, pack_length=length)
 
