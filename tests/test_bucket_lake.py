@@ -146,6 +146,61 @@ def test_remove_then_gc_deletes_the_objects_nothing_references(filled, s3_bucket
     assert run_cli("verify", "--db", filled).code == 0
 
 
+def test_gc_deletes_a_pack_no_row_names_and_keeps_the_packs_rows_name(filled, s3_bucket, tmp_path, monkeypatch):
+    store, listed = f"lab/{lakes.STORE_FOLDER}", lakes.STORE_FOLDER  # keys in the bucket, and as listed
+    with scandb.connect(filled) as db:
+        (pack,), = db.conn.execute("SELECT DISTINCT path FROM images").fetchall()
+    stray = f"packs/{'0' * 64}.pack"  # as a killed ingest leaves one: a whole pack, named by no row
+    client = s3_bucket.server.client()
+    client.copy_object(Bucket=s3_bucket.name, Key=f"{store}/{stray}", CopySource={"Bucket": s3_bucket.name,
+                                                                               "Key": f"{store}/{pack}"})
+    young = run_cli("gc", "--older-than", "0", "--db", filled)
+    assert young.code == 0 and f"{listed}/{stray}" in s3_bucket.keys(), young  # younger than an ingest may run
+    monkeypatch.setattr(lakes, "IN_FLIGHT_S", 0.0)
+    from scandb.catalog.lake_catalog import LakeCatalog
+    monkeypatch.setattr(LakeCatalog, "garbage_age", 0.0)
+    collected = run_cli("gc", "--older-than", "0", "--db", filled)
+    assert collected.code == 0 and "deleted 1 store file" in collected.out, collected
+    assert f"{listed}/{stray}" not in s3_bucket.keys() and f"{listed}/{pack}" in s3_bucket.keys()
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)
+    assert run_cli("verify", "--db", filled).code == 0
+
+
+def test_a_scan_sharing_images_with_a_stored_one_packs_only_its_new_images(filled, s3_bucket, tmp_path,
+                                                                           monkeypatch):
+    other = dict(SPEC, animal_id=24003, seed=6)
+    (tmp_path / "other").mkdir()
+    with scandb.connect(filled) as db:
+        before = {h for (h,) in db.conn.execute("SELECT image_hash FROM images").fetchall()}
+    packs_before = {k for k in s3_bucket.keys() if k.endswith(".pack")}
+    run = run_cli("ingest", str(make_scan(tmp_path / "other", **other)), "--db", filled)
+    assert run.code == 0, run
+    spec = spec_for(**other)
+    with scandb.connect(filled) as db:
+        assert db.conn.execute("SELECT count(*) - count(DISTINCT image_hash) FROM images").fetchone()[0] == 0
+        mine = {h for (h,) in db.conn.execute("SELECT DISTINCT image_hash FROM trials WHERE scan_key = ?",
+                                              [spec.key]).fetchall()}
+        shared = mine & before
+        assert shared and mine - before  # the test images are shared, the others new
+        new_packs = {k for k in s3_bucket.keys() if k.endswith(".pack")} - packs_before
+        assert len(new_packs) == 1
+        (new_pack,) = new_packs
+        members = db.conn.execute("SELECT image_hash, pack_length FROM images WHERE path = ?",
+                                  [new_pack.removeprefix(f"{lakes.STORE_FOLDER}/")]).fetchall()
+        assert {h for h, _ in members} == mine - before  # the shared ones stay in the first scan's pack
+        size = s3_bucket.server.client().head_object(Bucket=s3_bucket.name, Key=f"lab/{new_pack}")["ContentLength"]
+        assert size == sum(length for _, length in members)  # and are not in the new pack either
+        assert not [k for k in s3_bucket.keys() if k.endswith(".npy") and "/responses/" not in k
+                    and "/meta/" not in k]  # nor written as objects of their own
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)
+        assert_equal_source(db, spec)
+    assert run_cli("verify", "--db", filled).code == 0
+
+
 def test_a_deleted_object_is_damage_verify_names_and_fetch_refuses(filled, s3_bucket, tmp_path, monkeypatch):
     with scandb.connect(filled) as db:
         matrix = db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
@@ -286,7 +341,7 @@ def test_a_postgresql_catalog_with_its_data_path_on_a_bucket(s3_bucket, pg_serve
     assert "s3://" not in run_cli("sql", "--csv", "--db", url, "SELECT path FROM response_matrices").out
 
 
-def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, tmp_path, monkeypatch):
+def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, tmp_path, monkeypatch, scan_file):
     monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
     exported = run_cli("export", "SELECT scan_key, trial_id FROM trials", str(tmp_path / "out"), "--db", filled)
     assert exported.code == 0, exported
@@ -294,6 +349,17 @@ def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, t
     expected = source(spec_for(**SPEC), "responses")
     np.testing.assert_array_equal(np.stack([np.load(p) for p in responses]).reshape(expected.shape),
                                   expected.astype(np.float32))
+    import zipfile
+
+    images = {int(p.stem): p for p in (tmp_path / "out").rglob("data/images/*.npy")}
+    assert sorted(images) == list(range(SPEC["n_trials"]))
+    with scandb.connect(filled) as db:
+        assert db.conn.execute("SELECT count(*) FROM images WHERE pack_offset IS NULL").fetchone()[0] == 0
+    with zipfile.ZipFile(scan_file) as archive:
+        members = {int(n.rpartition("/")[2].removesuffix(".npy")): n for n in archive.namelist()
+                   if "/data/images/" in f"/{n}" and n.endswith(".npy")}
+        for i, path in images.items():  # the source's .npy files, byte for byte, out of the pack
+            assert path.read_bytes() == archive.read(members[i]), i
     reported = run_cli("report", (scan := run_cli("sql", "--csv", "--db", filled, "SELECT scan_key FROM scans")
                                   .out.split()[1]), "--out", str(tmp_path / "report"), "--db", filled)
     assert reported.code == 0 and (tmp_path / "report" / "report.html").is_file(), reported

@@ -144,3 +144,61 @@ def test_put_new_uploads_only_what_is_not_there_and_says_which_it_made(s3_bucket
             bucket.put_new(key, key.encode(), lambda key=key: made.append(key))
     assert sorted(made) == ["ab/new.npy", "cd/other.npy"]
     assert bucket.read("ab/old.npy") == b"old" and bucket.read("ab/new.npy") == b"ab/new.npy"
+
+
+def _image(seed: int, shape=(1, 6, 8), dtype=np.uint8) -> tuple:
+    import io
+
+    from scandb.source.npyfile import parse_header
+
+    array = np.random.default_rng(seed).integers(0, 255, shape).astype(dtype)
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    raw = buffer.getvalue()
+    return parse_header(raw), raw
+
+
+def test_images_put_while_packing_on_a_bucket_are_one_object_read_back_by_range(s3_bucket, tmp_path):
+    from scandb.store.images import ImageStore, read_image_file
+    from scandb.store.packs import MEMBER_MAX
+
+    bucket = Bucket(f"{s3_bucket.url}/store", Cache(tmp_path / "c"))
+    store = ImageStore(bucket)
+    images = [_image(seed) for seed in range(5)]
+    video = _image(9, shape=(MEMBER_MAX // 64 + 1, 8, 8))  # larger than a member may be
+    with bucket.uploading(), store.packing():
+        unplaced = [store.put(*image) for image in images + [images[0]]]  # one twice
+        kept_alone = store.put(*video)
+        assert [i.path for i in unplaced] == [None] * 6  # placed once the pack is written
+    placed = [store.placed(i) for i in unplaced]
+    assert len({i.path for i in placed}) == 1 and placed[0].path.startswith("packs/")
+    assert placed[5] == placed[0]
+    assert [i.pack_offset for i in placed[:5]] == [sum(len(raw) for _, raw in images[:n]) for n in range(5)]
+    assert kept_alone.pack_offset is None and kept_alone.path == store.key(kept_alone.image_hash)
+    keys = sorted(k.removeprefix("store/") for k in s3_bucket.keys())
+    assert keys == sorted([placed[0].path, kept_alone.path])  # two objects: the pack and the video
+    assert bucket.read(placed[0].path) == b"".join(raw for _, raw in images)
+    for (_, raw), stored in zip(images, placed):
+        assert read_image_file(bucket, stored.path, stored.pack_offset, stored.pack_length) == raw
+    assert store.created and all(str(p).startswith(s3_bucket.url) for p in store.created)
+
+    again = ImageStore(bucket, known=[i.image_hash for i in placed])  # the next ingest: these are stored
+    with bucket.uploading(), again.packing():
+        known = [again.put(*image) for image in images]
+        new = again.put(*_image(42))
+    assert [again.placed(i).path for i in known] == [None] * 5  # nothing written for them; their rows stay
+    fresh = again.placed(new)
+    assert fresh.pack_offset == 0 and fresh.pack_length == len(_image(42)[1])
+    assert len(s3_bucket.keys()) == 3 and len(again.created) == 1  # one new pack, of the new image alone
+
+
+def test_a_local_folder_never_packs(tmp_path):
+    from scandb.store.folder import Folder
+    from scandb.store.images import ImageStore
+
+    store = ImageStore(Folder(tmp_path))
+    with store.packing():
+        stored = store.put(*_image(1))
+    assert store.placed(stored) == stored and stored.pack_offset is None
+    assert stored.path == store.key(stored.image_hash) and (tmp_path / stored.path).is_file()
+    assert not (tmp_path / "packs").exists()
