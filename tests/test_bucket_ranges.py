@@ -202,3 +202,17 @@ def test_a_local_folder_never_packs(tmp_path):
     assert store.placed(stored) == stored and stored.pack_offset is None
     assert stored.path == store.key(stored.image_hash) and (tmp_path / stored.path).is_file()
     assert not (tmp_path / "packs").exists()
+
+
+def test_a_read_after_another_process_cleared_the_cache_fetches_the_blocks_again(s3_bucket, small_blocks, tmp_path):
+    data = np.random.default_rng(2).bytes(3 * BLOCK)
+    object_in_bucket(s3_bucket, "packs/p.pack", data)
+    cache = Cache(tmp_path / "c")
+    bucket = Bucket(f"{s3_bucket.url}/store", cache)
+    first = memoryview(bytearray(1500))
+    assert bucket.read_ranges([("packs/p.pack", 100, first)]) == [1500]
+    Cache(tmp_path / "c").clear()  # another process (``scandb cache clear``), while this one reads on
+    again = memoryview(bytearray(1500))
+    assert bucket.read_ranges([("packs/p.pack", 100, again)]) == [1500]
+    assert bytes(again) == bytes(first) == data[100:1600]
+    assert kept_blocks(cache, bucket.url_of("packs/p.pack")) == [0, 1]

@@ -116,25 +116,31 @@ class StaticReader(ScanReader):
 
     def _read_packed(self, todo: list[int], paths: list[str], offsets: list[int], lengths: list[int],
                      out: np.ndarray, rows: np.ndarray) -> None:
-        """Packed images into their rows of ``out``: per image its header into a scratch
-        buffer and its pixels into the row, all ranges in one ``read_ranges`` call."""
+        """Packed images into their rows of ``out``: each image's whole ``.npy`` file (header
+        and pixels, one range: one read of a kept block, not two) into a scratch buffer, all
+        ranges in one ``read_ranges`` call; then the header compared with the usual one and
+        the pixels copied into the rows at once."""
         first = todo[0]
         header = self._usual_image_header(paths[first], offsets[first], lengths[first])
         pixels = rows.shape[1]
-        usual = [] if header is None else [row for row in todo if lengths[row] == len(header) + pixels]
-        scratches = [bytearray(len(header)) for _ in usual] if header is not None else []
-        jobs = []
-        for row, scratch in zip(usual, scratches):
-            jobs += [(paths[row], offsets[row], memoryview(scratch)),
-                     (paths[row], offsets[row] + len(header), memoryview(rows[row]))]
+        size = (len(header) + pixels) if header is not None else 0
+        usual = [] if header is None else [row for row in todo if lengths[row] == size]
+        scratch = np.empty((len(usual), size), np.uint8)
+        whole = memoryview(scratch.reshape(-1))
+        jobs = [(paths[row], offsets[row], whole[i * size:(i + 1) * size]) for i, row in enumerate(usual)]
         got = self.store.read_ranges(jobs, parallel=False) if jobs else []
         parsed = set(todo) - set(usual)
-        for position, (row, scratch) in enumerate(zip(usual, scratches)):
-            for result in got[2 * position:2 * position + 2]:
-                if isinstance(result, OSError):
-                    raise self._unreadable(paths[row], result, offsets[row]) from None
-            if got[2 * position] != len(header) or got[2 * position + 1] != pixels or scratch != header:
-                parsed.add(row)
+        if usual:
+            same = (scratch[:, :len(header)] == np.frombuffer(header, np.uint8)).all(axis=1).tolist()
+            for row, result, ok in zip(usual, got, same):
+                if result != size:
+                    if isinstance(result, OSError):
+                        raise self._unreadable(paths[row], result, offsets[row]) from None
+                    parsed.add(row)
+                elif not ok:
+                    parsed.add(row)
+        if usual:
+            rows[usual] = scratch[:, size - pixels:]
         for row in sorted(parsed):
             out[row] = self._image_file(paths[row], offsets[row], lengths[row])
 
