@@ -99,7 +99,10 @@ def test_ingest_puts_every_file_in_the_bucket_and_arrays_equal_the_source_cold_a
     keys = s3_bucket.keys()
     store = lakes.STORE_FOLDER
     assert [k for k in keys if k.startswith(f"{store}/responses/")], keys
-    assert [k for k in keys if k.startswith(f"{store}/") and k.count("/") == 2 and k.endswith(".npy")], keys
+    packs = [k for k in keys if k.startswith(f"{store}/packs/") and k.endswith(".pack")]
+    assert len(packs) == 1, keys  # the scan's 12 trials are one ingest chunk: their images one object
+    assert not [k for k in keys if k.startswith(f"{store}/") and k.count("/") == 2 and k.endswith(".npy")
+                and not k.startswith(f"{store}/responses/")], keys  # no image object of its own
     assert [k for k in keys if k.startswith("main/") and k.endswith(".parquet")], keys  # DuckLake's files
     assert not [p for p in tmp_path.iterdir() if p.name.startswith("scandb")]  # nothing local but the catalog
 
@@ -108,8 +111,11 @@ def test_ingest_puts_every_file_in_the_bucket_and_arrays_equal_the_source_cold_a
     with scandb.connect(filled) as db:
         assert_equal_source(db)  # every object downloaded
         cached = Cache(cold).info()
-        assert cached["objects"] > 0
+        assert cached["blocks"] > 0  # the pack and the matrix, read by range
         assert_equal_source(db)  # from the cache
+    assert Cache(cold).info() == cached
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)  # a new connection: from the cache, nothing fetched again
     assert Cache(cold).info() == cached
 
     listed = run_cli("scans", "--db", filled)
@@ -137,6 +143,61 @@ def test_remove_then_gc_deletes_the_objects_nothing_references(filled, s3_bucket
     assert collected.code == 0, collected
     assert "deleted" in collected.out and "store file" in collected.out, collected
     assert [k for k in s3_bucket.keys() if k.startswith(f"{store}/")] == []
+    assert run_cli("verify", "--db", filled).code == 0
+
+
+def test_gc_deletes_a_pack_no_row_names_and_keeps_the_packs_rows_name(filled, s3_bucket, tmp_path, monkeypatch):
+    store, listed = f"lab/{lakes.STORE_FOLDER}", lakes.STORE_FOLDER  # keys in the bucket, and as listed
+    with scandb.connect(filled) as db:
+        (pack,), = db.conn.execute("SELECT DISTINCT path FROM images").fetchall()
+    stray = f"packs/{'0' * 64}.pack"  # as a killed ingest leaves one: a whole pack, named by no row
+    client = s3_bucket.server.client()
+    client.copy_object(Bucket=s3_bucket.name, Key=f"{store}/{stray}", CopySource={"Bucket": s3_bucket.name,
+                                                                               "Key": f"{store}/{pack}"})
+    young = run_cli("gc", "--older-than", "0", "--db", filled)
+    assert young.code == 0 and f"{listed}/{stray}" in s3_bucket.keys(), young  # younger than an ingest may run
+    monkeypatch.setattr(lakes, "IN_FLIGHT_S", 0.0)
+    from scandb.catalog.lake_catalog import LakeCatalog
+    monkeypatch.setattr(LakeCatalog, "garbage_age", 0.0)
+    collected = run_cli("gc", "--older-than", "0", "--db", filled)
+    assert collected.code == 0 and "deleted 1 store file" in collected.out, collected
+    assert f"{listed}/{stray}" not in s3_bucket.keys() and f"{listed}/{pack}" in s3_bucket.keys()
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)
+    assert run_cli("verify", "--db", filled).code == 0
+
+
+def test_a_scan_sharing_images_with_a_stored_one_packs_only_its_new_images(filled, s3_bucket, tmp_path,
+                                                                           monkeypatch):
+    other = dict(SPEC, animal_id=24003, seed=6)
+    (tmp_path / "other").mkdir()
+    with scandb.connect(filled) as db:
+        before = {h for (h,) in db.conn.execute("SELECT image_hash FROM images").fetchall()}
+    packs_before = {k for k in s3_bucket.keys() if k.endswith(".pack")}
+    run = run_cli("ingest", str(make_scan(tmp_path / "other", **other)), "--db", filled)
+    assert run.code == 0, run
+    spec = spec_for(**other)
+    with scandb.connect(filled) as db:
+        assert db.conn.execute("SELECT count(*) - count(DISTINCT image_hash) FROM images").fetchone()[0] == 0
+        mine = {h for (h,) in db.conn.execute("SELECT DISTINCT image_hash FROM trials WHERE scan_key = ?",
+                                              [spec.key]).fetchall()}
+        shared = mine & before
+        assert shared and mine - before  # the test images are shared, the others new
+        new_packs = {k for k in s3_bucket.keys() if k.endswith(".pack")} - packs_before
+        assert len(new_packs) == 1
+        (new_pack,) = new_packs
+        members = db.conn.execute("SELECT image_hash, pack_length FROM images WHERE path = ?",
+                                  [new_pack.removeprefix(f"{lakes.STORE_FOLDER}/")]).fetchall()
+        assert {h for h, _ in members} == mine - before  # the shared ones stay in the first scan's pack
+        size = s3_bucket.server.client().head_object(Bucket=s3_bucket.name, Key=f"lab/{new_pack}")["ContentLength"]
+        assert size == sum(length for _, length in members)  # and are not in the new pack either
+        assert not [k for k in s3_bucket.keys() if k.endswith(".npy") and "/responses/" not in k
+                    and "/meta/" not in k]  # nor written as objects of their own
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)
+        assert_equal_source(db, spec)
     assert run_cli("verify", "--db", filled).code == 0
 
 
@@ -187,7 +248,14 @@ def test_cache_warm_fetches_a_selection_info_counts_it_and_clear_empties_it(fill
     n = int(warmed.out.split()[1])
     with scandb.connect(filled) as db:
         images = db.conn.execute("SELECT count(*) FROM images").fetchone()[0]
-    assert n >= images + 1  # every image and the response matrix
+        packs = [p for (p,) in db.conn.execute("SELECT DISTINCT path FROM images WHERE pack_offset IS NOT NULL")
+                 .fetchall()]
+        others = db.conn.execute("SELECT (SELECT count(*) FROM response_matrices) + "
+                                 "(SELECT count(*) FROM scan_files WHERE stored_as IS NOT NULL)").fetchone()[0]
+        bucket = db.database.store
+    assert len(packs) == 1 and images > 1
+    assert n == len(packs) + others  # each pack once, whole, not once per image; the matrix and meta files
+    assert Cache(tmp_path / "warm-cache").file(bucket.url_of(packs[0])).is_file()
     info = run_cli("cache", "info")
     assert info.code == 0 and f"{n} objects" in info.out, info
     with scandb.connect(filled) as db:
@@ -228,13 +296,36 @@ def test_two_processes_ingest_into_one_bucket_lake_at_once(s3_bucket, tmp_path):
 def test_a_corrupted_object_is_damage_verify_reports_even_with_a_good_copy_cached(filled, s3_bucket):
     with scandb.connect(filled) as db:
         assert_equal_source(db)  # every object in the cache, intact
-        path = db.conn.execute("SELECT path FROM images ORDER BY image_hash LIMIT 1").fetchone()[0]
+        digest, path, offset, length = db.conn.execute(
+            "SELECT image_hash, path, pack_offset, pack_length FROM images ORDER BY pack_offset DESC LIMIT 1 OFFSET 1"
+        ).fetchone()
+    assert path.startswith("packs/") and offset > 0  # an image inside the pack, neither first nor last
     key = f"lab/{lakes.STORE_FOLDER}/{path}"
     client = s3_bucket.server.client()
     good = client.get_object(Bucket=s3_bucket.name, Key=key)["Body"].read()
-    client.put_object(Bucket=s3_bucket.name, Key=key, Body=good[:-1] + bytes([good[-1] ^ 0xFF]))
+    at = offset + length - 7  # one of its pixels
+    client.put_object(Bucket=s3_bucket.name, Key=key, Body=good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1:])
     verified = run_cli("verify", "--db", filled)
-    assert verified.code != 0 and path.rpartition("/")[2].removesuffix(".npy") in verified.out, verified
+    assert verified.code != 0, verified
+    damaged = [line for line in verified.out.splitlines() if digest in line]
+    assert len(damaged) == 1 and path.rpartition("/")[2] in damaged[0], verified  # the image and its pack
+    assert sum(path.rpartition("/")[2] in line for line in verified.out.splitlines()) == 1  # its neighbours intact
+
+
+def test_a_deleted_pack_is_damage_verify_names_and_fetch_refuses_in_one_line(filled, s3_bucket, tmp_path,
+                                                                             monkeypatch):
+    with scandb.connect(filled) as db:
+        pack, n = db.conn.execute("SELECT path, count(*) FROM images GROUP BY 1").fetchone()
+    s3_bucket.server.client().delete_object(Bucket=s3_bucket.name, Key=f"lab/{lakes.STORE_FOLDER}/{pack}")
+    monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "empty-cache"))
+    verified = run_cli("verify", "--db", filled)
+    assert verified.code != 0 and pack.rpartition("/")[2] in verified.out, verified
+    assert f"damage found: {n} image files missing" in verified.out.splitlines()[0], verified
+    assert sum("missing" in line and pack.rpartition("/")[2] in line for line in verified.out.splitlines()) == n
+    with scandb.connect(filled) as db, pytest.raises(scandb.DatabaseError) as refused:
+        db.fetch("SELECT scan_key, trial_id FROM trials", "images")
+    message = str(refused.value)
+    assert "\n" not in message and pack in message and "run 'scandb verify'" in message, message
 
 
 def test_a_postgresql_catalog_with_its_data_path_on_a_bucket(s3_bucket, pg_server, scan_file, tmp_path, monkeypatch):
@@ -250,7 +341,7 @@ def test_a_postgresql_catalog_with_its_data_path_on_a_bucket(s3_bucket, pg_serve
     assert "s3://" not in run_cli("sql", "--csv", "--db", url, "SELECT path FROM response_matrices").out
 
 
-def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, tmp_path, monkeypatch):
+def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, tmp_path, monkeypatch, scan_file):
     monkeypatch.setenv("SCANDB_CACHE", str(tmp_path / "cold"))
     exported = run_cli("export", "SELECT scan_key, trial_id FROM trials", str(tmp_path / "out"), "--db", filled)
     assert exported.code == 0, exported
@@ -258,6 +349,17 @@ def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, t
     expected = source(spec_for(**SPEC), "responses")
     np.testing.assert_array_equal(np.stack([np.load(p) for p in responses]).reshape(expected.shape),
                                   expected.astype(np.float32))
+    import zipfile
+
+    images = {int(p.stem): p for p in (tmp_path / "out").rglob("data/images/*.npy")}
+    assert sorted(images) == list(range(SPEC["n_trials"]))
+    with scandb.connect(filled) as db:
+        assert db.conn.execute("SELECT count(*) FROM images WHERE pack_offset IS NULL").fetchone()[0] == 0
+    with zipfile.ZipFile(scan_file) as archive:
+        members = {int(n.rpartition("/")[2].removesuffix(".npy")): n for n in archive.namelist()
+                   if "/data/images/" in f"/{n}" and n.endswith(".npy")}
+        for i, path in images.items():  # the source's .npy files, byte for byte, out of the pack
+            assert path.read_bytes() == archive.read(members[i]), i
     reported = run_cli("report", (scan := run_cli("sql", "--csv", "--db", filled, "SELECT scan_key FROM scans")
                                   .out.split()[1]), "--out", str(tmp_path / "report"), "--db", filled)
     assert reported.code == 0 and (tmp_path / "report" / "report.html").is_file(), reported
@@ -303,7 +405,7 @@ def test_dataloader_workers_train_on_a_bucket_lake_while_another_process_ingests
     for key in ("images", "responses"):
         got = np.concatenate([getattr(batch, key).numpy() for batch in batches])
         np.testing.assert_array_equal(got, source(spec, key).reshape(got.shape).astype(got.dtype), err_msg=key)
-    assert Cache(tmp_path / "train-cache").info()["objects"] > 0
+    assert Cache(tmp_path / "train-cache").info()["blocks"] > 0
     with scandb.connect(filled) as db:
         assert len(db.scans()) == 2
 
@@ -411,7 +513,7 @@ def test_two_machines_ingest_into_a_bucket_lake_at_once_while_a_third_trains(
     assert_trainer_read_the_source(read, specs, 3)
     for name in "ab":
         assert Cache(places[name]["env"]["SCANDB_CACHE"]).info()["objects"] > 0  # each machine its own cache
-    assert Cache(places["trainer"]["env"]["SCANDB_CACHE"]).info()["objects"] > 0
+    assert Cache(places["trainer"]["env"]["SCANDB_CACHE"]).info()["blocks"] > 0  # packs and matrices by range
     assert all(not any(places[name]["cwd"].iterdir()) for name in places)  # nothing in a working folder
 
     cold = tmp_path / "cold-cache"
@@ -431,13 +533,20 @@ def test_two_machines_ingest_into_a_bucket_lake_at_once_while_a_third_trains(
 
 def test_processes_and_dataloader_workers_read_through_one_small_cache_evicting_as_they_go(
         filled, tmp_path, monkeypatch):
-    """A cache that holds two of the scan's images: each read evicts what another process may
-    be about to open or has memory-mapped."""
+    """A cache that holds less than a read of the scan keeps (its pack's block and half the
+    rest): each read evicts what another process may be about to open or has memory-mapped."""
     import torch
 
     from scandb.torchdata import ScanDataset
 
-    shared, limit = tmp_path / "shared-cache", 6000
+    probe = tmp_path / "probe-cache"
+    monkeypatch.setenv("SCANDB_CACHE", str(probe))
+    with scandb.connect(filled) as db:
+        assert_equal_source(db)
+    kept = sorted(size for _, size, _ in Cache(probe).entries())
+    limit = kept[-1] + sum(kept[:-1]) // 2  # the largest (the pack's block) and half the rest
+    assert sum(kept) > limit
+    shared = tmp_path / "shared-cache"
     env = {"SCANDB_CACHE": str(shared), "SCANDB_CACHE_SIZE": str(limit)}
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -1,6 +1,7 @@
 """Reading a bucket's objects by byte range: an object not cached whole is fetched in blocks,
 only those a read covers, each kept in the cache and never fetched again; a batch from a
-lake with an empty cache downloads a few blocks of the response matrix, not all of it.
+lake with an empty cache downloads a few blocks of the response matrix and of the pack
+holding the scan's images, not all of them.
 Against moto's S3 server (tests/s3.py); the block size is made small so that small
 objects span many blocks."""
 
@@ -87,7 +88,7 @@ def test_a_missing_object_read_by_range_is_its_error_and_keeps_no_block(s3_bucke
     assert cache.info()["blocks"] == 0
 
 
-def test_a_batch_from_an_empty_cache_reads_blocks_of_the_matrix_not_all_of_it(s3_bucket, small_blocks, tmp_path,
+def test_a_batch_from_an_empty_cache_reads_blocks_of_the_matrix_and_the_pack_not_all_of_them(s3_bucket, small_blocks, tmp_path,
                                                                                monkeypatch):
     spec = dict(n_trials=40, n_neurons=60, seed=7, animal_id=24301)
     url = f"ducklake:sqlite:{tmp_path / 'catalog.sqlite'}"
@@ -99,8 +100,8 @@ def test_a_batch_from_an_empty_cache_reads_blocks_of_the_matrix_not_all_of_it(s3
     with scandb.connect(url) as db:
         got = db.fetch(trials, "images", "responses", scan=db.scans()["scan_key"][0])
         matrix = db.conn.execute("SELECT path FROM response_matrices").fetchone()[0]
-        images = db.conn.execute(f"SELECT count(DISTINCT image_hash) FROM trials WHERE trial_id IN {tuple(trials)}"
-                                 ).fetchone()[0]
+        placed = db.conn.execute(f"""SELECT DISTINCT i.path, i.pack_offset, i.pack_length FROM trials t
+                                     JOIN images i USING (image_hash) WHERE t.trial_id IN {tuple(trials)}""").fetchall()
     for key in ("images", "responses"):
         expected = source(spec_for(**spec), key, trials)
         np.testing.assert_array_equal(got[key], expected.reshape(got[key].shape).astype(got[key].dtype))
@@ -110,7 +111,12 @@ def test_a_batch_from_an_empty_cache_reads_blocks_of_the_matrix_not_all_of_it(s3
     row, data = spec["n_neurons"] * 4, 128  # 240-byte rows after numpy's 128-byte header: 10 blocks in all
     needed = {0} | {(data + trial * row + end) // BLOCK for trial in trials for end in (0, row - 1)}
     assert kept_blocks(cache, matrix_url) == sorted(needed)  # the header's block and the rows', no other
-    assert cache.info()["objects"] == images  # each image downloaded whole, once
+    packs = {path for path, _, _ in placed}
+    assert len(packs) == 1 and all(offset is not None for _, offset, _ in placed)  # one chunk: one pack
+    pack_url = f"{s3_bucket.url}/{scandb.catalog.lake.STORE_FOLDER}/{packs.pop()}"
+    covering = {index for _, offset, length in placed for index in range(offset // BLOCK, (offset + length - 1) // BLOCK + 1)}
+    assert kept_blocks(cache, pack_url) == sorted(covering)  # the blocks of the batch's images, no other
+    assert not cache.file(pack_url).exists() and cache.info()["objects"] == 0  # nothing downloaded whole
 
 
 def test_eviction_and_forgetting_take_blocks_as_they_take_objects(tmp_path):
@@ -138,3 +144,75 @@ def test_put_new_uploads_only_what_is_not_there_and_says_which_it_made(s3_bucket
             bucket.put_new(key, key.encode(), lambda key=key: made.append(key))
     assert sorted(made) == ["ab/new.npy", "cd/other.npy"]
     assert bucket.read("ab/old.npy") == b"old" and bucket.read("ab/new.npy") == b"ab/new.npy"
+
+
+def _image(seed: int, shape=(1, 6, 8), dtype=np.uint8) -> tuple:
+    import io
+
+    from scandb.source.npyfile import parse_header
+
+    array = np.random.default_rng(seed).integers(0, 255, shape).astype(dtype)
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    raw = buffer.getvalue()
+    return parse_header(raw), raw
+
+
+def test_images_put_while_packing_on_a_bucket_are_one_object_read_back_by_range(s3_bucket, tmp_path):
+    from scandb.store.images import ImageStore, read_image_file
+    from scandb.store.packs import MEMBER_MAX
+
+    bucket = Bucket(f"{s3_bucket.url}/store", Cache(tmp_path / "c"))
+    store = ImageStore(bucket)
+    images = [_image(seed) for seed in range(5)]
+    video = _image(9, shape=(MEMBER_MAX // 64 + 1, 8, 8))  # larger than a member may be
+    with bucket.uploading(), store.packing():
+        unplaced = [store.put(*image) for image in images + [images[0]]]  # one twice
+        kept_alone = store.put(*video)
+        assert [i.path for i in unplaced] == [None] * 6  # placed once the pack is written
+    placed = [store.placed(i) for i in unplaced]
+    assert len({i.path for i in placed}) == 1 and placed[0].path.startswith("packs/")
+    assert placed[5] == placed[0]
+    assert [i.pack_offset for i in placed[:5]] == [sum(len(raw) for _, raw in images[:n]) for n in range(5)]
+    assert kept_alone.pack_offset is None and kept_alone.path == store.key(kept_alone.image_hash)
+    keys = sorted(k.removeprefix("store/") for k in s3_bucket.keys())
+    assert keys == sorted([placed[0].path, kept_alone.path])  # two objects: the pack and the video
+    assert bucket.read(placed[0].path) == b"".join(raw for _, raw in images)
+    for (_, raw), stored in zip(images, placed):
+        assert read_image_file(bucket, stored.path, stored.pack_offset, stored.pack_length) == raw
+    assert store.created and all(str(p).startswith(s3_bucket.url) for p in store.created)
+
+    again = ImageStore(bucket, known=[i.image_hash for i in placed])  # the next ingest: these are stored
+    with bucket.uploading(), again.packing():
+        known = [again.put(*image) for image in images]
+        new = again.put(*_image(42))
+    assert [again.placed(i).path for i in known] == [None] * 5  # nothing written for them; their rows stay
+    fresh = again.placed(new)
+    assert fresh.pack_offset == 0 and fresh.pack_length == len(_image(42)[1])
+    assert len(s3_bucket.keys()) == 3 and len(again.created) == 1  # one new pack, of the new image alone
+
+
+def test_a_local_folder_never_packs(tmp_path):
+    from scandb.store.folder import Folder
+    from scandb.store.images import ImageStore
+
+    store = ImageStore(Folder(tmp_path))
+    with store.packing():
+        stored = store.put(*_image(1))
+    assert store.placed(stored) == stored and stored.pack_offset is None
+    assert stored.path == store.key(stored.image_hash) and (tmp_path / stored.path).is_file()
+    assert not (tmp_path / "packs").exists()
+
+
+def test_a_read_after_another_process_cleared_the_cache_fetches_the_blocks_again(s3_bucket, small_blocks, tmp_path):
+    data = np.random.default_rng(2).bytes(3 * BLOCK)
+    object_in_bucket(s3_bucket, "packs/p.pack", data)
+    cache = Cache(tmp_path / "c")
+    bucket = Bucket(f"{s3_bucket.url}/store", cache)
+    first = memoryview(bytearray(1500))
+    assert bucket.read_ranges([("packs/p.pack", 100, first)]) == [1500]
+    Cache(tmp_path / "c").clear()  # another process (``scandb cache clear``), while this one reads on
+    again = memoryview(bytearray(1500))
+    assert bucket.read_ranges([("packs/p.pack", 100, again)]) == [1500]
+    assert bytes(again) == bytes(first) == data[100:1600]
+    assert kept_blocks(cache, bucket.url_of("packs/p.pack")) == [0, 1]

@@ -124,7 +124,8 @@ def test_downgrading_puts_the_files_back_inline_and_upgrading_keeps_them_readabl
         assert db.conn.execute("SELECT count(*) FROM statistics WHERE data IS NULL").fetchone()[0] == 0
     for name, raw in inline.items():
         assert np.array_equal(np.load(io.BytesIO(raw)), sources[video.key][name], equal_nan=True)
-    migrate(db_path, "head", command.upgrade)
+    with Database(db_path, read_only=False) as db:
+        db.upgrade()  # in its steps (catalog/database.py COMMIT_BEFORE), as 'scandb migrate' does
     assert stored_rows(db_path) == []
     with scandb.connect(db_path) as db:
         std = db.statistic(video.key, "responses", "std")

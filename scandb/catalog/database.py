@@ -72,6 +72,23 @@ def known_revisions() -> set[str]:
     return set(_revision_graph())
 
 
+COMMIT_BEFORE = ("0016",)
+"""Revisions an upgrade runs in a transaction of their own: each ALTERs a table an earlier
+revision updates (0016 adds columns to ``images``, whose paths 0011 rewrites), and DuckDB
+refuses to commit an ALTER of a table updated earlier in the same transaction. An upgrade
+through one commits the revisions before it first; a failure in it leaves the database at
+that earlier revision, which is whole."""
+
+
+def upgrade_steps(before: str | None, target: str = "head") -> list[str]:
+    """The revisions an upgrade from ``before`` to ``target`` stops at, each step one
+    transaction (``COMMIT_BEFORE``); revision ids are zero-padded numbers, ordered as text."""
+    graph = _revision_graph()
+    end = head_revision() if target == "head" else target
+    stops = [graph[r] for r in COMMIT_BEFORE if r in graph and (before or "") < graph[r] and r <= end]
+    return [*sorted(stops), target]
+
+
 def catalog_for(target: str | Path, data_path: str | Path | None = None) -> Catalog:
     """The catalog ``target`` names: a lake (``ducklake:...``) or a database file."""
     if lakes.is_lake(target):
@@ -318,10 +335,11 @@ class Database:
         from alembic import command
 
         config = _alembic_config()
-        with self.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            config.attributes["lake"] = not self.catalog.enforces_keys
-            command.upgrade(config, target)
+        for step in upgrade_steps(before, target):
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                config.attributes["lake"] = not self.catalog.enforces_keys
+                command.upgrade(config, step)
         return before, self.revision()
 
     def ensure_schema(self) -> None:

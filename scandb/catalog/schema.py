@@ -191,10 +191,13 @@ responses = sa.Table(
 images = sa.Table(
     "images", metadata,
     sa.Column("image_hash", sa.String, primary_key=True, comment="sha256 of dtype, shape and pixels"),
-    sa.Column("path", sa.String, nullable=False, comment=".npy file: its key in the store, relative to the store folder"),
+    sa.Column("path", sa.String, nullable=False, comment=".npy file (or the pack holding it): its key in the store, relative to the store folder"),
     sa.Column("shape", sa.ARRAY(sa.Integer), nullable=False),
     sa.Column("dtype", sa.String, nullable=False),
     sa.Column("n_bytes", sa.BigInteger, nullable=False),
+    sa.Column("pack_offset", sa.BigInteger,
+              comment="where the .npy file begins inside the pack at path (a store on a bucket); NULL: path is the file"),
+    sa.Column("pack_length", sa.BigInteger, comment="the .npy file's length inside the pack"),
 )
 
 statistics = sa.Table(

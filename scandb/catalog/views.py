@@ -91,6 +91,21 @@ TRIALS_FULL = {
         LEFT JOIN stimulus_trials st USING (scan_key, trial_id)
         JOIN images i USING (image_hash)
     """,
+    # With where a packed image's .npy file is inside the object image_path names (a store
+    # on a bucket packs images, store/packs.py): NULL when image_path is the image's own file.
+    "0016": """
+        SELECT t.scan_key, t.trial_id, t.tier, t.image_id, t.image_class, t.trial_idx, t.trial_hash,
+               t."timestamp", b.pupil_dilation, b.pupil_dilation_derivative, b.running_speed,
+               b.pupil_x, b.pupil_y, t.image_hash, i.path AS image_path, i.shape AS image_shape,
+               i.dtype AS image_dtype, t.extra, t.n_frames, t.responses_withheld, t.behavior_withheld,
+               st.stimulus_name, st.stimulus_kind, st.stimulus_type, st.first_frame, st.onset_time, st.end_time,
+               st.valid_trial, st.stimulus_file, st.trial_key,
+               i.pack_offset AS image_pack_offset, i.pack_length AS image_pack_length
+        FROM trials t
+        LEFT JOIN behavior b USING (scan_key, trial_id)
+        LEFT JOIN stimulus_trials st USING (scan_key, trial_id)
+        JOIN images i USING (image_hash)
+    """,
 }
 
 

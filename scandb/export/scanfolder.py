@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..keys import STIMULUS_KEY
 from ..source.npyfile import dumps, load
+from ..store.images import read_image_file
 from ..store.meta import stored_content
 
 SOURCE_TRIAL_FILE = "meta/trials/source_trial_id.npy"
@@ -101,8 +102,9 @@ def _write_trials(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray 
     """data/<key>/<i>.npy for every selected trial, i in the selection's order."""
     for key in (stimulus, "responses", "behavior", "pupil_center"):
         (folder / "data" / key).mkdir(parents=True, exist_ok=True)
-    image_paths = dict(db.conn.execute(
-        "SELECT trial_id, image_path FROM trials_full WHERE scan_key = ?", [scan_key]).fetchall())
+    image_files = {trial: (path, offset, length) for trial, path, offset, length in db.conn.execute(
+        "SELECT t.trial_id, i.path, i.pack_offset, i.pack_length FROM trials t JOIN images i USING (image_hash) "
+        "WHERE t.scan_key = ?", [scan_key]).fetchall()}
     store = db.database.store
     for start in range(0, len(trial_ids), CHUNK):
         ids = trial_ids[start:start + CHUNK]
@@ -112,7 +114,7 @@ def _write_trials(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray 
         arrays = {key: arrays[key].astype(dtypes[key], copy=False) for key in arrays}
         for offset, trial_id in enumerate(ids.tolist()):
             i = start + offset
-            (folder / "data" / stimulus / f"{i}.npy").write_bytes(store.read(image_paths[trial_id]))
+            (folder / "data" / stimulus / f"{i}.npy").write_bytes(read_image_file(store, *image_files[trial_id]))
             for key, array in arrays.items():
                 (folder / "data" / key / f"{i}.npy").write_bytes(dumps(array[offset]))
 

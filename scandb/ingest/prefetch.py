@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,6 @@ passing chunks through their pipes costs more than it saves on a small scan."""
 
 def uploading(folder):
     """The medium's background uploads for a chunk (a bucket's), or nothing (a folder)."""
-    from contextlib import nullcontext
-
     start = getattr(folder, "uploading", None)
     return start() if start is not None else nullcontext()
 
@@ -76,7 +75,9 @@ def read_chunk(scan: Scan, store: ImageStore, groups: NeuronGroups, trials: np.n
     frames_before = len(frames.created) if frames is not None else 0
     try:
         with uploading(store.folder):  # a bucket uploads the chunk's images several at once
-            chunk = _read_chunk(scan, store, groups, trials, frames)
+            with store.packing() if frames is None else nullcontext():  # a bucket: one object per chunk
+                chunk = _read_chunk(scan, store, groups, trials, frames)
+        chunk.images = [store.placed(image) for image in chunk.images]
         chunk.created = [str(p) for p in store.created[created_before:]]  # known once every upload is done
         if frames is not None:
             chunk.created += [str(p) for p in frames.created[frames_before:]]
@@ -182,7 +183,8 @@ class Prefetcher:
         if workers:
             self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
                                              initializer=_start_worker,
-                                             initargs=(path, scan, store.folder, groups, os.getpid(), self.matrix))
+                                             initargs=(path, scan, store.folder, store.known, groups, os.getpid(),
+                                                       self.matrix))
 
     def chunks(self, order: np.ndarray) -> Iterator[TrialChunk]:
         todo = iter(chunks_in(order, chunk_trials(self.scan)))
@@ -235,14 +237,14 @@ class _Refused:
 _worker: dict = {}
 
 
-def _start_worker(path: Path, scan: Scan, store: Folder, groups: NeuronGroups, parent: int,
-                  matrix: RowSink | None) -> None:
+def _start_worker(path: Path, scan: Scan, store: Folder, known: frozenset[str], groups: NeuronGroups,
+                  parent: int, matrix: RowSink | None) -> None:
     """Runs first in each forked worker: the scan, already validated by the parent, gets its
     own open archive (a zip's file offset must not be shared between processes)."""
     _die_with_parent(parent)
     _own_file_handle(scan.archive, path)
     _worker["scan"] = scan
-    _worker["store"] = ImageStore(store)
+    _worker["store"] = ImageStore(store, known)
     _worker["groups"] = groups
     _worker["frames"] = FrameStore(store) if scan.kind == "dynamic" else None
     _worker["matrix"] = matrix

@@ -270,7 +270,9 @@ def image_table(new_images: list[StoredImage]) -> pa.Table:
         "path": pa.array([i.path for i in new_images], pa.string()),
         "shape": pa.array([list(i.shape) for i in new_images], pa.list_(pa.int32())),
         "dtype": pa.array([i.dtype for i in new_images], pa.string()),
-        "n_bytes": pa.array([i.n_bytes for i in new_images], pa.int64())})
+        "n_bytes": pa.array([i.n_bytes for i in new_images], pa.int64()),
+        "pack_offset": pa.array([i.pack_offset for i in new_images], pa.int64()),
+        "pack_length": pa.array([i.pack_length for i in new_images], pa.int64())})
 
 
 def response_table(key: str, chunk: TrialChunk, trial_image_ids: np.ndarray) -> pa.Table:

@@ -229,6 +229,7 @@ class _ScanWriter:
         flags = tables.TrialFlags.empty(s.n_trials)
         member_digests = _outside_data_digests(s)
         known = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
+        self.store.known = frozenset(known)  # a pack leaves them out
         trial_image_ids = tables.image_ids(s)
         non_finite = lossy = 0
         sink = self.matrix.sink() if self.matrix is not None and s.kind == "dynamic" else None

@@ -12,7 +12,8 @@ from ..catalog import registry
 from ..source import npyfile
 from ..store.folder import Folder
 from ..store.frames import FrameStore
-from ..store.images import image_hash
+from ..store.images import image_hash, read_image_file
+from ..store.packs import packed
 from ..store.meta import intact
 from ..store.base import Store, foreign
 from .orphans import orphan_files
@@ -124,12 +125,18 @@ def image_file_problems(db: Database) -> tuple[list[Problem], int]:
     problems = []
     store = db.store
     copies = FrameStore(store)
-    rows = db.conn.execute("SELECT image_hash, path, shape, dtype FROM images ORDER BY 1").fetchall()
-    for digest, path, shape, dtype in rows:
-        problem = _check_image_file(store, path, digest, tuple(shape), dtype)
+    rows = db.conn.execute("SELECT image_hash, path, shape, dtype, pack_offset, pack_length FROM images "
+                           "ORDER BY path, pack_offset, image_hash").fetchall()
+    packs = packed(row[1] for row in rows)
+    if packs:
+        store.prefetch(packs)  # each pack downloaded once, whole, rather than block by block
+    for digest, path, shape, dtype, offset, length in rows:
+        problem = _check_image_file(store, path, digest, tuple(shape), dtype, offset, length)
         if problem:
             kind, text = problem
-            problems.append(Problem(kind, f"image file {shown(db, path)}: {text}"))
+            where = f"image file {shown(db, path)}" if offset is None else \
+                f"image {digest} in pack {shown(db, path)} (at byte {offset})"
+            problems.append(Problem(kind, f"{where}: {text}"))
         elif store.exists(copies.key(digest)):
             text = _check_frame_copy(store, copies.key(digest), path)
             if text:
@@ -152,10 +159,10 @@ def _check_frame_copy(store: Folder, copy: str, video: str) -> str | None:
     return None
 
 
-def _check_image_file(store: Folder, key: str, digest: str, shape: tuple[int, ...], dtype: str
-                      ) -> tuple[Kind, str] | None:
+def _check_image_file(store: Folder, key: str, digest: str, shape: tuple[int, ...], dtype: str,
+                      offset: int | None = None, length: int | None = None) -> tuple[Kind, str] | None:
     try:
-        raw = store.read(key)
+        raw = read_image_file(store, key, offset, length)
     except FileNotFoundError:
         return IMAGE_MISSING, "missing"
     except OSError as exc:

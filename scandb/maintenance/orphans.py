@@ -15,10 +15,11 @@ from ..store.frames import FrameStore
 from ..store.images import ImageStore
 from ..store.matrices import MatrixStore
 from ..store.meta import MetaStore
+from ..store.packs import PackStore, packed
 from ..store.predictions import PredictionStore
 from ..store.sessions import SessionStore
 
-REFERENCES = {"images": ("images", "image_hash"), "matrices": ("response_matrices", "path"),
+REFERENCES = {"images": ("images", "image_hash"), "packs": ("images", "path"), "matrices": ("response_matrices", "path"),
               "meta": ("scan_files", "stored_as"), "predictions": ("prediction_matrices", "path"),
               "sessions": ("modalities", "path")}
 """Each store's key column: the table and column whose values name its files."""
@@ -36,6 +37,7 @@ def stores_and_references(db: Database, retention: Retention | None = None) -> l
     images = referenced(db, "images", retention)
     store = db.store
     return [(ImageStore(store), images),
+            (PackStore(store), packed(referenced(db, "packs", retention))),
             (MatrixStore(store), referenced(db, "matrices", retention)),
             (FrameStore(store), images),  # time-major copies, named by their video's hash
             (MetaStore(store), referenced(db, "meta", retention)),

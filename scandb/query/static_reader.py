@@ -11,6 +11,7 @@ from ..errors import DatabaseError
 from ..keys import ARROW_BATCH, BEHAVIOR_COLUMNS, PUPIL_COLUMNS
 from ..source.npyfile import MAX_HEADER, NpyError, parse_header
 from ..source.npyfile import load as load_npy
+from ..store.images import read_image_file
 from .reader import ScanReader
 
 
@@ -36,7 +37,8 @@ class StaticReader(ScanReader):
     @cached_property
     def _trials(self) -> dict[str, np.ndarray]:
         rows = self.database.conn.execute(f"""
-            SELECT t.trial_id, {', '.join(BEHAVIOR_COLUMNS + PUPIL_COLUMNS)}, i.path
+            SELECT t.trial_id, {', '.join(BEHAVIOR_COLUMNS + PUPIL_COLUMNS)}, i.path,
+                   coalesce(i.pack_offset, -1) AS pack_offset, coalesce(i.pack_length, -1) AS pack_length
             FROM trials t JOIN behavior b USING (scan_key, trial_id) JOIN images i USING (image_hash)
             WHERE t.scan_key = ? ORDER BY t.trial_id""", [self.scan]).fetchnumpy()
         if not np.array_equal(rows["trial_id"], np.arange(self.n_trials)):
@@ -44,7 +46,9 @@ class StaticReader(ScanReader):
                                 "run 'scandb verify'")
         return {"behavior": np.column_stack([rows[c] for c in BEHAVIOR_COLUMNS]).astype(self.dtypes["behavior"]),
                 "pupil_center": np.column_stack([rows[c] for c in PUPIL_COLUMNS]).astype(self.dtypes["pupil_center"]),
-                "image_paths": np.asarray(rows["path"], dtype=object)}
+                "image_paths": np.asarray(rows["path"], dtype=object),
+                "pack_offsets": np.asarray(rows["pack_offset"], dtype=np.int64),
+                "pack_lengths": np.asarray(rows["pack_length"], dtype=np.int64)}
 
     def rows(self, key: str, trial_ids: np.ndarray, frames=None) -> np.ndarray:
         """behavior or pupil_center rows of these trials, in the stored dtype."""
@@ -52,10 +56,15 @@ class StaticReader(ScanReader):
 
     def images(self, trial_ids: np.ndarray, frames=None) -> np.ndarray:
         """The trials' images, each distinct file read once, in the stored dtype."""
-        return self._static_images(self._trials["image_paths"][trial_ids].tolist())
+        trials = self._trials
+        return self._static_images(trials["image_paths"][trial_ids].tolist(),
+                                   trials["pack_offsets"][trial_ids].tolist(), trials["pack_lengths"][trial_ids].tolist())
 
-    def _static_images(self, paths: list[str]) -> np.ndarray:
-        """Images, each file read by one ``preadv`` straight into its row of the batch.
+    def _static_images(self, paths: list[str], offsets: list[int] | None = None,
+                       lengths: list[int] | None = None) -> np.ndarray:
+        """Images, each file read by one ``preadv`` straight into its row of the batch; images
+        kept in packs (a store on a bucket, ``store/packs.py``; offset -1: not packed) by one
+        ``read_ranges`` call for the whole batch, neighbouring images in one request.
 
         The header goes to a scratch buffer and is compared with the scan's usual header
         (its files normally share one byte for byte); a file with any other header, or of
@@ -67,18 +76,30 @@ class StaticReader(ScanReader):
         out = np.empty((len(paths), *self.image_shape), self.image_dtype)
         if not paths:
             return out
+        offsets = offsets if offsets is not None else [-1] * len(paths)
+        lengths = lengths if lengths is not None else [-1] * len(paths)
         cache = self.image_cache
-        self.store.prefetch(path for path in dict.fromkeys(paths) if cache is None or path not in cache)
-        header = self._usual_image_header(paths[0])
+        names = [(path, offset) for path, offset in zip(paths, offsets)]
         rows = out.reshape(len(paths), -1).view(np.uint8)
-        scratch, beyond = bytearray(len(header or b"")), bytearray(1)
-        for row, path in enumerate(paths):
-            if cache is not None and path in cache:
-                out[row] = cache[path]
-                continue
-            self._read_image(path, header, scratch, beyond, out, row, rows[row])
-            if cache is not None:
-                cache[path] = out[row].copy()  # a copy: callers may change the batch they get
+        todo = []
+        for row, name in enumerate(names):
+            if cache is not None and name in cache:
+                out[row] = cache[name]
+            else:
+                todo.append(row)
+        packed = [row for row in todo if offsets[row] >= 0]
+        loose = [row for row in todo if offsets[row] < 0]
+        if packed:
+            self._read_packed(packed, paths, offsets, lengths, out, rows)
+        if loose:
+            self.store.prefetch(dict.fromkeys(paths[row] for row in loose))
+            header = self._usual_image_header(paths[loose[0]])
+            scratch, beyond = bytearray(len(header or b"")), bytearray(1)
+            for row in loose:
+                self._read_image(paths[row], header, scratch, beyond, out, row, rows[row])
+        if cache is not None:
+            for row in todo:
+                cache[names[row]] = out[row].copy()  # a copy: callers may change the batch they get
         return out
 
     def _read_image(self, key: str, header: bytes | None, scratch: bytearray, beyond: bytearray,
@@ -93,20 +114,57 @@ class StaticReader(ScanReader):
                 return
         out[row] = self._image_file(key)
 
-    def _unreadable(self, key: str, exc: OSError) -> DatabaseError:
-        return DatabaseError(f"{self.store.path(key)}: image file unreadable ({exc.strerror or exc}); "
+    def _read_packed(self, todo: list[int], paths: list[str], offsets: list[int], lengths: list[int],
+                     out: np.ndarray, rows: np.ndarray) -> None:
+        """Packed images into their rows of ``out``: each image's whole ``.npy`` file (header
+        and pixels, one range: one read of a kept block, not two) into a scratch buffer, all
+        ranges in one ``read_ranges`` call; then the header compared with the usual one and
+        the pixels copied into the rows at once."""
+        first = todo[0]
+        header = self._usual_image_header(paths[first], offsets[first], lengths[first])
+        pixels = rows.shape[1]
+        size = (len(header) + pixels) if header is not None else 0
+        usual = [] if header is None else [row for row in todo if lengths[row] == size]
+        scratch = np.empty((len(usual), size), np.uint8)
+        whole = memoryview(scratch.reshape(-1))
+        jobs = [(paths[row], offsets[row], whole[i * size:(i + 1) * size]) for i, row in enumerate(usual)]
+        got = self.store.read_ranges(jobs, parallel=False) if jobs else []
+        parsed = set(todo) - set(usual)
+        if usual:
+            same = (scratch[:, :len(header)] == np.frombuffer(header, np.uint8)).all(axis=1).tolist()
+            for row, result, ok in zip(usual, got, same):
+                if result != size:
+                    if isinstance(result, OSError):
+                        raise self._unreadable(paths[row], result, offsets[row]) from None
+                    parsed.add(row)
+                elif not ok:
+                    parsed.add(row)
+        if usual:
+            rows[usual] = scratch[:, size - pixels:]
+        for row in sorted(parsed):
+            out[row] = self._image_file(paths[row], offsets[row], lengths[row])
+
+    def _unreadable(self, key: str, exc: OSError, offset: int = -1) -> DatabaseError:
+        where = f" (the image at byte {offset})" if offset >= 0 else ""
+        return DatabaseError(f"{self.store.path(key)}{where}: image file unreadable ({exc.strerror or exc}); "
                              "run 'scandb verify'")
 
-    def _usual_image_header(self, key: str) -> bytes | None:
+    def _usual_image_header(self, key: str, offset: int = -1, length: int = -1) -> bytes | None:
         """The header bytes of this scan's images, learnt from one file (None when that file is
         not a C-ordered array of the scan's image shape and dtype: every file is then parsed)."""
         if "_image_header" not in self.__dict__:
-            prefix = bytearray(MAX_HEADER + 12)
+            prefix = bytearray(MAX_HEADER + 12 if offset < 0 else min(MAX_HEADER + 12, length))
             try:
-                del prefix[self.store.read_into(key, [prefix]):]
+                if offset < 0:
+                    del prefix[self.store.read_into(key, [prefix]):]
+                else:
+                    read = self.store.read_ranges([(key, offset, memoryview(prefix))], parallel=False)[0]
+                    if isinstance(read, OSError):
+                        raise read
+                    del prefix[read:]
                 found = parse_header(bytes(prefix))
             except OSError as exc:
-                raise self._unreadable(key, exc) from None
+                raise self._unreadable(key, exc, offset) from None
             except NpyError:
                 found = None
             usual = found is not None and not found.fortran_order and found.shape == self.image_shape \
@@ -114,13 +172,13 @@ class StaticReader(ScanReader):
             self._image_header = bytes(prefix[:found.data_offset]) if usual else None
         return self._image_header
 
-    def _image_file(self, key: str) -> np.ndarray:
+    def _image_file(self, key: str, offset: int = -1, length: int = -1) -> np.ndarray:
         """One image file parsed in full, checked against the scan's image shape."""
-        path = self.store.path(key)
+        path = f"{self.store.path(key)}" + (f" (the image at byte {offset})" if offset >= 0 else "")
         try:
-            image = load_npy(self.store.read(key))
+            image = load_npy(read_image_file(self.store, key, *((offset, length) if offset >= 0 else (None, None))))
         except OSError as exc:
-            raise self._unreadable(key, exc) from None
+            raise self._unreadable(key, exc, offset) from None
         except NpyError as exc:
             raise DatabaseError(f"{path}: image file is not the stored image ({exc}); run 'scandb verify'") from None
         if image.shape != self.image_shape:

@@ -279,50 +279,70 @@ class Bucket:
         several requests in flight (adjacent blocks in one request). Jobs are served in
         groups covering at most ``BLOCKS_HELD`` blocks, so memory stays bounded whatever a
         call reads (a whole train tier's rows)."""
-        whole = {key: self.cache.cached(self.url_of(key)) for key in dict.fromkeys(key for key, _, _ in jobs)}
+        whole = {key: self.cache.cached(self.url_of(key), recent=True) for key in dict.fromkeys(key for key, _, _ in jobs)}
         out: list[int | OSError] = []
         group: list[tuple[str, int, memoryview]] = []
         wanted: dict[str, set[int]] = {}
+        held = 0
         for job in jobs:
             key, offset, buffer = job
             if whole[key] is None and len(buffer):
                 indexes = range(offset // BLOCK_SIZE, (offset + len(buffer) - 1) // BLOCK_SIZE + 1)
-                if group and sum(map(len, wanted.values())) + len(indexes) > BLOCKS_HELD:
+                if group and held + len(indexes) > BLOCKS_HELD:
                     out += self._read_group(group, wanted, whole)
-                    group, wanted = [], {}
-                wanted.setdefault(key, set()).update(indexes)
+                    group, wanted, held = [], {}, 0
+                have = wanted.setdefault(key, set())
+                held -= len(have)
+                have.update(indexes)
+                held += len(have)
             group.append(job)
         return out + self._read_group(group, wanted, whole)
 
-    def _read_group(self, jobs, wanted: dict[str, set[int]], whole: dict[str, Path | None]) -> list[int | OSError]:
-        blocks, failed = self._blocks(wanted)
+    def _read_group(self, jobs, wanted: dict[str, set[int]], whole: dict[str, Path | None],
+                    again: bool = True) -> list[int | OSError]:
+        blocks, failed = self._blocks(wanted, recent=again)
         out = []
-        for key, offset, buffer in jobs:
-            if key in failed:
-                out.append(failed[key])
-            elif whole[key] is not None:
-                out.append(_pread(whole[key], buffer, offset))
-            else:
-                out.append(_copy_blocks(blocks.get(key, {}), buffer, offset))
+        with _Files() as files:  # each kept file opened once per group, however many ranges it serves
+            for key, offset, buffer in jobs:
+                if key in failed:
+                    out.append(failed[key])
+                elif whole[key] is not None:
+                    out.append(files.pread(str(whole[key]), buffer, offset))
+                else:
+                    out.append(_copy_blocks(blocks.get(key, {}), buffer, offset, files))
+        gone = {key for (key, _, _), got in zip(jobs, out) if isinstance(got, FileNotFoundError) and key not in failed}
+        if gone and again:  # a kept file removed since this process last read it (a cleared cache): once more,
+            self.cache.forget_touches()  # looking for every file
+            wanted = dict(wanted)
+            for key in gone:
+                whole[key] = self.cache.cached(self.url_of(key))
+                if whole[key] is None:
+                    wanted[key] = {index for job_key, offset, buffer in jobs if job_key == key and len(buffer)
+                                   for index in range(offset // BLOCK_SIZE, (offset + len(buffer) - 1) // BLOCK_SIZE + 1)}
+            return self._read_group(jobs, {key: v for key, v in wanted.items() if whole[key] is None}, whole,
+                                    again=False)
         return out
 
-    def _blocks(self, wanted: dict[str, set[int]]) -> tuple[dict[str, dict[int, bytes | Path]], dict[str, OSError]]:
+    def _blocks(self, wanted: dict[str, set[int]], recent: bool = True
+                ) -> tuple[dict[str, dict[int, bytes | str]], dict[str, OSError]]:
         """Each wanted block by key and index: its kept file, else its bytes, fetched (runs
         of adjacent missing blocks, each run one ranged GET) and kept; and per key the
         OSError fetching it raised (a missing object)."""
-        blocks: dict[str, dict[int, bytes | Path]] = {key: {} for key in wanted}
+        blocks: dict[str, dict[int, bytes | str]] = {key: {} for key in wanted}
         runs = []
         for key, indexes in wanted.items():
             url = self.url_of(key)
             missing = []
             for index in sorted(indexes):
-                kept = self.cache.touched(self.cache.block(url, index))
+                kept = self.cache.touched(self.cache.block_name(url, index), recent)
                 if kept is None:
                     missing.append(index)
                 else:
                     blocks[key][index] = kept  # read in place: only the bytes a range needs
             runs += [(key, run) for run in _runs(missing, RUN_BLOCKS)]
         failed: dict[str, OSError] = {}
+        if not runs:
+            return blocks, failed
 
         def one(job):
             key, run = job
@@ -539,18 +559,32 @@ def _runs(indexes: list[int], longest: int) -> list[list[int]]:
     return runs
 
 
-def _pread(path: Path, buffer: memoryview, offset: int) -> int | OSError:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError as exc:
-        return exc
-    try:
+class _Files:
+    """Local files opened for reading once each and closed together (a batch's ranges read
+    many ranges of one block or pack: one ``open`` each, not one per range)."""
+
+    def __init__(self):
+        self._fds: dict[str, int] = {}
+
+    def pread(self, path: str, buffer: memoryview, offset: int) -> int | OSError:
+        fd = self._fds.get(path)
+        if fd is None:
+            try:
+                fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            except OSError as exc:
+                return exc
         return os.preadv(fd, [buffer], offset)
-    finally:
-        os.close(fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
-def _copy_blocks(blocks: dict[int, bytes | Path], buffer: memoryview, offset: int) -> int | OSError:
+def _copy_blocks(blocks: dict[int, bytes | str], buffer: memoryview, offset: int, files: _Files) -> int | OSError:
     """Copy the range at ``offset`` out of the object's blocks (bytes, or kept files read in
     place) into ``buffer``; returns the bytes copied (short when the object ends first)."""
     copied, position = 0, offset
@@ -558,8 +592,8 @@ def _copy_blocks(blocks: dict[int, bytes | Path], buffer: memoryview, offset: in
         index, within = divmod(position, BLOCK_SIZE)
         block = blocks[index]
         wanted = min(len(buffer) - copied, BLOCK_SIZE - within)
-        if isinstance(block, Path):
-            got = _pread(block, buffer[copied:copied + wanted], within)
+        if isinstance(block, str):
+            got = files.pread(block, buffer[copied:copied + wanted], within)
             if isinstance(got, OSError):
                 return got
         else:

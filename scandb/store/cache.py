@@ -46,6 +46,11 @@ IN_USE_S = 10.0
 batch fetches all its objects, then reads them), and another process evicting in between
 would make the read fail. The cache can pass its limit by the objects of the last seconds."""
 
+TOUCH_EVERY_S = 2.0
+"""A file is touched again at most this often by one process (well within ``IN_USE_S``)."""
+TOUCHED_KEPT = 100_000
+"""Touch times remembered at most (then forgotten all at once: the next read touches again)."""
+
 UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
          "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
@@ -78,6 +83,9 @@ class Cache:
         self._added = 0
         """Bytes this process added since it last measured the cache (measuring lists it all)."""
         self._lock = threading.Lock()
+        self._block_folders: dict[str, str] = {}
+        self._touched: dict[str, float] = {}
+        """When this process last touched each file it read (``touched``)."""
 
     def __repr__(self) -> str:
         return f"Cache({str(self.root)!r}, limit={self.limit})"
@@ -97,8 +105,15 @@ class Cache:
 
     def block(self, url: str, index: int) -> Path:
         """Where block ``index`` of the object of ``url`` is kept (whether or not it is)."""
-        scheme, _, rest = url.partition("://")
-        return self.root / BLOCKS / scheme / rest / f"{index:08d}"
+        return Path(self.block_name(url, index))
+
+    def block_name(self, url: str, index: int) -> str:
+        """``block`` as a string, made without ``pathlib`` (a warm batch asks for hundreds)."""
+        folder = self._block_folders.get(url)
+        if folder is None:
+            scheme, _, rest = url.partition("://")
+            folder = self._block_folders[url] = str(self.root / BLOCKS / scheme / rest)
+        return f"{folder}/{index:08d}"
 
     def staging(self) -> Path:
         """A new local file name to build an object in before it is uploaded."""
@@ -108,20 +123,35 @@ class Cache:
 
     # -- reading through -------------------------------------------------------------------
 
-    def cached(self, url: str) -> Path | None:
+    def cached(self, url: str, recent: bool = False) -> Path | None:
         """The kept file of ``url``, touched as just used; None when it is not kept."""
-        return self.touched(self.file(url))
+        return self.touched(self.file(url), recent)
 
-    @staticmethod
-    def touched(path: Path) -> Path | None:
+    def forget_touches(self) -> None:
+        """Look for every file again at its next read (one was found gone: a cleared cache)."""
+        self._touched.clear()
+
+    def touched(self, path, recent: bool = False):
         """``path`` touched as just used (least recently used goes first), or None when it is
-        not kept."""
+        not kept. With ``recent``, a file this process touched less than ``TOUCH_EVERY_S`` ago
+        is not touched again (nor looked for): no process evicts a file used in the last
+        ``IN_USE_S``, so it is there still unless the cache was cleared meanwhile (the caller
+        then finds it gone and asks again, ``forget_touches``), and a warm batch's hundreds
+        of reads cost no system call each."""
+        now = time.monotonic()
+        key = str(path)
+        if recent and now - self._touched.get(key, -TOUCH_EVERY_S) < TOUCH_EVERY_S:
+            return path
         try:
             os.utime(path)
         except FileNotFoundError:
+            self._touched.pop(key, None)
             return None
         except OSError:
             pass  # a read-only cache: still usable
+        if len(self._touched) > TOUCHED_KEPT:
+            self._touched.clear()
+        self._touched[key] = now
         return path
 
     def get(self, url: str, download: Callable[[Path], None]) -> Path:
@@ -159,6 +189,7 @@ class Cache:
         """Drop the kept file and blocks of a deleted object."""
         self.file(url).unlink(missing_ok=True)
         shutil.rmtree(self.block(url, 0).parent, ignore_errors=True)
+        self._touched.clear()
 
     # -- size ------------------------------------------------------------------------------
 
@@ -191,6 +222,7 @@ class Cache:
         limit (or ``limit``); returns the bytes removed. Partial downloads older than an
         hour (of processes that were killed) go too."""
         limit = self.limit if limit is None else limit
+        self._touched.clear()  # what goes is touched (and looked for) again when next read
         entries = sorted(self.entries())
         total = sum(size for _, size, _ in entries)
         removed = 0
