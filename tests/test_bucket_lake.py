@@ -360,6 +360,14 @@ def test_export_report_snapshots_and_predictions_work_on_a_bucket_lake(filled, t
                    if "/data/images/" in f"/{n}" and n.endswith(".npy")}
         for i, path in images.items():  # the source's .npy files, byte for byte, out of the pack
             assert path.read_bytes() == archive.read(members[i]), i
+        sources = {archive.read(members[i]) for i in images}
+    parquet = run_cli("export", "SELECT scan_key, trial_id FROM trials", str(tmp_path / "pq"), "--format", "parquet",
+                      "--db", filled)
+    assert parquet.code == 0, parquet
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(tmp_path / "pq" / "parquet" / "images.parquet")
+    assert set(rows["npy"].to_pylist()) == sources and "pack_offset" not in rows.column_names
     reported = run_cli("report", (scan := run_cli("sql", "--csv", "--db", filled, "SELECT scan_key FROM scans")
                                   .out.split()[1]), "--out", str(tmp_path / "report"), "--db", filled)
     assert reported.code == 0 and (tmp_path / "report" / "report.html").is_file(), reported

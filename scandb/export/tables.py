@@ -24,6 +24,7 @@ from ..catalog import registry
 from ..catalog.transaction import explain
 from ..errors import UsageError
 from ..source.npyfile import load
+from ..store.images import read_image_file
 
 PARQUET_FOLDER = "parquet"
 NPZ_FILE = "selection.npz"
@@ -88,19 +89,23 @@ def write_parquet(db, selected: pa.Table, picked: dict[str, np.ndarray], out: Pa
 
 def _write_images(db, target: Path) -> None:
     """``images.parquet``: the selection's ``images`` rows in hash order, each with its
-    ``.npy`` file's bytes in ``npy``, written a row group at a time."""
+    ``.npy`` file's bytes in ``npy``, written a row group at a time (where an image sits in
+    a bucket's pack is the store's business, not the export's: those columns stay behind)."""
     import pyarrow.parquet as pq
 
     rows = db.conn.execute("""SELECT DISTINCT i.* FROM images i JOIN trials t USING (image_hash)
                               JOIN _export_trials e USING (scan_key, trial_id) ORDER BY i.image_hash""").arrow()
     if isinstance(rows, pa.RecordBatchReader):
         rows = rows.read_all()
+    placed = rows.select(["path", "pack_offset", "pack_length"])
+    rows = rows.drop_columns(["pack_offset", "pack_length"])
     schema = rows.schema.append(pa.field("npy", pa.binary()))
     store = db.database.store
     with pq.ParquetWriter(target, schema) as writer:
         for start in range(0, max(rows.num_rows, 1), IMAGES_PER_GROUP):
             group = rows.slice(start, IMAGES_PER_GROUP)
-            files = [store.read(path) for path in group["path"].to_pylist()]
+            where = placed.slice(start, IMAGES_PER_GROUP).to_pydict()
+            files = [read_image_file(store, *place) for place in zip(*where.values())]
             writer.write_table(group.append_column("npy", pa.array(files, pa.binary())))
 
 
