@@ -90,8 +90,9 @@ def scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Folder,
 
 def table_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, tables: list[str], method: str,
                   *, response_values: bool = True) -> dict[str, Digest]:
-    """The digests of the scan's rows in these tables, by part."""
-    digests = {}
+    """The digests of the scan's rows in these tables, by part: one statement for all of
+    them (on a lake each statement costs a catalog round trip)."""
+    selects, parts = [], []
     for table in tables:
         columns = table_columns(conn, table)
         if not columns:
@@ -100,10 +101,14 @@ def table_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, tables: list[s
         if table == "responses" and not response_values:
             columns, part = [c for c in columns if c != "response"], RESPONSE_IDS_PART
         hashed = ", ".join(quote_identifier(c) for c in columns)
-        n_rows, digest = conn.execute(f"SELECT count(*), coalesce(sum(hash({hashed})), 0)::VARCHAR "
-                                      f"FROM {table} WHERE {registry.BY_NAME[table].rows}", [scan_key]).fetchone()
-        digests[part] = Digest(part, method, digest, n_rows)
-    return digests
+        where = registry.BY_NAME[table].rows.replace("?", "$scan_key")
+        selects.append(f"SELECT {len(parts)} AS part, count(*) AS n_rows, "
+                       f"coalesce(sum(hash({hashed})), 0)::VARCHAR AS digest FROM {table} WHERE {where}")
+        parts.append(part)
+    if not selects:
+        return {}
+    found = conn.execute(" UNION ALL ".join(selects), {"scan_key": scan_key}).fetchall()
+    return {parts[i]: Digest(parts[i], method, digest, n_rows) for i, n_rows, digest in sorted(found)}
 
 
 def record_table_digests(conn: duckdb.DuckDBPyConnection, tables: list[str], *, recorded_only: bool = False) -> None:
