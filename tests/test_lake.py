@@ -209,9 +209,10 @@ def test_the_lake_benchmark_runs_end_to_end_on_toy_scans(tmp_path, capsys, monke
 
     monkeypatch.setattr(bench_lake, "IMAGE_SHAPE", (1, 18, 32))  # that it runs matters here, not the sizes
     monkeypatch.setattr(bench_lake, "INGEST_NICE", 0)  # beside the rest of the suite, niced ingests starve
+    monkeypatch.setattr(bench_lake, "BATCH", 16)
 
     bench_lake.main(["--trials", str(bench_lake.BATCH), "--neurons", "8", "--repeat", "1", "--idle-seconds", "0.1",
-                     "--catalogs", "sqlite", "--out", str(tmp_path)])  # the smallest scans a batch of 128 fits
+                     "--catalogs", "sqlite", "--out", str(tmp_path)])  # the smallest scans a batch fits
     out = capsys.readouterr().out
     assert "lake, SQLite catalog" in out and "x file (best)" in out
     assert "the two ingests took" in out
