@@ -78,3 +78,14 @@ def digest_database(path: Path) -> dict[str, str]:
 
 
 from .lakes import fill_lake, lake, pg_server  # noqa: E402,F401  (fixtures of the lake tests)
+
+
+HEAVIEST_FIRST = ("test_bucket_lake.py", "test_lake_concurrency.py", "test_snapshots.py", "test_lake.py",
+                  "test_kept_readers.py", "test_bucket_sessions.py", "test_bench.py", "test_session_ingest.py")
+"""Test files of the most CPU time, run first: xdist hands out files in collection order, and
+two workers finish together when the last files handed out are short ones."""
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: file order kept otherwise
