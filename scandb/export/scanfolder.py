@@ -19,7 +19,7 @@ import pyarrow as pa
 
 from ..keys import STIMULUS_KEY
 from ..source.npyfile import dumps, load
-from ..store.images import read_image_file
+from ..store.images import read_image_files
 from ..store.meta import stored_content
 
 SOURCE_TRIAL_FILE = "meta/trials/source_trial_id.npy"
@@ -112,9 +112,10 @@ def _write_trials(db, scan_key: str, trial_ids: np.ndarray, neurons: np.ndarray 
         arrays = db.fetch(chunk, "responses", "behavior", "pupil_center",
                           neurons=None if neurons is None else {scan_key: neurons})
         arrays = {key: arrays[key].astype(dtypes[key], copy=False) for key in arrays}
-        for offset, trial_id in enumerate(ids.tolist()):
+        images = read_image_files(store, [image_files[trial_id] for trial_id in ids.tolist()])
+        for offset, image in enumerate(images):
             i = start + offset
-            (folder / "data" / stimulus / f"{i}.npy").write_bytes(read_image_file(store, *image_files[trial_id]))
+            (folder / "data" / stimulus / f"{i}.npy").write_bytes(image)
             for key, array in arrays.items():
                 (folder / "data" / key / f"{i}.npy").write_bytes(dumps(array[offset]))
 

@@ -24,7 +24,7 @@ from ..catalog import registry
 from ..catalog.transaction import explain
 from ..errors import UsageError
 from ..source.npyfile import load
-from ..store.images import read_image_file
+from ..store.images import read_image_files
 
 PARQUET_FOLDER = "parquet"
 NPZ_FILE = "selection.npz"
@@ -105,7 +105,7 @@ def _write_images(db, target: Path) -> None:
         for start in range(0, max(rows.num_rows, 1), IMAGES_PER_GROUP):
             group = rows.slice(start, IMAGES_PER_GROUP)
             where = placed.slice(start, IMAGES_PER_GROUP).to_pydict()
-            files = [read_image_file(store, *place) for place in zip(*where.values())]
+            files = read_image_files(store, list(zip(where["path"], where["pack_offset"], where["pack_length"])))
             writer.write_table(group.append_column("npy", pa.array(files, pa.binary())))
 
 

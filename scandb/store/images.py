@@ -139,6 +139,25 @@ def read_image_file(store: Folder, key: str, offset: int | None, length: int | N
     return bytes(buffer)
 
 
+def read_image_files(store: Folder, places: list[tuple[str, int | None, int | None]]) -> list[bytes]:
+    """``read_image_file`` of each (key, offset, length), the packed ones' ranges read in one
+    ``read_ranges`` call (on a bucket: many in flight, a block fetched once for all)."""
+    out: list[bytes | None] = [None] * len(places)
+    packed = [i for i, (_, offset, _) in enumerate(places) if offset is not None]
+    buffers = {i: bytearray(places[i][2]) for i in packed}
+    jobs = [(places[i][0], places[i][1], memoryview(buffers[i])) for i in packed]
+    for i, got in zip(packed, store.read_ranges(jobs, parallel=True) if jobs else []):
+        if isinstance(got, OSError):
+            raise got
+        if got != len(buffers[i]):
+            raise OSError(f"the pack ends {len(buffers[i]) - got} bytes before the image does")
+        out[i] = bytes(buffers[i])
+    for i, (key, offset, _) in enumerate(places):
+        if offset is None:
+            out[i] = store.read(key)
+    return out
+
+
 def discard(paths, root: Path) -> None:
     """Remove files a rolled-back write created, and the fan-out folders they leave empty
     (``root``: the store's ``root``; on a bucket, objects, named by path or URL)."""
