@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..catalog.database import Database
 from ..catalog.kind import Retention
-from ..store.base import Store, collect_garbage, unreferenced
+from ..store.base import Store, collect_garbage, has_files_older_than, unreferenced
 from ..store.frames import FrameStore
 from ..store.images import ImageStore
 from ..store.matrices import MatrixStore
@@ -32,17 +32,21 @@ def referenced(db: Database, store: str, retention: Retention | None = None) -> 
     return db.catalog.referenced(db.conn, table, column, store, retention)
 
 
+def stores(db: Database) -> list[Store]:
+    """Each store beside the database (in the order of ``stores_and_references``)."""
+    folder = db.store
+    return [ImageStore(folder), PackStore(folder), MatrixStore(folder), FrameStore(folder), MetaStore(folder),
+            PredictionStore(folder), SessionStore(folder)]
+
+
 def stores_and_references(db: Database, retention: Retention | None = None) -> list[tuple[Store, set[str]]]:
     """Each store beside the database, with the keys its rows reference (see ``referenced``)."""
     images = referenced(db, "images", retention)
-    store = db.store
-    return [(ImageStore(store), images),
-            (PackStore(store), packed(referenced(db, "packs", retention))),
-            (MatrixStore(store), referenced(db, "matrices", retention)),
-            (FrameStore(store), images),  # time-major copies, named by their video's hash
-            (MetaStore(store), referenced(db, "meta", retention)),
-            (PredictionStore(store), referenced(db, "predictions", retention)),
-            (SessionStore(store), referenced(db, "sessions", retention))]
+    references = [images, packed(referenced(db, "packs", retention)), referenced(db, "matrices", retention),
+                  images,  # time-major copies, named by their video's hash
+                  referenced(db, "meta", retention), referenced(db, "predictions", retention),
+                  referenced(db, "sessions", retention)]
+    return list(zip(stores(db), references))
 
 
 def release_files_of(db: Database, scan_key: str, why: str) -> int:
@@ -64,5 +68,9 @@ def orphan_files(db: Database, stores: list[tuple[Store, set[str]]]) -> list[str
 def collect_orphans(db: Database) -> int:
     """Remove files no row references (left by a writer that was killed); on a lake only
     those no unexpired snapshot references and old enough not to be another ingest's files
-    in flight (``Database.garbage_age``)."""
+    in flight (``Database.garbage_age``). When no file is that old, nothing can be an
+    orphan, and which files rows reference is not asked: on a lake that is a query of
+    every kept snapshot per store, most of a small ingest's fixed cost."""
+    if db.garbage_age > 0 and not any(has_files_older_than(store, db.garbage_age) for store in stores(db)):
+        return 0
     return collect_garbage(stores_and_references(db), db.garbage_age)

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from .folder import TEMPORARY_SUFFIX, Folder, age_cutoff, remove_if_empty, temporary_for, write_then_rename
 
-__all__ = ["TEMPORARY_SUFFIX", "Folder", "Store", "as_folder", "collect_garbage", "foreign", "refuse_foreign",
-           "remove_if_empty", "temporary_for", "unreferenced", "unreferenced_ages", "write_then_rename"]
+__all__ = ["TEMPORARY_SUFFIX", "Folder", "Store", "as_folder", "collect_garbage", "foreign", "has_files_older_than",
+           "refuse_foreign", "remove_if_empty", "temporary_for", "unreferenced", "unreferenced_ages",
+           "write_then_rename"]
 
 
 def as_folder(where: Folder | Path | str) -> Folder:
@@ -134,6 +135,14 @@ def unreferenced_ages(store: Store, referenced: set[str]) -> dict[str, float]:
     refuse_foreign(store, referenced, map(store.reference, finished))
     going = {key: modified for key, modified in finished.items() if store.reference(key) not in referenced}
     return {**going, **store.folder.temporaries(store._temporary_folders())}
+
+
+def has_files_older_than(store: Store, min_age: float) -> bool:
+    """Whether any finished file or temporary of the store was modified at least ``min_age``
+    seconds ago (one listing; whether rows reference it is not asked)."""
+    cutoff = age_cutoff(min_age)
+    listed = {**store.folder.list(store.pattern), **store.folder.temporaries(store._temporary_folders())}
+    return any(modified <= cutoff for modified in listed.values())
 
 
 def unreferenced(store: Store, referenced: set[str], min_age: float = 0.0) -> list[str]:
