@@ -38,6 +38,14 @@ DUCKDB_THREADS = 1
 thread made Arrow inserts slower, not faster (BENCHMARKS.md, Numbers behind the code:
 DuckDB threads)."""
 
+GATHERED = ("images", "area_responses", "behavior", "frame_behavior", "area_frame_responses")
+"""Per-chunk tables of small rows, gathered over chunks and inserted once per ingest (or
+per ``GATHERED_BYTES``): on a lake each insert is a Parquet file of its own (on a bucket a
+PUT in series with the ingest). ``responses``, ~8 MB a chunk, is still inserted chunk by
+chunk: its files are what a query on ``image_id`` skips."""
+GATHERED_BYTES = 16 << 20
+"""A gathered table is inserted once its rows waiting reach this size (bounded memory)."""
+
 Progress = Callable[[int, int], None]
 """Called with the number of trials just written and the scan's total."""
 
@@ -259,6 +267,7 @@ class _ScanWriter:
         non_finite = lossy = 0
         sink = self.matrix.sink() if self.matrix is not None and s.kind == "dynamic" else None
         reader = prefetch.Prefetcher(self.path, s, self.store, self.groups, self.workers, sink)
+        gathered = _Gathered(self._insert)
         try:
             for chunk in reader.chunks(tables.image_order(s)):
                 self.created = reader.created
@@ -273,7 +282,7 @@ class _ScanWriter:
                 non_finite += chunk.non_finite
                 lossy += chunk.lossy
                 if new_images:
-                    self._insert("images", tables.image_table(new_images))
+                    gathered.add("images", tables.image_table(new_images))
                 if chunk.responses is None:  # a dynamic chunk's rows, written by its reader
                     self.matrix.count(len(chunk.trials))
                     for trial, digest in zip(chunk.trials.tolist(), chunk.row_digests):
@@ -281,13 +290,14 @@ class _ScanWriter:
                 elif self.matrix is not None:
                     self.matrix.write(chunk.trials, chunk.responses)
                 if s.kind == "dynamic":
-                    self._insert("frame_behavior", tables.frame_behavior_table(s.key, chunk))
-                    self._insert("area_frame_responses", tables.area_frame_table(s.key, chunk, self.groups))
+                    gathered.add("frame_behavior", tables.frame_behavior_table(s.key, chunk))
+                    gathered.add("area_frame_responses", tables.area_frame_table(s.key, chunk, self.groups))
                 else:
                     self._insert("responses", tables.response_table(s.key, chunk, trial_image_ids))
-                    self._insert("area_responses", tables.area_response_table(s.key, chunk, self.groups))
-                    self._insert("behavior", tables.behavior_table(s.key, chunk))
+                    gathered.add("area_responses", tables.area_response_table(s.key, chunk, self.groups))
+                    gathered.add("behavior", tables.behavior_table(s.key, chunk))
                 self.progress(len(chunk.trials), s.n_trials)
+            gathered.flush()
         finally:
             reader.close()
             self.created = reader.created
@@ -302,6 +312,29 @@ class _ScanWriter:
         missing = tables.missing_meta(self.scan)
         if missing:
             self.notes.append(f"ingested without the optional {', '.join(missing)}")
+
+
+class _Gathered:
+    """Rows of the ``GATHERED`` tables waiting to be inserted (``insert(table, rows)``)."""
+
+    def __init__(self, insert: Callable[[str, pa.Table], None]):
+        self._insert = insert
+        self._waiting: dict[str, list[pa.Table]] = {}
+
+    def add(self, table: str, rows: pa.Table) -> None:
+        waiting = self._waiting.setdefault(table, [])
+        waiting.append(rows)
+        if sum(t.nbytes for t in waiting) >= GATHERED_BYTES:
+            self._flush(table)
+
+    def flush(self) -> None:
+        for table in list(self._waiting):
+            self._flush(table)
+
+    def _flush(self, table: str) -> None:
+        waiting = self._waiting.pop(table, [])
+        if waiting:
+            self._insert(table, pa.concat_tables(waiting))
 
 
 def matrix_row_shape(scan: Scan) -> tuple[int, ...]:
