@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the epochs")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (bench.loaders' --threads)")
     parser.add_argument("--out", type=Path, default=Path("bench/data/bucket"))
+    parser.add_argument("--ingest-only", action="store_true", help="time only the ingests (no read phase)")
+    parser.add_argument("--request-log", type=Path, help="the delay proxy logs each request to this file")
     args = parser.parse_args(argv)
 
     import torch
@@ -214,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict:
         scan_key = opened.key
     work = Path(tempfile.mkdtemp(prefix="bucket-bench-", dir=args.out))
     server = MotoServer()
-    proxy = ProxyProcess(server.endpoint, args.delay_ms / 1e3)
+    proxy = ProxyProcess(server.endpoint, args.delay_ms / 1e3, str(args.request_log) if args.request_log else None)
     load = os.getloadavg()
     try:
         client = server.client()
@@ -235,7 +237,7 @@ def main(argv: list[str] | None = None) -> dict:
                 records[target.name].append(record)
                 if round_:
                     discard(target, round_, client)
-        for round_ in range(args.repeat):
+        for round_ in range(0 if args.ingest_only else args.repeat):
             for target in targets if round_ % 2 else targets[::-1]:
                 with turn(target, proxy, records[target.name][round_]) as record:
                     read_phases(target.lake(0)[0], scan_key, round_, args.warm, args.workers, work, record)
@@ -292,7 +294,7 @@ def summary(records: dict[str, list[Record]]) -> dict:
     out = {"targets": {}, "checked": sum(len(r.digests) for name, rounds in records.items() if name != FOLDER
                                          for r in rounds)}
     for name, rounds in records.items():
-        per_round = {m: [statistics.median(r.times[m]) for r in rounds] for m in MEASURES}
+        per_round = {m: [statistics.median(r.times[m]) for r in rounds] for m in MEASURES if rounds[0].times[m]}
         out["targets"][name] = {m: {"rounds": v, "median": statistics.median(v),
                                     "requests": rounds[0].requests[m]} for m, v in per_round.items()}
     folder = out["targets"][FOLDER]
@@ -310,7 +312,7 @@ def report(result: dict) -> str:
              f"{' / '.join(f'{x:.1f}' for x in result['load_after'])} after",
              f"| measure | {' | '.join(result['targets'])} | requests ({DELAYED}) | target |",
              "|---|" + "---:|" * (len(result["targets"]) + 2)]
-    for m in MEASURES:
+    for m in [m for m in MEASURES if m in result["targets"][FOLDER]]:
         cells = []
         for name, measures in result["targets"].items():
             got = measures[m]

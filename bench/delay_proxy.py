@@ -6,13 +6,15 @@ with the first-byte latency of a real object store (~20 ms a request).
     ...
     proxy.stop()
 
-    python -m bench.delay_proxy http://127.0.0.1:PORT 0.020     # prints its endpoint
+    python -m bench.delay_proxy http://127.0.0.1:PORT 0.020 [LOG]   # prints its endpoint
 
 Every request (scandb's boto3 client and DuckDB's httpfs alike) waits ``delay`` seconds,
 then goes to the server on a kept connection, one per client connection; the response is
 streamed back as it arrives. Threaded: requests in flight at once wait at once, as they
 would on a real store. ``requests`` counts what went through, so a benchmark can check
-that its traffic did. Run in a process of its own (``ProxyProcess``), its threads share no
+that its traffic did; given a ``log`` file, each request is a line of it (when it arrived
+and when its response ended, seconds since the proxy started; method; path and query;
+status; body bytes each way), to see which requests are in series. Run in a process of its own (``ProxyProcess``), its threads share no
 GIL with the benchmark's Python, which would otherwise add its own waits.
 """
 
@@ -40,9 +42,11 @@ COUNT_PATH = "/_delay_proxy/requests"
 class DelayProxy:
     """A proxy to ``upstream`` (``http://host:port``) on 127.0.0.1 at a free port."""
 
-    def __init__(self, upstream: str, delay: float):
+    def __init__(self, upstream: str, delay: float, log: str | None = None):
         parsed = urllib.parse.urlsplit(upstream)
         self.delay = delay
+        self.started = time.perf_counter()
+        self._log = open(log, "a", buffering=1) if log else None
         self.requests = 0
         self._count = threading.Lock()
         proxy = self
@@ -58,6 +62,14 @@ class DelayProxy:
                     proxy.requests += 1
                 time.sleep(proxy.delay)
 
+            def logged(self, line):
+                if proxy._log is not None:
+                    with proxy._count:
+                        proxy._log.write(line + "\n")
+
+            def now(self):
+                return time.perf_counter() - proxy.started
+
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -72,8 +84,9 @@ class DelayProxy:
 class ProxyProcess:
     """``DelayProxy`` in a child process: ``endpoint``, ``requests`` (asked of it), ``stop``."""
 
-    def __init__(self, upstream: str, delay: float):
-        self.process = subprocess.Popen([sys.executable, "-m", "bench.delay_proxy", upstream, str(delay)],
+    def __init__(self, upstream: str, delay: float, log: str | None = None):
+        self.process = subprocess.Popen([sys.executable, "-m", "bench.delay_proxy", upstream, str(delay),
+                                         *([log] if log else [])],
                                         stdout=subprocess.PIPE, text=True)
         self.endpoint = self.process.stdout.readline().strip()
         if not self.endpoint.startswith("http://"):
@@ -102,6 +115,12 @@ class _Forwarding(http.server.BaseHTTPRequestHandler):
         """The requests forwarded so far (set by ``DelayProxy``)."""
         return 0
 
+    def logged(self, line: str) -> None:
+        """Write one line of the request log (set by ``DelayProxy``)."""
+
+    def now(self) -> float:
+        return 0.0
+
     def log_message(self, format, *args) -> None:  # noqa: A002 (the base class's name)
         pass
 
@@ -113,6 +132,7 @@ class _Forwarding(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(answer)
             return
+        arrived = self.now()
         self.counted()
         body = self._request_body()
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
@@ -128,7 +148,9 @@ class _Forwarding(http.server.BaseHTTPRequestHandler):
             upstream = self._upstream()
             upstream.request(self.command, self.path, body=body, headers=headers)
             response = upstream.getresponse()
-        self._relay(response)
+        sent = self._relay(response)
+        self.logged(f"{arrived:.4f} {self.now():.4f} {self.command} {self.path} {response.status} "
+                    f"{len(body or b'')} {sent}")
 
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
@@ -151,8 +173,9 @@ class _Forwarding(http.server.BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length")
         return self.rfile.read(int(length)) if length is not None else None
 
-    def _relay(self, response: http.client.HTTPResponse) -> None:
-        """The server's response, streamed: with its length when it gave one, else read whole."""
+    def _relay(self, response: http.client.HTTPResponse) -> int:
+        """The server's response, streamed: with its length when it gave one, else read
+        whole; returns the body's bytes."""
         length = response.getheader("Content-Length")
         body = None if length is not None or self.command == "HEAD" else response.read()
         self.send_response_only(response.status, response.reason)
@@ -163,12 +186,15 @@ class _Forwarding(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         if body is not None:
             self.wfile.write(body)
-            return
+            return len(body)
+        sent = 0
         while chunk := response.read(CHUNK):
             self.wfile.write(chunk)
+            sent += len(chunk)
+        return sent
 
 
 if __name__ == "__main__":
-    running = DelayProxy(sys.argv[1], float(sys.argv[2]))
+    running = DelayProxy(sys.argv[1], float(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)
     print(running.endpoint, flush=True)
     running._thread.join()

@@ -150,15 +150,16 @@ class Stimuli:
         return int(sum(len(g) for g in self.groups))
 
 
-def stimuli(conn, scan_key: str, kind: str) -> Stimuli:
-    """The stimuli of the scan's repeat tier, from its ``trials`` rows (see the module docstring)."""
+def stimuli(conn, scan_key: str, kind: str, trials: str = "trials") -> Stimuli:
+    """The stimuli of the scan's repeat tier, from its ``trials`` rows (see the module
+    docstring; ``trials``: the table or view to read them from)."""
     tier = REPEAT_TIERS.get(kind, "test")
     stimulus = "image_hash" if kind == "dynamic" else "image_id"
     rows = conn.execute(
-        "SELECT list(trial_id ORDER BY trial_id), min(coalesce(n_frames, 0)), count(*) FROM trials "
+        f"SELECT list(trial_id ORDER BY trial_id), min(coalesce(n_frames, 0)), count(*) FROM {trials} "
         "WHERE scan_key = ? AND tier = ? AND NOT coalesce(responses_withheld, false) "
         f"GROUP BY {stimulus} ORDER BY min(trial_id)", [scan_key, tier]).fetchall()
-    n_trials = conn.execute("SELECT count(*) FROM trials WHERE scan_key = ? AND tier = ?",
+    n_trials = conn.execute(f"SELECT count(*) FROM {trials} WHERE scan_key = ? AND tier = ?",
                             [scan_key, tier]).fetchone()[0]
     kept = [(np.array(ids, dtype=np.int64), int(frames)) for ids, frames, count in rows if count >= 2]
     if kind == "dynamic":
@@ -189,9 +190,11 @@ def _measure(found: Stimuli, kind: str, n_neurons: int, rows: Rows) -> dict[str,
     return acc.result()
 
 
-def quality_table(conn, scan_key: str, kind: str, n_neurons: int, rows: Rows) -> pa.Table | None:
-    """The scan's ``neuron_quality`` rows; None when it has no trial of its repeat tier."""
-    found = stimuli(conn, scan_key, kind)
+def quality_table(conn, scan_key: str, kind: str, n_neurons: int, rows: Rows, trials: str = "trials"
+                  ) -> pa.Table | None:
+    """The scan's ``neuron_quality`` rows; None when it has no trial of its repeat tier
+    (``trials``: where its trials' rows are, see ``stimuli``)."""
+    found = stimuli(conn, scan_key, kind, trials)
     if found.n_trials == 0:
         return None
     values = measure(found, kind, n_neurons, rows)

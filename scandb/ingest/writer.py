@@ -23,7 +23,7 @@ from .. import __version__, quality
 from ..catalog.database import Database
 from ..catalog.transaction import damage, explain, insert_arrow, transaction, write_failure
 from ..errors import BadScanError, DatabaseError, ScandbError, first_line
-from ..maintenance.digests import record_digests
+from ..maintenance.digests import RunningDigests, record_digests
 from ..source.scan import Scan, open_scan
 from ..store.bucket import refused_in_duckdb
 from ..store.images import ImageStore, discard
@@ -37,6 +37,14 @@ DUCKDB_THREADS = 1
 """DuckDB threads while ingesting: the readers use the other core, and a second DuckDB
 thread made Arrow inserts slower, not faster (BENCHMARKS.md, Numbers behind the code:
 DuckDB threads)."""
+
+GATHERED = ("images", "area_responses", "behavior", "frame_behavior", "area_frame_responses")
+"""Per-chunk tables of small rows, gathered over chunks and inserted once per ingest (or
+per ``GATHERED_BYTES``): on a lake each insert is a Parquet file of its own (on a bucket a
+PUT in series with the ingest). ``responses``, ~8 MB a chunk, is still inserted chunk by
+chunk: its files are what a query on ``image_id`` skips."""
+GATHERED_BYTES = 16 << 20
+"""A gathered table is inserted once its rows waiting reach this size (bounded memory)."""
 
 Progress = Callable[[int, int], None]
 """Called with the number of trials just written and the scan's total."""
@@ -151,6 +159,10 @@ class _ScanWriter:
         """Image files this ingest wrote, from every reader: removed if it rolls back."""
         self.row_digests: dict[int, bytes] = {}
         """sha256 of each response matrix row its reader wrote, by trial id."""
+        self.digests: RunningDigests | None = None
+        """The table digests of the rows inserted so far (recorded at the end, not read back)."""
+        self.known_images: frozenset[str] = frozenset()
+        """Image hashes the database held before this ingest (their rows stay as they are)."""
 
     def write(self, source: Source, replaced: bool) -> None:
         previous = self.conn.execute("SELECT current_setting('threads'), "
@@ -173,6 +185,8 @@ class _ScanWriter:
         try:
             with transaction(self.conn):
                 begin_scan_write(self.db, s.key, replaced)
+                self.digests = RunningDigests(self.conn, response_values=not (self.response_matrix
+                                                                              or s.kind == "dynamic"))
                 self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
                 stored = {rel: self.meta.put(s.files[rel], rel) for rel in tables.kept_as_files(s)}
                 statistics = tables.statistics_table(s, stored)
@@ -183,8 +197,9 @@ class _ScanWriter:
                     self.matrix = MatrixStore(self.store.folder).writer(source.sha256, s.n_trials,
                                                                         *matrix_row_shape(s))
                 image_hashes, member_digests, flags = self._write_trial_data()
-                self._insert("trials", tables.trial_table(s, image_hashes, flags), "* REPLACE (extra::JSON AS extra)")
-                self._write_quality()
+                trials = tables.trial_table(s, image_hashes, flags)
+                self._insert("trials", trials, "* REPLACE (extra::JSON AS extra)")
+                self._write_quality(trials)
                 source = Source(source.name, source.size, source.sha256, tables.content_digest(member_digests))
                 self._insert("scans", tables.scan_row(s, source, datetime.now(timezone.utc).replace(tzinfo=None),
                                                       __version__))
@@ -193,8 +208,12 @@ class _ScanWriter:
                     self._insert("response_matrices", tables.response_matrix_row(s.key, key, s.n_trials, s.n_neurons))
                 if replaced:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
+                shared = sorted(set(image_hashes) & self.known_images)
+                if shared:  # rows another scan added: part of this scan's digest of images
+                    self.digests.add_rows_of(self.conn, "images", "list_contains(?, image_hash)", [shared])
                 rows_hashed = self.row_digests and len(self.row_digests) == s.n_trials
-                record_digests(self.db, s.key, [self.row_digests[t] for t in range(s.n_trials)] if rows_hashed else None)
+                record_digests(self.db, s.key, [self.row_digests[t] for t in range(s.n_trials)] if rows_hashed else None,
+                               self.digests.digests())
         except BaseException as exc:
             if not self.db.shared_store:
                 discard(self.created, self.store.root)
@@ -206,19 +225,32 @@ class _ScanWriter:
             raise _explain(self.db, s, exc) from exc
         self._note_missing_meta()
 
-    def _write_quality(self) -> None:
+    def _write_quality(self, trials: pa.Table) -> None:
         """``neuron_quality`` from the repeat tier's rows just written: read back from the
         matrix being written (memory-mapped, one stimulus group at a time), or from the
-        ``responses`` rows of a scan ingested without one."""
+        ``responses`` rows of a scan ingested without one; which trials those are, from
+        ``trials``, the rows just inserted (not read back)."""
         s = self.scan
         if self.matrix is not None:
             rows = quality.matrix_rows(self.matrix.temporary)
         else:
             rows = quality.sql_rows(self.conn, s.key)
-        quality.fill(self.conn, s.key, s.kind, s.n_neurons, rows)
+        self.conn.register("_trials_written", trials)
+        try:
+            table = quality.quality_table(self.conn, s.key, s.kind, s.n_neurons, rows, trials="_trials_written")
+        finally:
+            self.conn.unregister("_trials_written")
+        if table is not None:
+            self._insert("neuron_quality", table)
 
     def _insert(self, table: str, data: pa.Table, select: str = "*") -> None:
+        """Insert the rows, and add them to the scan's table digests."""
         insert_arrow(self.conn, table, data, select)
+        self.conn.register("_digested", data)
+        try:
+            self.digests.add(self.conn, table, f"SELECT {select} FROM _digested", data.column_names)
+        finally:
+            self.conn.unregister("_digested")
 
     def _write_trial_data(self) -> tuple[list[str], dict[str, str], tables.TrialFlags]:
         """Stream every trial's image (or video), responses, behavior and pupil position, in
@@ -229,11 +261,13 @@ class _ScanWriter:
         flags = tables.TrialFlags.empty(s.n_trials)
         member_digests = _outside_data_digests(s)
         known = {r[0] for r in self.conn.execute("SELECT image_hash FROM images").fetchall()}
+        self.known_images = frozenset(known)
         self.store.known = frozenset(known)  # a pack leaves them out
         trial_image_ids = tables.image_ids(s)
         non_finite = lossy = 0
         sink = self.matrix.sink() if self.matrix is not None and s.kind == "dynamic" else None
         reader = prefetch.Prefetcher(self.path, s, self.store, self.groups, self.workers, sink)
+        gathered = _Gathered(self._insert)
         try:
             for chunk in reader.chunks(tables.image_order(s)):
                 self.created = reader.created
@@ -248,7 +282,7 @@ class _ScanWriter:
                 non_finite += chunk.non_finite
                 lossy += chunk.lossy
                 if new_images:
-                    self._insert("images", tables.image_table(new_images))
+                    gathered.add("images", tables.image_table(new_images))
                 if chunk.responses is None:  # a dynamic chunk's rows, written by its reader
                     self.matrix.count(len(chunk.trials))
                     for trial, digest in zip(chunk.trials.tolist(), chunk.row_digests):
@@ -256,13 +290,14 @@ class _ScanWriter:
                 elif self.matrix is not None:
                     self.matrix.write(chunk.trials, chunk.responses)
                 if s.kind == "dynamic":
-                    self._insert("frame_behavior", tables.frame_behavior_table(s.key, chunk))
-                    self._insert("area_frame_responses", tables.area_frame_table(s.key, chunk, self.groups))
+                    gathered.add("frame_behavior", tables.frame_behavior_table(s.key, chunk))
+                    gathered.add("area_frame_responses", tables.area_frame_table(s.key, chunk, self.groups))
                 else:
                     self._insert("responses", tables.response_table(s.key, chunk, trial_image_ids))
-                    self._insert("area_responses", tables.area_response_table(s.key, chunk, self.groups))
-                    self._insert("behavior", tables.behavior_table(s.key, chunk))
+                    gathered.add("area_responses", tables.area_response_table(s.key, chunk, self.groups))
+                    gathered.add("behavior", tables.behavior_table(s.key, chunk))
                 self.progress(len(chunk.trials), s.n_trials)
+            gathered.flush()
         finally:
             reader.close()
             self.created = reader.created
@@ -277,6 +312,29 @@ class _ScanWriter:
         missing = tables.missing_meta(self.scan)
         if missing:
             self.notes.append(f"ingested without the optional {', '.join(missing)}")
+
+
+class _Gathered:
+    """Rows of the ``GATHERED`` tables waiting to be inserted (``insert(table, rows)``)."""
+
+    def __init__(self, insert: Callable[[str, pa.Table], None]):
+        self._insert = insert
+        self._waiting: dict[str, list[pa.Table]] = {}
+
+    def add(self, table: str, rows: pa.Table) -> None:
+        waiting = self._waiting.setdefault(table, [])
+        waiting.append(rows)
+        if sum(t.nbytes for t in waiting) >= GATHERED_BYTES:
+            self._flush(table)
+
+    def flush(self) -> None:
+        for table in list(self._waiting):
+            self._flush(table)
+
+    def _flush(self, table: str) -> None:
+        waiting = self._waiting.pop(table, [])
+        if waiting:
+            self._insert(table, pa.concat_tables(waiting))
 
 
 def matrix_row_shape(scan: Scan) -> tuple[int, ...]:

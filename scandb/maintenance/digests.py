@@ -111,6 +111,73 @@ def table_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, tables: list[s
     return {parts[i]: Digest(parts[i], method, digest, n_rows) for i, n_rows, digest in sorted(found)}
 
 
+class RunningDigests:
+    """A scan's table digests summed batch by batch as ingest inserts its rows (``add``),
+    so its commit need not read back what it just wrote: on a lake on a bucket, reading the
+    scan's Parquet files back is a few requests in series for each file (BENCHMARKS.md, Lab
+    mode on a bucket). The same digest as ``table_digests`` computes from the tables: the
+    sum of ``hash()`` of each row over the table's columns in order, each value cast to its
+    column's type as the insert casts it (a column the batch lacks is NULL, as it is then
+    in the table); a sum, so the batches' sums add up to the table's."""
+
+    def __init__(self, conn: duckdb.DuckDBPyConnection, *, response_values: bool):
+        self.method = table_method(conn)
+        self.response_values = response_values
+        self._columns: dict[str, list[tuple[str, str, str | None]]] = {}
+        self.sums: dict[str, list[int]] = {}
+        """Part -> [rows, sum of their hashes]: every digested table of the database, from 0."""
+        for entry in registry.digested():
+            columns = self._table(conn, entry.name)
+            if columns:
+                self.sums[self._part(entry.name)] = [0, 0]
+
+    def _part(self, table: str) -> str:
+        return RESPONSE_IDS_PART if table == "responses" and not self.response_values else table
+
+    def _table(self, conn, table: str) -> list[tuple[str, str, str | None]]:
+        if table not in self._columns:
+            self._columns[table] = [tuple(r) for r in conn.execute(
+                "SELECT column_name, data_type, column_default FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND schema_name = current_schema() AND table_name = ? "
+                "ORDER BY column_index", [table]).fetchall()]
+        return self._columns[table]
+
+    def add(self, conn: duckdb.DuckDBPyConnection, table: str, relation: str, names) -> None:
+        """Add the rows of ``relation`` (SQL: what the insert selects; its column ``names``)
+        as they are inserted into ``table`` by name."""
+        part = self._part(table)
+        if part not in self.sums:
+            return
+        names = set(names)
+        hashed = []
+        for name, data_type, default in self._table(conn, table):
+            if part == RESPONSE_IDS_PART and name == "response":
+                continue
+            if name in names:
+                hashed.append(f"CAST({quote_identifier(name)} AS {data_type})")
+            elif default is None:
+                hashed.append(f"NULL::{data_type}")
+            else:
+                raise ValueError(f"{table}.{name}: a default ({default}) a digest of the batch cannot see")
+        n_rows, total = conn.execute(f"SELECT count(*), coalesce(sum(hash({', '.join(hashed)})), 0)::VARCHAR "
+                                     f"FROM ({relation})").fetchone()
+        self.sums[part][0] += n_rows
+        self.sums[part][1] += int(total)
+
+    def add_rows_of(self, conn: duckdb.DuckDBPyConnection, table: str, condition: str, parameters: list) -> None:
+        """Add rows the database holds already (images another scan added: the scan's part
+        ``images`` counts every image its trials show)."""
+        part = self._part(table)
+        hashed = ", ".join(quote_identifier(name) for name, _, _ in self._table(conn, table))
+        n_rows, total = conn.execute(f"SELECT count(*), coalesce(sum(hash({hashed})), 0)::VARCHAR FROM {table} "
+                                     f"WHERE {condition}", parameters).fetchone()
+        self.sums[part][0] += n_rows
+        self.sums[part][1] += int(total)
+
+    def digests(self) -> dict[str, Digest]:
+        return {part: Digest(part, self.method, str(total), n_rows) for part, (n_rows, total) in self.sums.items()}
+
+
 def record_table_digests(conn: duckdb.DuckDBPyConnection, tables: list[str], *, recorded_only: bool = False) -> None:
     """Record, for every scan, the digests of these tables only (a revision that added them,
     or rewrote their rows); the other parts keep what ingest recorded, so damage found before
@@ -172,9 +239,15 @@ def rows_digest(f, n_trials: int, row_digests: list[bytes] | None = None) -> str
 
 
 def record_scan_digests(conn: duckdb.DuckDBPyConnection, scan_key: str, folder: Folder,
-                        matrix_rows: list[bytes] | None = None) -> None:
-    """Store the scan's digests, replacing any it had (inside the caller's transaction)."""
-    digests = scan_digests(conn, scan_key, folder, matrix_rows=matrix_rows)
+                        matrix_rows: list[bytes] | None = None, tables: dict[str, Digest] | None = None) -> None:
+    """Store the scan's digests, replacing any it had (inside the caller's transaction);
+    ``tables``: its table digests, summed as its rows went in (``RunningDigests``), else
+    computed from the tables."""
+    if tables is None:
+        digests = scan_digests(conn, scan_key, folder, matrix_rows=matrix_rows)
+    else:
+        matrix = matrix_digest(conn, scan_key, folder, matrix_rows)
+        digests = dict(tables) | ({MATRIX_PART: matrix} if matrix is not None else {})
     conn.execute("DELETE FROM scan_digests WHERE scan_key = ?", [scan_key])
     conn.executemany("INSERT INTO scan_digests (scan_key, part, method, digest, n_rows) VALUES (?, ?, ?, ?, ?)",
                      [[scan_key, d.part, d.method, d.digest, d.n_rows] for d in digests.values()])
@@ -187,9 +260,11 @@ def record_all_digests(conn: duckdb.DuckDBPyConnection, folder: Folder) -> None:
         record_scan_digests(conn, scan_key, folder)
 
 
-def record_digests(db, scan_key: str, matrix_rows: list[bytes] | None = None) -> None:
-    """Store the digests of a scan just written; ingest calls this just before its commit."""
-    record_scan_digests(db.conn, scan_key, db.store, matrix_rows)
+def record_digests(db, scan_key: str, matrix_rows: list[bytes] | None = None,
+                   tables: dict[str, Digest] | None = None) -> None:
+    """Store the digests of a scan just written; ingest calls this just before its commit
+    (``tables``: see ``record_scan_digests``)."""
+    record_scan_digests(db.conn, scan_key, db.store, matrix_rows, tables)
 
 
 def recorded_digests(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, Digest]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from abc import ABC
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .folder import TEMPORARY_SUFFIX, Folder, age_cutoff, remove_if_empty, temporary_for, write_then_rename
@@ -21,6 +22,9 @@ from .folder import TEMPORARY_SUFFIX, Folder, age_cutoff, remove_if_empty, tempo
 __all__ = ["TEMPORARY_SUFFIX", "Folder", "Store", "as_folder", "collect_garbage", "foreign", "has_files_older_than",
            "refuse_foreign", "remove_if_empty", "temporary_for", "unreferenced", "unreferenced_ages",
            "write_then_rename"]
+
+LISTINGS = 8
+"""Stores listed at once by ``collect_garbage``."""
 
 
 def as_folder(where: Folder | Path | str) -> Folder:
@@ -93,13 +97,15 @@ def collect_garbage(stores: Iterable[tuple[Store, set[str]]], min_age: float = 0
     in the referenced set, every temporary, and empty sub-folders (a writer killed between
     creating a folder and its first file leaves one); returns the files removed. With
     ``min_age``, only files modified at least that many seconds ago (other writers' files
-    in flight are younger)."""
+    in flight are younger). Each store is listed once, the stores at once (on a bucket a
+    listing is a request: in flight together, not in turn), and all of them before any
+    store loses a file, so a foreign store (``refuse_foreign``) is refused with nothing deleted."""
     stores = list(stores)
-    for store, referenced in stores:
-        refuse_foreign(store, referenced)  # before any store loses a file
+    with ThreadPoolExecutor(max(1, min(LISTINGS, len(stores))), thread_name_prefix="scandb-list") as pool:
+        going = list(pool.map(lambda pair: _old_enough(unreferenced_ages(*pair), min_age), stores))
     removed = 0
-    for store, referenced in stores:
-        removed += store.folder.delete(unreferenced(store, referenced, min_age))
+    for (store, _), keys in zip(stores, going):
+        removed += store.folder.delete(keys)
     for folder in {store.folder for store, _ in stores}:
         folder.remove_empty_folders()
     return removed
@@ -147,5 +153,9 @@ def has_files_older_than(store: Store, min_age: float) -> bool:
 
 def unreferenced(store: Store, referenced: set[str], min_age: float = 0.0) -> list[str]:
     """``unreferenced_ages``' keys at least ``min_age`` seconds old."""
+    return _old_enough(unreferenced_ages(store, referenced), min_age)
+
+
+def _old_enough(ages: dict[str, float], min_age: float) -> list[str]:
     cutoff = age_cutoff(min_age) if min_age > 0 else float("inf")
-    return sorted(key for key, modified in unreferenced_ages(store, referenced).items() if modified <= cutoff)
+    return sorted(key for key, modified in ages.items() if modified <= cutoff)

@@ -436,6 +436,17 @@ class Bucket:
                 created()
         self._submit(upload)
 
+    def put_fresh(self, key: str, data: bytes | memoryview, created) -> None:
+        """Upload the object without a HEAD first (an object whose name is new but when a
+        write is run again, a pack: overwriting it there writes the same bytes), then call
+        ``created()``; inside ``uploading()`` in the background, as ``put_new``."""
+        data = bytes(data)
+
+        def upload():
+            self._put_now(key, data)
+            created()
+        self._submit(upload)
+
     def _submit(self, upload) -> None:
         if not self._batching:
             return upload()

@@ -166,6 +166,13 @@ class Folder:
             self.put(key, data)
             created()
 
+    def put_fresh(self, key: str, data: bytes | memoryview, created: Callable[[], None]) -> None:
+        """``put``, without asking first whether the file is there (one whose name is new
+        but when a write is run again: a pack of images the database does not hold), then
+        ``created()``."""
+        self.put(key, data)
+        created()
+
     def staging(self, key: str) -> Path:
         """A local file to build the file of ``key`` in piece by piece (rows written by several
         processes), under its temporary name; ``publish`` puts it in place."""

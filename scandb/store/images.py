@@ -113,7 +113,9 @@ class ImageStore(Store):
         if pack.members:
             key = pack.key()
             target = self.folder.path(key)
-            self.folder.put_new(key, pack.data(), lambda: self.created.append(target))
+            # no HEAD first: its members are images the database does not hold, so the pack is new
+            # (but when an ingest runs again after a conflict: the same bytes again)
+            self.folder.put_fresh(key, pack.data(), lambda: self.created.append(target))
             for digest, (offset, length) in pack.offsets.items():
                 self._placed[digest] = (key, offset, length)
 
