@@ -71,6 +71,6 @@ def collect_orphans(db: Database) -> int:
     in flight (``Database.garbage_age``). When no file is that old, nothing can be an
     orphan, and which files rows reference is not asked: on a lake that is a query of
     every kept snapshot per store, most of a small ingest's fixed cost."""
-    if db.garbage_age > 0 and not any(has_files_older_than(store, db.garbage_age) for store in stores(db)):
+    if db.garbage_age > 0 and not has_files_older_than(stores(db), db.garbage_age):
         return 0
     return collect_garbage(stores_and_references(db), db.garbage_age)

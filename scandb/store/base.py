@@ -143,12 +143,19 @@ def unreferenced_ages(store: Store, referenced: set[str]) -> dict[str, float]:
     return {**going, **store.folder.temporaries(store._temporary_folders())}
 
 
-def has_files_older_than(store: Store, min_age: float) -> bool:
-    """Whether any finished file or temporary of the store was modified at least ``min_age``
-    seconds ago (one listing; whether rows reference it is not asked)."""
+def has_files_older_than(stores: Iterable[Store], min_age: float) -> bool:
+    """Whether any finished file or temporary of these stores was modified at least
+    ``min_age`` seconds ago (each store listed once, the stores at once; whether rows
+    reference the files is not asked)."""
+    stores = list(stores)
     cutoff = age_cutoff(min_age)
-    listed = {**store.folder.list(store.pattern), **store.folder.temporaries(store._temporary_folders())}
-    return any(modified <= cutoff for modified in listed.values())
+
+    def old(store: Store) -> bool:
+        listed = {**store.folder.list(store.pattern), **store.folder.temporaries(store._temporary_folders())}
+        return any(modified <= cutoff for modified in listed.values())
+
+    with ThreadPoolExecutor(max(1, min(LISTINGS, len(stores))), thread_name_prefix="scandb-list") as pool:
+        return any(pool.map(old, stores))
 
 
 def unreferenced(store: Store, referenced: set[str], min_age: float = 0.0) -> list[str]:
