@@ -16,8 +16,10 @@ so an object never changes once written, and a cached copy is never stale.
   (``np.load(store.path(key), mmap_mode="r")``) fetch the whole object into the cache first
   and read the local file; ``prefetch`` fetches many at once. ``read_ranges`` (a batch's
   rows of a response matrix or a video copy) fetches only the blocks of the object the
-  ranges cover, by ranged GETs, and keeps them in the cache (``BLOCK_SIZE``); ``exists``,
-  ``list`` and ``delete`` ask the bucket.
+  ranges cover, by ranged GETs, and keeps them in the cache (``BLOCK_SIZE``); once every
+  block is kept, the cache makes them one whole file (``Cache.assemble``), which
+  ``kept_file`` names for readers that map it (``query/ranged.py``); ``exists``, ``list``
+  and ``delete`` ask the bucket.
 
 Credentials come the ecosystem's way: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``
 (``AWS_SESSION_TOKEN``), ``AWS_REGION`` and, for a server other than AWS,
