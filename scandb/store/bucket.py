@@ -328,8 +328,10 @@ class Bucket:
         return None if found is None else str(found)
 
     def _read_group(self, jobs, wanted: dict[str, set[int]], whole: dict[str, Path | None], fetched: set[str],
-                    again: bool = True) -> list[int | OSError]:
-        blocks, failed = self._blocks(wanted, fetched, recent=again)
+                    again: int = 3) -> list[int | OSError]:
+        """The group's jobs read; a kept file found gone meanwhile (a cleared cache, or blocks
+        another process just made whole) means looking again, up to ``again`` more times."""
+        blocks, failed = self._blocks(wanted, fetched, recent=again == 3)
         out = []
         with _Files() as files:  # each kept file opened once per group, however many ranges it serves
             for key, offset, buffer in jobs:
@@ -349,7 +351,7 @@ class Bucket:
                     wanted[key] = {index for job_key, offset, buffer in jobs if job_key == key and len(buffer)
                                    for index in range(offset // BLOCK_SIZE, (offset + len(buffer) - 1) // BLOCK_SIZE + 1)}
             return self._read_group(jobs, {key: v for key, v in wanted.items() if whole[key] is None}, whole,
-                                    fetched, again=False)
+                                    fetched, again=again - 1)
         return out
 
     def _blocks(self, wanted: dict[str, set[int]], fetched: set[str], recent: bool = True
