@@ -111,7 +111,8 @@ def test_ingest_puts_every_file_in_the_bucket_and_arrays_equal_the_source_cold_a
     with scandb.connect(filled) as db:
         assert_equal_source(db)  # every object downloaded
         cached = Cache(cold).info()
-        assert cached["blocks"] > 0  # the pack and the matrix, read by range
+        assert cached["blocks"] == 0 and cached["objects"] >= 2  # the pack and the matrix, read by range,
+        # then kept as whole files (every block of them was read) and their blocks dropped
         assert_equal_source(db)  # from the cache
     assert Cache(cold).info() == cached
     with scandb.connect(filled) as db:
@@ -381,7 +382,7 @@ def test_dataloader_workers_train_on_a_bucket_lake_while_another_process_ingests
     for key in ("images", "responses"):
         got = np.concatenate([getattr(batch, key).numpy() for batch in batches])
         np.testing.assert_array_equal(got, source(spec, key).reshape(got.shape).astype(got.dtype), err_msg=key)
-    assert Cache(tmp_path / "train-cache").info()["blocks"] > 0
+    assert Cache(tmp_path / "train-cache").info()["objects"] >= 2  # read by range, every block: kept whole
     with scandb.connect(filled) as db:
         assert len(db.scans()) == 2
 
@@ -489,7 +490,8 @@ def test_two_machines_ingest_into_a_bucket_lake_at_once_while_a_third_trains(
     assert_trainer_read_the_source(read, specs, 3)
     for name in "ab":
         assert Cache(places[name]["env"]["SCANDB_CACHE"]).info()["objects"] > 0  # each machine its own cache
-    assert Cache(places["trainer"]["env"]["SCANDB_CACHE"]).info()["blocks"] > 0  # packs and matrices by range
+    assert Cache(places["trainer"]["env"]["SCANDB_CACHE"]).info()["objects"] > 0  # packs and matrices by range,
+    # kept whole once every block of them was read
     assert all(not any(places[name]["cwd"].iterdir()) for name in places)  # nothing in a working folder
 
     cold = tmp_path / "cold-cache"

@@ -216,3 +216,74 @@ def test_a_read_after_another_process_cleared_the_cache_fetches_the_blocks_again
     assert bucket.read_ranges([("packs/p.pack", 100, again)]) == [1500]
     assert bytes(again) == bytes(first) == data[100:1600]
     assert kept_blocks(cache, bucket.url_of("packs/p.pack")) == [0, 1]
+
+
+def test_an_object_whose_every_block_was_read_is_kept_whole_and_read_as_a_file(s3_bucket, small_blocks, tmp_path):
+    data = np.random.default_rng(4).bytes(4 * BLOCK + 300)
+    object_in_bucket(s3_bucket, "packs/w.pack", data)
+    cache = Cache(tmp_path / "c")
+    bucket = Bucket(f"{s3_bucket.url}/store", cache)
+    url = bucket.url_of("packs/w.pack")
+    first = [memoryview(bytearray(200)) for _ in range(2)]
+    assert bucket.read_ranges([("packs/w.pack", 50, first[0]), ("packs/w.pack", 2 * BLOCK + 10, first[1])]) == [200] * 2
+    assert kept_blocks(cache, url) == [0, 2] and bucket.kept_file("packs/w.pack") is None  # a random batch: blocks
+    rest = [memoryview(bytearray(BLOCK)) for _ in range(3)]
+    got = bucket.read_ranges([("packs/w.pack", offset, b) for offset, b in zip((BLOCK, 3 * BLOCK, 4 * BLOCK), rest)])
+    assert got == [BLOCK, BLOCK, 300]
+    assert kept_blocks(cache, url) == [] and cache.file(url).read_bytes() == data  # one whole file, no block
+    assert cache.info()["objects"] == 1 and cache.info()["blocks"] == 0
+    assert bucket.kept_file("packs/w.pack") == str(cache.file(url))
+
+    s3_bucket.server.client().delete_object(Bucket=s3_bucket.name, Key="lab/store/packs/w.pack")
+    offsets = np.random.default_rng(5).integers(0, len(data) - 100, 50).tolist()
+    buffers = [memoryview(bytearray(100)) for _ in offsets]
+    assert bucket.read_ranges([("packs/w.pack", o, b) for o, b in zip(offsets, buffers)]) == [100] * 50
+    assert all(bytes(b) == data[o:o + 100] for o, b in zip(offsets, buffers))  # from the whole file alone
+
+
+def test_blocks_kept_before_are_made_whole_by_the_next_process_that_reads_them(s3_bucket, small_blocks, tmp_path):
+    data = np.random.default_rng(6).bytes(2 * BLOCK)  # a multiple of the block size: the empty block past it ends it
+    object_in_bucket(s3_bucket, "responses/m.npy", data)
+    cache = Cache(tmp_path / "c")
+    url = Bucket(f"{s3_bucket.url}/store", cache).url_of("responses/m.npy")
+    for index, part in enumerate((data[:BLOCK], data[BLOCK:], b"")):  # kept by an earlier process
+        cache.fill(cache.block(url, index), lambda temporary, part=part: temporary.write_bytes(part))
+    s3_bucket.server.client().delete_object(Bucket=s3_bucket.name, Key="lab/store/responses/m.npy")
+    bucket = Bucket(f"{s3_bucket.url}/store", Cache(tmp_path / "c"))
+    buffer = memoryview(bytearray(10))
+    assert bucket.read_ranges([("responses/m.npy", BLOCK - 5, buffer)]) == [10]
+    assert bytes(buffer) == data[BLOCK - 5:BLOCK + 5]
+    assert cache.file(url).read_bytes() == data and kept_blocks(cache, url) == []
+
+
+def test_a_reader_holding_blocks_another_process_made_whole_reads_the_whole_file(s3_bucket, small_blocks, tmp_path):
+    data = np.random.default_rng(7).bytes(3 * BLOCK + 1)
+    object_in_bucket(s3_bucket, "packs/q.pack", data)
+    bucket = Bucket(f"{s3_bucket.url}/store", Cache(tmp_path / "c"))
+    assert bucket.read_ranges([("packs/q.pack", 0, memoryview(bytearray(BLOCK)))]) == [BLOCK]  # block 0, touched
+    other = Bucket(f"{s3_bucket.url}/store", Cache(tmp_path / "c"))  # another process reads the rest: made whole
+    assert other.read_ranges([("packs/q.pack", BLOCK, memoryview(bytearray(2 * BLOCK + 1)))]) == [2 * BLOCK + 1]
+    assert kept_blocks(other.cache, other.url_of("packs/q.pack")) == []
+    s3_bucket.server.client().delete_object(Bucket=s3_bucket.name, Key="lab/store/packs/q.pack")
+    again = memoryview(bytearray(20))
+    assert bucket.read_ranges([("packs/q.pack", BLOCK - 10, again)]) == [20]  # its block 0 is gone: the whole file
+    assert bytes(again) == data[BLOCK - 10:BLOCK + 10]
+
+
+def test_processes_making_one_object_whole_at_once_keep_one_whole_file_of_its_bytes(tmp_path):
+    import multiprocessing
+
+    url, data = "s3://b/packs/p.pack", np.random.default_rng(8).bytes(5 * BLOCK + 7)
+    cache = Cache(tmp_path / "c")
+    for index in range(6):
+        part = data[index * BLOCK:(index + 1) * BLOCK]
+        cache.fill(cache.block(url, index), lambda temporary, part=part: temporary.write_bytes(part))
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=Cache(tmp_path / "c").assemble, args=(url, BLOCK)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+        assert worker.exitcode == 0
+    assert cache.file(url).read_bytes() == data and kept_blocks(cache, url) == []
+    assert not [p for p in cache.file(url).parent.iterdir() if p.name != "p.pack"]  # no temporary left

@@ -210,7 +210,7 @@ class ScanReader:
             raise DatabaseError(f"{path}: response matrix of scan {self.scan} is {header.shape} "
                                 f"{header.dtype}, expected {shape} float32; run 'scandb verify'")
         self._matrix_file = (key, header.data_offset)
-        return RangedMatrix(self._read_matrix, key, header.data_offset, shape)
+        return RangedMatrix(self._read_matrix, key, header.data_offset, shape, getattr(self.store, "kept_file", None))
 
     def __getstate__(self) -> dict:
         """A pickled reader (a DataLoader worker's copy) maps the matrix file again rather

@@ -16,8 +16,10 @@ so an object never changes once written, and a cached copy is never stale.
   (``np.load(store.path(key), mmap_mode="r")``) fetch the whole object into the cache first
   and read the local file; ``prefetch`` fetches many at once. ``read_ranges`` (a batch's
   rows of a response matrix or a video copy) fetches only the blocks of the object the
-  ranges cover, by ranged GETs, and keeps them in the cache (``BLOCK_SIZE``); ``exists``,
-  ``list`` and ``delete`` ask the bucket.
+  ranges cover, by ranged GETs, and keeps them in the cache (``BLOCK_SIZE``); once every
+  block is kept, the cache makes them one whole file (``Cache.assemble``), which
+  ``kept_file`` names for readers that map it (``query/ranged.py``); ``exists``, ``list``
+  and ``delete`` ask the bucket.
 
 Credentials come the ecosystem's way: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``
 (``AWS_SESSION_TOKEN``), ``AWS_REGION`` and, for a server other than AWS,
@@ -44,6 +46,7 @@ from types import SimpleNamespace
 
 from ..errors import DatabaseError
 from .cache import Cache
+from .folder import read_files
 
 SCHEME = "s3://"
 FETCH_THREADS = 16
@@ -158,6 +161,8 @@ class Bucket:
         self._uploads: ThreadPoolExecutor | None = None
         self._uploads_pid: int | None = None
         self._pending: list = []
+        self._looked: set[str] = set()
+        """Objects read from blocks whose blocks this process has looked at (to make them whole)."""
 
     def __repr__(self) -> str:
         return f"Bucket({self.url!r})"
@@ -274,33 +279,59 @@ class Bucket:
         # (exists, not ``cached``: the read that follows touches the file)
 
     def read_ranges(self, jobs: list[tuple[str, int, memoryview]], parallel: bool = True) -> list[int | OSError]:
-        """As ``Folder.read_ranges``: from the kept file of an object downloaded whole, else
-        from the blocks of it the ranges cover, those not kept fetched by byte range first,
-        several requests in flight (adjacent blocks in one request). Jobs are served in
-        groups covering at most ``BLOCKS_HELD`` blocks, so memory stays bounded whatever a
-        call reads (a whole train tier's rows)."""
-        whole = {key: self.cache.cached(self.url_of(key), recent=True) for key in dict.fromkeys(key for key, _, _ in jobs)}
+        """As ``Folder.read_ranges``: from the kept file of an object downloaded whole (or
+        made whole of its blocks), else from the blocks of it the ranges cover, those not
+        kept fetched by byte range first, several requests in flight (adjacent blocks in one
+        request). Jobs are served in groups covering at most ``BLOCKS_HELD`` blocks, so
+        memory stays bounded whatever a call reads (a whole train tier's rows). An object
+        whose every block is kept once the call has read is made whole (``Cache.assemble``:
+        looked at after a call that fetched blocks of it, and once per process otherwise),
+        so later calls read it as a folder's file is read."""
+        keys = dict.fromkeys(key for key, _, _ in jobs)
+        whole = {key: self.cache.cached(self.url_of(key), recent=True) for key in keys}
+        if None not in whole.values():  # every object kept whole: a folder's reads
+            out = read_files(jobs, {key: str(path) for key, path in whole.items()}, parallel)
+            if not any(isinstance(got, FileNotFoundError) for got in out):
+                return out
+            self.cache.forget_touches()  # a kept file removed since this process last read it: look again
+            whole = {key: self.cache.cached(self.url_of(key)) for key in keys}
         out: list[int | OSError] = []
         group: list[tuple[str, int, memoryview]] = []
         wanted: dict[str, set[int]] = {}
+        fetched: set[str] = set()
         held = 0
         for job in jobs:
             key, offset, buffer = job
             if whole[key] is None and len(buffer):
                 indexes = range(offset // BLOCK_SIZE, (offset + len(buffer) - 1) // BLOCK_SIZE + 1)
                 if group and held + len(indexes) > BLOCKS_HELD:
-                    out += self._read_group(group, wanted, whole)
+                    out += self._read_group(group, wanted, whole, fetched)
                     group, wanted, held = [], {}, 0
                 have = wanted.setdefault(key, set())
                 held -= len(have)
                 have.update(indexes)
                 held += len(have)
             group.append(job)
-        return out + self._read_group(group, wanted, whole)
+        out += self._read_group(group, wanted, whole, fetched)
+        for key, found in whole.items():
+            if found is None and (key in fetched or key not in self._looked):
+                self._looked.add(key)
+                self.cache.assemble(self.url_of(key), BLOCK_SIZE)
+        return out
 
-    def _read_group(self, jobs, wanted: dict[str, set[int]], whole: dict[str, Path | None],
-                    again: bool = True) -> list[int | OSError]:
-        blocks, failed = self._blocks(wanted, recent=again)
+    def kept_file(self, key: str) -> str | None:
+        """The local file holding the whole object when the cache keeps one (downloaded
+        whole, or made whole of its blocks), touched as just used; None when it does not:
+        nothing is fetched. What a reader maps or reads as a folder's file (re-asked now and
+        then: a file the cache dropped is None again within ``TOUCH_EVERY_S``)."""
+        found = self.cache.cached(self.url_of(key), recent=True)
+        return None if found is None else str(found)
+
+    def _read_group(self, jobs, wanted: dict[str, set[int]], whole: dict[str, Path | None], fetched: set[str],
+                    again: int = 3) -> list[int | OSError]:
+        """The group's jobs read; a kept file found gone meanwhile (a cleared cache, or blocks
+        another process just made whole) means looking again, up to ``again`` more times."""
+        blocks, failed = self._blocks(wanted, fetched, recent=again == 3)
         out = []
         with _Files() as files:  # each kept file opened once per group, however many ranges it serves
             for key, offset, buffer in jobs:
@@ -320,14 +351,14 @@ class Bucket:
                     wanted[key] = {index for job_key, offset, buffer in jobs if job_key == key and len(buffer)
                                    for index in range(offset // BLOCK_SIZE, (offset + len(buffer) - 1) // BLOCK_SIZE + 1)}
             return self._read_group(jobs, {key: v for key, v in wanted.items() if whole[key] is None}, whole,
-                                    again=False)
+                                    fetched, again=again - 1)
         return out
 
-    def _blocks(self, wanted: dict[str, set[int]], recent: bool = True
+    def _blocks(self, wanted: dict[str, set[int]], fetched: set[str], recent: bool = True
                 ) -> tuple[dict[str, dict[int, bytes | str]], dict[str, OSError]]:
         """Each wanted block by key and index: its kept file, else its bytes, fetched (runs
         of adjacent missing blocks, each run one ranged GET) and kept; and per key the
-        OSError fetching it raised (a missing object)."""
+        OSError fetching it raised (a missing object). Keys fetched go into ``fetched``."""
         blocks: dict[str, dict[int, bytes | str]] = {key: {} for key in wanted}
         runs = []
         for key, indexes in wanted.items():
@@ -340,6 +371,8 @@ class Bucket:
                 else:
                     blocks[key][index] = kept  # read in place: only the bytes a range needs
             runs += [(key, run) for run in _runs(missing, RUN_BLOCKS)]
+            if missing:
+                fetched.add(key)
         failed: dict[str, OSError] = {}
         if not runs:
             return blocks, failed
@@ -378,7 +411,10 @@ class Bucket:
         for position, index in enumerate(run):
             part = data[position * BLOCK_SIZE:(position + 1) * BLOCK_SIZE]
             found[index] = part
-            self.cache.fill(self.cache.block(url, index), lambda temporary, part=part: temporary.write_bytes(part))
+            try:
+                self.cache.fill(self.cache.block(url, index), lambda temporary, part=part: temporary.write_bytes(part))
+            except FileNotFoundError:
+                pass  # its folder went meanwhile (the object was made whole): served, not kept
         return found
 
     def list(self, pattern: str) -> dict[str, float]:

@@ -13,6 +13,13 @@ A large object read in parts (rows of a response matrix for a random batch) is k
 blocks of it that were read (``block``): fixed-size pieces, each its own file, fetched by
 byte range, so a training job that starts with an empty cache downloads each byte it needs
 once and no more. Blocks are kept, evicted and shared between processes as whole objects are.
+Once every block of an object is kept, ``assemble`` joins them into the object's whole file
+(local bytes only, nothing is downloaded; under a temporary name, renamed into place) and
+drops the blocks, so the object is kept once, as one file that readers map and read as a
+local folder's files are read. Two processes assembling one object at once both write it,
+the second rename wins with equal bytes; a reader that finds a block gone meanwhile reads
+the whole file instead (``forget_touches``, as after a cleared cache). An object downloaded
+whole drops its blocks too.
 
 Where: ``$SCANDB_CACHE``, else ``~/.cache/scandb``; size limit ``$SCANDB_CACHE_SIZE``
 (``20GB`` unless set; ``500MB``, ``1.5TB``, or bytes).
@@ -61,6 +68,36 @@ def parse_size(text: str) -> int:
     if not found or found[2].upper() not in UNITS:
         raise UsageError(f"{SIZE_VARIABLE}={text!r}: not a size (e.g. 20GB, 500MB)")
     return int(float(found[1]) * UNITS[found[2].upper()])
+
+
+def _copy(source: int, target: int, count: int) -> int:
+    """Up to ``count`` bytes from the file ``source`` (from its position) appended to
+    ``target``, in the kernel where it can (``sendfile``); returns the bytes copied."""
+    copied = 0
+    while copied < count:
+        try:
+            sent = os.sendfile(target, source, None, count - copied)
+        except OSError:
+            if copied:
+                raise
+            return _copy_by_reading(source, target, count)
+        if not sent:
+            break
+        copied += sent
+    return copied
+
+
+def _copy_by_reading(source: int, target: int, count: int) -> int:
+    copied = 0
+    while copied < count:
+        data = os.read(source, min(count - copied, 1 << 20))
+        if not data:
+            break
+        view = memoryview(data)
+        while view:
+            view = view[os.write(target, view):]
+        copied += len(data)
+    return copied
 
 
 def default_root() -> Path:
@@ -156,12 +193,19 @@ class Cache:
 
     def get(self, url: str, download: Callable[[Path], None]) -> Path:
         """The kept file of ``url``; when it is not kept, ``download(temporary)`` writes the
-        object into a temporary file, which is then renamed into place."""
-        return self.fill(self.file(url), download)
+        object into a temporary file, which is then renamed into place (and any blocks of
+        the object kept before are dropped: the whole file holds their bytes)."""
+        target = self.file(url)
+        if self.touched(target) is not None:
+            return target
+        self.fill(target, download)
+        self.drop_blocks(url)
+        return target
 
-    def fill(self, target: Path, download: Callable[[Path], None]) -> Path:
+    def fill(self, target: Path, download: Callable[[Path], None], grows: bool = True) -> Path:
         """``target`` (an object's or a block's file), written by ``download(temporary)``
-        and renamed into place when it is not kept already."""
+        and renamed into place when it is not kept already (``grows``: its bytes count
+        towards the next eviction; not for a file made of bytes the cache holds already)."""
         found = self.touched(target)
         if found is not None:
             return found
@@ -174,8 +218,94 @@ class Cache:
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-        self._grew(size)
+        if grows:
+            self._grew(size)
         return target
+
+    # -- blocks made whole -------------------------------------------------------------------
+
+    def complete_size(self, url: str, block_size: int) -> int | None:
+        """The object's size when every block of it is kept, else None. Blocks are kept as
+        fetched: each ``block_size`` bytes but the object's last, which is shorter, or
+        followed by an empty block (a range asked past the end); so the blocks 0..k kept,
+        the last non-empty one short or followed by an empty one, are the whole object.
+        One listing of the object's block folder, a stat of its last blocks."""
+        try:
+            names = os.listdir(self.block(url, 0).parent)
+        except OSError:
+            return None
+        kept = {int(name) for name in names if name.isdigit()}
+        count = 0
+        while count in kept:
+            count += 1  # blocks 0..count-1 kept (any kept past them are empty, past the end)
+        sizes: dict[int, int] = {}
+        for index in range(count - 1, -1, -1):
+            try:
+                sizes[index] = os.stat(self.block_name(url, index)).st_size
+            except OSError:
+                return None
+            if sizes[index]:
+                break
+        if not sizes:
+            return None  # block 0 is not kept
+        last = min(sizes)
+        if not sizes[last]:
+            return 0  # every block kept is empty: an empty object
+        if sizes[last] < block_size or last + 1 in sizes:
+            return last * block_size + sizes[last]
+        return None  # the last block kept is full: more may follow
+
+    def assemble(self, url: str, block_size: int) -> Path | None:
+        """The object's whole file made of its kept blocks when every block is kept (see
+        ``complete_size``), the blocks then dropped; None when some block is not kept (or
+        went meanwhile). Only local bytes are read. The whole file is written under a
+        temporary name and renamed into place; its bytes were counted as blocks, so the
+        cache does not grow by them (while it is written, the object is on disk twice)."""
+        size = self.complete_size(url, block_size)
+        if size is None:
+            return None
+        count = max(1, -(-size // block_size))
+
+        def join(temporary: Path) -> None:
+            with open(temporary, "wb") as out:
+                for index in range(count):
+                    expected = min(block_size, size - index * block_size)
+                    with open(self.block_name(url, index), "rb") as block:
+                        if _copy(block.fileno(), out.fileno(), expected) != expected:
+                            raise OSError(f"block {index} of {url} is not {expected} bytes")
+        try:
+            whole = self.fill(self.file(url), join, grows=False)
+        except OSError:
+            return None  # a block went meanwhile (evicted, or another process assembled it)
+        self.drop_blocks(url)
+        return whole
+
+    def drop_blocks(self, url: str) -> int:
+        """Remove the object's kept blocks (its whole file is kept); returns the bytes
+        removed. A reader about to open one of them finds it gone and reads the whole file
+        (``forget_touches``). The folder goes too once empty: a block another process is
+        writing meanwhile keeps it, and stays until evicted."""
+        folder = self.block(url, 0).parent
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            return 0
+        removed = 0
+        for name in names:
+            if name.endswith(PART_SUFFIX):
+                continue  # another process's block in flight: its rename must find the folder
+            path = os.path.join(folder, name)
+            try:
+                size = os.stat(path).st_size
+                os.unlink(path)
+                removed += size
+            except OSError:
+                pass
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+        return removed
 
     def keep(self, url: str, local: Path) -> None:
         """Move a local file (just uploaded as ``url``) into the cache."""

@@ -98,27 +98,13 @@ class Folder:
         A file named by several jobs is opened once. ``parallel``: several reads in flight
         (``preadv`` releases the GIL, so a cold disk sees several requests: large windows);
         without, one after another (small warm rows, where a thread pool costs more)."""
-        fds: dict[str, int | OSError] = {}
-        try:
-            for key, _, _ in jobs:
-                if key not in fds:
-                    try:
-                        fds[key] = os.open(self._prefix + key, os.O_RDONLY)
-                    except OSError as exc:
-                        fds[key] = exc
+        return read_files(jobs, {key: self._prefix + key for key in dict.fromkeys(key for key, _, _ in jobs)},
+                          parallel)
 
-            def one(job):
-                fd = fds[job[0]]
-                return fd if isinstance(fd, OSError) else os.preadv(fd, [job[2]], job[1])
-
-            if len(jobs) < 2 or not parallel:
-                return [one(job) for job in jobs]
-            with ThreadPoolExecutor(min(READ_THREADS, len(jobs)), thread_name_prefix="scandb-read") as pool:
-                return list(pool.map(one, jobs))
-        finally:
-            for fd in fds.values():
-                if not isinstance(fd, OSError):
-                    os.close(fd)
+    def kept_file(self, key: str) -> str:
+        """The file of ``key``: a folder's files are local (``bucket.Bucket.kept_file``
+        names an object's local copy, when the cache keeps one)."""
+        return self._prefix + key
 
     def list(self, pattern: str) -> dict[str, float]:
         """Finished files whose key matches the glob ``pattern``, with their modification
@@ -229,6 +215,31 @@ class Folder:
         if self.root.is_dir():
             for folder in sorted(self.root.glob("**/"), key=lambda p: len(p.parts), reverse=True):
                 remove_if_empty(folder, self.root)
+
+
+def read_files(jobs: list[tuple[str, int, memoryview]], files: dict[str, str], parallel: bool) -> list[int | OSError]:
+    """``Folder.read_ranges`` of local files: each job's key read from ``files[key]``,
+    each file opened once; per job the bytes read or the OSError opening its file raised."""
+    fds: dict[str, int | OSError] = {}
+    try:
+        for key, name in files.items():
+            try:
+                fds[key] = os.open(name, os.O_RDONLY)
+            except OSError as exc:
+                fds[key] = exc
+
+        def one(job):
+            fd = fds[job[0]]
+            return fd if isinstance(fd, OSError) else os.preadv(fd, [job[2]], job[1])
+
+        if len(jobs) < 2 or not parallel:
+            return [one(job) for job in jobs]
+        with ThreadPoolExecutor(min(READ_THREADS, len(jobs)), thread_name_prefix="scandb-read") as pool:
+            return list(pool.map(one, jobs))
+    finally:
+        for fd in fds.values():
+            if not isinstance(fd, OSError):
+                os.close(fd)
 
 
 def _modified(path: Path) -> float:
