@@ -101,8 +101,7 @@ def collect_garbage(stores: Iterable[tuple[Store, set[str]]], min_age: float = 0
     listing is a request: in flight together, not in turn), and all of them before any
     store loses a file, so a foreign store (``refuse_foreign``) is refused with nothing deleted."""
     stores = list(stores)
-    with ThreadPoolExecutor(max(1, min(LISTINGS, len(stores))), thread_name_prefix="scandb-list") as pool:
-        going = list(pool.map(lambda pair: _old_enough(unreferenced_ages(*pair), min_age), stores))
+    going = _at_once(lambda pair: _old_enough(unreferenced_ages(*pair), min_age), stores)
     removed = 0
     for (store, _), keys in zip(stores, going):
         removed += store.folder.delete(keys)
@@ -147,15 +146,19 @@ def has_files_older_than(stores: Iterable[Store], min_age: float) -> bool:
     """Whether any finished file or temporary of these stores was modified at least
     ``min_age`` seconds ago (each store listed once, the stores at once; whether rows
     reference the files is not asked)."""
-    stores = list(stores)
     cutoff = age_cutoff(min_age)
 
     def old(store: Store) -> bool:
         listed = {**store.folder.list(store.pattern), **store.folder.temporaries(store._temporary_folders())}
         return any(modified <= cutoff for modified in listed.values())
+    return any(_at_once(old, list(stores)))
 
+
+def _at_once(list_one, stores: list) -> list:
+    """``list_one`` of each store, ``LISTINGS`` at a time (on a bucket each listing is a
+    request: in flight together, not in turn)."""
     with ThreadPoolExecutor(max(1, min(LISTINGS, len(stores))), thread_name_prefix="scandb-list") as pool:
-        return any(pool.map(old, stores))
+        return list(pool.map(list_one, stores))
 
 
 def unreferenced(store: Store, referenced: set[str], min_age: float = 0.0) -> list[str]:

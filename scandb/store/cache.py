@@ -70,36 +70,6 @@ def parse_size(text: str) -> int:
     return int(float(found[1]) * UNITS[found[2].upper()])
 
 
-def _copy(source: int, target: int, count: int) -> int:
-    """Up to ``count`` bytes from the file ``source`` (from its position) appended to
-    ``target``, in the kernel where it can (``sendfile``); returns the bytes copied."""
-    copied = 0
-    while copied < count:
-        try:
-            sent = os.sendfile(target, source, None, count - copied)
-        except OSError:
-            if copied:
-                raise
-            return _copy_by_reading(source, target, count)
-        if not sent:
-            break
-        copied += sent
-    return copied
-
-
-def _copy_by_reading(source: int, target: int, count: int) -> int:
-    copied = 0
-    while copied < count:
-        data = os.read(source, min(count - copied, 1 << 20))
-        if not data:
-            break
-        view = memoryview(data)
-        while view:
-            view = view[os.write(target, view):]
-        copied += len(data)
-    return copied
-
-
 def default_root() -> Path:
     return Path(os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "scandb").expanduser().absolute()
 
@@ -271,8 +241,9 @@ class Cache:
                 for index in range(count):
                     expected = min(block_size, size - index * block_size)
                     with open(self.block_name(url, index), "rb") as block:
-                        if _copy(block.fileno(), out.fileno(), expected) != expected:
+                        if os.fstat(block.fileno()).st_size != expected:
                             raise OSError(f"block {index} of {url} is not {expected} bytes")
+                        shutil.copyfileobj(block, out)
         try:
             whole = self.fill(self.file(url), join, grows=False)
         except OSError:
