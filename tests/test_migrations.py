@@ -47,7 +47,7 @@ def catalog(path: Path) -> tuple[set, set]:
 def test_migrated_schema_matches_schema_py(tmp_path):
     migrated = tmp_path / "migrated.duckdb"
     with Database(migrated, read_only=False) as db:
-        db.upgrade()
+        db.upgrade(replay=True)
     created = tmp_path / "created.duckdb"
     engine = sa.create_engine(f"duckdb:///{created}")
     schema.metadata.create_all(engine)
@@ -57,6 +57,62 @@ def test_migrated_schema_matches_schema_py(tmp_path):
     assert migrated_columns == created_columns
     assert migrated_constraints == created_constraints
     assert {c[0] for c in migrated_columns} == set(schema.metadata.tables)
+
+
+def schema_of(db: Database) -> dict[str, list]:
+    """What DuckDB's catalog says of the database's schema: every column in its place (of
+    tables and views), constraint, view text and macro, and the revision Alembic reads."""
+    from alembic.runtime.migration import MigrationContext
+
+    def rows(sql: str) -> list[tuple]:
+        return sorted(db.conn.execute(sql).fetchall(), key=repr)
+
+    where = "database_name = current_database()"
+    with db.engine.connect() as connection:
+        revision = MigrationContext.configure(connection).get_current_revision()
+    return {
+        "columns": rows("SELECT table_name, column_index, column_name, data_type, is_nullable, column_default, "
+                        f"comment FROM duckdb_columns() WHERE {where} AND NOT internal"),
+        "constraints": rows("SELECT table_name, constraint_type, constraint_column_names::VARCHAR "
+                            f"FROM duckdb_constraints() WHERE {where}"),
+        "views": rows(f"SELECT view_name, sql FROM duckdb_views() WHERE {where} AND NOT internal"),
+        "macros": rows("SELECT function_name, parameters::VARCHAR, macro_definition FROM duckdb_functions() "
+                       f"WHERE {where} AND function_type = 'macro'"),
+        "revision": [revision],
+    }
+
+
+@pytest.mark.parametrize("kind", ["file", "lake"])
+def test_a_new_database_made_at_head_in_one_step_is_the_one_every_revision_builds(kind, tmp_path):
+    def target(name: str) -> str | Path:
+        return f"ducklake:sqlite:{tmp_path / name}.sqlite" if kind == "lake" else tmp_path / f"{name}.duckdb"
+
+    with Database(target("replayed"), data_path=tmp_path / "replayed", read_only=False) as db:
+        db.upgrade(replay=True)
+        replayed = schema_of(db)
+    with Database(target("made"), data_path=tmp_path / "made", read_only=False) as db:
+        assert db.upgrade() == (None, head_revision())
+        made = schema_of(db)
+    assert replayed["revision"] == [head_revision()] and len(replayed["columns"]) > 100
+    for part in replayed:
+        assert made[part] == replayed[part], part
+
+
+def test_a_database_made_at_head_downgrades_and_upgrades_through_alembic(tmp_path):
+    path = tmp_path / "made.duckdb"
+    with Database(path, read_only=False) as db:
+        db.upgrade()
+    downgrade(path, "0001")
+    with Database(path) as db:
+        assert db.revision() == "0001"
+        assert db.data_tables() == {"scans", "neurons", "trials", "behavior", "responses", "images", "statistics",
+                                    "scan_files"}
+    upgrade(path)
+    replayed = tmp_path / "replayed.duckdb"
+    with Database(replayed, read_only=False) as db:
+        db.upgrade(replay=True)
+    with Database(path) as db, Database(replayed) as other:
+        assert schema_of(db) == schema_of(other)
 
 
 def test_new_database_is_created_at_head_and_views_exist(tmp_path):

@@ -50,10 +50,16 @@ def test_sql_loads_no_pandas(lab_db):
     assert "pandas" not in imported_by("sql", "SELECT tier, count(*) FROM trials GROUP BY tier", "--db", str(lab_db))
 
 
-def test_migrating_loads_alembic(tmp_path: Path):
-    """The check above can fail: a command that migrates does load them."""
-    loaded = imported_by("migrate", "--db", str(tmp_path / "new.duckdb"))
-    assert {"sqlalchemy", "alembic", "duckdb_engine"} <= loaded
+def test_migrating_loads_alembic_and_making_a_new_database_does_not(tmp_path: Path):
+    """The check above can fail: a command that upgrades a database loads them; a new
+    database is made at the head without Alembic (``catalog/fresh.py``)."""
+    from scandb.catalog.database import Database
+
+    made = imported_by("migrate", "--db", str(tmp_path / "new.duckdb"))
+    assert {"sqlalchemy", "duckdb_engine"} <= made and "alembic" not in made
+    with Database(tmp_path / "old.duckdb", read_only=False) as db:
+        db.upgrade("0001")
+    assert {"sqlalchemy", "alembic", "duckdb_engine"} <= imported_by("migrate", "--db", str(tmp_path / "old.duckdb"))
 
 
 def test_revisions_read_without_alembic_match_alembic():

@@ -12,7 +12,7 @@ Create Date: 2026-11-25
 
 from alembic import op
 
-from scandb.catalog.views import create_responses_long, create_trials_full
+from scandb.catalog.views import CREATE_RESPONSE_AT, CREATE_SCAN_IMAGES, create_responses_long, create_trials_full
 
 revision = "0002"
 down_revision = "0001"
@@ -22,12 +22,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute(create_trials_full("0002"))
-    op.execute("""
-        CREATE VIEW scan_images AS
-        SELECT DISTINCT t.scan_key, t.image_id, i.image_hash, i.path, i.shape, i.dtype
-        FROM trials t JOIN images i USING (image_hash)
-    """)
-    op.execute("CREATE MACRO response_at(response, neuron_idx) AS response[neuron_idx + 1]")
+    op.execute(CREATE_SCAN_IMAGES)
+    op.execute(CREATE_RESPONSE_AT)
     op.execute(create_responses_long("0002"))
 
 

@@ -323,8 +323,10 @@ class Database:
                             f"(or 'scandb migrate --db {self.name}')",
                             cli_message=f"{older}; run 'scandb migrate --db {self.name}'")
 
-    def upgrade(self, target: str = "head") -> tuple[str | None, str]:
-        """Migrate to the newest revision (or ``target``); returns (before, after)."""
+    def upgrade(self, target: str = "head", *, replay: bool = False) -> tuple[str | None, str]:
+        """Migrate to the newest revision (or ``target``); returns (before, after). An empty
+        database is made at the head in one step (``fresh.py``) unless ``replay`` asks for
+        every revision to run, as they do on a database that exists."""
         before = self.revision()
         if before is None and self.data_tables():
             raise DatabaseError(f"{self.name}: not a scandb database (it has tables but no schema revision)")
@@ -332,6 +334,12 @@ class Database:
             self.check_revision()
         if self.read_only:
             raise DatabaseError(f"{self.name}: opened read-only; cannot migrate")
+        if before is None and target in ("head", head_revision()) and not replay:
+            from .fresh import create_at_head
+
+            with self.engine.begin() as connection:
+                create_at_head(connection, head_revision())
+            return before, self.revision()
         from alembic import command
 
         config = _alembic_config()

@@ -40,10 +40,10 @@ scans = sa.Table(
     sa.Column("source_name", sa.String, nullable=False),
     sa.Column("source_size", sa.BigInteger, nullable=False),
     sa.Column("source_sha256", sa.String, nullable=False),
-    sa.Column("content_sha256", sa.String,
-              comment="sha256 over the scan's member names and bytes: equal for a zip and its unzipped folder"),
     sa.Column("ingested_at", sa.DateTime, nullable=False),
     sa.Column("scandb_version", sa.String, nullable=False),
+    sa.Column("content_sha256", sa.String,
+              comment="sha256 over the scan's member names and bytes: equal for a zip and its unzipped folder"),
 )
 
 neurons = sa.Table(

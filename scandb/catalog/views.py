@@ -112,3 +112,20 @@ TRIALS_FULL = {
 def create_trials_full(revision: str) -> str:
     """The statement that (re)defines ``trials_full`` as of ``revision``."""
     return f"CREATE OR REPLACE VIEW trials_full AS {TRIALS_FULL[revision]}"
+
+
+CREATE_SCAN_IMAGES = """
+        CREATE VIEW scan_images AS
+        SELECT DISTINCT t.scan_key, t.image_id, i.image_hash, i.path, i.shape, i.dtype
+        FROM trials t JOIN images i USING (image_hash)
+    """
+"""Unchanged since revision 0002."""
+CREATE_RESPONSE_AT = "CREATE MACRO response_at(response, neuron_idx) AS response[neuron_idx + 1]"
+"""Unchanged since revision 0002."""
+
+
+def at_head() -> list[str]:
+    """The statements that make every view and macro of a database at the head revision
+    (in the order revision 0002 made them)."""
+    return [create_trials_full(max(TRIALS_FULL)), CREATE_SCAN_IMAGES, CREATE_RESPONSE_AT,
+            create_responses_long(max(RESPONSES_LONG))]
