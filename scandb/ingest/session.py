@@ -89,9 +89,10 @@ def stimulus_members(session: Session) -> dict[int, str]:
 def file_digests(files: SessionFiles) -> dict[str, str]:
     """sha256 of every file of the session, by relative name (one streamed read of each)."""
     digests = {}
+    buffer = bytearray(CHUNK)  # one, reused: each block is hashed before the next is read
     for name in sorted(files.names()):
         digest = hashlib.sha256()
-        for block in files.chunks(name):
+        for block in files.chunks(name, CHUNK, lambda size: buffer):
             digest.update(block)
         digests[name] = digest.hexdigest()
     return digests
@@ -216,7 +217,7 @@ class _SessionWriter:
                 feed = _RowFeeder(accumulators, data.dtype, data.shape[1], skip)
                 row_bytes = data.dtype.itemsize * data.shape[1]
                 size = max(1, CHUNK // row_bytes) * row_bytes if skip == 0 else CHUNK
-            key, digest = self.arrays.copy(self.files.chunks(member, size), header, feed)
+            key, digest = self.arrays.copy(lambda take: self.files.chunks(member, size, take), header, feed)
             paths[name] = key
             self.digests[member] = digest
         return paths

@@ -35,6 +35,18 @@ def _read_ahead(fd: int, offset: int, end: int) -> None:
             pass  # only a hint
 
 
+def _read_into(fd: int, buffer: bytearray, size: int, offset: int) -> memoryview:
+    """Up to ``size`` bytes at ``offset`` into ``buffer``; a view of those read (empty at the end)."""
+    view = memoryview(buffer)[:size]
+    got = 0
+    while got < size:
+        n = os.preadv(fd, [view[got:]], offset + got)
+        if not n:
+            break
+        got += n
+    return view[:got]
+
+
 class SessionFiles:
     """A session's files by relative POSIX name (the session root stripped)."""
 
@@ -60,8 +72,10 @@ class SessionFiles:
                order: str = "C") -> np.ndarray:
         raise NotImplementedError
 
-    def chunks(self, name: str, size: int = CHUNK) -> Iterator[bytes]:
-        """The file's bytes, ``size`` at a time (a large array copied with bounded memory)."""
+    def chunks(self, name: str, size: int = CHUNK, take=None) -> Iterator[bytes | memoryview]:
+        """The file's bytes, ``size`` at a time (a large array copied with bounded memory).
+        With ``take``, each block is read into the buffer ``take(size)`` returns and a view
+        of it is yielded (valid until the buffer is handed out again): no new memory per block."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -128,14 +142,14 @@ class FolderFiles(SessionFiles):
         except OSError as exc:
             raise self.bad(name, f"cannot read ({exc.strerror or exc})") from None
 
-    def chunks(self, name, size=CHUNK):
+    def chunks(self, name, size=CHUNK, take=None):
         try:
-            with open(self._root / name, "rb") as f:
+            with open(self._root / name, "rb", buffering=0) as f:
                 end = os.fstat(f.fileno()).st_size
                 done = 0
                 while True:
                     _read_ahead(f.fileno(), done + size, end)
-                    block = f.read(size)
+                    block = f.read(size) if take is None else _read_into(f.fileno(), take(size), size, done)
                     if not block:
                         break
                     done += len(block)
@@ -203,12 +217,13 @@ class TarFiles(SessionFiles):
         info = self._members[name]
         return os.pread(self._fd, min(n, info.size), info.offset_data)
 
-    def chunks(self, name, size=CHUNK):
+    def chunks(self, name, size=CHUNK, take=None):
         info = self._members[name]
         done = 0
         while done < info.size:
             _read_ahead(self._fd, info.offset_data + done + size, info.offset_data + info.size)
-            block = os.pread(self._fd, min(size, info.size - done), info.offset_data + done)
+            want, at = min(size, info.size - done), info.offset_data + done
+            block = os.pread(self._fd, want, at) if take is None else _read_into(self._fd, take(size), want, at)
             if not block:
                 raise self.bad(name, "member is cut short by the end of the tar")
             done += len(block)

@@ -44,24 +44,26 @@ class SessionStore(Store):
         self.created: list[Path] = []
         """Files this object put in place: removed again if the ingest rolls back."""
 
-    def copy(self, chunks, header: bytes = b"", on_block=None) -> tuple[str, str]:
-        """Store ``header`` followed by the byte ``chunks``; returns the key and the sha256 of
-        the chunks alone (the source file's bytes). ``on_block(block)`` sees each chunk, in
-        order. The digests and ``on_block`` run in threads of their own (hashlib and numpy let
-        go of the GIL), so the copy, the digests and ``on_block`` share the cores, each block
-        read once."""
+    def copy(self, read, header: bytes = b"", on_block=None) -> tuple[str, str]:
+        """Store ``header`` followed by the blocks ``read(take)`` yields; returns the key and
+        the sha256 of the blocks alone (the source file's bytes). ``read`` reads each block
+        into a buffer ``take(size)`` hands it (reused: ``_Ring``) and yields a view of what it
+        read. ``on_block(block)`` sees each block, in order, and must keep no view of it.
+        The digest and ``on_block`` run in threads of their own (hashlib and numpy let go of
+        the GIL), so the copy, the digest and ``on_block`` share the cores, each block read once."""
         source = _Hasher(hashlib.sha256())
         seen = _Worker(on_block) if on_block is not None else None
+        ring = _Ring([w for w in (source, seen) if w is not None])
         staged = self.folder.staging(f"{FOLDER}/writing.npy")
         try:
             try:
-                with open(staged, "wb") as f:
+                with open(staged, "wb", buffering=0) as f:
                     f.write(header)
-                    for block in chunks:
+                    for block in read(ring.take):
                         source.put(block)
                         if seen is not None:
                             seen.put(block)
-                        f.write(block)
+                        _write_all(f, block)
             finally:
                 source_digest = source.close()
                 if seen is not None:
@@ -82,14 +84,24 @@ class SessionStore(Store):
         return np.load(self.folder.path(key), mmap_mode="r", allow_pickle=False)
 
 
+def _write_all(f, block: memoryview) -> None:
+    """An unbuffered file's ``write`` may write less than it was given."""
+    done = 0
+    while done < len(block):
+        done += f.write(block[done:])
+
+
 class _Worker:
     """``consume(block)`` for every block, in a thread of its own, fed through a short queue
-    (bounded memory); an exception is raised again by ``close``."""
+    (bounded memory); an exception is raised again by ``close``. ``wait_done(n)`` returns
+    once ``n`` blocks are finished with (consumed, or drained after an error)."""
 
     def __init__(self, consume):
         self._consume = consume
         self._queue: queue.Queue = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
+        self._done = 0
+        self._progress = threading.Condition()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         self._closed = False
@@ -101,8 +113,15 @@ class _Worker:
                     self._consume(block)
                 except BaseException as exc:  # the rest of the blocks are drained, not consumed
                     self._error = exc
+            with self._progress:
+                self._done += 1
+                self._progress.notify_all()
 
-    def put(self, block: bytes) -> None:
+    def wait_done(self, n: int) -> None:
+        with self._progress:
+            self._progress.wait_for(lambda: self._done >= n)
+
+    def put(self, block) -> None:
         self._queue.put(block)
 
     def close(self) -> None:
@@ -112,6 +131,34 @@ class _Worker:
             self._thread.join()
         if self._error is not None:
             raise self._error
+
+
+RING_DEPTH = 6
+"""Buffers a copy reads into in turn: one being read and written, and up to 4 queued for each worker."""
+
+
+class _Ring:
+    """Buffers handed out in turn (``take``), each reused once every worker has finished the
+    block read into it before. A fresh 8 MB ``bytes`` per block made the kernel fault in and
+    zero every page of it: copying 2.1 GB took 2.2-4.6 CPU s that way against 0.7 s into
+    reused buffers (BENCHMARKS.md, experanto sessions)."""
+
+    def __init__(self, workers: list[_Worker], depth: int = RING_DEPTH):
+        self.workers, self.depth = workers, depth
+        self.buffers: list[bytearray] = []
+        self.handed = 0
+
+    def take(self, size: int) -> bytearray:
+        k, slot = self.handed, self.handed % self.depth
+        if k >= self.depth:  # the block read into this buffer before is block k - depth
+            for worker in self.workers:
+                worker.wait_done(k - self.depth + 1)
+        if slot == len(self.buffers):
+            self.buffers.append(bytearray(size))
+        elif len(self.buffers[slot]) < size:
+            self.buffers[slot] = bytearray(size)
+        self.handed += 1
+        return self.buffers[slot]
 
 
 class _Hasher(_Worker):
