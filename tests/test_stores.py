@@ -403,3 +403,27 @@ def test_an_object_a_reader_just_touched_is_not_evicted_before_it_opens_it(tmp_p
     assert path.read_bytes() == bytes([2]) * 3000
     os.utime(path, (path.stat().st_mtime - IN_USE_S - 1,) * 2)  # not used for a while: it goes
     assert other.evict() == 3000 and other.info()["objects"] == 0
+
+
+def test_a_session_array_copied_through_reused_buffers_keeps_every_block(tmp_path):
+    """More blocks than the copy has buffers, and a consumer slower than the reader: every
+    block reaches the file, the digest and ``on_block`` as it was read, in order."""
+    from scandb.session.files import FolderFiles
+    from scandb.store.sessions import RING_DEPTH, SessionStore
+
+    source = np.random.default_rng(3).integers(0, 255, size=(RING_DEPTH * 5 + 3) * 4096 - 17, dtype=np.uint8)
+    (tmp_path / "s" / "responses").mkdir(parents=True)
+    (tmp_path / "s" / "responses" / "data.mem").write_bytes(source.tobytes())
+    files = FolderFiles(tmp_path / "s")
+    seen = []
+
+    def slow(block):
+        time.sleep(0.002)
+        seen.append(bytes(block))
+
+    header = b"\x93NUMPY header"
+    store = SessionStore(tmp_path / "store")
+    key, digest = store.copy(lambda take: files.chunks("responses/data.mem", 4096, take), header, slow)
+    assert digest == hashlib.sha256(source.tobytes()).hexdigest()
+    assert (tmp_path / "store" / key).read_bytes() == header + source.tobytes()
+    assert b"".join(seen) == source.tobytes() and len(seen) == RING_DEPTH * 5 + 3
