@@ -11,7 +11,9 @@ does, resumable mid-epoch (``pip install scandb[torch]``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +135,7 @@ class SessionDataset(torch.utils.data.Dataset):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_session", None)
+        state.pop("_helper", None)
         return state
 
     def __len__(self) -> int:
@@ -147,7 +150,17 @@ class SessionDataset(torch.utils.data.Dataset):
     def chunk(self, start: float) -> dict:
         """The chunk at any start time, as numpy arrays."""
         return chunks.chunk(self.session, start, normalize_timestamps=self.normalize_timestamps,
-                            settings=(self.full_config, self.modalities))
+                            settings=(self.full_config, self.modalities), beside=self._beside())
+
+    def _beside(self):
+        """A thread of this process that samples the sequences while the screen's frames are
+        made; None in a ``DataLoader`` worker (the workers are the parallelism there)."""
+        if torch.utils.data.get_worker_info() is not None:
+            return None
+        helper = getattr(self, "_helper", None)
+        if helper is None or helper[0] != os.getpid():  # a forked copy's executor has no thread
+            helper = self._helper = (os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="scandb-chunk"))
+        return helper[1]
 
     def epoch_indexes(self, seed: int | None = 0, epoch: int = 0) -> np.ndarray:
         """The indexes an epoch visits: train, a random ``len // sample_stride`` of them in random

@@ -21,6 +21,8 @@ rounded to 1e-5 s, sampled and normalised as ``scandb.session.sampling`` does; t
 
 from __future__ import annotations
 
+from concurrent import futures
+
 import numpy as np
 
 from ..errors import UsageError
@@ -216,20 +218,36 @@ def chunk_times(full_config: dict, name: str, start: float) -> np.ndarray:
 
 
 def chunk(session, start: float, config: dict | None = None, modalities=None,
-          normalize_timestamps: bool = True, *, settings: tuple[dict, tuple[str, ...]] | None = None) -> dict:
+          normalize_timestamps: bool = True, *, settings: tuple[dict, tuple[str, ...]] | None = None,
+          beside=None) -> dict:
     """The chunk at ``start`` as numpy arrays: ChunkDataset's item (screen ``(C, T, H, W)``
     float32, sequences ``(T, n_signals)``, and ``timestamps`` per modality). ``settings``:
-    ``chunk_settings(config, modalities)``, when the caller made it once for many chunks."""
+    ``chunk_settings(config, modalities)``, when the caller made it once for many chunks.
+    ``beside``: an executor (``concurrent.futures``) that samples the other modalities while
+    this thread makes the screen's frames (cv2 works outside the GIL): the same arrays."""
     full, names = settings if settings is not None else chunk_settings(config, modalities)
-    out, stamps = {}, {}
     reference = session.modalities["responses"].start_time
-    for name in names:
+
+    def one(name: str):
         times = chunk_times(full, name, start)
         values = sample_merged(session, times, [name], full)[name]
         if name == "screen" or isinstance(session.modalities[name], Screen):
             values = np.moveaxis(values, -1, 0) if values.ndim == 4 else values[np.newaxis]
             values = np.ascontiguousarray(values, dtype=np.float32)
-        out[name] = values
-        stamps[name] = (times - reference).astype(np.float32) if normalize_timestamps else times
-    out["timestamps"] = stamps
+        return values, (times - reference).astype(np.float32) if normalize_timestamps else times
+
+    screens = [n for n in names if n == "screen" or isinstance(session.modalities[n], Screen)]
+    others = [n for n in names if n not in screens]
+    if beside is not None and screens and others:
+        pending = beside.submit(lambda: [one(name) for name in others])
+        try:
+            made = {name: one(name) for name in screens}
+        except BaseException:
+            futures.wait([pending])
+            raise
+        made.update(zip(others, pending.result()))
+    else:
+        made = {name: one(name) for name in names}
+    out = {name: made[name][0] for name in names}
+    out["timestamps"] = {name: made[name][1] for name in names}
     return out

@@ -118,10 +118,18 @@ def _nearest_shifted(seq: Sequence, times: np.ndarray, time_delta: float) -> np.
 
 
 def _patch_prefixes(out: np.ndarray, following: np.ndarray, rank: np.ndarray, prefix: np.ndarray) -> None:
-    """``out[t, j] = following[t, j]`` where ``rank[j] < prefix[t]``. For 4- and 8-byte values
-    the choice is made on the bits (``out ^ ((out ^ following) & select)``, ``select`` all ones
+    """``out[t, j] = following[t, j]`` where ``rank[j] < prefix[t]``. float32 and float64 rows
+    take ``cv2.copyTo`` with that mask: one masked copy of whole elements (NaN bits untouched),
+    instead of four integer passes and their temporaries. For other 4- and 8-byte values the
+    choice is made on the bits (``out ^ ((out ^ following) & select)``, ``select`` all ones
     where ``rank - prefix`` is negative): whole-array integer passes, about twice as fast as
     a masked copy, and any value (NaN too) is moved untouched."""
+    if out.dtype in (np.float32, np.float64) and out.ndim == 2:  # cv2's masked copy: one pass, bytes moved as they are
+        mask = np.less(rank[np.newaxis, :], prefix[:, np.newaxis]).view(np.uint8)
+        written = cv2.copyTo(following, mask, dst=out)
+        if not np.shares_memory(written, out):
+            np.copyto(out, written)
+        return
     size = out.dtype.itemsize
     if size not in (4, 8):
         np.putmask(out, rank[np.newaxis, :] < prefix[:, np.newaxis], following)
