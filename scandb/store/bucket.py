@@ -25,8 +25,9 @@ Credentials come the ecosystem's way: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS
 (``AWS_SESSION_TOKEN``), ``AWS_REGION`` and, for a server other than AWS,
 ``AWS_ENDPOINT_URL``. They are never stored in the catalog.
 
-The client is boto3 (the ``cloud`` extra), created anew in each process: ingest workers are
-forked, and so are DataLoader workers. (obstore, faster at coalesced range reads, hung in a
+The client is boto3 (the ``cloud`` extra), one per process and credentials, created anew in
+each process: ingest workers are forked, and so are DataLoader workers (a forked child makes
+its client from the session its parent kept, in milliseconds). (obstore, faster at coalesced range reads, hung in a
 forked child here.)
 """
 
@@ -734,19 +735,47 @@ class ObjectPath:
         self.bucket.delete([self.key])
 
 
+_sessions: dict[Credentials, object] = {}
+"""boto3 sessions by credentials, kept for the process and the processes it forks: a new
+session reads and parses botocore's S3 model again (~0.1 s a client), a kept one makes a
+client in a few ms (a forked ingest worker's, a new connection's)."""
+_clients: dict[Credentials, object] = {}
+"""This process's clients by credentials, shared by its ``Bucket`` objects (thread-safe)."""
+_clients_lock = threading.Lock()
+
+
+def _forked() -> None:
+    """In a forked child: the parent's clients (their connections) are not its own."""
+    global _clients_lock
+    _clients.clear()
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def _client(url: str):
     found = credentials(url)
+    client = _clients.get(found)
+    if client is not None:
+        return client
     try:
         import boto3
         from botocore.config import Config
     except ModuleNotFoundError:
         raise DatabaseError(f"{url}: a store on a bucket needs boto3; install it with {CLOUD_EXTRA}") from None
-    session = boto3.session.Session(aws_access_key_id=found.key_id, aws_secret_access_key=found.secret,
-                                    aws_session_token=found.token, region_name=found.region)
-    config = Config(max_pool_connections=32, retries={"max_attempts": 5, "mode": "standard"},
-                    s3={"addressing_style": "path"} if found.endpoint else None,
-                    connect_timeout=10, read_timeout=60)
-    return session.client("s3", endpoint_url=found.endpoint, config=config)
+    with _clients_lock:
+        if found not in _clients:
+            session = _sessions.get(found)
+            if session is None:
+                session = _sessions[found] = boto3.session.Session(
+                    aws_access_key_id=found.key_id, aws_secret_access_key=found.secret,
+                    aws_session_token=found.token, region_name=found.region)
+            config = Config(max_pool_connections=32, retries={"max_attempts": 5, "mode": "standard"},
+                            s3={"addressing_style": "path"} if found.endpoint else None,
+                            connect_timeout=10, read_timeout=60)
+            _clients[found] = session.client("s3", endpoint_url=found.endpoint, config=config)
+        return _clients[found]
 
 
 REFUSED = {"InvalidAccessKeyId": "no such key id", "SignatureDoesNotMatch": "the secret is not that key id's",
