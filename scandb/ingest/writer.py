@@ -204,13 +204,15 @@ class _ScanWriter:
                 self._insert("scans", tables.scan_row(s, source, datetime.now(timezone.utc).replace(tzinfo=None),
                                                       __version__))
                 if self.matrix is not None:
-                    key = self.matrix.finish()
-                    self._insert("response_matrices", tables.response_matrix_row(s.key, key, s.n_trials, s.n_neurons))
+                    self._insert("response_matrices", tables.response_matrix_row(s.key, self.matrix.key, s.n_trials,
+                                                                                 s.n_neurons))
                 if replaced:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
                 shared = sorted(set(image_hashes) & self.known_images)
                 if shared:  # rows another scan added: part of this scan's digest of images
                     self.digests.add_rows_of(self.conn, "images", "list_contains(?, image_hash)", [shared])
+                if self.matrix is not None:  # in place (on a bucket: its upload, begun once every row was
+                    self.matrix.finish()      # written, done), before its digest is taken and the commit
                 rows_hashed = self.row_digests and len(self.row_digests) == s.n_trials
                 record_digests(self.db, s.key, [self.row_digests[t] for t in range(s.n_trials)] if rows_hashed else None,
                                self.digests.digests())

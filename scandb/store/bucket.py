@@ -38,8 +38,8 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -528,12 +528,32 @@ class Bucket:
     def publish(self, staged: Path, key: str) -> None:
         """Upload a file built by ``staging`` as ``key`` (in parts when large), then keep it
         in the cache."""
+        self._upload_file(staged, key)
+        self.cache.keep(self.url_of(key), staged)
+
+    def begin_publish(self, staged: Path, key: str) -> Callable[[bool], None]:
+        """``publish`` with the upload begun now, in a thread of its own, while the caller
+        goes on (reading the staged file is fine, changing it is not); returns ``done``:
+        ``done()`` waits for the upload (raising its failure), then keeps the file in the
+        cache; ``done(False)`` only waits (a rollback, which then deletes the object)."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="scandb-publish")
+        upload = pool.submit(self._upload_file, staged, key)
+        pool.shutdown(wait=False)
+
+        def done(keep: bool = True) -> None:
+            if not keep:
+                wait([upload])
+                return
+            upload.result()
+            self.cache.keep(self.url_of(key), staged)
+        return done
+
+    def _upload_file(self, staged: Path, key: str) -> None:
         from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=PART_SIZE,
                                 max_concurrency=UPLOAD_THREADS)
         self._call(lambda c: c.upload_file(str(staged), self.bucket, self.object_key(key), Config=config), key)
-        self.cache.keep(self.url_of(key), staged)
 
     def delete(self, keys: Iterable[str]) -> int:
         """Delete these objects (missing ones are fine); returns how many were asked for."""
