@@ -8,7 +8,8 @@ so an object never changes once written, and a cached copy is never stale.
 
 - Writing: ``put`` uploads bytes in one request; a file built piece by piece (a response
   matrix) is built in a local staging file and ``publish`` uploads it (multipart, several
-  parts in flight, bounded memory), then keeps it in the cache. An upload is atomic: an
+  parts in flight, bounded memory), then keeps it in the cache; ``begin_publish`` begins
+  that upload in a thread while the writer goes on, and waits for it when asked. An upload is atomic: an
   object's name never holds part of one, so a bucket has no temporaries; a killed ingest
   leaves whole objects no row references, which ``gc`` deletes once they are older than
   an ingest could still be running.
