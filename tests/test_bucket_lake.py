@@ -401,6 +401,35 @@ def test_forked_ingest_workers_upload_their_chunks_images(s3_bucket, tmp_path, s
     assert run_cli("verify", "--db", url).code == 0
 
 
+def test_an_ingest_failing_once_its_matrix_upload_began_leaves_whole_objects_gc_deletes(
+        s3_bucket, tmp_path, scan_file, monkeypatch):
+    """The matrix's upload begins once every row is written; an ingest failing after that
+    (its progress callback raising on the last chunk) waits for the upload before it
+    returns: nothing is left uploading, staged or referenced, and gc deletes the objects."""
+    url, store = catalog(tmp_path), lakes.STORE_FOLDER
+    seen = []
+
+    def progress(done, total):
+        seen.append(done)
+        if sum(seen) == total:
+            raise RuntimeError("stopped after the last chunk")
+
+    with scandb.connect(url, read_only=False, data_path=s3_bucket.url) as db:
+        with pytest.raises(Exception, match="stopped after the last chunk"):
+            db.ingest(scan_file, progress=lambda path: progress)
+        assert db.sql("SELECT count(*) FROM scans").fetchone()[0] == 0
+    matrices = [k for k in s3_bucket.keys(f"{store}/responses/")]
+    assert len(matrices) == 1, matrices  # uploaded whole before the ingest returned
+    assert Bucket(f"{s3_bucket.url}/{store}").unfinished_uploads() == []
+    assert [p for p in (s3_bucket.cache / "staging").rglob("*") if p.is_file()] == []
+    monkeypatch.setattr(lakes, "IN_FLIGHT_S", 0.0)
+    from scandb.catalog.lake_catalog import LakeCatalog
+    monkeypatch.setattr(LakeCatalog, "garbage_age", 0.0)
+    collected = run_cli("gc", "--older-than", "0", "--db", url)
+    assert collected.code == 0, collected
+    assert [k for k in s3_bucket.keys() if k.startswith(f"{store}/")] == []
+
+
 def test_a_bucket_that_does_not_exist_is_one_line(s3_bucket, tmp_path, scan_file):
     run = run_cli("ingest", str(scan_file), "--db", catalog(tmp_path), "--data-path", "s3://no-such-bucket-here/lab")
     assert run.code != 0 and "s3://no-such-bucket-here: no such bucket" in run.error, run

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -187,11 +188,17 @@ class Prefetcher:
                                                        self.matrix))
 
     def chunks(self, order: np.ndarray) -> Iterator[TrialChunk]:
+        """The chunks, in order; with workers, the first ``CHUNKS_AHEAD`` are asked for now,
+        so the workers read while the caller does other work before it wants the first."""
         todo = iter(chunks_in(order, chunk_trials(self.scan)))
         if self._pool is None:
-            for trials in todo:
-                yield self._keep(read_chunk(self.scan, self.store, self.groups, trials, self.frames, self.matrix))
-            return
+            return (self._keep(read_chunk(self.scan, self.store, self.groups, trials, self.frames, self.matrix))
+                    for trials in todo)
+        for trials in islice(todo, CHUNKS_AHEAD):
+            self._pending.append(self._pool.submit(_worker_chunk, trials))
+        return self._handed_out(todo)
+
+    def _handed_out(self, todo: Iterator[np.ndarray]) -> Iterator[TrialChunk]:
         for trials in todo:
             self._pending.append(self._pool.submit(_worker_chunk, trials))
             if len(self._pending) > CHUNKS_AHEAD:

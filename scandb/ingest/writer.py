@@ -187,16 +187,10 @@ class _ScanWriter:
                 begin_scan_write(self.db, s.key, replaced)
                 self.digests = RunningDigests(self.conn, response_values=not (self.response_matrix
                                                                               or s.kind == "dynamic"))
-                self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
-                stored = {rel: self.meta.put(s.files[rel], rel) for rel in tables.kept_as_files(s)}
-                statistics = tables.statistics_table(s, stored)
-                if statistics is not None:
-                    self._insert("statistics", statistics)
-                self._insert("scan_files", tables.file_table(s, stored))
                 if self.response_matrix or s.kind == "dynamic":
                     self.matrix = MatrixStore(self.store.folder).writer(source.sha256, s.n_trials,
                                                                         *matrix_row_shape(s))
-                image_hashes, member_digests, flags = self._write_trial_data()
+                image_hashes, member_digests, flags = self._write_trial_data(meanwhile=self._write_scan_tables)
                 trials = tables.trial_table(s, image_hashes, flags)
                 self._insert("trials", trials, "* REPLACE (extra::JSON AS extra)")
                 self._write_quality(trials)
@@ -204,13 +198,15 @@ class _ScanWriter:
                 self._insert("scans", tables.scan_row(s, source, datetime.now(timezone.utc).replace(tzinfo=None),
                                                       __version__))
                 if self.matrix is not None:
-                    key = self.matrix.finish()
-                    self._insert("response_matrices", tables.response_matrix_row(s.key, key, s.n_trials, s.n_neurons))
+                    self._insert("response_matrices", tables.response_matrix_row(s.key, self.matrix.key, s.n_trials,
+                                                                                 s.n_neurons))
                 if replaced:
                     self.conn.execute("DELETE FROM images WHERE image_hash NOT IN (SELECT image_hash FROM trials)")
                 shared = sorted(set(image_hashes) & self.known_images)
                 if shared:  # rows another scan added: part of this scan's digest of images
                     self.digests.add_rows_of(self.conn, "images", "list_contains(?, image_hash)", [shared])
+                if self.matrix is not None:  # in place (on a bucket: its upload, begun once every row was
+                    self.matrix.finish()      # written, done), before its digest is taken and the commit
                 rows_hashed = self.row_digests and len(self.row_digests) == s.n_trials
                 record_digests(self.db, s.key, [self.row_digests[t] for t in range(s.n_trials)] if rows_hashed else None,
                                self.digests.digests())
@@ -224,6 +220,17 @@ class _ScanWriter:
                 raise
             raise _explain(self.db, s, exc) from exc
         self._note_missing_meta()
+
+    def _write_scan_tables(self) -> None:
+        """The scan's neurons, statistics and kept files (rows of no trial): written while
+        the readers read the first chunks."""
+        s = self.scan
+        self._insert("neurons", tables.neuron_table(s), "* REPLACE (extra::JSON AS extra)")
+        stored = {rel: self.meta.put(s.files[rel], rel) for rel in tables.kept_as_files(s)}
+        statistics = tables.statistics_table(s, stored)
+        if statistics is not None:
+            self._insert("statistics", statistics)
+        self._insert("scan_files", tables.file_table(s, stored))
 
     def _write_quality(self, trials: pa.Table) -> None:
         """``neuron_quality`` from the repeat tier's rows just written: read back from the
@@ -252,10 +259,12 @@ class _ScanWriter:
         finally:
             self.conn.unregister("_digested")
 
-    def _write_trial_data(self) -> tuple[list[str], dict[str, str], tables.TrialFlags]:
+    def _write_trial_data(self, meanwhile: Callable[[], None]) -> tuple[list[str], dict[str, str],
+                                                                         tables.TrialFlags]:
         """Stream every trial's image (or video), responses, behavior and pupil position, in
-        image order; returns image hashes by trial, the sha256 of every member read, and
-        what was learnt about each trial (valid length, withheld data)."""
+        image order (``meanwhile()`` runs once the readers have begun, before the first
+        chunk); returns image hashes by trial, the sha256 of every member read, and what
+        was learnt about each trial (valid length, withheld data)."""
         s = self.scan
         image_hashes: list[str] = [""] * s.n_trials
         flags = tables.TrialFlags.empty(s.n_trials)
@@ -269,7 +278,9 @@ class _ScanWriter:
         reader = prefetch.Prefetcher(self.path, s, self.store, self.groups, self.workers, sink)
         gathered = _Gathered(self._insert)
         try:
-            for chunk in reader.chunks(tables.image_order(s)):
+            chunks = reader.chunks(tables.image_order(s))
+            meanwhile()
+            for chunk in chunks:
                 self.created = reader.created
                 new_images = []
                 for trial, stored in zip(chunk.trials.tolist(), chunk.images):

@@ -8,7 +8,8 @@ so an object never changes once written, and a cached copy is never stale.
 
 - Writing: ``put`` uploads bytes in one request; a file built piece by piece (a response
   matrix) is built in a local staging file and ``publish`` uploads it (multipart, several
-  parts in flight, bounded memory), then keeps it in the cache. An upload is atomic: an
+  parts in flight, bounded memory), then keeps it in the cache; ``begin_publish`` begins
+  that upload in a thread while the writer goes on, and waits for it when asked. An upload is atomic: an
   object's name never holds part of one, so a bucket has no temporaries; a killed ingest
   leaves whole objects no row references, which ``gc`` deletes once they are older than
   an ingest could still be running.
@@ -25,8 +26,9 @@ Credentials come the ecosystem's way: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS
 (``AWS_SESSION_TOKEN``), ``AWS_REGION`` and, for a server other than AWS,
 ``AWS_ENDPOINT_URL``. They are never stored in the catalog.
 
-The client is boto3 (the ``cloud`` extra), created anew in each process: ingest workers are
-forked, and so are DataLoader workers. (obstore, faster at coalesced range reads, hung in a
+The client is boto3 (the ``cloud`` extra), one per process and credentials, created anew in
+each process: ingest workers are forked, and so are DataLoader workers (a forked child makes
+its client from the session its parent kept, in milliseconds). (obstore, faster at coalesced range reads, hung in a
 forked child here.)
 """
 
@@ -37,8 +39,8 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -527,12 +529,32 @@ class Bucket:
     def publish(self, staged: Path, key: str) -> None:
         """Upload a file built by ``staging`` as ``key`` (in parts when large), then keep it
         in the cache."""
+        self._upload_file(staged, key)
+        self.cache.keep(self.url_of(key), staged)
+
+    def begin_publish(self, staged: Path, key: str) -> Callable[[bool], None]:
+        """``publish`` with the upload begun now, in a thread of its own, while the caller
+        goes on (reading the staged file is fine, changing it is not); returns ``done``:
+        ``done()`` waits for the upload (raising its failure), then keeps the file in the
+        cache; ``done(False)`` only waits (a rollback, which then deletes the object)."""
+        pool = ThreadPoolExecutor(1, thread_name_prefix="scandb-publish")
+        upload = pool.submit(self._upload_file, staged, key)
+        pool.shutdown(wait=False)
+
+        def done(keep: bool = True) -> None:
+            if not keep:
+                wait([upload])
+                return
+            upload.result()
+            self.cache.keep(self.url_of(key), staged)
+        return done
+
+    def _upload_file(self, staged: Path, key: str) -> None:
         from boto3.s3.transfer import TransferConfig
 
         config = TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=PART_SIZE,
                                 max_concurrency=UPLOAD_THREADS)
         self._call(lambda c: c.upload_file(str(staged), self.bucket, self.object_key(key), Config=config), key)
-        self.cache.keep(self.url_of(key), staged)
 
     def delete(self, keys: Iterable[str]) -> int:
         """Delete these objects (missing ones are fine); returns how many were asked for."""
@@ -734,19 +756,47 @@ class ObjectPath:
         self.bucket.delete([self.key])
 
 
+_sessions: dict[Credentials, object] = {}
+"""boto3 sessions by credentials, kept for the process and the processes it forks: a new
+session reads and parses botocore's S3 model again (~0.1 s a client), a kept one makes a
+client in a few ms (a forked ingest worker's, a new connection's)."""
+_clients: dict[Credentials, object] = {}
+"""This process's clients by credentials, shared by its ``Bucket`` objects (thread-safe)."""
+_clients_lock = threading.Lock()
+
+
+def _forked() -> None:
+    """In a forked child: the parent's clients (their connections) are not its own."""
+    global _clients_lock
+    _clients.clear()
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def _client(url: str):
     found = credentials(url)
+    client = _clients.get(found)
+    if client is not None:
+        return client
     try:
         import boto3
         from botocore.config import Config
     except ModuleNotFoundError:
         raise DatabaseError(f"{url}: a store on a bucket needs boto3; install it with {CLOUD_EXTRA}") from None
-    session = boto3.session.Session(aws_access_key_id=found.key_id, aws_secret_access_key=found.secret,
-                                    aws_session_token=found.token, region_name=found.region)
-    config = Config(max_pool_connections=32, retries={"max_attempts": 5, "mode": "standard"},
-                    s3={"addressing_style": "path"} if found.endpoint else None,
-                    connect_timeout=10, read_timeout=60)
-    return session.client("s3", endpoint_url=found.endpoint, config=config)
+    with _clients_lock:
+        if found not in _clients:
+            session = _sessions.get(found)
+            if session is None:
+                session = _sessions[found] = boto3.session.Session(
+                    aws_access_key_id=found.key_id, aws_secret_access_key=found.secret,
+                    aws_session_token=found.token, region_name=found.region)
+            config = Config(max_pool_connections=32, retries={"max_attempts": 5, "mode": "standard"},
+                            s3={"addressing_style": "path"} if found.endpoint else None,
+                            connect_timeout=10, read_timeout=60)
+            _clients[found] = session.client("s3", endpoint_url=found.endpoint, config=config)
+        return _clients[found]
 
 
 REFUSED = {"InvalidAccessKeyId": "no such key id", "SignatureDoesNotMatch": "the secret is not that key id's",

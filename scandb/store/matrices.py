@@ -61,6 +61,8 @@ class MatrixWriter:
         self._file.flush()
         self._data_offset = self._file.tell()
         self._row_bytes = int(np.prod(row_shape, dtype=np.int64)) * 4
+        self._publishing = None
+        """On a medium that uploads (a bucket): the upload begun once every row was written."""
 
     def write(self, trials: np.ndarray, rows: np.ndarray) -> None:
         """Rows for these trial ids (any order), written where they belong."""
@@ -69,6 +71,7 @@ class MatrixWriter:
         for trial, row in zip(trials.tolist(), rows):
             os.pwrite(fd, row.data, self._data_offset + trial * self._row_bytes)
         self.rows_written += len(trials)
+        self._complete()
 
     def sink(self) -> "RowSink":
         """Where reader processes write rows themselves (``RowSink``), sparing the rows a
@@ -78,19 +81,36 @@ class MatrixWriter:
     def count(self, n: int) -> None:
         """``n`` rows were written through a ``RowSink``."""
         self.rows_written += n
+        self._complete()
+
+    def _complete(self) -> None:
+        """Once every row is written, a medium that uploads (a bucket's ``begin_publish``)
+        begins uploading the file, while the ingest inserts its last rows; the temporary
+        stays where it is (``neuron_quality`` reads it) until ``finish``."""
+        begin = getattr(self.store.folder, "begin_publish", None)
+        if self.rows_written == self.shape[0] and self._publishing is None and begin is not None:
+            self._file.close()
+            self._publishing = begin(self.temporary, self.key)
 
     def finish(self) -> str:
-        """Put the matrix in place; returns its key in the store."""
+        """Put the matrix in place (on a bucket: wait for its upload); returns its key in the
+        store."""
         if self.rows_written != self.shape[0]:
             raise RuntimeError(f"response matrix has {self.rows_written} of {self.shape[0]} rows")
         self._file.close()
-        self.store.folder.publish(self.temporary, self.key)
+        if self._publishing is not None:
+            self._publishing()
+        else:
+            self.store.folder.publish(self.temporary, self.key)
         return self.key
 
     def discard(self, final: bool = True) -> None:
         """Remove the temporary, and unless ``final`` is False the finished file (which, in a
-        store other processes write, another ingest of the same source may have written too)."""
+        store other processes write, another ingest of the same source may have written too);
+        an upload begun is waited for first."""
         self._file.close()
+        if self._publishing is not None:
+            self._publishing(False)
         self.temporary.unlink(missing_ok=True)
         if final:
             self.store.folder.delete([self.key])
