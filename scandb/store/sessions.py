@@ -58,7 +58,7 @@ class SessionStore(Store):
         try:
             try:
                 with open(staged, "wb", buffering=0) as f:
-                    f.write(header)
+                    _write_all(f, header)
                     for block in read(ring.take):
                         source.put(block)
                         if seen is not None:
@@ -84,7 +84,7 @@ class SessionStore(Store):
         return np.load(self.folder.path(key), mmap_mode="r", allow_pickle=False)
 
 
-def _write_all(f, block: memoryview) -> None:
+def _write_all(f, block: bytes | memoryview) -> None:
     """An unbuffered file's ``write`` may write less than it was given."""
     done = 0
     while done < len(block):
